@@ -1,0 +1,106 @@
+"""The whole tastyrec error tree.
+
+Every error tastyrec raises derives from :class:`TastyrecError`::
+
+    TastyrecError
+    +-- ProtocolError               abstract: the DXLink protocol was broken
+    |   +-- LocalProtocolError      we asked for something illegal in this state
+    |   +-- RemoteProtocolError     the server sent something malformed or unexpected
+    +-- ConnectionClosed            the websocket closed; .code and .reason
+    |   +-- ConnectionClosedOK
+    |   +-- ConnectionClosedError
+    +-- AuthenticationError         token rejected (AUTH_STATE UNAUTHORIZED): fatal, never retried
+    +-- ServerError                 a DXLink ERROR message; .error_type is the spec's error type
+    +-- SchemaError                 Struct <-> wire/Arrow mismatch, unknown event type or field
+    +-- StorageError                sink or journal failure
+
+Messages never contain tokens: only the offending value, formatted with ``!r``.
+This module imports nothing from the rest of tastyrec.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "AuthenticationError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "SchemaError",
+    "ServerError",
+    "StorageError",
+    "TastyrecError",
+)
+
+
+class TastyrecError(Exception):
+    """Base class of every exception raised by tastyrec."""
+
+
+class ProtocolError(TastyrecError):
+    """The DXLink protocol was broken, by us or by the server."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We asked for something the protocol does not allow in the current state."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server sent a message that is malformed or not allowed in the current state."""
+
+
+class ConnectionClosed(TastyrecError):
+    """The websocket connection closed.
+
+    Attributes:
+        code: the websocket close code, or ``None`` when no close frame was received.
+        reason: the close reason sent by the peer (may be empty).
+    """
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"connection closed: code={code!r} reason={reason!r}")
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally (1000 or 1001)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection closed abnormally; a streamer reconnects after this."""
+
+
+class AuthenticationError(TastyrecError):
+    """The server rejected the token (``AUTH_STATE UNAUTHORIZED`` after ``AUTH``).
+
+    It is fatal: reconnecting with the same token cannot succeed. Get a new quote token (it is
+    valid for 24 hours) and start again.
+    """
+
+
+class ServerError(TastyrecError):
+    """The server sent a DXLink ``ERROR`` message.
+
+    Attributes:
+        error_type: one of ``UNSUPPORTED_PROTOCOL``, ``TIMEOUT``, ``UNAUTHORIZED``,
+            ``INVALID_MESSAGE``, ``BAD_ACTION``, ``UNKNOWN``.
+        message: the server's text.
+        channel: the channel it arrived on (0 for the connection).
+    """
+
+    def __init__(self, error_type: str, message: str, channel: int = 0) -> None:
+        self.error_type = error_type
+        self.message = message
+        self.channel = channel
+        super().__init__(f"server error {error_type} on channel {channel}: {message!r}")
+
+
+class SchemaError(TastyrecError):
+    """An event type or field does not match tastyrec's event schemas."""
+
+
+class StorageError(TastyrecError):
+    """Writing or reading a recording failed."""
