@@ -51,9 +51,13 @@ class Message(
     kw_only=True,
     frozen=True,
 ):
-    """Base of every DXLink message: ``type`` (the tag) and ``channel`` (0 = connection)."""
+    """Base of every DXLink message: ``type`` (the tag) and ``channel`` (0 = connection).
 
-    channel: int = 0
+    ``channel`` has no default on purpose: ``omit_defaults`` would drop a default 0 from the
+    wire, and receivers drop frames without a numeric ``channel`` (DXLINK.md §1).
+    """
+
+    channel: int
 
 
 class Setup(Message, frozen=True, tag="SETUP"):
@@ -186,9 +190,7 @@ _decoder: Final = msgspec.json.Decoder(AnyMessage)
 _envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
 _raw_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 _encoder: Final = msgspec.json.Encoder()
-_KNOWN_TYPES: Final = frozenset(
-    cls.__struct_config__.tag for cls in typing.get_args(AnyMessage)
-)
+_KNOWN_TYPES: Final = frozenset(cls.__struct_config__.tag for cls in typing.get_args(AnyMessage))
 
 
 def decode(raw: str | bytes) -> AnyMessage | UnknownMessage:
@@ -202,7 +204,7 @@ def decode(raw: str | bytes) -> AnyMessage | UnknownMessage:
             with missing or mistyped fields.
     """
     try:
-        return _decoder.decode(raw)
+        msg: AnyMessage = _decoder.decode(raw)
     except msgspec.DecodeError as exc:
         try:
             env = _envelope_decoder.decode(raw)
@@ -211,10 +213,11 @@ def decode(raw: str | bytes) -> AnyMessage | UnknownMessage:
         if env.type in _KNOWN_TYPES:
             raise RemoteProtocolError(f"invalid {env.type} message: {exc}") from None
         return UnknownMessage(env.type, env.channel, _raw_decoder.decode(raw))
+    return msg
 
 
-def encode(msg: Message) -> bytes:
-    """Encode a message as JSON (UTF-8 bytes, to be sent as a text frame)."""
+def encode(msg: msgspec.Struct) -> bytes:
+    """Encode a message (or part of one) as JSON: UTF-8 bytes, sent as a text frame."""
     return _encoder.encode(msg)
 
 

@@ -1,0 +1,69 @@
+"""tastyrec: record tastytrade's real-time streams into Parquet and play them back.
+
+The public names are re-exported here; the modules behind them are private unless documented.
+The library never configures logging (only the command line does).
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .events import (
+    Candle,
+    Event,
+    Greeks,
+    IndexedEvent,
+    OptionSale,
+    Order,
+    Profile,
+    Quote,
+    Series,
+    Summary,
+    TheoPrice,
+    TimeAndSale,
+    Trade,
+    TradeETH,
+    Underlying,
+)
+from .exceptions import (
+    AuthenticationError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    SchemaError,
+    ServerError,
+    StorageError,
+    TastyrecError,
+)
+
+__all__ = (
+    "AuthenticationError",
+    "Candle",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Event",
+    "Greeks",
+    "IndexedEvent",
+    "LocalProtocolError",
+    "OptionSale",
+    "Order",
+    "Profile",
+    "ProtocolError",
+    "Quote",
+    "RemoteProtocolError",
+    "SchemaError",
+    "Series",
+    "ServerError",
+    "StorageError",
+    "Summary",
+    "TastyrecError",
+    "TheoPrice",
+    "TimeAndSale",
+    "Trade",
+    "TradeETH",
+    "Underlying",
+    "__version__",
+)
