@@ -1,0 +1,737 @@
+"""A deterministic synthetic market: any symbol, any time, the same answer for the same seed.
+
+Role: produce tastyrec event Structs (Quote, Trade, TimeAndSale, Summary, Profile, Greeks,
+TheoPrice, Underlying, Candle) for the simulator's engine. Pure: no I/O, no clock (every method
+takes the time in epoch milliseconds), no randomness that is not derived from ``(seed, symbol)``.
+It must not import websockets, anyio, asyncio or ``time``.
+
+Theory of operation
+-------------------
+A symbol's log price is a sum of *value noise* at a dozen time scales (30 days down to half a
+second): at scale ``L`` the noise takes a hashed unit-variance value at every multiple of ``L``
+and is linearly interpolated in between, with an amplitude proportional to ``sqrt(L)`` so the
+path looks like a random walk at every zoom level. Because the price at ``t`` is a closed-form
+function of ``(seed, symbol, t)`` (a counter-based hash, splitmix64), it can be evaluated at any
+time without history: candle history, live quotes and trade prints agree with each other, and a
+symbol's path does not depend on what else is subscribed or in which order.
+
+Everything else is derived from that path:
+
+* quotes: bid/ask around the path on the tick grid, hashed sizes and exchange codes; indices
+  (SPX, VIX, NDX...) have NaN sizes and ``"\\u0000"`` exchange codes, like the real feed;
+* trades: a print happens in a fixed slot grid (250 ms for stocks, 5 s for options) with a hashed
+  probability, at the bid or ask of that instant; day volume grows strictly from print to print;
+* options (dxFeed symbols such as ``.SPY261218C600`` or ``.SPY261218C602.5``): Black-Scholes on
+  the simulated underlying with a smile, expiry at 20:00 UTC on the expiration day; Greeks and
+  TheoPrice; quotes around theo;
+* candles: open/close are the path at the candle's bounds, high/low/vwap come from samples inside
+  it (so high >= max(open, close) and low <= min(open, close) always hold).
+
+The market trades around the clock (no sessions): ``tho=true`` is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+
+from ..events.base import NAN, SNAPSHOT_BEGIN, SNAPSHOT_END, SNAPSHOT_SNIP
+from ..events.market import (
+    Candle,
+    Greeks,
+    Profile,
+    Quote,
+    Summary,
+    TheoPrice,
+    TimeAndSale,
+    Trade,
+    Underlying,
+)
+
+__all__ = (
+    "CandleSymbol",
+    "Market",
+    "OptionSymbol",
+    "parse_candle_symbol",
+    "parse_option_symbol",
+    "ts_index",
+)
+
+_M64: Final = (1 << 64) - 1
+DAY_MS: Final = 86_400_000
+YEAR_MS: Final = 365 * DAY_MS
+#: (scale in seconds, scale id) of the value-noise components of the price path
+_SCALES: Final = (
+    2_592_000.0,
+    432_000.0,
+    86_400.0,
+    14_400.0,
+    3_600.0,
+    900.0,
+    300.0,
+    60.0,
+    15.0,
+    3.0,
+    0.5,
+)
+_SQRT3: Final = math.sqrt(3.0)
+_INTEREST: Final = 0.045
+_STOCK_EXCHANGES: Final = ("Q", "P", "Z", "K", "N", "V", "X", "T", "H", "Y", "U", "J")
+_OPTION_EXCHANGES: Final = ("C", "X", "Z", "W", "I", "H", "Q", "A", "M", "N")
+_TRADE_SLOT_MS: Final = 250
+_OPTION_TRADE_SLOT_MS: Final = 5_000
+
+#: base price, annual volatility, dividend yield, description
+_KNOWN: Final[dict[str, tuple[float, float, float, str]]] = {
+    "SPY": (560.0, 0.15, 0.013, "SPDR S&P 500 ETF Trust"),
+    "QQQ": (480.0, 0.20, 0.006, "Invesco QQQ Trust, Series 1"),
+    "IWM": (215.0, 0.22, 0.012, "iShares Russell 2000 ETF"),
+    "DIA": (410.0, 0.14, 0.016, "SPDR Dow Jones Industrial Average ETF Trust"),
+    "TLT": (95.0, 0.16, 0.038, "iShares 20+ Year Treasury Bond ETF"),
+    "GLD": (230.0, 0.14, 0.0, "SPDR Gold Shares"),
+    "AAPL": (225.0, 0.25, 0.004, "Apple Inc. - Common Stock"),
+    "MSFT": (430.0, 0.24, 0.007, "Microsoft Corporation - Common Stock"),
+    "NVDA": (120.0, 0.50, 0.0003, "NVIDIA Corporation - Common Stock"),
+    "TSLA": (240.0, 0.55, 0.0, "Tesla, Inc. - Common Stock"),
+    "AMZN": (185.0, 0.30, 0.0, "Amazon.com, Inc. - Common Stock"),
+    "SPX": (5600.0, 0.15, 0.013, "S&P 500 Index"),
+    "XSP": (560.0, 0.15, 0.013, "Mini-SPX Index"),
+    "NDX": (19800.0, 0.20, 0.006, "Nasdaq-100 Index"),
+    "RUT": (2150.0, 0.22, 0.012, "Russell 2000 Index"),
+    "DJX": (410.0, 0.14, 0.016, "Dow Jones Industrial Average Index (1/100)"),
+    "VIX": (15.0, 0.90, 0.0, "CBOE Volatility Index"),
+}
+_INDICES: Final = frozenset({"SPX", "XSP", "NDX", "RUT", "DJX", "VIX", "VIX9D", "OEX", "SOX"})
+_ETFS: Final = frozenset({"SPY", "QQQ", "IWM", "DIA", "TLT", "GLD", "XLF", "XLE", "EEM", "HYG"})
+
+
+def ts_index(time_ms: int, sequence: int = 0) -> int:
+    """The dxFeed time-series index of an event (DXLINK.md §10)."""
+    return ((time_ms // 1000) << 32) | ((time_ms % 1000) << 22) | sequence
+
+
+def _mix(x: int) -> int:
+    """splitmix64 finaliser: a well-spread 64-bit hash of a 64-bit integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _unit(key: int, n: int) -> float:
+    """A uniform value in [0, 1) for (key, n)."""
+    return _mix(key ^ _mix(n & _M64)) / 18446744073709551616.0
+
+
+# ---------------------------------------------------------------------------------------------
+# symbols
+
+
+_OPTION_RE: Final = re.compile(r"^\.([A-Z][A-Z0-9/]*?)(\d{6})([CP])(\d+(?:\.\d+)?)$")
+_CANDLE_RE: Final = re.compile(r"^(?P<base>[^{}]+)\{(?P<attrs>[^{}]*)\}$")
+_PERIOD_RE: Final = re.compile(r"^=?(?P<n>\d*)(?P<unit>[a-z]+)$")
+_FIXED_UNITS_MS: Final = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
+#: 1970-01-05 was the first Monday after the epoch: weeks start on Monday
+_WEEK_OFFSET_MS: Final = 4 * DAY_MS
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSymbol:
+    """A dxFeed option symbol such as ``.SPY261218C602.5``."""
+
+    underlying: str
+    expiration_ms: int  #: 20:00 UTC on the expiration day
+    is_call: bool
+    strike: float
+
+
+def parse_option_symbol(symbol: str) -> OptionSymbol | None:
+    """Parse a dxFeed option symbol; None if ``symbol`` is not one."""
+    m = _OPTION_RE.match(symbol)
+    if m is None:
+        return None
+    ymd = m.group(2)
+    try:
+        day = datetime(2000 + int(ymd[:2]), int(ymd[2:4]), int(ymd[4:]), 20, tzinfo=UTC)
+    except ValueError:
+        return None
+    return OptionSymbol(
+        m.group(1), int(day.timestamp() * 1000), m.group(3) == "C", float(m.group(4))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CandleSymbol:
+    """A candle symbol ``<base>{=<n><unit>[,attr...]}`` split into its parts."""
+
+    base: str
+    n: int  #: period multiplier
+    unit: str  #: s, m, h, d, w, mo, y (others are recognised but produce no candles)
+    attrs: tuple[str, ...]  #: the other attributes, as given (e.g. ``tho=true``)
+
+    @property
+    def normalized(self) -> str:
+        """The symbol the server echoes: a period of 1 is dropped (``{=1d}`` -> ``{=d}``)."""
+        period = f"={'' if self.n == 1 else self.n}{self.unit}"
+        return f"{self.base}{{{','.join((period, *self.attrs))}}}"
+
+    @property
+    def supported(self) -> bool:
+        """Whether the simulator builds candles of this period (time-based periods only)."""
+        return self.n > 0 and (self.unit in _FIXED_UNITS_MS or self.unit in ("mo", "y"))
+
+    def slot(self, t_ms: int) -> int:
+        """Number of the candle containing ``t_ms``."""
+        if self.unit in _FIXED_UNITS_MS:
+            length = _FIXED_UNITS_MS[self.unit] * self.n
+            offset = _WEEK_OFFSET_MS if self.unit == "w" else 0
+            return (t_ms - offset) // length
+        d = datetime.fromtimestamp(t_ms / 1000, UTC)
+        months = (d.year - 1970) * 12 + d.month - 1
+        return months // (self.n * (12 if self.unit == "y" else 1))
+
+    def start(self, slot: int) -> int:
+        """Start time (epoch ms) of candle number ``slot``."""
+        if self.unit in _FIXED_UNITS_MS:
+            length = _FIXED_UNITS_MS[self.unit] * self.n
+            offset = _WEEK_OFFSET_MS if self.unit == "w" else 0
+            return slot * length + offset
+        months = slot * self.n * (12 if self.unit == "y" else 1)
+        year, month = 1970 + months // 12, months % 12 + 1
+        return calendar.timegm((year, month, 1, 0, 0, 0)) * 1000
+
+
+def parse_candle_symbol(symbol: str) -> CandleSymbol | None:
+    """Parse a candle symbol; None if it has no ``{...}`` attributes or no period."""
+    m = _CANDLE_RE.match(symbol)
+    if m is None:
+        return None
+    period: tuple[int, str] | None = None
+    attrs: list[str] = []
+    for attr in m.group("attrs").split(","):
+        if attr.startswith("=") and period is None:
+            pm = _PERIOD_RE.match(attr)
+            if pm is None:
+                return None
+            period = (int(pm.group("n")) if pm.group("n") else 1, pm.group("unit"))
+        elif attr:
+            attrs.append(attr)
+    if period is None:
+        return None
+    return CandleSymbol(m.group("base"), period[0], period[1], tuple(attrs))
+
+
+# ---------------------------------------------------------------------------------------------
+# market
+
+
+@dataclass(frozen=True, slots=True)
+class _Info:
+    key: int
+    base: float
+    vol: float  #: annual volatility of the path
+    div: float  #: dividend yield
+    description: str
+    index: bool
+    etf: bool
+    tick: float
+    lot_volume: float  #: typical daily volume
+
+
+def _ncdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _npdf(x: float) -> float:
+    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bs:
+    theo: float
+    iv: float
+    delta: float
+    gamma: float
+    theta: float  #: per calendar day
+    rho: float  #: per 1% rate move
+    vega: float  #: per 1 vol point
+    spot: float
+    div: float
+
+
+class Market:
+    """A synthetic market, deterministic for ``seed``; every method takes the time in ms.
+
+    Example::
+
+        m = Market(seed=0)
+        q = m.quote("SPY", 1721664000000)
+        assert q.bid_price < q.ask_price
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._info: dict[str, _Info] = {}
+
+    # -- the path ------------------------------------------------------------------------------
+
+    def info(self, symbol: str) -> _Info:
+        info = self._info.get(symbol)
+        if info is None:
+            info = self._info[symbol] = self._make_info(symbol)
+        return info
+
+    def _make_info(self, symbol: str) -> _Info:
+        digest = hashlib.blake2b(f"{self.seed}\x00{symbol}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big")
+        known = _KNOWN.get(symbol)
+        if known is not None:
+            base, vol, div, description = known
+        else:
+            base = round(10.0 * math.exp(4.0 * _unit(key, 1)), 2)  # 10 .. 546
+            vol = 0.2 + 0.4 * _unit(key, 2)
+            div = 0.0 if _unit(key, 3) < 0.5 else round(0.03 * _unit(key, 4), 4)
+            description = f"{symbol} Holdings Inc. - Common Stock (simulated)"
+        index = symbol in _INDICES
+        tick = 0.01 if base < 1000 else 0.05
+        lot_volume = 0.0 if index else 2e6 + 6e7 * _unit(key, 5)
+        etf = symbol in _ETFS
+        return _Info(key, base, vol, div, description, index, etf, tick, lot_volume)
+
+    def path(self, symbol: str, t_ms: int) -> float:
+        """The simulated (mid) price of a plain symbol at ``t_ms``; an option's theo price."""
+        opt = parse_option_symbol(symbol)
+        if opt is not None:
+            return self._bs(opt, t_ms).theo
+        info = self.info(symbol)
+        sigma_s = info.vol / math.sqrt(365.0 * 86_400.0)
+        t = t_ms / 1000.0
+        x = 0.0
+        for sid, scale in enumerate(_SCALES):
+            u = t / scale
+            i = math.floor(u)
+            f = u - i
+            k = info.key ^ ((sid + 1) << 56)
+            a = _unit(k, i) - 0.5
+            b = _unit(k, i + 1) - 0.5
+            x += (a + (b - a) * f) * 2.0 * _SQRT3 * math.sqrt(scale) * sigma_s * 0.8
+        return info.base * math.exp(x)
+
+    # -- options -------------------------------------------------------------------------------
+
+    def _iv(self, opt: OptionSymbol, spot: float, years: float, t_ms: int) -> float:
+        uinfo = self.info(opt.underlying)
+        m = math.log(opt.strike / spot) / math.sqrt(max(years, 1e-4))
+        m = max(-3.0, min(3.0, m))
+        wobble = 1.0 + 0.05 * math.sin(t_ms / 3_600_000.0 + (uinfo.key & 0xFFFF))
+        return uinfo.vol * (1.0 - 0.25 * m + 0.35 * m * m) * wobble
+
+    def _bs(self, opt: OptionSymbol, t_ms: int) -> _Bs:
+        spot = self.path(opt.underlying, t_ms)
+        q = self.info(opt.underlying).div
+        years = (opt.expiration_ms - t_ms) / YEAR_MS
+        k = opt.strike
+        if years <= 0:
+            intrinsic = max(0.0, spot - k) if opt.is_call else max(0.0, k - spot)
+            return _Bs(intrinsic, NAN, NAN, NAN, NAN, NAN, NAN, spot, q)
+        iv = self._iv(opt, spot, years, t_ms)
+        r = _INTEREST
+        sq = math.sqrt(years)
+        d1 = (math.log(spot / k) + (r - q + 0.5 * iv * iv) * years) / (iv * sq)
+        d2 = d1 - iv * sq
+        dq, dr = math.exp(-q * years), math.exp(-r * years)
+        pdf = _npdf(d1)
+        gamma = dq * pdf / (spot * iv * sq)
+        vega = spot * dq * pdf * sq / 100.0
+        common = -spot * dq * pdf * iv / (2.0 * sq)
+        if opt.is_call:
+            theo = spot * dq * _ncdf(d1) - k * dr * _ncdf(d2)
+            delta = dq * _ncdf(d1)
+            theta = common - r * k * dr * _ncdf(d2) + q * spot * dq * _ncdf(d1)
+            rho = k * years * dr * _ncdf(d2) / 100.0
+        else:
+            theo = k * dr * _ncdf(-d2) - spot * dq * _ncdf(-d1)
+            delta = -dq * _ncdf(-d1)
+            theta = common + r * k * dr * _ncdf(-d2) - q * spot * dq * _ncdf(-d1)
+            rho = -k * years * dr * _ncdf(-d2) / 100.0
+        return _Bs(max(theo, 0.0), iv, delta, gamma, theta / 365.0, rho, vega, spot, q)
+
+    # -- quotes and trades ---------------------------------------------------------------------
+
+    def _bid_ask(self, symbol: str, t_ms: int) -> tuple[float, float, float]:
+        """(bid, ask, tick) at ``t_ms``."""
+        opt = parse_option_symbol(symbol)
+        if opt is not None:
+            theo = self._bs(opt, t_ms).theo
+            tick = 0.01 if theo < 3.0 else 0.05
+            half = max(tick, theo * 0.01)
+            bid = max(0.0, math.floor((theo - half) / tick) * tick)
+            ask = max(bid + tick, math.ceil((theo + half) / tick) * tick)
+            return round(bid, 2), round(ask, 2), tick
+        info = self.info(symbol)
+        mid = self.path(symbol, t_ms)
+        tick = info.tick
+        width = 1 + int(3 * _unit(info.key ^ 0x51, t_ms // 1000)) if mid > 50 else 1
+        if info.index:
+            width += 20
+        bid = math.floor(mid / tick - width / 2) * tick
+        return round(bid, 2), round(bid + width * tick, 2), tick
+
+    def quote(self, symbol: str, t_ms: int) -> Quote:
+        """Best bid and offer at ``t_ms``."""
+        bid, ask, _ = self._bid_ask(symbol, t_ms)
+        opt = parse_option_symbol(symbol)
+        key = self.info(symbol).key
+        second = t_ms // 1000
+        if opt is None and self.info(symbol).index:
+            return Quote(symbol, 0, 0, 0, t_ms, "\x00", t_ms, "\x00", bid, ask, NAN, NAN)
+        exchanges = _OPTION_EXCHANGES if opt is not None else _STOCK_EXCHANGES
+        bx = exchanges[int(_unit(key ^ 0x61, second) * len(exchanges))]
+        ax = exchanges[int(_unit(key ^ 0x62, second) * len(exchanges))]
+        if opt is not None:
+            bsize = float(1 + int(200 * _unit(key ^ 0x63, t_ms // 500)))
+            asize = float(1 + int(200 * _unit(key ^ 0x64, t_ms // 500)))
+        else:
+            bsize = float(100 * (1 + int(30 * _unit(key ^ 0x63, t_ms // 200))))
+            asize = float(100 * (1 + int(30 * _unit(key ^ 0x64, t_ms // 200))))
+        if _unit(key ^ 0x65, t_ms // 100) < 0.01:  # the real feed has the odd NaN size
+            bsize = NAN
+        bid_time = t_ms - int(500 * _unit(key ^ 0x66, t_ms // 100))
+        ask_time = t_ms - int(500 * _unit(key ^ 0x67, t_ms // 100))
+        return Quote(symbol, 0, 0, 0, bid_time, bx, ask_time, ax, bid, ask, bsize, asize)
+
+    def _slot_ms(self, symbol: str) -> int:
+        return _OPTION_TRADE_SLOT_MS if symbol.startswith(".") else _TRADE_SLOT_MS
+
+    def _print_at(self, symbol: str, slot: int) -> tuple[int, float, float, str] | None:
+        """The print of trade slot ``slot``: (time_ms, price, size, side) or None."""
+        info = self.info(symbol)
+        if info.index:
+            return None
+        slot_ms = self._slot_ms(symbol)
+        if _unit(info.key ^ 0x71, slot) >= 0.7:
+            return None
+        t = slot * slot_ms + int(slot_ms * _unit(info.key ^ 0x72, slot))
+        bid, ask, _ = self._bid_ask(symbol, t)
+        u = _unit(info.key ^ 0x73, slot)
+        side, price = ("BUY", ask) if u < 0.45 else ("SELL", bid) if u < 0.9 else ("UNDEFINED", 0)
+        if side == "UNDEFINED":
+            price = round((bid + ask) / 2, 4)
+        if symbol.startswith("."):
+            size = float(1 + int(20 * _unit(info.key ^ 0x74, slot)))
+        else:
+            size = float(1 + int(9 * _unit(info.key ^ 0x74, slot))) * 100.0
+        return t, price, size, side
+
+    def _last_print(
+        self, symbol: str, slot: int, limit: int = 2_000
+    ) -> tuple[int, tuple[int, float, float, str]] | None:
+        for s in range(slot, slot - limit, -1):
+            p = self._print_at(symbol, s)
+            if p is not None:
+                return s, p
+        return None
+
+    def _day_volume(self, symbol: str, slot: int, size: float) -> float:
+        """Strictly increasing in a day: unreported prints fill the gaps (Trade is conflated)."""
+        slot_ms = self._slot_ms(symbol)
+        first = (slot * slot_ms // DAY_MS) * DAY_MS // slot_ms
+        per_slot = 1000.0 if not symbol.startswith(".") else 25.0
+        return per_slot * (slot - first) + size
+
+    def trade(self, symbol: str, t_ms: int) -> Trade | None:
+        """The last print at or before ``t_ms`` and the day's totals; None for indices."""
+        slot = t_ms // self._slot_ms(symbol)
+        last = self._last_print(symbol, slot)
+        if last is None:
+            return None
+        s, (t, price, size, _side) = last
+        if t > t_ms:  # this slot's print is still in the future
+            last = self._last_print(symbol, s - 1)
+            if last is None:
+                return None
+            s, (t, price, size, _side) = last
+        info = self.info(symbol)
+        direction = "UNDEFINED"
+        prev = self._last_print(symbol, s - 1, 50)
+        if prev is not None:
+            p1 = prev[1][1]
+            if price > p1:
+                direction = "UP"
+            elif price < p1:
+                direction = "DOWN"
+            else:
+                prev2 = self._last_print(symbol, prev[0] - 1, 50)
+                p2 = prev2[1][1] if prev2 is not None else p1
+                direction = "ZERO_UP" if p1 > p2 else "ZERO_DOWN" if p1 < p2 else "ZERO"
+        day_id = t // DAY_MS
+        prev_close = self.path(symbol, day_id * DAY_MS - 1)
+        volume = self._day_volume(symbol, s, size)
+        exchanges = _OPTION_EXCHANGES if symbol.startswith(".") else _STOCK_EXCHANGES
+        exchange = exchanges[int(_unit(info.key ^ 0x75, s) * len(exchanges))]
+        turnover = round(volume * self.path(symbol, day_id * DAY_MS + (t % DAY_MS) // 2), 2)
+        return Trade(
+            symbol,
+            0,
+            t,
+            0,
+            0,
+            exchange,
+            day_id,
+            direction,
+            False,
+            price,
+            round(price - prev_close, 4),
+            size,
+            volume,
+            turnover,
+        )
+
+    def time_and_sales(self, symbol: str, after_ms: int, until_ms: int) -> list[TimeAndSale]:
+        """Every print with ``after_ms < time <= until_ms``, oldest first (at most 1000)."""
+        slot_ms = self._slot_ms(symbol)
+        first = max(after_ms // slot_ms, until_ms // slot_ms - 1000)
+        out = []
+        info = self.info(symbol)
+        exchanges = _OPTION_EXCHANGES if symbol.startswith(".") else _STOCK_EXCHANGES
+        for s in range(first, until_ms // slot_ms + 1):
+            p = self._print_at(symbol, s)
+            if p is None or not after_ms < p[0] <= until_ms:
+                continue
+            t, price, size, side = p
+            bid, ask, _ = self._bid_ask(symbol, t)
+            conditions = None if _unit(info.key ^ 0x76, s) < 0.9 else "@ TI"
+            out.append(
+                TimeAndSale(
+                    symbol,
+                    0,
+                    0,
+                    ts_index(t),
+                    t,
+                    0,
+                    0,
+                    exchanges[int(_unit(info.key ^ 0x75, s) * len(exchanges))],
+                    price,
+                    size,
+                    bid,
+                    ask,
+                    conditions,
+                    "\x00",
+                    side,
+                    False,
+                    False,
+                    True,
+                    "NEW",
+                    None,
+                    None,
+                )
+            )
+        return out
+
+    # -- reference data ------------------------------------------------------------------------
+
+    def summary(self, symbol: str, t_ms: int) -> Summary:
+        """Today's open/high/low (sampled every 5 minutes), yesterday's close and volume."""
+        info = self.info(symbol)
+        day = t_ms // DAY_MS
+        start = day * DAY_MS
+        samples = [self.path(symbol, s) for s in range(start, t_ms, 300_000)]
+        samples.append(self.path(symbol, t_ms))
+        oi = int(10_000 * _unit(info.key ^ 0x81, day)) if symbol.startswith(".") else 0
+        prev_volume = NAN if info.index else round(info.lot_volume * (0.6 + _unit(info.key, day)))
+        return Summary(
+            symbol,
+            0,
+            day,
+            "REGULAR",
+            day - 1,
+            "FINAL",
+            oi,
+            round(samples[0], 2),
+            round(max(samples), 2),
+            round(min(samples), 2),
+            NAN,
+            round(self.path(symbol, start - 1), 2),
+            prev_volume,
+        )
+
+    def profile(self, symbol: str, t_ms: int) -> Profile:
+        """Description, status, 52-week range (daily samples); NaN fundamentals where real."""
+        opt = parse_option_symbol(symbol)
+        info = self.info(symbol)
+        day = t_ms // DAY_MS
+        closes = [self.path(symbol, (day - i) * DAY_MS) for i in range(0, 365, 3)]
+        stock = not (info.index or info.etf or opt is not None)
+        if opt is not None:
+            kind = "CALL" if opt.is_call else "PUT"
+            description = f"{opt.underlying} {kind} {opt.strike:g} (simulated)"
+        else:
+            description = info.description
+        return Profile(
+            symbol,
+            0,
+            description,
+            "INACTIVE" if not info.index else "UNDEFINED",
+            "ACTIVE",
+            0,
+            0,
+            (day + 30 - day % 90) if info.div > 0 and not info.index else 0,
+            None,
+            round(max(closes), 2),
+            round(min(closes), 2),
+            round(0.6 + 1.2 * _unit(info.key ^ 0x91, 0), 2) if stock else NAN,
+            float(int(1e8 + 1e10 * _unit(info.key ^ 0x92, 0))) if stock else NAN,
+            NAN,
+            NAN,
+            round(1 + 10 * _unit(info.key ^ 0x93, 0), 2) if stock else NAN,
+            round(info.base * info.div / 4, 4) if info.div > 0 and not info.index else NAN,
+            4.0 if info.div > 0 and not info.index else NAN,
+            NAN,
+        )
+
+    # -- derivatives ---------------------------------------------------------------------------
+
+    def greeks(self, symbol: str, t_ms: int) -> Greeks | None:
+        """Black-Scholes greeks of an option symbol (NaN once expired); None otherwise."""
+        opt = parse_option_symbol(symbol)
+        if opt is None:
+            return None
+        b = self._bs(opt, t_ms)
+        return Greeks(
+            symbol,
+            0,
+            0,
+            ts_index(t_ms),
+            t_ms,
+            0,
+            round(b.theo, 4),
+            b.iv,
+            b.delta,
+            b.gamma,
+            b.theta,
+            b.rho,
+            b.vega,
+        )
+
+    def theo_price(self, symbol: str, t_ms: int) -> TheoPrice | None:
+        """Theoretical price of an option symbol; None otherwise."""
+        opt = parse_option_symbol(symbol)
+        if opt is None:
+            return None
+        b = self._bs(opt, t_ms)
+        delta = 0.0 if math.isnan(b.delta) else b.delta
+        gamma = 0.0 if math.isnan(b.gamma) else b.gamma
+        return TheoPrice(
+            symbol,
+            0,
+            0,
+            ts_index(t_ms),
+            t_ms,
+            0,
+            round(b.theo, 4),
+            round(b.spot, 4),
+            delta,
+            gamma,
+            b.div,
+            _INTEREST,
+        )
+
+    def underlying(self, symbol: str, t_ms: int) -> Underlying | None:
+        """Implied volatility and option volumes of a plain symbol; None for options."""
+        if parse_option_symbol(symbol) is not None:
+            return None
+        info = self.info(symbol)
+        day = t_ms // DAY_MS
+        frac = (t_ms % DAY_MS) / DAY_MS
+        wobble = 1.0 + 0.05 * math.sin(t_ms / 3_600_000.0 + (info.key & 0xFFFF))
+        calls = float(int(info.lot_volume * 0.02 * frac * (0.5 + _unit(info.key ^ 0xA1, day))))
+        puts = float(int(info.lot_volume * 0.02 * frac * (0.5 + _unit(info.key ^ 0xA2, day))))
+        return Underlying(
+            symbol,
+            0,
+            0,
+            ts_index(t_ms),
+            t_ms,
+            0,
+            info.vol * wobble,
+            info.vol * wobble * 1.05,
+            info.vol * wobble * 0.97,
+            calls,
+            puts,
+            calls + puts,
+            puts / calls if calls else 1.0,
+        )
+
+    # -- candles -------------------------------------------------------------------------------
+
+    def candle(self, cs: CandleSymbol, slot: int, now_ms: int, flags: int = 0) -> Candle:
+        """Candle number ``slot`` of ``cs`` as known at ``now_ms`` (the live one is partial)."""
+        start = cs.start(slot)
+        end = cs.start(slot + 1)
+        last = max(start, min(end - 1, now_ms))
+        o = self.path(cs.base, start)
+        c = self.path(cs.base, last)
+        samples = [o, c]
+        samples.extend(self.path(cs.base, start + (last - start) * j // 8) for j in range(1, 8))
+        info = self.info(cs.base)
+        is_option = cs.base.startswith(".")
+        if info.index:
+            volume = vwap = bid_volume = ask_volume = NAN
+            count = 0
+        else:
+            per_ms = info.lot_volume / DAY_MS * (0.02 if is_option else 1.0)
+            full = per_ms * (end - start) * (0.5 + _unit(info.key ^ 0xB1, slot))
+            volume = float(max(1, round(full * (last + 1 - start) / (end - start))))
+            vwap = round(sum(samples) / len(samples), 4)
+            bid_volume = float(int(volume * 0.45))
+            ask_volume = float(int(volume * 0.45))
+            count = max(1, int(volume // (5 if is_option else 100)))
+        return Candle(
+            cs.normalized,
+            0,
+            flags,
+            ts_index(start),
+            start,
+            0,
+            count,
+            volume,
+            vwap,
+            bid_volume,
+            ask_volume,
+            NAN,
+            NAN,
+            round(o, 2),
+            round(max(samples), 2),
+            round(min(samples), 2),
+            round(c, 2),
+        )
+
+    def candle_snapshot(
+        self, cs: CandleSymbol, from_ms: int, now_ms: int, limit: int
+    ) -> list[Candle]:
+        """History from the candle containing ``from_ms`` to the live one, newest first.
+
+        The first event has SNAPSHOT_BEGIN, the last SNAPSHOT_END, or SNAPSHOT_SNIP when more than
+        ``limit`` candles exist (only the newest ``limit`` are sent). One candle: BEGIN|END.
+        """
+        limit = max(1, limit)
+        last = cs.slot(now_ms)
+        first = min(cs.slot(max(from_ms, 0)), last)
+        slots = list(range(last, max(first, last - limit + 1) - 1, -1))
+        snipped = last - first + 1 > limit
+        out = [self.candle(cs, s, now_ms) for s in slots]
+        tail = SNAPSHOT_SNIP if snipped else SNAPSHOT_END
+        out[0] = _with_flags(out[0], SNAPSHOT_BEGIN)
+        out[-1] = _with_flags(out[-1], out[-1].event_flags | tail)
+        return out
+
+
+def _with_flags(c: Candle, flags: int) -> Candle:
+    return msgspec.structs.replace(c, event_flags=flags)

@@ -1,0 +1,268 @@
+"""The DXLink simulator: :class:`~tastyrec.sim.engine.ServerConnection` over real websockets.
+
+Role: accept websocket connections (``websockets.asyncio.server``, 127.0.0.1 by default), drive one
+sans-I/O engine per connection with the wall clock, and inject faults (drop, stall, malformed
+frame, ERROR, token expiry) on demand or on a chaos schedule. This is the only simulator module
+that imports websockets or anyio; it runs on anyio's asyncio backend (websockets is asyncio).
+
+Each connection has two tasks: a reader that feeds frames to the engine and a pump that calls
+``tick`` at the engine's deadlines (at least every 50 ms) and writes whatever the engine queued,
+one text frame per message, under one lock so frames keep their order. Library pings are off:
+DXLink keepalive is application-level (DXLINK.md §1). Oversized client frames are refused by
+websockets' ``max_size`` (close 1009).
+
+Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Final, Self
+
+import anyio
+from websockets.asyncio.server import Server, ServerConnection as WsConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ..dxlink.messages import AnyMessage, UnknownMessage
+from .engine import ServerConnection, SimConfig
+from .market import Market
+
+__all__ = ("Simulator",)
+
+logger = logging.getLogger(__name__)
+
+_MAX_IDLE_S: Final = 0.05
+MALFORMED_FRAME: Final = "this is not JSON {"
+CHAOS_KINDS: Final = frozenset({"drop", "stall", "malformed", "error", "expire"})
+
+
+class Simulator:
+    """A local DXLink server with a deterministic synthetic market and fault injection.
+
+    Example usage::
+
+        async with Simulator(port=0, token="sim-token") as sim:
+            async with DXLinkStreamer(url=sim.url, token=sim.token) as streamer:
+                ...
+            await sim.drop()  # the client must reconnect
+
+    Args:
+        host: interface to bind (loopback by default).
+        port: TCP port; 0 picks a free one (see :attr:`url`).
+        seed: market seed; the same seed gives the same prices for the same symbol and time.
+        token: the accepted AUTH token; None = no-auth (demo) mode, AUTHORIZED right after SETUP.
+        config: rates, limits and the chaos schedule.
+        clock: epoch seconds; injectable for tests.
+
+    Chaos: every ``(kind, every_seconds)`` in ``config.chaos`` runs in its own task and fires
+    every ``every_seconds`` (the first time one period after start): ``drop`` aborts every
+    connection, ``stall`` stops all output for ``config.chaos_stall_s`` (default 2 x
+    ``keepalive_timeout``) then resumes, ``malformed`` sends a non-JSON frame, ``error`` sends
+    ``ERROR UNKNOWN``, ``expire`` withdraws authorisation without rotating the token (a client
+    that re-sends AUTH with the same token is authorised again).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        token: str | None = "sim-token",
+        config: SimConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self.token = token
+        self.config = config if config is not None else SimConfig()
+        for kind, every in self.config.chaos:
+            if kind not in CHAOS_KINDS or not every > 0:
+                raise ValueError(f"bad chaos entry {(kind, every)!r}")
+        self.market = Market(seed)
+        self.clock = clock
+        #: decoded client messages of every connection, in arrival order (for tests)
+        self.received: list[AnyMessage | UnknownMessage] = []
+        self._conns: dict[WsConnection, _Conn] = {}
+        self._stalled = False
+        self._server: Server | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port/realtime`` (the bound port once started)."""
+        return f"ws://{self.host}:{self.port}/realtime"
+
+    @property
+    def connection_count(self) -> int:
+        """Currently open client connections."""
+        return len(self._conns)
+
+    async def __aenter__(self) -> Self:
+        self._server = await serve(
+            self._handler,
+            self.host,
+            self.port,
+            max_size=self.config.max_inbound_bytes,
+            ping_interval=None,
+            compression=None,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        for kind, every in self.config.chaos:
+            self._tg.start_soon(self._chaos, kind, every)
+        logger.info(
+            "= DXLink simulator listening on %s (auth %s)", self.url, self.token is not None
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the chaos tasks, close every connection and stop listening."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+            self._tg = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled (e.g. by Ctrl-C in a CLI)."""
+        await anyio.sleep_forever()
+
+    # -- fault injection -----------------------------------------------------------------------
+
+    def _check_token(self, token: str) -> bool:
+        return self.token is not None and token == self.token
+
+    async def drop(self) -> None:
+        """Abort every connection: no close handshake (the client sees 1006)."""
+        for ws in list(self._conns):
+            ws.transport.abort()
+
+    def stall(self, stalled: bool = True) -> None:
+        """Stop (True) or resume (False) sending anything, keepalives too; sockets stay open."""
+        self._stalled = stalled
+        logger.info("= stall %s", stalled)
+        if not stalled:
+            for c in self._conns.values():
+                c.wake.set()
+
+    async def send_malformed(self) -> None:
+        """Send a non-JSON text frame to every client."""
+        for ws in list(self._conns):
+            try:
+                await ws.send(MALFORMED_FRAME)
+            except ConnectionClosed:
+                pass  # it is gone; its handler cleans up
+
+    async def send_error(self, error: str = "UNKNOWN", message: str = "simulated error") -> None:
+        """Send ``ERROR`` on channel 0 to every client."""
+        for ws, c in list(self._conns.items()):
+            c.engine.send_error(error, message)
+            await self._flush(ws, c)
+
+    async def expire_token(self, new_token: str | None = None) -> None:
+        """Withdraw authorisation (unsolicited ``AUTH_STATE UNAUTHORIZED``) from every client.
+
+        Args:
+            new_token: if given, it becomes the only valid token (the old one stops working).
+        """
+        if new_token is not None:
+            self.token = new_token
+        for ws, c in list(self._conns.items()):
+            c.engine.expire()
+            await self._flush(ws, c)
+
+    async def _chaos(self, kind: str, every: float) -> None:
+        while True:
+            await anyio.sleep(every)
+            logger.info("= chaos %s", kind)
+            if kind == "drop":
+                await self.drop()
+            elif kind == "stall":
+                self.stall(True)
+                s = self.config.chaos_stall_s
+                await anyio.sleep(s if s is not None else 2 * self.config.keepalive_timeout)
+                self.stall(False)
+            elif kind == "malformed":
+                await self.send_malformed()
+            elif kind == "error":
+                await self.send_error("UNKNOWN", "simulated chaos error")
+            else:
+                await self.expire_token()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def _handler(self, ws: WsConnection) -> None:
+        check = None if self.token is None else self._check_token
+        c = _Conn(ServerConnection(self.config, self.market, check, self.clock()))
+        self._conns[ws] = c
+        logger.info("= client connected from %s", ws.remote_address)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, ws, c)
+                await self._read(ws, c)
+                tg.cancel_scope.cancel()
+        finally:
+            del self._conns[ws]
+            logger.info("= client %s gone (%s)", ws.remote_address, ws.close_code)
+
+    async def _read(self, ws: WsConnection, c: _Conn) -> None:
+        try:
+            async for raw in ws:
+                c.engine.receive_text(raw, self.clock())
+                self.received.extend(c.engine.messages_received())
+                await self._flush(ws, c)
+                c.wake.set()
+        except ConnectionClosed:
+            pass
+
+    async def _pump(self, ws: WsConnection, c: _Conn) -> None:
+        try:
+            while True:
+                if not self._stalled:
+                    c.engine.tick(self.clock())
+                    await self._flush(ws, c)
+                    if c.engine.close is not None:
+                        await ws.close(*c.engine.close)
+                        return
+                delay = c.engine.next_deadline() - self.clock()
+                delay = _MAX_IDLE_S if math.isnan(delay) else max(0.001, min(delay, _MAX_IDLE_S))
+                c.wake = anyio.Event()
+                with anyio.move_on_after(delay):
+                    await c.wake.wait()
+        except ConnectionClosed:
+            pass
+
+    async def _flush(self, ws: WsConnection, c: _Conn) -> None:
+        if self._stalled:
+            return
+        async with c.lock:
+            frames = c.engine.data_to_send()
+            for frame in frames:
+                await ws.send(frame)
+
+
+class _Conn:
+    def __init__(self, engine: ServerConnection) -> None:
+        self.engine = engine
+        self.lock = anyio.Lock()
+        self.wake = anyio.Event()
