@@ -1,0 +1,610 @@
+"""DXLinkStreamer: the tastytrade SDK's streamer interface over :class:`.DXLinkProtocol`.
+
+A thin I/O loop (anyio on asyncio, websockets through :mod:`tastyrec.transport`) around the
+sans-I/O protocol. What it adds to the SDK's behaviour:
+
+* **Reconnect.** websockets' own backoff (``WEBSOCKETS_BACKOFF_*`` environment variables);
+  ``disconnect_fn(streamer, *disconnect_args)`` runs at once when a connection breaks,
+  ``reconnect_fn(streamer, *reconnect_args)`` once a new one is up *and* every channel, feed setup
+  and subscription (candles with their ``fromTime``) has been restored.
+* **Watchdog.** A connection silent for longer than ``keepalive_timeout`` is dead (the server must
+  send something at least that often): it is dropped and a new one made, instead of freezing.
+* **Errors.** A rejected token raises :class:`~tastyrec.exceptions.AuthenticationError` out of the
+  ``async with`` block instead of looping; server ``ERROR`` messages are logged at WARNING and kept
+  in :attr:`DXLinkStreamer.server_errors`; malformed frames and unknown event types are counted in
+  :attr:`DXLinkStreamer.stats` and logged once per kind, never fatal.
+* **Bounded memory.** Each event type's queue holds at most ``queue_size`` events; when a listener
+  falls behind, the *oldest* events are dropped and counted (``stats.dropped``). Structs are built
+  only when a listener takes events (from the queued COMPACT values), not on receipt.
+* **Columnar tap.** :meth:`DXLinkStreamer.tap` yields Arrow batches per event type with the
+  receipt time, without per-event objects: the recorder's input. A tap never drops: when its
+  buffer is full the receive loop waits (backpressure on the socket).
+
+Tokens are never logged and never part of a repr or an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .. import transport
+from ..events.base import Event
+from ..events.market import Candle
+from ..exceptions import (
+    AuthenticationError,
+    ConnectionClosed,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ServerError,
+    TastyrecError,
+)
+from . import protocol as p
+from .compact import ColumnAccumulator, ColumnBatch, FieldPlan, structs
+from .messages import decode, redact
+
+__all__ = ("DXLinkStreamer", "StreamerStats", "candle_symbol")
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+Callback = Callable[..., Awaitable[Any]]
+
+#: Default bound of each event type's listener queue, in events.
+DEFAULT_QUEUE_SIZE: Final = 100_000
+
+
+def candle_symbol(symbol: str, interval: str, extended_trading_hours: bool = False) -> str:
+    """The candle symbol the tastytrade SDK builds: ``SPY{=5m,tho=true}`` or ``SPY{=5m}``."""
+    return (
+        f"{symbol}{{={interval}}}"
+        if extended_trading_hours
+        else f"{symbol}{{={interval},tho=true}}"
+    )
+
+
+@dataclass
+class StreamerStats:
+    """Counters a streamer exposes; all cumulative over its life."""
+
+    frames: int = 0  #: frames received
+    events: int = 0  #: events received
+    bad_frames: int = 0  #: malformed or unexpected frames, skipped
+    skipped: Counter[str] = field(default_factory=Counter)  #: unknown types etc., by reason
+    dropped: Counter[str] = field(
+        default_factory=Counter
+    )  #: events dropped by full queues, by type
+    connects: int = 0  #: connections authorised (1 + reconnects)
+    disconnects: int = 0  #: connections lost
+
+
+class _EventQueue:
+    """Bounded queue of one event type, holding COMPACT chunks; Structs built on the way out."""
+
+    def __init__(self, name: str, max_events: int, stats: StreamerStats) -> None:
+        self.name = name
+        self.max_events = max_events
+        self.stats = stats
+        self.chunks: deque[tuple[FieldPlan, list[Any], int]] = deque()
+        self.size = 0
+        self._decoded: list[Event] = []
+        self._pos = 0
+        self._ready = anyio.Event()
+
+    def put(self, plan: FieldPlan, values: list[Any], count: int) -> None:
+        self.chunks.append((plan, values, count))
+        self.size += count
+        while self.size > self.max_events and self.chunks:  # drop_oldest
+            _, _, n = self.chunks.popleft()
+            self.size -= n
+            self.stats.dropped[self.name] += n
+        self._ready.set()
+
+    def get_nowait(self) -> Event | None:
+        while self._pos >= len(self._decoded):
+            if not self.chunks:
+                return None
+            plan, values, count = self.chunks.popleft()
+            self.size -= count
+            try:
+                self._decoded, self._pos = structs(plan, values), 0
+            except RemoteProtocolError as exc:
+                self.stats.bad_frames += 1
+                logger.warning("skipped %d %s events: %s", count, self.name, exc)
+                self._decoded, self._pos = [], 0
+        event = self._decoded[self._pos]
+        self._pos += 1
+        return event
+
+    async def get(self) -> Event:
+        while (event := self.get_nowait()) is None:
+            if self._ready.is_set():
+                self._ready = anyio.Event()
+            await self._ready.wait()
+        return event
+
+    def __len__(self) -> int:
+        return self.size + len(self._decoded) - self._pos
+
+
+class _Reconnect(Exception):
+    """Internal: drop this connection and make a new one (stale feed)."""
+
+
+class DXLinkStreamer:
+    """Stream DXLink events, with the tastytrade SDK's interface.
+
+    Example usage::
+
+        async with DXLinkStreamer(url="wss://...", token=token) as streamer:
+            await streamer.subscribe(Quote, ["SPY", "QQQ"])
+            async for quote in streamer.listen(Quote):
+                print(quote.event_symbol, quote.bid_price, quote.ask_price)
+
+    Args:
+        session: optional; an object with an async ``_get("/api-quote-tokens")`` returning the
+            tastytrade quote-token payload (``dxlink-url``, ``token``), e.g. the tastytrade SDK's
+            ``Session``. Used when ``url``/``token`` are not given.
+        url: the DXLink websocket URL.
+        token: the quote token; ``None`` for servers that authorise without one.
+        disconnect_fn: ``async def fn(streamer, *disconnect_args)``, run when a connection breaks.
+        reconnect_fn: ``async def fn(streamer, *reconnect_args)``, run once a new connection is up
+            and every subscription has been restored.
+        queue_size: bound of each event type's listener queue, in events (oldest dropped first).
+        keepalive_timeout: seconds of silence after which the connection is considered dead.
+        connect_timeout: seconds ``async with`` waits for the first authorised connection.
+        reconnect_delays: backoff generator factory (default: websockets' backoff).
+        tap_rows: rows gathered per event type before a tap batch is flushed.
+        tap_interval: seconds between tap flushes of whatever is gathered.
+    """
+
+    def __init__(
+        self,
+        session: Any = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        disconnect_fn: Callback | None = None,
+        disconnect_args: tuple[Any, ...] = (),
+        reconnect_fn: Callback | None = None,
+        reconnect_args: tuple[Any, ...] = (),
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        keepalive_timeout: float = 60,
+        connect_timeout: float = 30,
+        max_message_bytes: int = 16 * 1024,
+        reconnect_delays: Callable[[], Iterator[float]] | None = None,
+        tap_rows: int = 4096,
+        tap_interval: float = 0.1,
+    ) -> None:
+        if session is None and url is None:
+            raise LocalProtocolError("give a url (and token), or a session")
+        self.session = session
+        self.url = url
+        self._token = token
+        self.disconnect_fn = disconnect_fn
+        self.disconnect_args = disconnect_args
+        self.reconnect_fn = reconnect_fn
+        self.reconnect_args = reconnect_args
+        self.queue_size = queue_size
+        self.keepalive_timeout = keepalive_timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_delays = reconnect_delays
+        self.tap_interval = tap_interval
+        self.protocol = p.DXLinkProtocol(
+            keepalive_timeout=keepalive_timeout,
+            accept_keepalive_timeout=keepalive_timeout,
+            max_message_bytes=max_message_bytes,
+        )
+        self.stats = StreamerStats()
+        #: the most recent server ERROR messages
+        self.server_errors: deque[ServerError] = deque(maxlen=100)
+        self._queues: dict[str, _EventQueue] = {}
+        self._taps: list[MemoryObjectSendStream[ColumnBatch]] = []
+        self._accumulator = ColumnAccumulator(tap_rows)
+        self._transport: transport.Transport | None = None
+        self._send_lock = anyio.Lock()
+        self._tg: TaskGroup | None = None
+        self._authorized = anyio.Event()
+        self._restored = anyio.Event()
+        self._last_recv = 0.0
+        self._last_send = 0.0
+        self._logged: set[str] = set()
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"DXLinkStreamer(url={self.url!r}, connected={self.connected})"
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open and authorised."""
+        return self._transport is not None and self.protocol.state is p.ConnectionState.AUTHORIZED
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self.url is None or (self._token is None and self.session is not None):
+            await self._fetch_quote_token()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                await tg.start(self._run)
+        except BaseException as exc:
+            tg.cancel_scope.cancel()
+            try:
+                await tg.__aexit__(None, None, None)
+            except BaseExceptionGroup as eg:
+                raise _unwrap(eg) from None
+            if isinstance(exc, TimeoutError):
+                raise ConnectionClosed(
+                    None,
+                    f"no authorised DXLink connection to {self.url!r} within "
+                    f"{self.connect_timeout} s; check the URL and that the server is up",
+                ) from None
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        self._closing = True
+        conn = self._transport
+        if conn is not None:
+            with anyio.move_on_after(2, shield=True):
+                await conn.close(1000, "bye")
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as eg:
+            raise _unwrap(eg) from None
+        finally:
+            self._tg = None
+            for tap in self._taps:
+                tap.close()
+
+    async def aclose(self) -> None:
+        """Stop streaming (the same as leaving ``async with``)."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def _fetch_quote_token(self) -> None:
+        get = getattr(self.session, "_get", None)
+        if get is None:
+            raise LocalProtocolError(f"cannot get a quote token from {type(self.session).__name__}")
+        data = await get("/api-quote-tokens")
+        self.url = data["dxlink-url"]
+        self._token = data["token"]
+
+    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        assert self.url is not None
+        started = False
+        async for conn in transport.connections(self.url, reconnect_delays=self.reconnect_delays):
+            self._transport = conn
+            self._authorized = anyio.Event()
+            self._restored = anyio.Event()
+            try:
+                async with anyio.create_task_group() as tg:
+                    async with self._send_lock:
+                        self.protocol.connect(self._token)
+                    await self._flush()
+                    tg.start_soon(self._receive_loop, conn)
+                    tg.start_soon(self._keepalive_loop)
+                    tg.start_soon(self._watchdog, conn)
+                    tg.start_soon(self._tap_flush_loop)
+                    await self._authorized.wait()
+                    await self._restored.wait()
+                    self.stats.connects += 1
+                    if not started:
+                        started = True
+                        logger.info("= connected to %s", self.url)
+                        task_status.started()
+                    else:
+                        logger.info("= reconnected to %s; subscriptions restored", self.url)
+                        if self.reconnect_fn is not None:
+                            await self.reconnect_fn(self, *self.reconnect_args)
+            except* (ConnectionClosed, _Reconnect, OSError) as eg:
+                if not self._closing:
+                    logger.warning("= connection to %s lost: %s", self.url, eg.exceptions[0])
+            finally:
+                self._transport = None
+                self.protocol.close()
+            await self._flush_taps()  # what arrived before the break is not lost
+            if self._closing:
+                return
+            self.stats.disconnects += 1
+            if started and self.disconnect_fn is not None:
+                await self.disconnect_fn(self, *self.disconnect_args)
+
+    async def _receive_loop(self, conn: transport.Transport) -> None:
+        proto = self.protocol
+        while True:
+            raw = await conn.recv()
+            now = time.time_ns()
+            self._last_recv = time.monotonic()
+            self.stats.frames += 1
+            try:
+                proto.receive_text(raw, now)
+            except RemoteProtocolError as exc:
+                self.stats.bad_frames += 1
+                self._log_once("bad-frame", "skipped a malformed frame: %s", exc)
+                continue
+            flush_taps = False
+            for event in proto.events_received():
+                if isinstance(event, p.FeedEvents):
+                    flush_taps |= self._on_events(event)
+                else:
+                    self._on_protocol_event(event)
+            await self._flush()
+            # only now, with FEED_SETUP and subscriptions sent, may reconnect_fn run
+            self._check_restored()
+            if flush_taps:
+                await self._flush_taps()
+
+    def _on_events(self, event: p.FeedEvents) -> bool:
+        self.stats.events += event.count
+        name = event.plan.spec.name
+        queue = self._queues.get(name)
+        if queue is not None:
+            queue.put(event.plan, event.values, event.count)
+        if self._taps:
+            return self._accumulator.add(event.plan, event.values, event.recv_ns)
+        return False
+
+    def _on_protocol_event(self, event: p.ProtocolEvent) -> None:
+        if isinstance(event, p.Authorized):
+            self._authorized.set()
+        elif isinstance(event, p.AuthRejected):
+            raise AuthenticationError(
+                f"DXLink server at {self.url!r} rejected the token: {event.reason}; "
+                "get a new quote token (they are valid for 24 hours)"
+            )
+        elif isinstance(event, p.AuthExpired):
+            logger.warning("= the server withdrew authorisation (token expired?); re-authorising")
+            if self._token is not None:
+                self.protocol.authenticate(self._token)
+        elif isinstance(event, p.ServerErrorReceived):
+            error = ServerError(event.error, event.message, event.channel)
+            self.server_errors.append(error)
+            logger.warning(
+                "< server error %s on channel %d: %s", event.error, event.channel, event.message
+            )
+            if event.error == "UNAUTHORIZED" and not self._authorized.is_set():
+                raise AuthenticationError(f"DXLink server at {self.url!r}: {event.message}")
+        elif isinstance(event, p.Skipped):
+            self.stats.skipped[event.reason] += 1
+            self._log_once(
+                f"skip:{event.reason}:{event.detail}", "skipped %s %r", event.reason, event.detail
+            )
+        elif isinstance(event, p.ChannelClosed) and event.by_server:
+            logger.warning("< server closed channel %d (%s)", event.channel, event.event_type)
+
+    def _check_restored(self) -> None:
+        proto = self.protocol
+        if proto.state is not p.ConnectionState.AUTHORIZED or self._restored.is_set():
+            return
+        pending = [
+            ch
+            for ch in proto.channels.values()
+            if proto.subscriptions.get(ch.event_type) and ch.state is not p.ChannelState.OPENED
+        ]
+        if not pending:
+            self._restored.set()
+
+    async def _flush(self) -> None:
+        conn = self._transport
+        if conn is None:
+            return
+        async with self._send_lock:
+            for data in self.protocol.data_to_send():
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("> %s", _redacted(data))
+                await conn.send(data)
+                self._last_send = time.monotonic()
+
+    async def _keepalive_loop(self) -> None:
+        while True:
+            interval = self.protocol.keepalive_interval
+            await anyio.sleep(max(0.0, self._last_send + interval - time.monotonic()))
+            if time.monotonic() - self._last_send >= interval:
+                async with self._send_lock:
+                    self.protocol.send_keepalive()
+                await self._flush()
+
+    async def _watchdog(self, conn: transport.Transport) -> None:
+        self._last_recv = time.monotonic()
+        while True:
+            deadline = self._last_recv + self.keepalive_timeout
+            now = time.monotonic()
+            if now >= deadline:
+                logger.warning(
+                    "= no message from %s for %.1f s: connection is dead, reconnecting",
+                    self.url,
+                    now - self._last_recv,
+                )
+                conn.abort()
+                raise _Reconnect(f"silent for {now - self._last_recv:.1f} s")
+            await anyio.sleep(deadline - now)
+
+    async def _tap_flush_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.tap_interval)
+            await self._flush_taps()
+
+    async def _flush_taps(self) -> None:
+        if not self._accumulator.rows:
+            return
+        bad = self._accumulator.bad_messages
+        batches = self._accumulator.flush()
+        if self._accumulator.bad_messages > bad:
+            self.stats.bad_frames += self._accumulator.bad_messages - bad
+            self._log_once(
+                "bad-values", "skipped a message with bad values: %s", self._accumulator.last_error
+            )
+        for batch in batches:
+            for tap in list(self._taps):
+                try:
+                    await tap.send(batch)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._taps.remove(tap)
+
+    def _log_once(self, key: str, msg: str, *args: Any) -> None:
+        level = logging.WARNING if key not in self._logged else logging.DEBUG
+        self._logged.add(key)
+        logger.log(level, msg, *args)
+
+    # --- subscriptions -------------------------------------------------------------------
+
+    def _queue(self, event_type: type[Event]) -> _EventQueue:
+        name = event_type.__name__
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = _EventQueue(name, self.queue_size, self.stats)
+        return queue
+
+    async def subscribe(
+        self,
+        event_type: type[Event],
+        symbols: Iterable[str],
+        refresh_interval: float = 0.1,
+        *,
+        source: str | None = None,
+    ) -> None:
+        """Subscribe to events of one type for these symbols (for candles see
+        :meth:`subscribe_candle`).
+
+        Args:
+            event_type: e.g. ``Quote``.
+            symbols: symbols to add (a single string is one symbol).
+            refresh_interval: aggregation period in seconds for this event type; fixed once the
+                type's channel is open.
+            source: order source for order-book events (``Order``), e.g. ``"NTV"``.
+        """
+        self._queue(event_type)
+        async with self._send_lock:
+            self.protocol.subscribe(
+                event_type, symbols, refresh_interval=refresh_interval, source=source
+            )
+        await self._flush()
+
+    async def unsubscribe(self, event_type: type[Event], symbols: Iterable[str]) -> None:
+        """Remove subscriptions of one event type."""
+        async with self._send_lock:
+            self.protocol.unsubscribe(event_type, symbols)
+        await self._flush()
+
+    async def unsubscribe_all(self, event_type: type[Event]) -> None:
+        """Remove every subscription of one event type."""
+        async with self._send_lock:
+            self.protocol.unsubscribe_all(event_type)
+        await self._flush()
+
+    async def subscribe_candle(
+        self,
+        symbols: Iterable[str],
+        interval: str,
+        start_time: datetime | None = None,
+        extended_trading_hours: bool = False,
+        refresh_interval: float = 0.1,
+    ) -> None:
+        """Subscribe to candles of ``interval`` (``"5m"``, ``"1h"``, ``"1d"``...) from
+        ``start_time`` (default: the SDK's, 1970-01-12); history first, then live updates.
+
+        The server normalises the symbol in the events it sends: ``SPY{=1d}`` arrives as
+        ``SPY{=d}``.
+        """
+        from_time = (
+            1_000_000_000 if start_time is None else math.floor(start_time.timestamp() * 1000)
+        )
+        names = [candle_symbol(s, interval, extended_trading_hours) for s in _as_list(symbols)]
+        self._queue(Candle)
+        async with self._send_lock:
+            self.protocol.subscribe(
+                Candle, names, refresh_interval=refresh_interval, from_time=from_time
+            )
+        await self._flush()
+
+    async def unsubscribe_candle(
+        self, ticker: str, interval: str | None = None, extended_trading_hours: bool = False
+    ) -> None:
+        """Remove a candle subscription made with :meth:`subscribe_candle`."""
+        await self.unsubscribe(
+            Candle, [candle_symbol(ticker, interval or "", extended_trading_hours)]
+        )
+
+    # --- events --------------------------------------------------------------------------
+
+    async def listen(self, event_type: type[E]) -> AsyncIterator[E]:
+        """Yield events of one type as they arrive, forever (until the streamer closes)."""
+        queue = self._queue(event_type)
+        while True:
+            event = queue.get_nowait()
+            if event is None:
+                event = await queue.get()
+            yield event  # type: ignore[misc]
+
+    async def get_event(self, event_type: type[E]) -> E:
+        """Wait for and return the next event of one type."""
+        return await self._queue(event_type).get()  # type: ignore[return-value]
+
+    def get_event_nowait(self, event_type: type[E]) -> E | None:
+        """The next event of one type, or ``None`` if none is waiting."""
+        return self._queue(event_type).get_nowait()  # type: ignore[return-value]
+
+    def queued(self, event_type: type[Event]) -> int:
+        """Number of events of one type waiting for a listener."""
+        return len(self._queue(event_type))
+
+    def tap(self, max_batches: int = 64) -> MemoryObjectReceiveStream[ColumnBatch]:
+        """Receive every event as Arrow batches (:class:`~.compact.ColumnBatch`), per type.
+
+        Each batch has the event type's Arrow schema with ``recv_ns``, the local receipt time.
+        When ``max_batches`` are waiting, the streamer waits for the reader (nothing is dropped).
+        Close the returned stream to stop tapping.
+        """
+        send, receive = anyio.create_memory_object_stream[ColumnBatch](max_batches)
+        self._taps.append(send)
+        return receive
+
+
+def _as_list(symbols: Iterable[str]) -> list[str]:
+    return [symbols] if isinstance(symbols, str) else list(symbols)
+
+
+def _redacted(data: bytes) -> str:
+    try:
+        return redact(decode(data))
+    except TastyrecError:
+        return "<unparseable>"
+
+
+def _unwrap(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one meaningful exception of a task group's failure, for users who expect it plain."""
+    leaves = list(_leaves(eg))
+    for exc in leaves:
+        if isinstance(exc, TastyrecError):
+            return exc
+    return leaves[0] if len(leaves) == 1 else eg
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from _leaves(sub)
+    else:
+        yield exc

@@ -1,0 +1,94 @@
+"""The websocket transport: the only module that imports websockets.
+
+:func:`connections` wraps websockets' reconnecting client, ``async for ws in connect(...)``, so
+reconnection uses websockets' own exponential backoff, which users tune with the
+``WEBSOCKETS_BACKOFF_INITIAL_DELAY``, ``WEBSOCKETS_BACKOFF_MIN_DELAY``,
+``WEBSOCKETS_BACKOFF_MAX_DELAY`` and ``WEBSOCKETS_BACKOFF_FACTOR`` environment variables (read by
+websockets when it is imported). Foreign exceptions are mapped to tastyrec's at this boundary.
+
+tastyrec runs on anyio's asyncio backend because websockets' client is asyncio-based.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Final
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from .exceptions import ConnectionClosedError, ConnectionClosedOK
+
+__all__ = ("DEFAULT_MAX_SIZE", "Transport", "backoff", "connections", "map_exceptions")
+
+#: Largest inbound message accepted: candle snapshots exceed websockets' 1 MiB default.
+DEFAULT_MAX_SIZE: Final = 64 * 1024 * 1024
+
+#: websockets' backoff generator (jitter, then exponential, capped; reset after a success).
+backoff: Final = websockets.client.backoff
+
+
+@contextlib.contextmanager
+def map_exceptions() -> Iterator[None]:
+    """Map websockets' close exceptions to :class:`~tastyrec.exceptions.ConnectionClosed`."""
+    try:
+        yield
+    except websockets.ConnectionClosedOK as exc:
+        code = exc.rcvd.code if exc.rcvd else None
+        raise ConnectionClosedOK(code, exc.rcvd.reason if exc.rcvd else "") from exc
+    except websockets.ConnectionClosed as exc:
+        code = exc.rcvd.code if exc.rcvd else None
+        raise ConnectionClosedError(code, exc.rcvd.reason if exc.rcvd else "") from exc
+
+
+class Transport:
+    """One open websocket: send and receive text frames, close."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    async def send(self, data: bytes) -> None:
+        """Send UTF-8 JSON bytes as one text frame."""
+        with map_exceptions():
+            await self._ws.send(data, text=True)
+
+    async def recv(self) -> bytes:
+        """Receive one frame (as bytes, without decoding text to str)."""
+        with map_exceptions():
+            return await self._ws.recv(decode=False)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection (with a close handshake)."""
+        await self._ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the connection at once, without a close handshake (a dead peer)."""
+        self._ws.transport.abort()
+
+
+async def connections(
+    url: str,
+    *,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    open_timeout: float | None = 10,
+    reconnect_delays: Callable[[], Iterator[float]] | None = None,
+) -> AsyncIterator[Transport]:
+    """Yield a new :class:`Transport` each time the previous one is done with.
+
+    Failed connection attempts are retried with websockets' backoff; a fatal error (bad URL,
+    HTTP 4xx) is raised. WebSocket pings are off: DXLink needs application KEEPALIVEs, not pings
+    (DXLINK.md §1). Compression is off: permessage-deflate costs far more CPU than it saves on
+    loopback and LAN (PERFORMANCE.md).
+    """
+    kwargs = {} if reconnect_delays is None else {"reconnect_delays": reconnect_delays}
+    client = connect(
+        url,
+        max_size=max_size,
+        open_timeout=open_timeout,
+        ping_interval=None,
+        compression=None,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    async for ws in client:
+        yield Transport(ws)
