@@ -1,0 +1,386 @@
+"""The sans-I/O simulator engine: JSON in, JSON out, time passed in; no sockets, no sleeps."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tastyrec.dxlink.messages import Auth, Setup
+from tastyrec.events import SNAPSHOT_BEGIN, SNAPSHOT_END, SNAPSHOT_SNIP, Candle, Quote
+from tastyrec.events.registry import spec
+from tastyrec.sim import SimConfig
+from tastyrec.sim.engine import CANDLE_TOO_BIG, ServerConnection
+from tastyrec.sim.market import Market, ts_index
+
+T0 = 1721664000.0  # 2024-07-22T16:00:00Z, in seconds
+TOKEN = "secret-token"
+QUOTE_FIELDS = [
+    "eventSymbol",
+    "eventTime",
+    "sequence",
+    "timeNanoPart",
+    "bidTime",
+    "bidExchangeCode",
+    "askTime",
+    "askExchangeCode",
+    "bidPrice",
+    "askPrice",
+    "bidSize",
+    "askSize",
+]
+
+
+class Client:
+    """Drives a ServerConnection like a client would; frames come back parsed (and raw)."""
+
+    def __init__(self, config: SimConfig | None = None, auth: bool = True, now: float = T0):
+        self.now = now
+        self.conn = ServerConnection(
+            config or SimConfig(),
+            Market(0),
+            (lambda t: t == TOKEN) if auth else None,
+            now,
+        )
+        self.raw: list[str] = []
+
+    def send(self, **msg: Any) -> list[dict[str, Any]]:
+        self.conn.receive_text(json.dumps(msg), self.now)
+        return self.out()
+
+    def out(self) -> list[dict[str, Any]]:
+        frames = self.conn.data_to_send()
+        self.raw.extend(frames)
+        return [json.loads(f) for f in frames]
+
+    def tick(self, dt: float) -> list[dict[str, Any]]:
+        """Advance by dt in 10 ms steps, ticking the engine; all frames sent meanwhile."""
+        out = []
+        end = self.now + dt
+        while self.now < end - 1e-9:
+            self.now = min(end, self.now + 0.01)
+            self.conn.tick(self.now)
+            out.extend(self.out())
+        return out
+
+    def handshake(self) -> None:
+        self.send(type="SETUP", channel=0, version="0.1-test/0", keepaliveTimeout=60)
+        self.send(type="AUTH", channel=0, token=TOKEN)
+        assert self.conn.authorized
+
+    def open(self, channel: int = 1, **setup: Any) -> list[dict[str, Any]]:
+        self.send(
+            type="CHANNEL_REQUEST", channel=channel, service="FEED", parameters={"contract": "AUTO"}
+        )
+        return self.send(type="FEED_SETUP", channel=channel, **setup)
+
+
+def data(frames: list[dict[str, Any]], channel: int | None = None) -> list[dict[str, Any]]:
+    return [f for f in frames if f["type"] == "FEED_DATA" and channel in (None, f["channel"])]
+
+
+def rows(frames: list[dict[str, Any]], width: int) -> list[list[Any]]:
+    out = []
+    for f in data(frames):
+        assert len(f["data"]) == 2  # one type/values pair per message
+        values = f["data"][1]
+        assert len(values) % width == 0
+        out.extend(values[i : i + width] for i in range(0, len(values), width))
+    return out
+
+
+def test_token_handshake():
+    c = Client()
+    out = c.send(
+        type="SETUP",
+        channel=0,
+        version="0.1-DXF-JS/0.3.0",
+        keepaliveTimeout=60,
+        acceptKeepaliveTimeout=60,
+    )
+    assert out[0]["type"] == "SETUP" and out[0]["keepaliveTimeout"] == 60
+    assert out[0]["acceptKeepaliveTimeout"] == 60 and out[0]["version"]
+    assert out[1] == {"type": "AUTH_STATE", "channel": 0, "state": "UNAUTHORIZED"}
+    assert c.send(type="AUTH", channel=0, token="wrong") == [
+        {"type": "AUTH_STATE", "channel": 0, "state": "UNAUTHORIZED"}
+    ]
+    out = c.send(type="AUTH", channel=0, token=TOKEN)
+    assert out == [
+        {"type": "AUTH_STATE", "channel": 0, "state": "AUTHORIZED", "userId": "sim-user"}
+    ]
+    assert isinstance(c.conn.messages_received()[0], Setup)
+
+
+def test_auth_right_after_setup_like_the_js_client():
+    c = Client()
+    c.conn.receive_text('{"type":"SETUP","channel":0,"version":"0.1-DXF-JS/0.3.0"}', T0)
+    c.conn.receive_text(json.dumps({"type": "AUTH", "channel": 0, "token": TOKEN}), T0)
+    states = [f.get("state") for f in c.out()]
+    assert states == [None, "UNAUTHORIZED", "AUTHORIZED"]
+    assert any(isinstance(m, Auth) for m in c.conn.messages_received())
+
+
+def test_no_auth_mode_is_authorized_after_setup_and_never_twice_unprompted():
+    c = Client(auth=False)
+    out = c.send(type="SETUP", channel=0, version="x")
+    assert [f["type"] for f in out] == ["SETUP", "AUTH_STATE"] and out[1]["state"] == "AUTHORIZED"
+    out = c.tick(40)
+    assert all(f["type"] == "KEEPALIVE" for f in out)
+
+
+def test_repeated_bad_tokens_close_the_connection():
+    c = Client(SimConfig(max_auth_failures=2))
+    c.send(type="SETUP", channel=0, version="x")
+    c.send(type="AUTH", channel=0, token="bad")
+    out = c.send(type="AUTH", channel=0, token="bad")
+    assert out[-1] == {
+        "type": "ERROR",
+        "channel": 0,
+        "error": "UNAUTHORIZED",
+        "message": "Too many failed authorization attempts",
+    }
+    assert c.conn.close == (1008, "unauthorized")
+
+
+def test_requests_before_auth_are_rejected_on_their_channel():
+    c = Client()
+    c.send(type="SETUP", channel=0, version="x")
+    out = c.send(type="CHANNEL_REQUEST", channel=3, service="FEED", parameters={})
+    assert out == [
+        {"type": "ERROR", "channel": 3, "error": "BAD_ACTION", "message": "AUTH step missing"}
+    ]
+
+
+def test_channels_open_echo_and_close():
+    c = Client()
+    c.handshake()
+    out = c.send(type="CHANNEL_REQUEST", channel=3, service="FEED", parameters={"contract": "AUTO"})
+    assert out == [
+        {
+            "type": "CHANNEL_OPENED",
+            "channel": 3,
+            "service": "FEED",
+            "parameters": {"contract": "AUTO", "subFormat": "LIST"},
+        }
+    ]
+    out = c.send(type="FEED_SUBSCRIPTION", channel=5, add=[{"type": "Quote", "symbol": "SPY"}])
+    assert out == [
+        {
+            "type": "ERROR",
+            "channel": 5,
+            "error": "BAD_ACTION",
+            "message": "Channel with id 5 not exists",
+        }
+    ]
+    assert c.send(type="CHANNEL_CANCEL", channel=3) == [{"type": "CHANNEL_CLOSED", "channel": 3}]
+    assert "not exists" in c.send(type="FEED_SETUP", channel=3)[0]["message"]
+
+
+def test_inbound_keepalive_error_and_garbage_are_tolerated():
+    c = Client()
+    c.handshake()
+    assert c.send(type="KEEPALIVE", channel=0) == []
+    assert c.send(type="ERROR", channel=0, error="TIMEOUT", message="client gave up") == []
+    c.conn.receive_text("not json", c.now)
+    (err,) = c.out()
+    assert err["error"] == "INVALID_MESSAGE" and c.conn.close is None
+
+
+def test_compact_quotes_echo_requested_fields_in_order_with_nan_strings():
+    c = Client()
+    c.handshake()
+    fields = [*QUOTE_FIELDS[:8], "BIDPRICE", "askPrice", "bidSize", "askSize", "bogus"]
+    out = c.open(
+        7,
+        acceptAggregationPeriod=0.1,
+        acceptDataFormat="COMPACT",
+        acceptEventFields={"Quote": fields},
+    )
+    assert out == [
+        {"type": "FEED_CONFIG", "channel": 7, "aggregationPeriod": 0.1, "dataFormat": "COMPACT"}
+    ]
+    c.send(
+        type="FEED_SUBSCRIPTION",
+        channel=7,
+        add=[{"type": "Quote", "symbol": "SPY"}, {"type": "Quote", "symbol": "SPX"}],
+    )
+    out = c.tick(0.05)
+    config = out[0]
+    assert config["type"] == "FEED_CONFIG" and config["eventFields"] == {"Quote": fields}
+    got = {r[0]: r for r in rows(out, len(fields))}
+    spy, spx = got["SPY"], got["SPX"]
+    assert spy[1] == 0 and spy[8] < spy[9] and isinstance(spy[10], float)
+    assert spx[10:12] == ["NaN", "NaN"] and spx[5] == "\x00" and spx[12] is None
+    assert any('"\\u0000"' in raw for raw in c.raw)  # the wire spelling of an absent char
+    # eventFields is announced once per type
+    assert not [f for f in c.tick(1.0) if f["type"] == "FEED_CONFIG"]
+
+
+def test_default_fields_when_none_requested_and_full_format():
+    c = Client()
+    c.handshake()
+    c.open(1)
+    c.send(type="FEED_SUBSCRIPTION", channel=1, add=[{"type": "Quote", "symbol": "AAPL"}])
+    out = c.tick(0.1)
+    assert out[0]["eventFields"] == {"Quote": list(spec(Quote).wire_names)}
+    (row,) = rows(out, len(spec(Quote).wire_names))[:1]
+    assert row[0] == "AAPL"
+
+    c.open(
+        3,
+        acceptDataFormat="FULL",
+        acceptEventFields={"Quote": ["eventType", "eventSymbol", "bidPrice", "askSize"]},
+    )
+    c.send(type="FEED_SUBSCRIPTION", channel=3, add=[{"type": "Quote", "symbol": "SPX"}])
+    full = data(c.tick(0.2), 3)
+    obj = full[0]["data"][0]
+    assert obj["eventType"] == "Quote" and obj["eventSymbol"] == "SPX"
+    assert obj["askSize"] == "NaN" and isinstance(obj["bidPrice"], float)
+
+
+def test_aggregation_conflates_quotes_but_not_time_and_sales():
+    c = Client()
+    c.handshake()
+    c.open(1, acceptAggregationPeriod=1.0)
+    c.send(
+        type="FEED_SUBSCRIPTION",
+        channel=1,
+        add=[{"type": "Quote", "symbol": "SPY"}, {"type": "TimeAndSale", "symbol": "SPY"}],
+    )
+    out = c.tick(3.0)
+    quotes = [f for f in data(out) if f["data"][0] == "Quote"]
+    sales = [f for f in data(out) if f["data"][0] == "TimeAndSale"]
+    assert 3 <= len(quotes) <= 4  # ~30 quotes were generated, conflated to one per second
+    assert all(len(f["data"][1]) == len(spec(Quote).wire_names) for f in quotes)
+    width = len(c.conn.channels[1].announced["TimeAndSale"])
+    prints = [v for f in sales for v in f["data"][1][::width]]
+    assert len(prints) > 5  # every print, not just the latest
+
+
+def test_subscription_remove_reset_and_reopen():
+    c = Client()
+    c.handshake()
+    c.open(1)
+    add = [{"type": "Quote", "symbol": "SPY"}, {"type": "Quote", "symbol": "QQQ"}]
+    c.send(type="FEED_SUBSCRIPTION", channel=1, add=add)
+    assert {r[0] for r in rows(c.tick(0.5), 12)} == {"SPY", "QQQ"}
+    c.send(type="FEED_SUBSCRIPTION", channel=1, remove=[{"type": "Quote", "symbol": "SPY"}])
+    assert {r[0] for r in rows(c.tick(0.5), 12)} == {"QQQ"}
+    c.send(type="FEED_SUBSCRIPTION", channel=1, reset=True, add=[add[0]])
+    assert {r[0] for r in rows(c.tick(0.5), 12)} == {"SPY"}
+    # a repeated CHANNEL_REQUEST re-opens the channel cleanly (JS client after AUTHORIZED)
+    out = c.send(type="CHANNEL_REQUEST", channel=1, service="FEED", parameters={})
+    assert out[0]["type"] == "CHANNEL_OPENED"
+    assert not data(c.tick(0.5))
+
+
+def test_unknown_event_type_is_bad_action():
+    c = Client()
+    c.handshake()
+    c.open(1)
+    (err,) = c.send(type="FEED_SUBSCRIPTION", channel=1, add=[{"type": "Nope", "symbol": "SPY"}])
+    assert err["error"] == "BAD_ACTION" and "Nope" in err["message"]
+
+
+def test_candle_snapshot_then_live_updates():
+    c = Client(SimConfig(candle_rate_hz=1.0))
+    c.handshake()
+    c.open(1)
+    start = int((T0 - 3600) * 1000)
+    c.send(
+        type="FEED_SUBSCRIPTION",
+        channel=1,
+        add=[{"type": "Candle", "symbol": "SPY{=1h}", "fromTime": start}],
+    )
+    fields = spec(Candle).wire_names
+    out = c.tick(0.2)
+    snap = rows(out, len(fields))
+    assert [r[0] for r in snap] == ["SPY{=h}", "SPY{=h}"]  # normalised symbol
+    assert [r[2] for r in snap] == [SNAPSHOT_BEGIN, SNAPSHOT_END]
+    assert snap[0][4] == int(T0 * 1000) and snap[1][4] == int(T0 * 1000) - 3_600_000
+    assert snap[0][3] == ts_index(snap[0][4])
+    live = rows(c.tick(2.0), len(fields))
+    assert live and all(r[2] == 0 and r[3] == snap[0][3] for r in live)
+
+
+def test_candle_snapshot_limit_snips_and_new_from_time_replaces():
+    c = Client(SimConfig(candle_snapshot_limit=5))
+    c.handshake()
+    c.open(1)
+    entry = {"type": "Candle", "symbol": "AAPL{=1d,tho=true}", "fromTime": 1_000_000_000}
+    c.send(type="FEED_SUBSCRIPTION", channel=1, add=[entry])
+    snap = rows(c.tick(0.05), 17)
+    assert len(snap) == 5 and snap[0][0] == "AAPL{=d,tho=true}"
+    assert snap[0][2] == SNAPSHOT_BEGIN and snap[-1][2] == SNAPSHOT_SNIP
+    c.send(type="FEED_SUBSCRIPTION", channel=1, add=[{**entry, "fromTime": int(T0 * 1000)}])
+    again = rows(c.tick(0.05), 17)
+    assert again[0][2] == SNAPSHOT_BEGIN | SNAPSHOT_END
+    c.send(
+        type="FEED_SUBSCRIPTION",
+        channel=1,
+        remove=[{"type": "Candle", "symbol": "AAPL{=1d,tho=true}"}],
+    )
+    assert not data(c.tick(2.0))
+
+
+def test_candle_cap():
+    c = Client(SimConfig(candle_cap=2))
+    c.handshake()
+    c.open(1)
+    add = [{"type": "Candle", "symbol": f"{s}{{=5m}}", "fromTime": 0} for s in ("A", "B", "C")]
+    out = c.send(type="FEED_SUBSCRIPTION", channel=1, add=add)
+    assert out == [
+        {"type": "ERROR", "channel": 1, "error": "BAD_ACTION", "message": CANDLE_TOO_BIG}
+    ]
+    symbols = {r[0] for r in rows(c.tick(0.1), 17)}
+    assert symbols == {"A{=5m}", "B{=5m}"}  # the accepted ones keep flowing
+
+
+def test_frames_stay_below_the_limit():
+    c = Client(SimConfig(max_frame_bytes=8_000, candle_snapshot_limit=1000))
+    c.handshake()
+    c.open(1)
+    c.send(
+        type="FEED_SUBSCRIPTION",
+        channel=1,
+        add=[{"type": "Candle", "symbol": "SPY{=1m}", "fromTime": 0}],
+    )
+    c.tick(0.05)
+    assert len(c.raw) > 10
+    assert all(len(f.encode()) <= 8_000 for f in c.raw)
+    assert len(rows([json.loads(f) for f in c.raw], 17)) == 1000
+
+
+def test_keepalive_and_client_timeout():
+    c = Client(SimConfig(keepalive_timeout=5))
+    c.send(type="SETUP", channel=0, version="x", keepaliveTimeout=2)
+    c.send(type="AUTH", channel=0, token=TOKEN)
+    out = c.tick(1.2)
+    assert [f["type"] for f in out] == ["KEEPALIVE"]  # after ~1 s idle (half of 2 s)
+    assert c.conn.next_deadline() <= c.now + 1.0
+    c.send(type="KEEPALIVE", channel=0)
+    assert c.conn.close is None
+    out = c.tick(5.1)
+    assert out[-1]["type"] == "ERROR" and out[-1]["error"] == "TIMEOUT"
+    assert "last received 5 seconds ago" in out[-1]["message"]
+    assert c.conn.close == (1000, "keepalive timeout")
+
+
+def test_expiry_withdraws_authorisation_until_a_new_auth():
+    c = Client()
+    c.handshake()
+    c.open(1)
+    c.send(type="FEED_SUBSCRIPTION", channel=1, add=[{"type": "Quote", "symbol": "SPY"}])
+    assert data(c.tick(0.3))
+    c.conn.expire()
+    assert c.out() == [{"type": "AUTH_STATE", "channel": 0, "state": "UNAUTHORIZED"}]
+    assert not data(c.tick(1.0))
+    assert c.send(type="FEED_SETUP", channel=1)[0]["message"] == "AUTH step missing"
+    assert c.send(type="AUTH", channel=0, token=TOKEN)[0]["state"] == "AUTHORIZED"
+    assert data(c.tick(0.3))
+
+
+def test_server_error_injection():
+    c = Client()
+    c.handshake()
+    c.conn.send_error("UNKNOWN", "boom")
+    assert c.out() == [{"type": "ERROR", "channel": 0, "error": "UNKNOWN", "message": "boom"}]
