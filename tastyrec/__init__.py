@@ -7,6 +7,8 @@ The library never configures logging (only the command line does).
 from __future__ import annotations
 
 from ._version import __version__
+from .dxlink.compact import ColumnBatch
+from .dxlink.streamer import DXLinkStreamer, StreamerStats, candle_symbol
 from .events import (
     Candle,
     Event,
@@ -41,9 +43,11 @@ from .exceptions import (
 __all__ = (
     "AuthenticationError",
     "Candle",
+    "ColumnBatch",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DXLinkStreamer",
     "Event",
     "Greeks",
     "IndexedEvent",
@@ -58,6 +62,7 @@ __all__ = (
     "Series",
     "ServerError",
     "StorageError",
+    "StreamerStats",
     "Summary",
     "TastyrecError",
     "TheoPrice",
@@ -66,4 +71,5 @@ __all__ = (
     "TradeETH",
     "Underlying",
     "__version__",
+    "candle_symbol",
 )
