@@ -1,4 +1,4 @@
-"""Checked by mypy from tests/test_typing.py: listen() and get_event() are typed by their argument."""
+"""Checked by mypy (tests/test_typing.py): listen() and get_event() are typed by their argument."""
 
 from __future__ import annotations
 
