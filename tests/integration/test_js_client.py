@@ -1,0 +1,430 @@
+"""The official dxFeed JavaScript client (npm ``@dxfeed/dxlink-api`` 0.3.0) against the simulator.
+
+The simulator must be faithful enough that dxFeed's own client works against it unchanged. Each
+test starts a :class:`~tastyrec.sim.Simulator` in-process on ``127.0.0.1:0`` and runs
+``tests/js/client.mjs`` under Node; the script prints one JSON object per line (events, state
+changes, FEED_CONFIGs, errors, anything the client logged) and a summary. Raw frames are traced to
+the script's stderr and quoted in assertion messages.
+
+Needs ``node`` on PATH (skipped otherwise) and ``npm ci --prefix tests/js`` (fails otherwise, so a
+CI that forgot the install step does not go green by skipping).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import ByteReceiveStream
+
+from tastyrec.sim import Simulator
+
+NODE = shutil.which("node")
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
+CLIENT = JS_DIR / "client.mjs"
+
+pytestmark = [
+    pytest.mark.node,
+    pytest.mark.anyio,
+    pytest.mark.skipif(NODE is None, reason="node is not on PATH"),
+]
+
+TOKEN = "sim-token"
+RUN_S = 3.0
+#: extra wall time allowed beyond the script's own run time before it is killed
+GRACE_S = 20.0
+
+STOCK = "SPY"
+CANDLE_REQUESTED = f"{STOCK}{{=1m}}"
+#: DXLINK.md §11: the server echoes the candle symbol with a period of 1 dropped
+CANDLE_ECHOED = f"{STOCK}{{=m}}"
+
+STOCK_TYPES = ("Quote", "Trade", "Summary", "Profile", "TimeAndSale")
+OPTION_TYPES = ("Greeks", "TheoPrice")
+ALL_TYPES = (*STOCK_TYPES, *OPTION_TYPES, "Candle")
+
+SNAPSHOT_BEGIN = 0x04
+SNAPSHOT_END = 0x08
+SNAPSHOT_SNIP = 0x10
+NAN_STRINGS = ("NaN", "Infinity", "-Infinity")
+
+#: fields that are JSON integers on the wire (DXLINK.md §9 types ``i``)
+INT_FIELDS = frozenset(
+    {
+        "eventTime",
+        "eventFlags",
+        "index",
+        "time",
+        "timeNanoPart",
+        "sequence",
+        "bidTime",
+        "askTime",
+        "dayId",
+        "prevDayId",
+        "haltStartTime",
+        "haltEndTime",
+        "exDividendDayId",
+        "count",
+    }
+)
+#: fields that are strings or null
+STR_FIELDS = frozenset(
+    {
+        "eventSymbol",
+        "bidExchangeCode",
+        "askExchangeCode",
+        "exchangeCode",
+        "tickDirection",
+        "dayClosePriceType",
+        "prevDayClosePriceType",
+        "description",
+        "shortSaleRestriction",
+        "tradingStatus",
+        "statusReason",
+        "exchangeSaleConditions",
+        "tradeThroughExempt",
+        "aggressorSide",
+        "type",
+        "buyer",
+        "seller",
+    }
+)
+BOOL_FIELDS = frozenset({"extendedTradingHours", "spreadLeg", "validTick"})
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def option_symbols() -> tuple[str, str]:
+    """A call and a put on SPY expiring on a Friday about three months from now."""
+    expiry = dt.date.today() + dt.timedelta(days=90)
+    expiry += dt.timedelta(days=(4 - expiry.weekday()) % 7)
+    yymmdd = expiry.strftime("%y%m%d")
+    return f".{STOCK}{yymmdd}C600", f".{STOCK}{yymmdd}P600"
+
+
+def _no_json_constants(name: str) -> Any:
+    # Node's JSON.stringify never writes NaN/Infinity literals; one here would be a harness bug.
+    raise ValueError(f"bare JSON constant {name!r} in client output")
+
+
+@dataclass
+class ClientRun:
+    """What one run of ``client.mjs`` printed."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    events: list[dict[str, Any]] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    configs: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    requested: dict[str, list[str]] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+    #: index into ``events`` of the first event after each ``auth:AUTHORIZED``
+    authorized_at: list[int] = field(default_factory=list)
+
+    def parse(self) -> None:
+        for raw in self.stdout.splitlines():
+            if not raw.strip():
+                continue
+            line = json.loads(raw, parse_constant=_no_json_constants)
+            if "eventType" in line:
+                self.events.append(line)
+            elif "state" in line:
+                self.states.append(line["state"])
+                if line["state"] == "auth:AUTHORIZED":
+                    self.authorized_at.append(len(self.events))
+            elif "config" in line:
+                self.configs.append(line["config"])
+            elif "error" in line:
+                self.errors.append(line["error"])
+            elif "log" in line:
+                self.logs.append(line)
+            elif "requested" in line:
+                self.requested = line["requested"]
+            elif "summary" in line:
+                self.summary = line
+            else:
+                raise AssertionError(f"unexpected client output line {raw!r}")
+
+    def of(self, event_type: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["eventType"] == event_type]
+
+    def describe(self, frames: int = 40) -> str:
+        """Diagnostics for an assertion message: exit, logs, errors, states and the raw frames."""
+        counts = {t: len(self.of(t)) for t in sorted({e["eventType"] for e in self.events})}
+        trace = self.stderr.splitlines()
+        head = trace[:frames]
+        tail = trace[-10:] if len(trace) > frames else []
+        return "\n".join(
+            [
+                f"exit={self.returncode} timed_out={self.timed_out} counts={counts}",
+                f"logs={self.logs[:10]}",
+                f"errors={self.errors[:10]}",
+                f"states={self.states}",
+                "frames (first):",
+                *head,
+                *(["frames (last):", *tail] if tail else []),
+            ]
+        )
+
+
+async def run_client(
+    url: str,
+    token: str | None,
+    symbols: tuple[str, ...],
+    *,
+    seconds: float = RUN_S,
+    tolerate: tuple[str, ...] = (),
+    during: Any = None,
+) -> ClientRun:
+    """Run ``client.mjs`` for ``seconds``; ``during`` (an async callable) runs alongside it."""
+    if not (JS_DIR / "node_modules").is_dir():
+        pytest.fail(
+            "tests/js/node_modules is missing: run `npm ci --prefix tests/js` "
+            "to install the official dxFeed JavaScript client"
+        )
+    assert NODE is not None
+    env = {
+        **os.environ,
+        "DXLINK_TRACE": "1",
+        "DXLINK_TOLERATE_ERRORS": ",".join(tolerate),
+    }
+    command = [NODE, str(CLIENT), url, token or "-", str(seconds), *symbols]
+    out: list[bytes] = []
+    err: list[bytes] = []
+
+    async def drain(stream: ByteReceiveStream | None, sink: list[bytes]) -> None:
+        assert stream is not None
+        sink.extend([chunk async for chunk in stream])
+
+    timed_out = False
+    async with await anyio.open_process(command, env=env) as process:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain, process.stdout, out)
+            tg.start_soon(drain, process.stderr, err)
+            if during is not None:
+                tg.start_soon(during)
+            with anyio.move_on_after(seconds + GRACE_S):
+                await process.wait()
+            if process.returncode is None:
+                timed_out = True
+                process.kill()
+                await process.wait()
+    run = ClientRun(
+        returncode=process.returncode,
+        stdout=b"".join(out).decode(),
+        stderr=b"".join(err).decode(),
+        timed_out=timed_out,
+    )
+    run.parse()
+    return run
+
+
+def assert_clean(run: ClientRun) -> None:
+    """The client exited by itself, normally, and neither logged nor published an error."""
+    assert not run.timed_out, run.describe()
+    assert run.summary is not None, run.describe()
+    assert run.logs == [], run.describe()
+    assert run.returncode == 0, run.describe()
+
+
+def assert_values_sane(run: ClientRun) -> None:
+    """Every event carries exactly the configured fields, each with a value of its wire type."""
+    for event in run.events:
+        event_type = event["eventType"]
+        expected = set(run.requested[event_type]) | {"eventType"}
+        assert set(event) == expected, (event_type, sorted(set(event) ^ expected))
+        for name, value in event.items():
+            if name == "eventType":
+                continue
+            # openInterest is a long in Summary but a double in Candle (DXLINK.md §9)
+            if name in INT_FIELDS or (event_type, name) == ("Summary", "openInterest"):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif name in STR_FIELDS:
+                ok = value is None or isinstance(value, str)
+            elif name in BOOL_FIELDS:
+                ok = isinstance(value, bool)
+            else:  # doubles: a number or a NaN/Infinity string, never null
+                ok = (
+                    isinstance(value, int | float) and not isinstance(value, bool)
+                ) or value in NAN_STRINGS
+            assert ok, f"{event_type}.{name} = {value!r}: wrong wire type in {event}"
+
+
+def num(value: Any) -> float:
+    """A double field's value as a float (NaN for "NaN")."""
+    return float(value)
+
+
+async def test_token_mode_all_types() -> None:
+    """Token auth, every subscribed event type, sane values, normalised candle snapshot."""
+    call, put = option_symbols()
+    async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
+        started_ms = time.time() * 1000
+        run = await run_client(sim.url, sim.token, (STOCK, call, put))
+
+    assert_clean(run)
+    assert run.errors == [], run.describe()
+    # JS sends AUTH right after SETUP; the first UNAUTHORIZED must not count as a rejection.
+    assert "auth:AUTHORIZING" in run.states, run.describe()
+    assert "auth:AUTHORIZED" in run.states, run.describe()
+    assert "connection:CONNECTED" in run.states, run.describe()
+    assert "channel:OPENED" in run.states, run.describe()
+
+    for event_type in ALL_TYPES:
+        assert run.of(event_type), f"no {event_type} events\n{run.describe()}"
+    assert run.summary is not None
+    assert run.summary["summary"] == {t: len(run.of(t)) for t in ALL_TYPES}
+
+    # FEED_CONFIG echoes the requested names in the requested order (DXLINK.md §6)
+    merged: dict[str, list[str]] = {}
+    for config in run.configs:
+        assert config["dataFormat"] == "COMPACT", config
+        merged.update(config["eventFields"])
+    for event_type in ALL_TYPES:
+        assert merged.get(event_type) == run.requested[event_type], event_type
+
+    assert_values_sane(run)
+    # absent doubles travel as "NaN" strings and reach the client as such (e.g. Profile.beta)
+    assert any(v == "NaN" for e in run.events for v in e.values()), run.describe()
+
+    symbols_by_type = {
+        **{t: {STOCK} for t in STOCK_TYPES},
+        **{t: {call, put} for t in OPTION_TYPES},
+        "Candle": {CANDLE_ECHOED},
+    }
+    for event_type, expected in symbols_by_type.items():
+        seen = {e["eventSymbol"] for e in run.of(event_type)}
+        assert seen <= expected, (event_type, seen)
+        assert seen == expected or event_type not in OPTION_TYPES, (event_type, seen)
+
+    quotes = [q for q in run.of("Quote") if isinstance(q["bidPrice"], int | float)]
+    assert quotes, "no quote with a numeric bid"
+    for q in quotes:
+        assert num(q["bidPrice"]) < num(q["askPrice"]), q
+        assert num(q["bidSize"]) > 0 and num(q["askSize"]) > 0, q
+
+    for t in run.of("Trade") + run.of("TimeAndSale"):
+        assert num(t["price"]) > 0, t
+
+    greeks = run.of("Greeks")
+    deltas = {g["eventSymbol"]: num(g["delta"]) for g in greeks}
+    assert all(-1.0 <= d <= 1.0 for d in deltas.values()), deltas
+    assert deltas[call] >= 0.0 >= deltas[put], deltas
+    for g in greeks:
+        assert num(g["gamma"]) >= 0 and num(g["volatility"]) > 0, g
+    for p in run.of("TheoPrice"):
+        assert num(p["price"]) >= 0 and -1.0 <= num(p["delta"]) <= 1.0, p
+
+    # Candle history from fromTime (one hour ago): a snapshot opened by SNAPSHOT_BEGIN and closed
+    # by SNAPSHOT_END/SNIP, every candle inside the requested window, OHLC consistent.
+    candles = run.of("Candle")
+    flags = [c["eventFlags"] for c in candles]
+    assert flags[0] & SNAPSHOT_BEGIN, flags[:3]
+    assert any(f & (SNAPSHOT_END | SNAPSHOT_SNIP) for f in flags), flags
+    assert len(candles) >= 30, f"only {len(candles)} candles for an hour of 1m history"
+    window_start = started_ms - 3600_000 - 60_000 - 10_000
+    for c in candles:
+        assert window_start <= c["time"] <= time.time() * 1000, c
+        assert c["time"] % 60_000 == 0, c
+        o, h, lo, cl = (num(c[k]) for k in ("open", "high", "low", "close"))
+        if not math.isnan(o):
+            assert lo <= min(o, cl) <= max(o, cl) <= h, c
+
+
+async def test_no_auth_mode() -> None:
+    """A server without auth says AUTHORIZED first; the client, with no token, gets data."""
+    async with Simulator(host="127.0.0.1", port=0, seed=0, token=None) as sim:
+        run = await run_client(sim.url, None, (STOCK,))
+
+    assert_clean(run)
+    assert run.errors == [], run.describe()
+    assert "auth:AUTHORIZING" not in run.states, run.describe()
+    assert "auth:AUTHORIZED" in run.states, run.describe()
+    for event_type in (*STOCK_TYPES, "Candle"):
+        assert run.of(event_type), f"no {event_type} events\n{run.describe()}"
+    assert_values_sane(run)
+
+
+async def test_wrong_token_rejected() -> None:
+    """A wrong token ends at UNAUTHORIZED with no data and never reaches AUTHORIZED."""
+    async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
+        run = await run_client(
+            sim.url, "not-the-token", (STOCK,), seconds=2.0, tolerate=("UNKNOWN", "UNAUTHORIZED")
+        )
+
+    assert not run.timed_out and run.summary is not None, run.describe()
+    assert run.logs == [], run.describe()
+    assert "auth:AUTHORIZED" not in run.states, run.describe()
+    assert "auth:UNAUTHORIZED" in run.states[run.states.index("auth:AUTHORIZING") :], run.describe()
+    assert run.events == [], run.describe()
+
+
+def assert_keeps_receiving(run: ClientRun) -> None:
+    """After the last (re-)authorisation the client resubscribed: live data and a new snapshot."""
+    assert len(run.authorized_at) >= 2, run.describe()
+    after = run.events[run.authorized_at[-1] :]
+    after_types = {e["eventType"] for e in after}
+    for event_type in (*STOCK_TYPES, "Candle"):
+        assert event_type in after_types, f"no {event_type} after re-auth\n{run.describe()}"
+    # the feed re-sends FEED_SUBSCRIPTION reset+add, so the candle history is sent again
+    assert any(c["eventFlags"] & SNAPSHOT_BEGIN for c in after if c["eventType"] == "Candle"), (
+        run.describe()
+    )
+    assert_values_sane(run)
+
+
+async def test_drop_reconnects() -> None:
+    """An aborted connection (1006): the client reconnects by itself, re-auths and resubscribes."""
+    async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
+
+        async def drop_once() -> None:
+            await anyio.sleep(1.5)
+            await sim.drop()
+
+        # the client publishes ERROR UNKNOWN for every transport close, so tolerate that one
+        run = await run_client(
+            sim.url, sim.token, (STOCK,), seconds=5.0, tolerate=("UNKNOWN",), during=drop_once
+        )
+
+    assert_clean(run)
+    assert {e["type"] for e in run.errors} <= {"UNKNOWN"}, run.describe()
+    assert run.states.count("connection:CONNECTING") == 2, run.describe()
+    assert_keeps_receiving(run)
+
+
+async def test_expire_token_reauths() -> None:
+    """Unsolicited UNAUTHORIZED: the app re-sends the token, the client re-requests its channel."""
+    async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
+        connections: list[int] = []
+
+        async def expire_once() -> None:
+            await anyio.sleep(1.5)
+            await sim.expire_token()
+            await anyio.sleep(1.5)
+            connections.append(sim.connection_count)
+
+        run = await run_client(sim.url, sim.token, (STOCK,), seconds=4.0, during=expire_once)
+
+    assert_clean(run)
+    assert run.errors == [], run.describe()
+    assert connections == [1], run.describe()  # re-authorised on the same connection
+    i = run.states.index("app:reauth")
+    assert run.states[i - 1] == "auth:UNAUTHORIZED", run.describe()
+    assert "auth:AUTHORIZED" in run.states[i:], run.describe()
+    assert_keeps_receiving(run)
