@@ -91,7 +91,7 @@ def make_stream(n_messages: int, seed: int) -> tuple[list[bytes], int]:
                 px = round(rng.uniform(1, 600), 2)
                 idx = sym == "SPX"
                 values += [
-                    sym, 0, rng.randrange(1 << 20), rng.randrange(1000),
+                    sym, 0, 0, 0,  # eventTime, sequence, timeNanoPart: 0 as recorded (§8)
                     t - rng.randrange(5000), "\u0000" if idx else rng.choice(EXCHANGES),
                     t - rng.randrange(5000), "\u0000" if idx else rng.choice(EXCHANGES),
                     _double(rng, px), _double(rng, round(px + 0.01 * rng.randrange(1, 20), 2)),
