@@ -11,7 +11,9 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   send something at least that often): it is dropped and a new one made, instead of freezing.
 * **Errors.** A rejected token raises :class:`~tastyrec.exceptions.AuthenticationError` out of the
   ``async with`` block instead of looping; server ``ERROR`` messages are logged at WARNING and kept
-  in :attr:`DXLinkStreamer.server_errors`; malformed frames and unknown event types are counted in
+  in :attr:`DXLinkStreamer.server_errors`; a close with 1009 (a message of ours over the server's
+  size limit) raises :class:`~tastyrec.exceptions.LocalProtocolError`, since the restore on a new
+  connection would be refused the same way; malformed frames and unknown event types are counted in
   :attr:`DXLinkStreamer.stats` and logged once per kind, never fatal.
 * **Bounded memory.** Each event type's queue holds at most ``queue_size`` events; when a listener
   falls behind, the *oldest* events are dropped and counted (``stats.dropped``). Structs are built
@@ -253,6 +255,8 @@ class DXLinkStreamer:
                     f"no authorised DXLink connection to {self.url!r} within "
                     f"{self.connect_timeout} s; check the URL and that the server is up",
                 ) from None
+            if isinstance(exc, BaseExceptionGroup):  # _run failed before it was ready
+                raise _unwrap(exc) from None
             raise
         return self
 
@@ -298,6 +302,7 @@ class DXLinkStreamer:
             self._transport = conn
             self._authorized = anyio.Event()
             self._restored = anyio.Event()
+            fatal: TastyrecError | None = None
             try:
                 async with anyio.create_task_group() as tg:
                     async with self._send_lock:
@@ -319,7 +324,8 @@ class DXLinkStreamer:
                         if self.reconnect_fn is not None:
                             await self.reconnect_fn(self, *self.reconnect_args)
             except* (ConnectionClosed, _Reconnect, OSError) as eg:
-                if not self._closing:
+                fatal = self._process_exception(eg)
+                if not self._closing and fatal is None:
                     logger.warning("= connection to %s lost: %s", self.url, eg.exceptions[0])
             finally:
                 self._transport = None
@@ -327,9 +333,25 @@ class DXLinkStreamer:
             await self._flush_taps()  # what arrived before the break is not lost
             if self._closing:
                 return
+            if fatal is not None:
+                raise fatal
             self.stats.disconnects += 1
             if started and self.disconnect_fn is not None:
                 await self.disconnect_fn(self, *self.disconnect_args)
+
+    def _process_exception(self, eg: BaseExceptionGroup[BaseException]) -> TastyrecError | None:
+        """The error to raise instead of reconnecting, or None to reconnect."""
+        for exc in _leaves(eg):
+            if isinstance(exc, ConnectionClosed) and exc.code == 1009:
+                # message too big: the restore after a reconnect would be refused the same way
+                fatal = LocalProtocolError(
+                    f"the server closed the connection with 1009 (message too big: "
+                    f"{exc.reason!r}); lower max_message_bytes "
+                    f"(now {self.protocol.max_message_bytes!r})"
+                )
+                fatal.__cause__ = exc
+                return fatal
+        return None
 
     async def _receive_loop(self, conn: transport.Transport) -> None:
         proto = self.protocol
