@@ -12,8 +12,10 @@ tastyrec runs on anyio's asyncio backend because websockets' client is asyncio-b
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -27,6 +29,27 @@ DEFAULT_MAX_SIZE: Final = 64 * 1024 * 1024
 
 #: websockets' backoff generator (jitter, then exponential, capped; reset after a success).
 backoff: Final = websockets.client.backoff
+
+
+_TOKEN_RE: Final = re.compile(r'"token"\s*:\s*"[^"]*"?')
+
+
+class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+    """websockets' client logger with AUTH tokens removed from its frame dumps.
+
+    At DEBUG, websockets logs every frame it sends (``> TEXT '{"type":"AUTH","token":...}'``).
+    """
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            super().log(level, msg, *(_redact_arg(a) for a in args), **kwargs)
+
+
+def _redact_arg(arg: object) -> object:
+    if isinstance(arg, int | float):
+        return arg
+    text = str(arg)
+    return _TOKEN_RE.sub('"token":<redacted>', text) if '"token"' in text else arg
 
 
 @contextlib.contextmanager
@@ -88,6 +111,7 @@ async def connections(
         open_timeout=open_timeout,
         ping_interval=None,
         compression=None,
+        logger=_RedactingLogger(logging.getLogger("websockets.client"), {}),
         **kwargs,  # type: ignore[arg-type]
     )
     async for ws in client:
