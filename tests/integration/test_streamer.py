@@ -1,0 +1,613 @@
+"""DXLinkStreamer against the in-process simulator over real websockets on 127.0.0.1.
+
+Every wait is bounded with ``anyio.fail_after``. Where a test must know that the client has
+processed everything the server sent before some point, it uses a *barrier*: the simulator sends
+an ``ERROR`` with a unique message after that point, and frames keep their order on the socket, so
+once the message shows up in ``streamer.server_errors`` everything before it has been handled.
+Waits on counters that have no event to await poll every few ms (``_wait_until``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import pyarrow as pa
+import pytest
+
+from tastyrec import transport
+from tastyrec.dxlink import messages as m
+from tastyrec.dxlink.streamer import DXLinkStreamer
+from tastyrec.events import SNAPSHOT_BEGIN, SNAPSHOT_END, SNAPSHOT_SNIP
+from tastyrec.events.market import (
+    Candle,
+    Greeks,
+    Profile,
+    Quote,
+    Summary,
+    TheoPrice,
+    TimeAndSale,
+    Trade,
+    TradeETH,
+    Underlying,
+)
+from tastyrec.exceptions import AuthenticationError, LocalProtocolError
+from tastyrec.schema import arrow_schema
+from tastyrec.sim import Simulator
+from tastyrec.sim.engine import SimConfig
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "sim-token-5f3a9c"  # distinctive, so a leak is easy to spot
+OPTION = ".SPY261218C600"
+#: generous bound for anything that should happen within a few aggregation periods
+WAIT_S = 5.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def fast_delays() -> Iterator[float]:
+    return iter(itertools.repeat(0.05))
+
+
+def sim_config(**kwargs: Any) -> SimConfig:
+    return SimConfig(**{"keepalive_timeout": 5.0, "quote_rate_hz": 20.0, **kwargs})
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(seed=7, token=TOKEN, config=sim_config()) as server:
+        yield server
+
+
+def make_streamer(server: Simulator, **kwargs: Any) -> DXLinkStreamer:
+    options: dict[str, Any] = {
+        "url": server.url,
+        "token": server.token,
+        "keepalive_timeout": 2.0,
+        "connect_timeout": WAIT_S,
+        "reconnect_delays": fast_delays,
+        **kwargs,
+    }
+    return DXLinkStreamer(**options)
+
+
+async def _wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll a condition on counters or recorded messages, which have no event to wait on."""
+    with anyio.fail_after(WAIT_S):
+        while not predicate():  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+
+
+_barriers = itertools.count()
+
+
+async def barrier(server: Simulator, streamer: DXLinkStreamer) -> None:
+    """Return once the streamer has processed every frame the server sent before this call."""
+    marker = f"barrier-{next(_barriers)}"
+    await server.send_error("UNKNOWN", marker)
+    await _wait_until(lambda: any(e.message == marker for e in streamer.server_errors))
+
+
+def drain(streamer: DXLinkStreamer, event_type: type[Any]) -> list[Any]:
+    out = []
+    while (event := streamer.get_event_nowait(event_type)) is not None:
+        out.append(event)
+    return out
+
+
+async def next_for(streamer: DXLinkStreamer, event_type: type[Any], symbol: str) -> Any:
+    with anyio.fail_after(WAIT_S):
+        async for event in streamer.listen(event_type):
+            if event.event_symbol == symbol:
+                return event
+    raise AssertionError("unreachable")
+
+
+def subscriptions_sent(server: Simulator, start: int = 0) -> list[m.FeedSubscription]:
+    return [msg for msg in server.received[start:] if isinstance(msg, m.FeedSubscription)]
+
+
+def added(msgs: list[m.FeedSubscription]) -> list[m.Subscription]:
+    return [s for msg in msgs for s in msg.add or ()]
+
+
+# --- 1. every event type -----------------------------------------------------------------------
+
+
+async def test_every_event_type(sim: Simulator) -> None:
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY", "QQQ"])
+        for cls in (Trade, TradeETH, Summary, Profile, TimeAndSale, Underlying):
+            await streamer.subscribe(cls, ["SPY"])
+        await streamer.subscribe(Greeks, [OPTION])
+        await streamer.subscribe(TheoPrice, [OPTION])
+
+        seen = set()
+        with anyio.fail_after(WAIT_S):
+            async for quote in streamer.listen(Quote):
+                assert type(quote) is Quote
+                assert quote.bid_price < quote.ask_price
+                assert quote.bid_price > 0
+                seen.add(quote.event_symbol)
+                if seen == {"SPY", "QQQ"}:
+                    break
+
+        with anyio.fail_after(WAIT_S):
+            trade = await streamer.get_event(Trade)
+            eth = await streamer.get_event(TradeETH)
+            summary = await streamer.get_event(Summary)
+            profile = await streamer.get_event(Profile)
+            sale = await streamer.get_event(TimeAndSale)
+            underlying = await streamer.get_event(Underlying)
+            greeks = await streamer.get_event(Greeks)
+            theo = await streamer.get_event(TheoPrice)
+
+        assert type(trade) is Trade and trade.event_symbol == "SPY"
+        assert trade.price > 0 and trade.size > 0 and trade.time > 0
+        assert type(eth) is TradeETH and eth.event_symbol == "SPY" and eth.price > 0
+        assert summary.event_symbol == "SPY" and summary.day_open_price > 0
+        assert summary.day_low_price <= summary.day_high_price
+        assert profile.event_symbol == "SPY" and profile.description
+        assert profile.low_52_week_price <= profile.high_52_week_price
+        assert sale.event_symbol == "SPY" and sale.price > 0 and sale.size > 0
+        assert underlying.event_symbol == "SPY" and underlying.volatility > 0
+        assert greeks.event_symbol == OPTION
+        assert 0 < greeks.delta < 1 and greeks.gamma > 0 and greeks.volatility > 0
+        assert theo.event_symbol == OPTION and theo.price > 0 and theo.underlying_price > 0
+        assert streamer.stats.bad_frames == 0
+        assert not streamer.server_errors
+
+
+@pytest.mark.parametrize(
+    ("limit", "minutes", "tail"), [(1000, 10, SNAPSHOT_END), (5, 30, SNAPSHOT_SNIP)]
+)
+async def test_candle_snapshot(limit: int, minutes: int, tail: int) -> None:
+    async with (
+        Simulator(seed=7, token=TOKEN, config=sim_config(candle_snapshot_limit=limit)) as sim,
+        make_streamer(sim) as streamer,
+    ):
+        start = datetime.now(UTC) - timedelta(minutes=minutes)
+        await streamer.subscribe_candle(["SPY"], "1m", start_time=start)
+        with anyio.fail_after(WAIT_S):
+            snapshot = [await streamer.get_event(Candle)]
+            while not snapshot[-1].event_flags & tail:
+                snapshot.append(await streamer.get_event(Candle))
+
+        (sub,) = added(subscriptions_sent(sim))
+        assert sub.symbol == "SPY{=1m,tho=true}"
+        assert sub.from_time == math.floor(start.timestamp() * 1000)
+        assert {c.event_symbol for c in snapshot} == {"SPY{=m,tho=true}"}
+        assert snapshot[0].event_flags & SNAPSHOT_BEGIN
+        assert not any(c.event_flags & (SNAPSHOT_BEGIN | tail) for c in snapshot[1:-1])
+        times = [c.time for c in snapshot]
+        assert times == sorted(times, reverse=True)  # newest first
+        assert all(b - a == 60_000 for a, b in itertools.pairwise(reversed(times)))
+        assert len(snapshot) == (limit if tail == SNAPSHOT_SNIP else minutes + 1)
+        if tail == SNAPSHOT_END:
+            assert times[-1] <= sub.from_time < times[-1] + 60_000
+        for c in snapshot:
+            assert c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high
+
+
+# --- 2. NaN ------------------------------------------------------------------------------------
+
+
+async def test_nan_values_are_kept(sim: Simulator) -> None:
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPX"])
+        await streamer.subscribe(Summary, ["SPX"])
+        with anyio.fail_after(WAIT_S):
+            quote = await streamer.get_event(Quote)
+            summary = await streamer.get_event(Summary)
+        assert quote.event_symbol == "SPX"
+        assert math.isnan(quote.bid_size) and math.isnan(quote.ask_size)
+        assert 0 < quote.bid_price < quote.ask_price
+        assert math.isnan(summary.prev_day_volume)
+        assert summary.day_open_price > 0
+        assert streamer.stats.bad_frames == 0
+
+
+# --- 3. unsubscribe ----------------------------------------------------------------------------
+
+
+async def test_unsubscribe(sim: Simulator) -> None:
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY", "QQQ"], refresh_interval=0.05)
+        await streamer.subscribe(Trade, ["QQQ"])
+        assert (await next_for(streamer, Quote, "SPY")).event_symbol == "SPY"
+
+        start = len(sim.received)
+        await streamer.unsubscribe(Quote, ["SPY"])
+        await _wait_until(lambda: bool(subscriptions_sent(sim, start)))
+        (msg,) = subscriptions_sent(sim, start)
+        assert [s.symbol for s in msg.remove or ()] == ["SPY"] and not msg.add
+        await barrier(sim, streamer)
+        drain(streamer, Quote)
+        later = []
+        with anyio.fail_after(WAIT_S):
+            while len(later) < 8:  # 8 quotes = at least 8 aggregation periods of QQQ
+                later.append(await streamer.get_event(Quote))
+        assert {q.event_symbol for q in later} == {"QQQ"}
+
+        await streamer.unsubscribe_all(Quote)
+        await _wait_until(lambda: any(msg.reset for msg in subscriptions_sent(sim, start)))
+        await barrier(sim, streamer)
+        drain(streamer, Quote)
+        trades_before = streamer.stats.events
+        with anyio.move_on_after(0.5):  # 10 aggregation periods: no Quote may come
+            quote = await streamer.get_event(Quote)
+            pytest.fail(f"a quote after unsubscribe_all: {quote}")
+        assert streamer.protocol.subscribed(Quote) == []
+        with anyio.fail_after(WAIT_S):
+            assert (await streamer.get_event(Trade)).event_symbol == "QQQ"
+        assert streamer.stats.events > trades_before
+
+
+# --- 4. columnar tap ---------------------------------------------------------------------------
+
+
+async def test_tap(sim: Simulator) -> None:
+    async with make_streamer(sim, tap_interval=0.05) as streamer:
+        tap = streamer.tap()
+        batches = []
+        rows = 0
+        await streamer.subscribe(Quote, ["SPY", "QQQ", "IWM"], refresh_interval=0.05)
+        with anyio.fail_after(WAIT_S):
+            while rows < 60:
+                batches.append(await tap.receive())
+                rows += batches[-1].num_rows
+        await streamer.unsubscribe_all(Quote)
+        await barrier(sim, streamer)
+        total = streamer.stats.events  # nothing else is subscribed
+        with anyio.fail_after(WAIT_S):
+            while rows < total:
+                batches.append(await tap.receive())
+                rows += batches[-1].num_rows
+        assert rows == total == streamer.stats.events
+        tap.close()
+
+    schema = arrow_schema(Quote)
+    recv: list[int] = []
+    for b in batches:
+        assert b.event_type is Quote
+        assert b.batch.schema.equals(schema, check_metadata=True)
+        assert b.batch.column("recv_ns").null_count == 0
+        recv.extend(b.batch.column("recv_ns").cast(pa.int64()).to_pylist())
+        assert pa.compute.all(pa.compute.less(b.batch["bid_price"], b.batch["ask_price"])).as_py()
+    assert recv == sorted(recv) and recv[-1] > recv[0]
+    now_ns = time.time_ns()
+    assert now_ns - 60e9 < recv[0] <= now_ns
+    symbols = set(
+        itertools.chain.from_iterable(b.batch["event_symbol"].to_pylist() for b in batches)
+    )
+    assert symbols == {"SPY", "QQQ", "IWM"}
+
+
+# --- 5. faults ---------------------------------------------------------------------------------
+
+
+class Recorder:
+    """disconnect_fn / reconnect_fn that log, next to every frame the client sends."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.disconnected = anyio.Event()
+        self.reconnected = anyio.Event()
+        send = transport.Transport.send
+
+        async def logging_send(conn: transport.Transport, data: bytes) -> None:
+            self.log.append(("sent", m.decode(data)))
+            await send(conn, data)
+
+        monkeypatch.setattr(transport.Transport, "send", logging_send)
+
+    async def on_disconnect(self, streamer: DXLinkStreamer, *args: Any) -> None:
+        self.log.append(("disconnect", (streamer, *args)))
+        self.disconnected.set()
+
+    async def on_reconnect(self, streamer: DXLinkStreamer, *args: Any) -> None:
+        self.log.append(("reconnect", (streamer, *args)))
+        self.reconnected.set()
+
+    def streamer(self, server: Simulator, **kwargs: Any) -> DXLinkStreamer:
+        return make_streamer(
+            server,
+            disconnect_fn=self.on_disconnect,
+            disconnect_args=("d", 1),
+            reconnect_fn=self.on_reconnect,
+            reconnect_args=("r", 2),
+            **kwargs,
+        )
+
+    def reset(self) -> None:
+        self.log.clear()
+        self.disconnected = anyio.Event()
+        self.reconnected = anyio.Event()
+
+
+async def test_drop_restores_subscriptions_then_calls_reconnect_fn(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = Recorder(monkeypatch)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    from_time = math.floor(start.timestamp() * 1000)
+    async with rec.streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await streamer.subscribe_candle(["SPY"], "1m", start_time=start)
+        await next_for(streamer, Quote, "SPY")
+        rec.reset()
+        n = len(sim.received)
+
+        await sim.drop()
+        with anyio.fail_after(WAIT_S):
+            await rec.reconnected.wait()
+
+        kinds = [kind for kind, _ in rec.log]
+        assert kinds.count("disconnect") == kinds.count("reconnect") == 1
+        assert rec.log[0] == ("disconnect", (streamer, "d", 1))
+        assert rec.log[-1] == ("reconnect", (streamer, "r", 2))
+        sent = [msg for kind, msg in rec.log if kind == "sent"]
+        assert isinstance(sent[0], m.Setup) and isinstance(sent[1], m.Auth)
+        restored = added([msg for msg in sent if isinstance(msg, m.FeedSubscription)])
+        assert {(s.type, s.symbol, s.from_time) for s in restored} == {
+            ("Quote", "SPY", None),
+            ("Candle", "SPY{=1m,tho=true}", from_time),
+        }
+        # and the server did get them, on the new connection
+        await _wait_until(lambda: len(added(subscriptions_sent(sim, n))) == 2)
+        assert {(s.type, s.from_time) for s in added(subscriptions_sent(sim, n))} == {
+            ("Quote", None),
+            ("Candle", from_time),
+        }
+        assert streamer.stats.connects == 2 and streamer.stats.disconnects == 1
+        assert sim.connection_count == 1
+
+        drain(streamer, Quote)
+        drain(streamer, Candle)
+        with anyio.fail_after(WAIT_S):
+            quote = await streamer.get_event(Quote)
+            candle = await streamer.get_event(Candle)
+        assert quote.event_symbol == "SPY" and quote.bid_price < quote.ask_price
+        assert candle.event_symbol == "SPY{=m,tho=true}"
+        assert candle.event_flags & SNAPSHOT_BEGIN  # a new snapshot for the new connection
+
+
+async def test_stall_detected_by_watchdog(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = Recorder(monkeypatch)
+    async with rec.streamer(sim, keepalive_timeout=0.5) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        stalled_at = time.monotonic()
+        sim.stall(True)
+        try:
+            with anyio.fail_after(WAIT_S):
+                await rec.disconnected.wait()
+            silent = time.monotonic() - stalled_at
+            assert 0.4 <= silent < 2.0
+        finally:
+            sim.stall(False)
+        with anyio.fail_after(WAIT_S):
+            await rec.reconnected.wait()
+        assert streamer.stats.disconnects >= 1
+        assert streamer.stats.connects == streamer.stats.disconnects + 1
+        assert streamer.connected
+        drain(streamer, Quote)
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+
+
+async def test_malformed_frame_is_counted(sim: Simulator) -> None:
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        assert streamer.stats.bad_frames == 0
+        await sim.send_malformed()
+        await barrier(sim, streamer)
+        assert streamer.stats.bad_frames == 1
+        drain(streamer, Quote)
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+        assert streamer.stats.connects == 1 and streamer.stats.disconnects == 0
+        assert sim.connection_count == 1
+
+
+async def test_server_error_is_kept(sim: Simulator) -> None:
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        await sim.send_error("BAD_ACTION", "simulated trouble")
+        await _wait_until(lambda: bool(streamer.server_errors))
+        (error,) = streamer.server_errors
+        assert (error.error_type, error.message, error.channel) == (
+            "BAD_ACTION",
+            "simulated trouble",
+            0,
+        )
+        drain(streamer, Quote)
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+        assert streamer.stats.connects == 1 and streamer.stats.disconnects == 0
+
+
+async def test_expired_token_reauthorises(sim: Simulator) -> None:
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        n = len(sim.received)
+        await sim.expire_token()
+        # AUTH again, then the channel re-opened and the subscription re-sent
+        await _wait_until(lambda: bool(added(subscriptions_sent(sim, n))))
+        sent = sim.received[n:]
+        assert isinstance(sent[0], m.Auth)
+        assert [s.symbol for s in added(subscriptions_sent(sim, n))] == ["SPY"]
+        await barrier(sim, streamer)
+        drain(streamer, Quote)
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+        assert streamer.connected
+        assert streamer.stats.connects == 1 and streamer.stats.disconnects == 0
+        assert sim.connection_count == 1
+
+
+async def test_rotated_token_is_fatal(sim: Simulator) -> None:
+    t0 = time.monotonic()
+    with anyio.fail_after(WAIT_S), pytest.raises(AuthenticationError) as info:
+        async with make_streamer(sim) as streamer:
+            await streamer.subscribe(Quote, ["SPY"])
+            await next_for(streamer, Quote, "SPY")
+            t0 = time.monotonic()
+            await sim.expire_token(new_token="other")
+            await anyio.sleep_forever()
+    assert type(info.value) is AuthenticationError
+    assert time.monotonic() - t0 < 1.0
+    assert TOKEN not in str(info.value)
+    assert streamer.stats.connects == 1
+
+
+# --- 6. auth -----------------------------------------------------------------------------------
+
+
+async def test_wrong_token(sim: Simulator) -> None:
+    with anyio.fail_after(WAIT_S), pytest.raises(AuthenticationError) as info:
+        async with make_streamer(sim, token="not-the-token"):
+            pytest.fail("authorised with a wrong token")
+    assert type(info.value) is AuthenticationError
+    assert "not-the-token" not in str(info.value)
+    assert sim.connection_count == 0 or len(sim.received) <= 2
+
+
+async def test_no_auth_server() -> None:
+    async with (
+        Simulator(seed=7, token=None, config=sim_config()) as sim,
+        make_streamer(sim, token=None) as streamer,
+    ):
+        assert streamer.connected
+        await streamer.subscribe(Quote, ["SPY"])
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+        assert not any(isinstance(msg, m.Auth) for msg in sim.received)
+
+
+async def test_token_never_leaks(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        await sim.expire_token()  # re-sends AUTH
+        await _wait_until(lambda: sum(isinstance(x, m.Auth) for x in sim.received) == 2)
+        text = repr(streamer)
+    bad = "wrong-5f3a9c-token"
+    wrong = make_streamer(sim, token=bad)
+    with anyio.fail_after(WAIT_S), pytest.raises(AuthenticationError) as info:
+        async with wrong:
+            pass
+    text += repr(wrong)
+    messages = []
+    exc: BaseException | None = info.value
+    while exc is not None:
+        messages.append(repr(exc))
+        exc = exc.__cause__ or exc.__context__
+    assert any(isinstance(x, m.Auth) and x.token == TOKEN for x in sim.received)
+    # the client side only: the simulator's own logs (its websockets server) are not under test
+    client_log = "\n".join(
+        r.getMessage()
+        for r in caplog.records
+        if not r.name.startswith(("tastyrec.sim", "websockets.server"))
+    )
+    assert "> " in client_log and "AUTH" in client_log  # debug logging of frames was on
+    for secret in (TOKEN, bad):
+        assert secret not in client_log
+        assert secret not in text
+        assert not any(secret in msg for msg in messages)
+
+
+# --- 7. slow listener --------------------------------------------------------------------------
+
+
+async def test_slow_listener_bounded_memory(sim: Simulator) -> None:
+    symbols = [f"SYM{i}" for i in range(200)]
+    async with make_streamer(sim, queue_size=500) as streamer:
+        t_sub = time.time()
+        await streamer.subscribe(Quote, symbols, refresh_interval=0.05)
+        await _wait_until(lambda: streamer.stats.dropped["Quote"] >= 3000)
+        await _wait_until(lambda: time.time() - t_sub > 1.5)
+        assert streamer.queued(Quote) <= 500
+        assert streamer.stats.events > 3500
+        kept = drain(streamer, Quote)
+        assert 0 < len(kept) <= 500
+        # the newest were kept: the oldest quotes had bid_time <= t_sub (+ a little)
+        assert max(q.bid_time for q in kept) > (t_sub + 0.8) * 1000
+        assert (
+            streamer.stats.dropped["Quote"] + len(kept) + streamer.queued(Quote)
+            == streamer.stats.events
+        )
+        with anyio.fail_after(WAIT_S):
+            fresh = await streamer.get_event(Quote)
+        assert fresh.event_symbol in symbols and fresh.bid_price < fresh.ask_price
+
+
+# --- 8. large subscriptions --------------------------------------------------------------------
+
+
+async def test_large_subscription_is_chunked() -> None:
+    config = sim_config(quote_rate_hz=1.0)
+    symbols = [f"S{i:04d}" for i in range(3000)]
+    async with (
+        Simulator(seed=7, token=TOKEN, config=config) as sim,
+        make_streamer(sim) as streamer,
+    ):
+        await streamer.subscribe(Quote, symbols)
+        last = await next_for(streamer, Quote, symbols[-1])
+        assert last.bid_price < last.ask_price
+        msgs = subscriptions_sent(sim)
+        assert len(msgs) >= 6
+        for msg in msgs:
+            assert len(m.encode(msg)) <= 16 * 1024
+            assert len(msg.add or ()) <= 500
+        assert [s.symbol for s in added(msgs)] == symbols
+        assert sim.connection_count == 1
+        assert streamer.stats.disconnects == 0
+        assert not streamer.server_errors
+
+
+async def test_oversized_frame_is_fatal() -> None:
+    """A 1009 close cannot be cured by reconnecting: the same restore would be refused again."""
+    config = sim_config(max_inbound_bytes=8 * 1024)
+    symbols = [f"S{i:04d}" for i in range(1000)]
+    async with Simulator(seed=7, token=TOKEN, config=config) as sim:
+        with anyio.fail_after(WAIT_S), pytest.raises(LocalProtocolError) as info:
+            async with make_streamer(sim, max_message_bytes=256 * 1024) as streamer:
+                await streamer.subscribe(Quote, symbols)
+                await anyio.sleep_forever()
+        assert "1009" in str(info.value) and "max_message_bytes" in str(info.value)
+        assert streamer.stats.connects == 1
+
+
+# --- 9. SDK session ----------------------------------------------------------------------------
+
+
+class StubSession:
+    def __init__(self, server: Simulator) -> None:
+        self.server = server
+        self.paths: list[str] = []
+
+    async def _get(self, path: str) -> dict[str, Any]:
+        self.paths.append(path)
+        return {"dxlink-url": self.server.url, "token": self.server.token, "level": "api"}
+
+
+async def test_sdk_session(sim: Simulator) -> None:
+    session = StubSession(sim)
+    async with DXLinkStreamer(
+        session, keepalive_timeout=2.0, reconnect_delays=fast_delays
+    ) as streamer:
+        assert session.paths == ["/api-quote-tokens"]
+        assert streamer.url == sim.url
+        await streamer.subscribe(Quote, ["SPY"])
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+    assert any(isinstance(x, m.Auth) and x.token == TOKEN for x in sim.received)
