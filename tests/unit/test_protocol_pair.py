@@ -1,0 +1,163 @@
+"""Client and server cores paired with no sockets (h11's habit): DXLinkProtocol <-> sim engine."""
+
+from __future__ import annotations
+
+import math
+
+from tastyrec import Candle, Greeks, Quote, Summary, TimeAndSale
+from tastyrec.dxlink import protocol as p
+from tastyrec.dxlink.compact import ColumnAccumulator, structs
+from tastyrec.schema import arrow_schema
+from tastyrec.sim.engine import ServerConnection, SimConfig
+from tastyrec.sim.market import Market
+
+T0 = 1_795_000_000.0  # epoch seconds
+
+
+class Pair:
+    """A client protocol wired to a server engine; time advances only when told."""
+
+    def __init__(self, token: str | None = "tok", valid: str | None = "tok") -> None:
+        self.now = T0
+        self.client = p.DXLinkProtocol()
+        self.server = ServerConnection(
+            SimConfig(),
+            Market(7),
+            check_token=None if valid is None else (lambda t: t == valid),
+            now=self.now,
+        )
+        self.client.connect(token)
+        self.events: list[p.ProtocolEvent] = []
+        self.pump()
+
+    def pump(self) -> list[p.ProtocolEvent]:
+        """Exchange messages until both sides are quiet; return the client's new events."""
+        new: list[p.ProtocolEvent] = []
+        for _ in range(100):
+            moved = False
+            for data in self.client.data_to_send():
+                self.server.receive_text(data, self.now)
+                moved = True
+            for frame in self.server.data_to_send():
+                self.client.receive_text(frame, int(self.now * 1e9))
+                moved = True
+            new.extend(self.client.events_received())
+            if not moved:
+                break
+        self.events.extend(new)
+        return new
+
+    def advance(self, seconds: float, step: float = 0.1) -> list[p.ProtocolEvent]:
+        new = []
+        end = self.now + seconds
+        while self.now < end:
+            self.now = min(end, self.now + step)
+            self.server.tick(self.now)
+            new.extend(self.pump())
+        return new
+
+
+def feed_events(events: list[p.ProtocolEvent], cls: type) -> list:
+    out = []
+    for e in events:
+        if isinstance(e, p.FeedEvents) and e.event_type is cls:
+            out.extend(structs(e.plan, e.values))
+    return out
+
+
+def test_handshake_authorizes_with_a_valid_token():
+    pair = Pair()
+    assert pair.client.state is p.ConnectionState.AUTHORIZED
+    assert any(isinstance(e, p.Authorized) for e in pair.events)
+    assert pair.client.server_keepalive_timeout == 60
+
+
+def test_wrong_token_is_rejected_after_the_initial_unauthorized():
+    pair = Pair(token="wrong")
+    assert [type(e) for e in pair.events if not isinstance(e, p.ServerSetup)] == [p.AuthRejected]
+
+
+def test_no_auth_server_needs_no_token():
+    pair = Pair(token=None, valid=None)
+    assert pair.client.state is p.ConnectionState.AUTHORIZED
+
+
+def test_quotes_greeks_and_tape_flow_and_decode():
+    pair = Pair()
+    pair.client.subscribe(Quote, ["SPY", "SPX"])
+    pair.client.subscribe(Greeks, [".SPY261218C600"])
+    pair.client.subscribe(TimeAndSale, ["SPY"])
+    pair.client.subscribe(Summary, ["SPY"])
+    events = pair.pump() + pair.advance(2.0)
+    quotes = feed_events(events, Quote)
+    assert {q.event_symbol for q in quotes} == {"SPY", "SPX"}
+    assert all(q.bid_price < q.ask_price for q in quotes)
+    assert all(math.isnan(q.bid_size) for q in quotes if q.event_symbol == "SPX")
+    greeks = feed_events(events, Greeks)
+    assert greeks and all(0 <= g.delta <= 1 for g in greeks)
+    assert feed_events(events, TimeAndSale)
+    assert feed_events(events, Summary)
+    # the announced fields drove the decoding
+    assert all(
+        e.plan.announced == e.plan.spec.wire_names for e in events if isinstance(e, p.FeedEvents)
+    )
+
+
+def test_columns_from_the_wire_match_the_structs():
+    pair = Pair()
+    pair.client.subscribe(Quote, ["SPY", "QQQ", "SPX"])
+    events = pair.pump() + pair.advance(1.0)
+    acc = ColumnAccumulator()
+    expected = []
+    for e in events:
+        if isinstance(e, p.FeedEvents):
+            acc.add(e.plan, e.values, e.recv_ns)
+            expected.extend(structs(e.plan, e.values))
+    (batch,) = acc.flush()
+    assert batch.batch.schema == arrow_schema(Quote)
+    rows = batch.batch.to_pydict()
+    assert rows["event_symbol"] == [q.event_symbol for q in expected]
+    assert rows["ask_price"] == [q.ask_price for q in expected]
+    assert [t.timestamp() * 1000 for t in rows["bid_time"]] == [q.bid_time for q in expected]
+
+
+def test_candle_history_snapshot_then_live_updates():
+    pair = Pair()
+    from_ms = int((T0 - 3600) * 1000)
+    pair.client.subscribe(Candle, ["SPY{=5m}"], from_time=from_ms)
+    events = pair.pump() + pair.advance(1.0)
+    candles = feed_events(events, Candle)
+    assert candles[0].snapshot_begin
+    snapshot_end = next(i for i, c in enumerate(candles) if c.snapshot_end or c.snapshot_snip)
+    history = candles[: snapshot_end + 1]
+    assert len(history) >= 12  # an hour of 5-minute candles
+    assert all(c.event_symbol == "SPY{=5m}" for c in candles)
+    assert all(c.time >= from_ms - 5 * 60_000 for c in history)
+    assert all(c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high for c in history)
+
+
+def test_reconnect_restores_subscriptions_on_a_new_server_connection():
+    pair = Pair()
+    pair.client.subscribe(Quote, ["SPY"])
+    pair.client.subscribe(Candle, ["SPY{=m}"], from_time=int((T0 - 600) * 1000))
+    pair.pump()
+    pair.client.close()
+    # a fresh server connection, as after a reconnect
+    pair.server = ServerConnection(
+        SimConfig(), Market(7), check_token=lambda t: t == "tok", now=pair.now
+    )
+    pair.client.connect("tok")
+    events = pair.pump() + pair.advance(1.0)
+    assert feed_events(events, Quote)
+    assert feed_events(events, Candle)[0].snapshot_begin
+
+
+def test_unsubscribe_stops_the_symbol():
+    pair = Pair()
+    pair.client.subscribe(Quote, ["SPY", "QQQ"])
+    pair.pump()
+    pair.advance(0.5)
+    pair.client.unsubscribe(Quote, ["SPY"])
+    pair.pump()
+    events = pair.advance(1.0)
+    assert {q.event_symbol for q in feed_events(events, Quote)} == {"QQQ"}
