@@ -183,6 +183,8 @@ def _times(col: list[Any], default: int) -> pa.Array:
 
 
 _TIME_TYPE: Final = ARROW_TYPES[FieldKind.TIME_MS]
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 def _column(kind: FieldKind, default: Any, col: list[Any]) -> pa.Array:
@@ -255,8 +257,10 @@ def structs(p: FieldPlan, values: list[Any]) -> list[Event]:
                 cols.append(col)
             elif f.kind is FieldKind.BOOL:
                 cols.append(_bools(col).tolist())
-            elif _is_ints(col):  # already Python ints: keep them
-                cols.append(col)
+            elif _is_ints(col) and (
+                not any(col) or _INT64_MIN <= min(col) <= max(col) <= _INT64_MAX
+            ):
+                cols.append(col)  # already Python ints (int64 ones): keep them
             else:
                 cols.append(_ints_checked(col, f.default).tolist())
         except (ValueError, TypeError, OverflowError) as exc:
