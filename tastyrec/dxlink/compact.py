@@ -24,7 +24,7 @@ message; nothing here drops a single event silently.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..events.base import Event
-from ..events.registry import EVENT_TYPES, EventSpec, FieldKind, spec
+from ..events.registry import EVENT_TYPES, EventSpec, FieldKind, FieldSpec, spec
 from ..exceptions import RemoteProtocolError, SchemaError
 from ..schema import ARROW_TYPES, RECV_TYPE, arrow_schema
 
@@ -45,6 +45,9 @@ __all__ = (
     "plan",
     "structs",
 )
+
+
+_Converter = Callable[[list[Any], Any], pa.Array]
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,17 @@ class FieldPlan:
         """True when the server sends exactly the Struct's fields in Struct order."""
         return self.announced == self.spec.wire_names
 
+    @functools.cached_property
+    def _steps(self) -> tuple[tuple[FieldSpec, int | None, _Converter], ...]:
+        """Per Struct field: its spec, announced position and converter (built once per plan)."""
+        return tuple(
+            (f, pos, _CONVERTERS[f.kind])
+            for f, pos in zip(self.spec.fields, self.positions, strict=True)
+        )
+
     def count(self, values: Sequence[Any]) -> int:
         """Number of events in ``values``; RemoteProtocolError if it is not a whole number."""
-        n, rest = divmod(len(values), self.width)
+        n, rest = divmod(len(values), len(self.announced))
         if rest:
             raise RemoteProtocolError(
                 f"{self.spec.name} data has {len(values)} values, not a multiple of "
@@ -149,54 +160,64 @@ def _bools(col: list[Any]) -> np.ndarray[Any, Any]:
     raise ValueError(f"expected booleans, got values such as {col[0]!r}")
 
 
-def _doubles(col: list[Any]) -> pa.Array:
+def _primitive(type_: pa.DataType, arr: np.ndarray[Any, Any]) -> pa.Array:
+    # wrapping the contiguous numpy buffer is exact, ~1.5x cheaper than pa.array() per call and
+    # ~20x faster than a cast to a tz-aware timestamp type
+    return pa.Array.from_buffers(type_, len(arr), [None, pa.py_buffer(arr)])
+
+
+def _doubles(col: list[Any], default: Any = None) -> pa.Array:
     try:  # float() of each value: parses "NaN", "Infinity", "-Infinity"
         arr = np.fromiter(col, np.float64, len(col))
     except TypeError:  # a null, which np.array turns into NaN (an absent double is NaN)
         arr = np.array(col, dtype=np.float64)
-    return pa.array(arr)
+    return _primitive(_FLOAT64, arr)
 
 
-def _strings(col: list[Any]) -> pa.Array:
+def _strings(col: list[Any], default: Any = None) -> pa.Array:
     # pyarrow spends ~30 ns on each Python string. Exchange codes are one character each (also
     # "\u0000"): joined, they are the data buffer and 0, 1, 2... the offsets, ~2.5x faster.
     # ``join`` raises TypeError on a null or a non-string: pyarrow then sorts that out itself.
     try:
         joined = "".join(col)
     except TypeError:
-        return pa.array(col, type=pa.string())
+        return pa.array(col, type=_STRING)
     n = len(col)
     if len(joined) != n or not joined.isascii() or "" in col:
-        return pa.array(col, type=pa.string())
+        return pa.array(col, type=_STRING)
     offsets = pa.py_buffer(np.arange(n + 1, dtype=np.int32))
-    return pa.Array.from_buffers(pa.string(), n, [None, offsets, pa.py_buffer(joined.encode())])
+    return pa.Array.from_buffers(_STRING, n, [None, offsets, pa.py_buffer(joined.encode())])
 
 
 def _longs(col: list[Any], default: int) -> pa.Array:
-    return pa.array(_ints(col, default))
+    return _primitive(_INT64, _ints(col, default))
 
 
 def _times(col: list[Any], default: int) -> pa.Array:
-    ints = _ints(col, default)
-    # building from the buffer is exact and ~20x faster than a cast to a tz-aware type
-    return pa.Array.from_buffers(_TIME_TYPE, len(ints), [None, pa.py_buffer(ints)])
+    return _primitive(_TIME_TYPE, _ints(col, default))
 
 
+def _booleans(col: list[Any], default: Any = None) -> pa.Array:
+    return pa.array(_bools(col))
+
+
+_FLOAT64: Final = pa.float64()
+_INT64: Final = pa.int64()
+_STRING: Final = pa.string()
 _TIME_TYPE: Final = ARROW_TYPES[FieldKind.TIME_MS]
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
+_CONVERTERS: Final[dict[FieldKind, _Converter]] = {
+    FieldKind.DOUBLE: _doubles,
+    FieldKind.STRING: _strings,
+    FieldKind.BOOL: _booleans,
+    FieldKind.TIME_MS: _times,
+    FieldKind.LONG: _longs,
+}
 
 
 def _column(kind: FieldKind, default: Any, col: list[Any]) -> pa.Array:
-    if kind is FieldKind.DOUBLE:
-        return _doubles(col)
-    if kind is FieldKind.STRING:
-        return _strings(col)
-    if kind is FieldKind.BOOL:
-        return pa.array(_bools(col))
-    if kind is FieldKind.TIME_MS:
-        return _times(col, default)
-    return _longs(col, default)
+    return _CONVERTERS[kind](col, default)
 
 
 def _constant(kind: FieldKind, default: Any, n: int) -> pa.Array:
@@ -217,14 +238,14 @@ def columns(p: FieldPlan, values: list[Any]) -> list[pa.Array]:
             of the wrong type.
     """
     n = p.count(values)
-    width = p.width
+    width = len(p.announced)
     out = []
-    for f, pos in zip(p.spec.fields, p.positions, strict=True):
+    for f, pos, convert in p._steps:
         if pos is None:
             out.append(_constant(f.kind, f.default, n))
             continue
         try:
-            out.append(_column(f.kind, f.default, values[pos::width]))
+            out.append(convert(values[pos::width], f.default))
         except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
             raise _bad(p.spec, f.name, exc) from None
     if out[0].null_count:
