@@ -22,7 +22,14 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from .exceptions import ConnectionClosedError, ConnectionClosedOK
 
-__all__ = ("DEFAULT_MAX_SIZE", "Transport", "backoff", "connections", "map_exceptions")
+__all__ = (
+    "DEFAULT_MAX_SIZE",
+    "Transport",
+    "backoff",
+    "connections",
+    "map_exceptions",
+    "redacting_logger",
+)
 
 #: Largest inbound message accepted: candle snapshots exceed websockets' 1 MiB default.
 DEFAULT_MAX_SIZE: Final = 64 * 1024 * 1024
@@ -43,6 +50,11 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if self.isEnabledFor(level):
             super().log(level, msg, *(_redact_arg(a) for a in args), **kwargs)
+
+
+def redacting_logger(name: str) -> logging.LoggerAdapter[logging.Logger]:
+    """A websockets logger (``websockets.client``/``websockets.server``) that redacts tokens."""
+    return _RedactingLogger(logging.getLogger(name), {})
 
 
 def _redact_arg(arg: object) -> object:
@@ -111,7 +123,7 @@ async def connections(
         open_timeout=open_timeout,
         ping_interval=None,
         compression=None,
-        logger=_RedactingLogger(logging.getLogger("websockets.client"), {}),
+        logger=redacting_logger("websockets.client"),
         **kwargs,  # type: ignore[arg-type]
     )
     async for ws in client:

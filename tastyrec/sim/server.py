@@ -28,6 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection as WsConnection, 
 from websockets.exceptions import ConnectionClosed
 
 from ..dxlink.messages import AnyMessage, UnknownMessage
+from ..transport import redacting_logger
 from .engine import ServerConnection, SimConfig
 from .market import Market
 
@@ -112,6 +113,7 @@ class Simulator:
             max_size=self.config.max_inbound_bytes,
             ping_interval=None,
             compression=None,
+            logger=redacting_logger("websockets.server"),  # its DEBUG frame dumps show AUTH
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
