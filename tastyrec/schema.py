@@ -37,8 +37,7 @@ def arrow_schema(cls: type[Event]) -> pa.Schema:
     """The Arrow schema of ``cls``: its fields in wire order, then ``recv_ns``."""
     s = spec(cls)
     fields = [
-        pa.field(f.name, ARROW_TYPES[f.kind], nullable=f.kind is FieldKind.STRING)
-        for f in s.fields
+        pa.field(f.name, ARROW_TYPES[f.kind], nullable=f.kind is FieldKind.STRING) for f in s.fields
     ]
     fields[0] = pa.field(s.fields[0].name, pa.string(), nullable=False)  # event_symbol
     fields.append(pa.field(RECV_COLUMN, RECV_TYPE, nullable=False))
@@ -48,4 +47,5 @@ def arrow_schema(cls: type[Event]) -> pa.Schema:
 @functools.cache
 def polars_schema(cls: type[Event]) -> pl.Schema:
     """The polars schema of ``cls``, the same columns as :func:`arrow_schema`."""
-    return pl.Schema(pl.from_arrow(arrow_schema(cls).empty_table()).schema)
+    frame = pl.DataFrame(arrow_schema(cls).empty_table())
+    return frame.schema
