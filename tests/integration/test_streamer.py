@@ -609,3 +609,37 @@ async def test_sdk_session(sim: Simulator) -> None:
         await streamer.subscribe(Quote, ["SPY"])
         assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
     assert any(isinstance(x, m.Auth) and x.token == TOKEN for x in sim.received)
+
+
+# --- 10. inbound frames far above websockets' 1 MiB default ----------------------------------
+
+
+async def test_large_inbound_frames_are_accepted() -> None:
+    # the simulator builds a snapshot on its event loop (shared with the client here): give it time
+    config = sim_config(
+        max_frame_bytes=8_000_000, candle_snapshot_limit=50_000, keepalive_timeout=30
+    )
+    async with Simulator(seed=7, token=TOKEN, config=config) as server:
+        frames: list[int] = []
+        async with make_streamer(server, keepalive_timeout=30) as streamer:
+            assert streamer._transport is not None
+            recv = streamer._transport.recv
+
+            async def recording_recv() -> bytes:
+                frame = await recv()
+                frames.append(len(frame))
+                return frame
+
+            streamer._transport.recv = recording_recv  # type: ignore[method-assign]
+            start = datetime.fromtimestamp(time.time() - 3 * 3600, tz=UTC)
+            await streamer.subscribe_candle(["SPY"], "1s", start_time=start)
+            with anyio.fail_after(20):
+                candle = await streamer.get_event(Candle)
+                assert candle.snapshot_begin
+                count = 1
+                while not candle.snapshot_end:
+                    candle = await streamer.get_event(Candle)
+                    count += 1
+        assert count >= 10_000  # three hours of one-second candles, in one snapshot
+        assert max(frames) > 1024 * 1024  # at least one frame over websockets' default limit
+        assert streamer.stats.disconnects == 0
