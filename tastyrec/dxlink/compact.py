@@ -4,10 +4,13 @@ This is the recorder's hot path. A COMPACT ``FEED_DATA`` carries, per event type
 ``N * len(fields)`` values (DXLINK.md §8). Per-value Python work is what makes decoders slow, so:
 
 * the flat list is sliced once per field with extended slicing (``values[i::width]``);
-* doubles go through ``numpy.array(..., float64)``, which parses ``"NaN"``, ``"Infinity"`` and
-  ``"-Infinity"`` (and ``null``, as NaN) itself;
-* longs are inferred by numpy and checked to be integers (a float or string there is the server's
-  error, not something to truncate);
+* doubles go through ``numpy.fromiter(..., float64)``, whose ``float()`` parses ``"NaN"``,
+  ``"Infinity"`` and ``"-Infinity"`` itself (``numpy.array`` only when a null, NaN, is present);
+* longs are vetted by one ``sum()`` (a float makes the total a float, a string or null raises: the
+  server's error, never something to truncate) before ``numpy.fromiter(..., int64)``; columns of
+  zeros skip the conversion;
+* one-character strings (exchange codes) are joined into the Arrow data buffer directly;
+  primitive Arrow arrays wrap the numpy buffers (exact, and no tz-aware cast for times);
 * :class:`ColumnAccumulator` concatenates the values of many messages (one ``list.extend`` each)
   and converts a few thousand rows at a time, which is several times faster than converting each
   100-event message on its own (PERFORMANCE.md).
