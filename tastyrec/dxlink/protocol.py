@@ -274,6 +274,11 @@ class DXLinkProtocol:
         out, self._outgoing = self._outgoing, []
         return out
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` would return anything."""
+        return bool(self._outgoing)
+
     def events_received(self) -> list[ProtocolEvent]:
         """Protocol events produced by :meth:`receive_text` since the last call."""
         out, self._events = self._events, []

@@ -163,7 +163,8 @@ class DXLinkStreamer:
         disconnect_fn: ``async def fn(streamer, *disconnect_args)``, run when a connection breaks.
         reconnect_fn: ``async def fn(streamer, *reconnect_args)``, run once a new connection is up
             and every subscription has been restored.
-        queue_size: bound of each event type's listener queue, in events (oldest dropped first).
+        queue_size: bound of each event type's listener queue, in events (oldest dropped first);
+            0 for a streamer read only through :meth:`tap` (no listener queues at all).
         keepalive_timeout: seconds of silence after which the connection is considered dead.
         connect_timeout: seconds ``async with`` waits for the first authorised connection.
         reconnect_delays: backoff generator factory (default: websockets' backoff).
@@ -430,8 +431,8 @@ class DXLinkStreamer:
 
     async def _flush(self) -> None:
         conn = self._transport
-        if conn is None:
-            return
+        if conn is None or not self.protocol.has_data_to_send:
+            return  # the common case after a data frame: no lock, no checkpoint
         async with self._send_lock:
             for data in self.protocol.data_to_send():
                 if logger.isEnabledFor(logging.DEBUG):
@@ -493,6 +494,10 @@ class DXLinkStreamer:
     # --- subscriptions -------------------------------------------------------------------
 
     def _queue(self, event_type: type[Event]) -> _EventQueue:
+        if self.queue_size <= 0:
+            raise LocalProtocolError(
+                "this streamer has no listener queues (queue_size=0); read it with tap()"
+            )
         name = event_type.__name__
         queue = self._queues.get(name)
         if queue is None:
@@ -517,7 +522,8 @@ class DXLinkStreamer:
                 type's channel is open.
             source: order source for order-book events (``Order``), e.g. ``"NTV"``.
         """
-        self._queue(event_type)
+        if self.queue_size > 0:
+            self._queue(event_type)
         async with self._send_lock:
             self.protocol.subscribe(
                 event_type, symbols, refresh_interval=refresh_interval, source=source
@@ -554,7 +560,8 @@ class DXLinkStreamer:
             1_000_000_000 if start_time is None else math.floor(start_time.timestamp() * 1000)
         )
         names = [candle_symbol(s, interval, extended_trading_hours) for s in _as_list(symbols)]
-        self._queue(Candle)
+        if self.queue_size > 0:
+            self._queue(Candle)
         async with self._send_lock:
             self.protocol.subscribe(
                 Candle, names, refresh_interval=refresh_interval, from_time=from_time

@@ -293,6 +293,21 @@ async def test_tap(sim: Simulator) -> None:
     assert symbols == {"SPY", "QQQ", "IWM"}
 
 
+async def test_tap_only_streamer_keeps_no_listener_queues(sim: Simulator) -> None:
+    async with make_streamer(sim, queue_size=0) as streamer:
+        tap = streamer.tap()
+        await streamer.subscribe(Quote, ["SPY", "QQQ"], refresh_interval=0.05)
+        with anyio.fail_after(WAIT_S):
+            rows = 0
+            while rows < 40:
+                rows += (await tap.receive()).num_rows
+        assert streamer._queues == {}  # nothing held for listeners that cannot exist
+        assert sum(streamer.stats.dropped.values()) == 0
+        with pytest.raises(LocalProtocolError, match="tap"):
+            await streamer.get_event(Quote)
+        tap.close()
+
+
 # --- 5. faults ---------------------------------------------------------------------------------
 
 
