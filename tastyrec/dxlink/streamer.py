@@ -331,14 +331,16 @@ class DXLinkStreamer:
             finally:
                 self._transport = None
                 self.protocol.close()
-            await self._flush_taps()  # what arrived before the break is not lost
             if self._closing:
+                await self._flush_taps()
                 return
             if fatal is not None:
+                await self._flush_taps()
                 raise fatal
             self.stats.disconnects += 1
-            if started and self.disconnect_fn is not None:
+            if started and self.disconnect_fn is not None:  # at once, before anything else
                 await self.disconnect_fn(self, *self.disconnect_args)
+            await self._flush_taps()  # what arrived before the break is not lost
 
     def _process_exception(self, eg: BaseExceptionGroup[BaseException]) -> TastyrecError | None:
         """The error to raise instead of reconnecting, or None to reconnect."""
