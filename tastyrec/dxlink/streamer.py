@@ -306,9 +306,7 @@ class DXLinkStreamer:
             fatal: TastyrecError | None = None
             try:
                 async with anyio.create_task_group() as tg:
-                    async with self._send_lock:
-                        self.protocol.connect(self._token)
-                    await self._flush()
+                    await self._change(self.protocol.connect, self._token)
                     tg.start_soon(self._receive_loop, conn)
                     tg.start_soon(self._keepalive_loop)
                     tg.start_soon(self._watchdog, conn)
@@ -447,9 +445,7 @@ class DXLinkStreamer:
             interval = self.protocol.keepalive_interval
             await anyio.sleep(max(0.0, self._last_send + interval - time.monotonic()))
             if time.monotonic() - self._last_send >= interval:
-                async with self._send_lock:
-                    self.protocol.send_keepalive()
-                await self._flush()
+                await self._change(self.protocol.send_keepalive)
 
     async def _watchdog(self, conn: transport.Transport) -> None:
         self._last_recv = time.monotonic()
@@ -524,25 +520,41 @@ class DXLinkStreamer:
                 type's channel is open.
             source: order source for order-book events (``Order``), e.g. ``"NTV"``.
         """
+        await self._subscribe(event_type, symbols, refresh_interval, source=source)
+
+    async def _subscribe(
+        self,
+        event_type: type[Event],
+        symbols: Iterable[str],
+        refresh_interval: float,
+        *,
+        from_time: int | None = None,
+        source: str | None = None,
+    ) -> None:
         if self.queue_size > 0:
-            self._queue(event_type)
+            self._queue(event_type)  # events are kept from now on, before anyone listens
+        await self._change(
+            self.protocol.subscribe,
+            event_type,
+            symbols,
+            refresh_interval=refresh_interval,
+            from_time=from_time,
+            source=source,
+        )
+
+    async def _change(self, method: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Call a protocol method that queues messages, then send them, in order."""
         async with self._send_lock:
-            self.protocol.subscribe(
-                event_type, symbols, refresh_interval=refresh_interval, source=source
-            )
+            method(*args, **kwargs)
         await self._flush()
 
     async def unsubscribe(self, event_type: type[Event], symbols: Iterable[str]) -> None:
         """Remove subscriptions of one event type."""
-        async with self._send_lock:
-            self.protocol.unsubscribe(event_type, symbols)
-        await self._flush()
+        await self._change(self.protocol.unsubscribe, event_type, symbols)
 
     async def unsubscribe_all(self, event_type: type[Event]) -> None:
         """Remove every subscription of one event type."""
-        async with self._send_lock:
-            self.protocol.unsubscribe_all(event_type)
-        await self._flush()
+        await self._change(self.protocol.unsubscribe_all, event_type)
 
     async def subscribe_candle(
         self,
@@ -562,13 +574,7 @@ class DXLinkStreamer:
             1_000_000_000 if start_time is None else math.floor(start_time.timestamp() * 1000)
         )
         names = [candle_symbol(s, interval, extended_trading_hours) for s in _as_list(symbols)]
-        if self.queue_size > 0:
-            self._queue(Candle)
-        async with self._send_lock:
-            self.protocol.subscribe(
-                Candle, names, refresh_interval=refresh_interval, from_time=from_time
-            )
-        await self._flush()
+        await self._subscribe(Candle, names, refresh_interval, from_time=from_time)
 
     async def unsubscribe_candle(
         self, ticker: str, interval: str | None = None, extended_trading_hours: bool = False
