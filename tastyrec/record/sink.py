@@ -1,0 +1,311 @@
+"""Event batches -> journal segments -> Parquet files: rotation, atomic publication, recovery.
+
+Theory of operation (crash safety)
+----------------------------------
+1. :meth:`EventSink.append` writes each batch to the open journal segment of its event type and
+   New York date (:mod:`.journal`); only then does the batch count as recorded.
+2. A segment is *sealed* when the rotation policy says so (rows, bytes or age, whichever comes
+   first) or when the New York date of receipt changes (a batch straddling midnight is split).
+3. :func:`convert_segment` turns a sealed segment into Parquet: it writes
+   ``<name>.parquet.tmp`` beside the target, ``fsync``\\ s it, ``os.replace``\\ s it to
+   ``<name>.parquet``, ``fsync``\\ s the folder, and only then deletes the segment.
+4. :func:`recover` runs the same conversion over segments left by a recorder that died
+   (its session lock is free), keeping every intact record and dropping only a torn tail.
+
+Readers (DuckDB, polars, replay) glob ``*.parquet`` only, so they see a file whole or not at all.
+If the process dies between steps 3's rename and delete, the Parquet file exists and the next
+recovery just deletes the segment: a file name is fixed when its segment is opened, so recovery
+is idempotent and never writes a row twice.
+
+Parquet settings: zstd; dictionary encoding (symbols and other strings, and the default for
+numbers, which beat BYTE_STREAM_SPLIT by 2.8x on quotes); delta encoding for the receipt time;
+row groups of :data:`ROW_GROUP_ROWS` rows (large enough for scans, small enough for memory).
+Rows stay in receipt order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..exceptions import StorageError
+from ..schema import RECV_COLUMN
+from . import layout
+from .journal import FsyncPolicy, JournalWriter, fsync_dir, read_segment
+
+__all__ = (
+    "ROW_GROUP_ROWS",
+    "EventSink",
+    "RotationPolicy",
+    "WrittenFile",
+    "convert_segment",
+    "journal_segments",
+)
+
+logger = logging.getLogger(__name__)
+
+#: Rows per Parquet row group.
+ROW_GROUP_ROWS: Final = 262_144
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """When a file is closed and a new one started: whichever limit is reached first.
+
+    The defaults make a few files per event type and hour at most, never thousands of tiny ones,
+    and bound the journal (uncompressed Arrow, several times the Parquet size) on disk.
+
+    Attributes:
+        max_rows: rows per file.
+        max_bytes: bytes of uncompressed Arrow data (the journal segment) per file.
+        max_age_s: seconds since the file's first row was written.
+    """
+
+    max_rows: int = 5_000_000
+    max_bytes: int = 512 * 1024 * 1024
+    max_age_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.max_rows < 1 or self.max_bytes < 1 or not self.max_age_s > 0:
+            raise ValueError(f"rotation limits must be positive: {self!r}")
+
+    def due(self, rows: int, nbytes: int, age_s: float) -> str | None:
+        """The reason to rotate now (``"rows"``, ``"bytes"``, ``"age"``), or ``None``."""
+        if rows >= self.max_rows:
+            return "rows"
+        if nbytes >= self.max_bytes:
+            return "bytes"
+        if age_s >= self.max_age_s:
+            return "age"
+        return None
+
+
+@dataclass
+class _Open:
+    journal: JournalWriter
+    day: date
+    day_end_ns: int
+    opened_s: float
+
+
+@dataclass
+class EventSink:
+    """The open journal segment of one event type; decides rotation. Synchronous, no threads.
+
+    Example::
+
+        sink = EventSink(root, arrow_schema(Quote), session_id="3f9a1c2b")
+        sealed = sink.append(batch)          # journal paths ready for convert_segment()
+        sealed += sink.seal()                # at the end
+
+    Args:
+        root: the recording folder.
+        schema: the event type's Arrow schema (its ``tastyrec.event_type`` metadata names it).
+        session_id: the recording session's id, part of every file name.
+        policy: rotation limits.
+        fsync: the journal's fsync policy.
+        metadata: key-value metadata for each file (provenance), beside the schema's own.
+        clock: monotonic seconds, for file age (injectable for tests).
+    """
+
+    root: Path
+    schema: pa.Schema
+    session_id: str
+    policy: RotationPolicy = field(default_factory=RotationPolicy)
+    fsync: FsyncPolicy = FsyncPolicy.INTERVAL
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    _open: _Open | None = field(default=None, init=False, repr=False)
+    _seq: int = field(default=0, init=False, repr=False)
+
+    @property
+    def event_type(self) -> str:
+        """The event type name (from the schema metadata)."""
+        return bytes(self.schema.metadata[b"tastyrec.event_type"]).decode()
+
+    @property
+    def journal(self) -> JournalWriter | None:
+        """The open segment, if any."""
+        return None if self._open is None else self._open.journal
+
+    def append(self, batch: pa.RecordBatch) -> list[Path]:
+        """Journal one batch; returns the segments this sealed (to be converted).
+
+        Raises:
+            StorageError: the journal could not be written (the batch is not recorded).
+        """
+        sealed: list[Path] = []
+        while batch.num_rows:
+            recv = batch.column(RECV_COLUMN)
+            first_ns = int(recv[0].value)
+            if self._open is None:
+                self._start(first_ns)
+            current = self._open
+            assert current is not None
+            # rows received after this file's New York midnight go to the next day's file
+            late = pc.greater_equal(recv.cast(pa.int64()), current.day_end_ns)
+            if not pc.any(late).as_py():
+                current.journal.append(batch)
+                break
+            # also rows before the file's day (the clock stepped back) stay in this file
+            keep = batch.filter(pc.invert(late))
+            if keep.num_rows:
+                current.journal.append(keep)
+            batch = batch.filter(late)
+            sealed += self.seal()
+            self._start(int(pc.min(batch.column(RECV_COLUMN)).value))
+        sealed += self.rotate_if_due()
+        return sealed
+
+    def _start(self, first_ns: int) -> None:
+        self._seq += 1
+        day = layout.partition_date(first_ns)
+        name = layout.file_name(first_ns, self.session_id, self._seq)
+        path = layout.journal_path(self.root, self.event_type, day, name)
+        meta = dict(self.schema.metadata or {})
+        meta.update({k.encode(): v.encode() for k, v in self.metadata.items()})
+        journal = JournalWriter(path, self.schema.with_metadata(meta), fsync=self.fsync)
+        self._open = _Open(journal, day, layout.day_end_ns(day), self.clock())
+
+    def rotate_if_due(self) -> list[Path]:
+        """Seal the open segment if the policy says so (call it on a timer too, for age)."""
+        current = self._open
+        if current is None:
+            return []
+        reason = self.policy.due(
+            current.journal.rows, current.journal.bytes, self.clock() - current.opened_s
+        )
+        if reason is None:
+            return []
+        logger.info("= rotating %s (%s): %s", self.event_type, reason, current.journal.path.name)
+        return self.seal()
+
+    def seal(self) -> list[Path]:
+        """Close the open segment; returns it (empty if none was open)."""
+        current, self._open = self._open, None
+        if current is None:
+            return []
+        current.journal.close()
+        return [current.journal.path]
+
+    def sync(self) -> None:
+        """``fsync`` the open segment (the ``interval`` policy's timer calls this)."""
+        if self._open is not None:
+            self._open.journal.sync()
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A Parquet file made from a journal segment."""
+
+    path: Path
+    event_type: str
+    rows: int
+    bytes: int
+    #: bytes of torn tail dropped from the segment (only after a crash)
+    torn_bytes: int = 0
+
+
+def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    delta = [RECV_COLUMN] if RECV_COLUMN in schema.names else []
+    return {
+        "compression": "zstd",
+        # dictionary for every column but the delta-encoded one (Parquet allows one or the other)
+        "use_dictionary": [f.name for f in schema if f.name not in delta],
+        "column_encoding": dict.fromkeys(delta, "DELTA_BINARY_PACKED"),
+        "write_statistics": True,
+    }
+
+
+def convert_segment(root: Path, segment: Path) -> WrittenFile | None:
+    """Turn a sealed (or left-over) journal segment into its Parquet file, then delete it.
+
+    Blocking: run it in a worker thread. Idempotent: if the Parquet file already exists (a crash
+    after the rename), the segment is just deleted. A segment with no intact rows makes no file.
+
+    Returns:
+        The file written (or found), or ``None`` when the segment held no rows.
+
+    Raises:
+        StorageError: the Parquet file could not be written; the segment is kept.
+    """
+    target = layout.parquet_for_journal(root, segment)
+    event_type = target.parent.parent.name
+    if target.exists():
+        meta = pq.read_metadata(target)
+        _unlink(segment)
+        return WrittenFile(target, event_type, meta.num_rows, target.stat().st_size)
+    contents = read_segment(segment)
+    if contents.torn_bytes:
+        logger.warning(
+            "dropped a torn tail of %d bytes from %s (intact: %d rows)",
+            contents.torn_bytes,
+            segment.name,
+            contents.rows,
+        )
+    if contents.schema is None or not contents.rows:
+        _unlink(segment)
+        return None
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_parquet(tmp, contents.schema, contents.batches)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StorageError(
+            f"cannot write {str(target)!r}: {exc.strerror or exc}; the data is kept in the "
+            f"journal {str(segment)!r}: free space (or fix permissions) and run "
+            f"`tastyrec recover {root}`"
+        ) from exc
+    _unlink(segment)
+    return WrittenFile(
+        target, event_type, contents.rows, target.stat().st_size, contents.torn_bytes
+    )
+
+
+def _write_parquet(path: Path, schema: pa.Schema, batches: list[pa.RecordBatch]) -> None:
+    """Write ``batches`` in row groups of exactly ROW_GROUP_ROWS rows (the last one smaller)."""
+    with open(path, "wb") as fh:
+        with pq.ParquetWriter(fh, schema, **_parquet_options(schema)) as writer:
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in batches:
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= ROW_GROUP_ROWS:
+                    table = pa.Table.from_batches(pending, schema)
+                    while table.num_rows >= ROW_GROUP_ROWS:
+                        writer.write_table(table.slice(0, ROW_GROUP_ROWS), ROW_GROUP_ROWS)
+                        table = table.slice(ROW_GROUP_ROWS)
+                    pending, rows = table.to_batches(), table.num_rows
+            if rows:
+                writer.write_table(pa.Table.from_batches(pending, schema), ROW_GROUP_ROWS)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def journal_segments(root: Path) -> list[Path]:
+    """Every journal segment under ``root``, oldest name first."""
+    base = root / layout.JOURNAL_DIR
+    if not base.is_dir():
+        return []
+    return sorted(base.glob("*/date=*/*" + layout.JOURNAL_SUFFIX), key=lambda p: p.name)
