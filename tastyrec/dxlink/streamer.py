@@ -56,7 +56,7 @@ from . import protocol as p
 from .compact import ColumnAccumulator, ColumnBatch, FieldPlan, structs
 from .messages import decode, redact
 
-__all__ = ("DXLinkStreamer", "StreamerStats", "candle_symbol")
+__all__ = ("DXLinkStreamer", "Gap", "StreamerStats", "candle_symbol")
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,23 @@ class _EventQueue:
         return self.size + len(self._decoded) - self._pos
 
 
+@dataclass
+class Gap:
+    """A break in the stream: a lost connection, until a new one has every subscription back.
+
+    Attributes:
+        last_received_ns: receipt time of the last event before the break (None: none yet).
+        disconnected_ns: when the loss was noticed.
+        reason: why the connection was lost.
+        resumed_ns: when subscriptions were restored on a new connection (None: not yet).
+    """
+
+    last_received_ns: int | None
+    disconnected_ns: int
+    reason: str
+    resumed_ns: int | None = None
+
+
 class _Reconnect(Exception):
     """Internal: drop this connection and make a new one (stale feed)."""
 
@@ -214,6 +231,11 @@ class DXLinkStreamer:
         self.server_errors: deque[ServerError] = deque(maxlen=100)
         self._queues: dict[str, _EventQueue] = {}
         self._taps: list[MemoryObjectSendStream[ColumnBatch]] = []
+        self._tap_ends: dict[int, MemoryObjectSendStream[ColumnBatch]] = {}
+        self._tap_lock = anyio.Lock()  # batches reach taps in receipt order
+        #: every break in the stream, oldest first (one small record per reconnect)
+        self.gaps: list[Gap] = []
+        self._last_event_ns: int | None = None
         self._accumulator = ColumnAccumulator(tap_rows)
         self._transport: transport.Transport | None = None
         self._send_lock = anyio.Lock()
@@ -320,12 +342,17 @@ class DXLinkStreamer:
                         task_status.started()
                     else:
                         logger.info("= reconnected to %s; subscriptions restored", self.url)
+                        if self.gaps and self.gaps[-1].resumed_ns is None:
+                            self.gaps[-1].resumed_ns = time.time_ns()
                         if self.reconnect_fn is not None:
                             await self.reconnect_fn(self, *self.reconnect_args)
             except* (ConnectionClosed, _Reconnect, OSError) as eg:
                 fatal = self._process_exception(eg)
                 if not self._closing and fatal is None:
                     logger.warning("= connection to %s lost: %s", self.url, eg.exceptions[0])
+                    if started and (not self.gaps or self.gaps[-1].resumed_ns is not None):
+                        reason = str(_unwrap(eg)) or type(_unwrap(eg)).__name__
+                        self.gaps.append(Gap(self._last_event_ns, time.time_ns(), reason))
             finally:
                 self._transport = None
                 self.protocol.close()
@@ -381,6 +408,7 @@ class DXLinkStreamer:
 
     def _on_events(self, event: p.FeedEvents) -> bool:
         self.stats.events += event.count
+        self._last_event_ns = event.recv_ns
         name = event.plan.spec.name
         queue = self._queues.get(name)
         if queue is not None:
@@ -470,19 +498,22 @@ class DXLinkStreamer:
     async def _flush_taps(self) -> None:
         if not self._accumulator.rows:
             return
-        bad = self._accumulator.bad_messages
-        batches = self._accumulator.flush()
-        if self._accumulator.bad_messages > bad:
-            self.stats.bad_frames += self._accumulator.bad_messages - bad
-            self._log_once(
-                "bad-values", "skipped a message with bad values: %s", self._accumulator.last_error
-            )
-        for batch in batches:
-            for tap in list(self._taps):
-                try:
-                    await tap.send(batch)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    self._taps.remove(tap)
+        async with self._tap_lock:
+            bad = self._accumulator.bad_messages
+            batches = self._accumulator.flush()
+            if self._accumulator.bad_messages > bad:
+                self.stats.bad_frames += self._accumulator.bad_messages - bad
+                self._log_once(
+                    "bad-values",
+                    "skipped a message with bad values: %s",
+                    self._accumulator.last_error,
+                )
+            for batch in batches:
+                for tap in list(self._taps):
+                    try:
+                        await tap.send(batch)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        self._taps.remove(tap)
 
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
         level = logging.WARNING if key not in self._logged else logging.DEBUG
@@ -616,7 +647,22 @@ class DXLinkStreamer:
         """
         send, receive = anyio.create_memory_object_stream[ColumnBatch](max_batches)
         self._taps.append(send)
+        self._tap_ends[id(receive)] = send
         return receive
+
+    async def close_tap(self, tap: MemoryObjectReceiveStream[ColumnBatch]) -> None:
+        """Flush what has been received into the taps, then end ``tap``.
+
+        The reader then gets every event received up to this call, followed by the end of the
+        stream: the way to stop recording without losing the last fraction of a second.
+        """
+        await self._flush_taps()
+        send = self._tap_ends.pop(id(tap), None)
+        if send is not None:
+            async with self._tap_lock:
+                if send in self._taps:
+                    self._taps.remove(send)
+                send.close()
 
 
 def _as_list(symbols: Iterable[str]) -> list[str]:

@@ -34,7 +34,7 @@ import enum
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -143,6 +143,28 @@ class JournalWriter:
         except OSError as exc:
             raise _storage_error("cannot sync the journal", self.path, exc) from exc
         self._dirty = False
+
+    def sync_later(self) -> Callable[[], None] | None:
+        """A function that syncs what was appended so far, safe to run in another thread.
+
+        It works on a duplicate of the file descriptor, so the segment may be appended to or
+        closed meanwhile. ``None`` when there is nothing new to sync.
+        """
+        if self._fd is None or not self._dirty:
+            return None
+        fd = os.dup(self._fd)
+        self._dirty = False
+        path = self.path
+
+        def sync() -> None:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise _storage_error("cannot sync the journal", path, exc) from exc
+            finally:
+                os.close(fd)
+
+        return sync
 
     def close(self) -> None:
         """Sync (unless the policy is ``never``) and close the segment."""

@@ -51,6 +51,7 @@ __all__ = (
     "WrittenFile",
     "convert_segment",
     "journal_segments",
+    "prune_journal",
 )
 
 logger = logging.getLogger(__name__)
@@ -199,10 +200,9 @@ class EventSink:
         current.journal.close()
         return [current.journal.path]
 
-    def sync(self) -> None:
-        """``fsync`` the open segment (the ``interval`` policy's timer calls this)."""
-        if self._open is not None:
-            self._open.journal.sync()
+    def sync_later(self) -> Callable[[], None] | None:
+        """A thread-safe function that ``fsync``\\ s the open segment (see JournalWriter)."""
+        return None if self._open is None else self._open.journal.sync_later()
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,8 @@ class WrittenFile:
     bytes: int
     #: bytes of torn tail dropped from the segment (only after a crash)
     torn_bytes: int = 0
+    #: receipt time of the newest row (epoch ns), when known
+    last_recv_ns: int | None = None
 
 
 def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
@@ -272,8 +274,9 @@ def convert_segment(root: Path, segment: Path) -> WrittenFile | None:
             f"`tastyrec recover {root}`"
         ) from exc
     _unlink(segment)
+    last = max(int(pc.max(b.column(RECV_COLUMN)).value) for b in contents.batches if b.num_rows)
     return WrittenFile(
-        target, event_type, contents.rows, target.stat().st_size, contents.torn_bytes
+        target, event_type, contents.rows, target.stat().st_size, contents.torn_bytes, last
     )
 
 
@@ -301,6 +304,17 @@ def _write_parquet(path: Path, schema: pa.Schema, batches: list[pa.RecordBatch])
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+def prune_journal(root: Path) -> None:
+    """Remove empty folders of the journal (call only when no sink is writing)."""
+    base = root / layout.JOURNAL_DIR
+    if not base.is_dir():
+        return
+    for folder in sorted(base.glob("*/date=*"), reverse=True) + sorted(base.glob("*")):
+        if folder.is_dir():
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
 
 
 def journal_segments(root: Path) -> list[Path]:

@@ -1,0 +1,717 @@
+"""Recorder: a DXLinkStreamer's columnar tap (and events from user code) -> journal -> Parquet.
+
+An async context manager. It records every batch the streamer's tap yields, for all its
+subscriptions, and events handed to :meth:`Recorder.record` (tastyrec's event Structs or the
+tastytrade SDK's event objects). Per event type, batches go to an :class:`~.sink.EventSink` (the
+journal, rotation) and to a :class:`~tastyrec.live.LiveFrame`; sealed journal segments are turned
+into Parquet in a worker thread. The crash-safety argument is in :mod:`tastyrec.record.sink`.
+
+Bookkeeping tables, one small Parquet file per recording session, rewritten atomically:
+
+* ``_sessions/<name>.parquet``: session id, start, end, source, symbols, event types, status
+  (``recording``, ``ended``, ``failed``, ``recovered``), rows, files, tastyrec version.
+* ``_gaps/<name>.parquet``: one row per disconnect -> reconnect: the receipt time of the last event
+  before the break, when it was noticed, when the subscriptions were restored, and why.
+
+A running recorder holds a lock on ``_journal/<session>.lock``. Another recorder starting in the
+same folder (or ``tastyrec recover``) converts the journal segments of sessions whose lock is free
+— recorders that died — and leaves those of live recorders alone.
+
+Deviation from STYLE.md: the Parquet conversion runs in a worker thread; journal appends run on
+the event loop (one ``write`` into the page cache each), which keeps batches in receipt order
+without a lock. ``fsync`` runs in the worker thread on a duplicated descriptor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .._version import __version__
+from ..dxlink.compact import ColumnBatch
+from ..events.base import Event
+from ..events.registry import EVENT_TYPES
+from ..exceptions import SchemaError, StorageError
+from ..live import LiveFrame
+from ..schema import RECV_COLUMN, RECV_TYPE, arrow_schema
+from . import layout
+from .journal import FsyncPolicy, fsync_dir
+from .sink import (
+    EventSink,
+    RotationPolicy,
+    WrittenFile,
+    convert_segment,
+    journal_segments,
+    prune_journal,
+)
+from .status import RecorderStats
+
+if TYPE_CHECKING:
+    from ..dxlink.streamer import DXLinkStreamer
+
+__all__ = ("SCHEMA_VERSION", "Recorder", "RecoveryReport", "recover")
+
+logger = logging.getLogger(__name__)
+
+#: Version of the recorded column layout, in every file's metadata.
+SCHEMA_VERSION: Final = "1"
+#: How often the recorder checks rotation by age, pending user events and gaps.
+TICK_S: Final = 0.05
+
+SESSION_SCHEMA: Final = pa.schema(
+    [
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("start", RECV_TYPE, nullable=False),
+        pa.field("end", RECV_TYPE),
+        pa.field("source", pa.string()),
+        pa.field("symbols", pa.list_(pa.string())),
+        pa.field("event_types", pa.list_(pa.string())),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("rows", pa.int64(), nullable=False),
+        pa.field("files", pa.int64(), nullable=False),
+        pa.field("tastyrec_version", pa.string(), nullable=False),
+    ]
+)
+GAP_SCHEMA: Final = pa.schema(
+    [
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("last_received", RECV_TYPE),
+        pa.field("disconnected", RECV_TYPE, nullable=False),
+        pa.field("resumed", RECV_TYPE),
+        pa.field("reason", pa.string()),
+    ]
+)
+
+
+def safe_source(url: str) -> str:
+    """``url`` without credentials, query or fragment: the provenance kept in files."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "unknown"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# --- bookkeeping tables --------------------------------------------------------------------
+
+
+def _write_small_table(path: Path, table: pa.Table) -> None:
+    """Atomically replace a small Parquet file (tmp, fsync, rename, fsync folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _session_name(start_ns: int, session_id: str) -> str:
+    return layout.file_name(start_ns, session_id, 0)
+
+
+@dataclass
+class _Session:
+    session_id: str
+    start_ns: int
+    source: str | None
+    symbols: list[str] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    status: str = "recording"
+    end_ns: int | None = None
+    rows: int = 0
+    files: int = 0
+
+    def write(self, root: Path) -> None:
+        row = {
+            "session_id": [self.session_id],
+            "start": [self.start_ns],
+            "end": [self.end_ns],
+            "source": [self.source],
+            "symbols": [sorted(self.symbols)],
+            "event_types": [sorted(self.event_types)],
+            "status": [self.status],
+            "rows": [self.rows],
+            "files": [self.files],
+            "tastyrec_version": [__version__],
+        }
+        name = _session_name(self.start_ns, self.session_id)
+        _write_small_table(
+            root / layout.SESSIONS_DIR / f"{name}.parquet",
+            pa.table(row, schema=SESSION_SCHEMA),
+        )
+
+
+# --- session locks -------------------------------------------------------------------------
+
+
+def _lock_path(root: Path, session_id: str) -> Path:
+    return root / layout.JOURNAL_DIR / f"{session_id}.lock"
+
+
+class _SessionLock:
+    """An exclusive ``flock`` on ``_journal/<session>.lock``, held while the recorder runs."""
+
+    def __init__(self, path: Path) -> None:
+        import fcntl
+
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+def _is_alive(lock: Path) -> bool:
+    """Whether a recorder holds ``lock`` (False for a missing file or a free lock)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock we may have taken
+    return False
+
+
+# --- recovery ------------------------------------------------------------------------------
+
+
+@dataclass
+class RecoveryReport:
+    """What :func:`recover` did."""
+
+    files: list[WrittenFile] = field(default_factory=list)
+    #: sessions whose journal was recovered
+    sessions: list[str] = field(default_factory=list)
+    #: journal segments left alone because their recorder is still running
+    skipped_live: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows recovered into Parquet."""
+        return sum(f.rows for f in self.files)
+
+    @property
+    def torn_bytes(self) -> int:
+        """Bytes of torn tails dropped."""
+        return sum(f.torn_bytes for f in self.files)
+
+
+def _session_of(segment: Path) -> str:
+    # name: <stamp>Z-<session>-<seq>.arrows
+    return segment.stem.rsplit("-", 2)[-2]
+
+
+def recover(root: str | os.PathLike[str]) -> RecoveryReport:
+    """Turn journal segments left by recorders that died into Parquet. Blocking.
+
+    Keeps every intact record, drops only torn tails; segments of running recorders are left
+    alone. Marks the dead sessions ``recovered`` in the sessions table. Safe to run twice.
+
+    Raises:
+        StorageError: a file could not be written (the journal is kept).
+    """
+    base = Path(root)
+    report = RecoveryReport()
+    by_session: dict[str, list[Path]] = defaultdict(list)
+    for segment in journal_segments(base):
+        by_session[_session_of(segment)].append(segment)
+    for lock in sorted((base / layout.JOURNAL_DIR).glob("*.lock")):
+        by_session.setdefault(lock.stem, [])
+    for session_id, segments in sorted(by_session.items()):
+        lock = _lock_path(base, session_id)
+        if _is_alive(lock):
+            report.skipped_live += len(segments)
+            continue
+        written = [w for w in (convert_segment(base, s) for s in segments) if w is not None]
+        report.files += written
+        report.sessions.append(session_id)
+        _mark_recovered(base, session_id, written)
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+    if not report.skipped_live:
+        prune_journal(base)
+    if report.files:
+        logger.warning(
+            "= recovered %d rows into %d files from the journal of %d interrupted session(s)",
+            report.rows,
+            len(report.files),
+            len(report.sessions),
+        )
+    return report
+
+
+def _mark_recovered(root: Path, session_id: str, written: list[WrittenFile]) -> None:
+    for path in (root / layout.SESSIONS_DIR).glob(f"*-{session_id}-*.parquet"):
+        row = pq.read_table(path).to_pylist()[0]
+        if row["status"] != "recording":
+            continue
+        ends = [w.last_recv_ns for w in written if w.last_recv_ns is not None]
+        start_ns = _ns(row["start"])
+        session = _Session(
+            session_id,
+            start_ns,
+            row["source"],
+            list(row["symbols"] or ()),
+            list(row["event_types"] or ()),
+            status="recovered",
+            end_ns=max(ends) if ends else None,
+            rows=row["rows"] + sum(w.rows for w in written),
+            files=row["files"] + len(written),
+        )
+        session.write(root)
+
+
+def _ns(value: Any) -> int:
+    """Epoch ns of a timestamp value read back by pyarrow's ``to_pylist``."""
+    if isinstance(value, int):
+        return value
+    return int(pa.scalar(value, RECV_TYPE).value)
+
+
+# --- the recorder --------------------------------------------------------------------------
+
+
+class Recorder:
+    """Record a DXLinkStreamer's events (and events from user code) into rotating Parquet.
+
+    Example usage::
+
+        async with DXLinkStreamer(url=url, token=token) as streamer:
+            async with Recorder("data", streamer) as recorder:
+                await streamer.subscribe(Quote, ["SPY", "QQQ"])
+                await anyio.sleep(60)
+                print(recorder.latest(Quote))
+
+    Files appear as ``<out>/<EventType>/date=YYYY-MM-DD/<name>.parquet`` at each rotation and
+    when the block is left. Leaving the block (also by cancellation, e.g. Ctrl-C) flushes
+    everything received.
+
+    Args:
+        out: the recording folder (created if needed).
+        streamer: a :class:`~tastyrec.dxlink.streamer.DXLinkStreamer` to record through its
+            columnar tap; ``None`` to record only what :meth:`record` is given.
+        source: provenance stored in every file (default: the streamer's URL without credentials).
+        symbols: symbols to list in the sessions table (default: the streamer's subscriptions).
+        rotation: when files are closed (rows, bytes, age).
+        fsync: journal durability, ``"interval"`` (default), ``"always"`` or ``"never"``.
+        fsync_interval_s: seconds between journal syncs with ``"interval"``.
+        live_rows: rows of each type kept in the live frame (``None``: no row bound).
+        live_age_s: seconds of each type kept in the live frame (``None``: no age bound).
+        recover: convert journals left by crashed recorders in ``out`` at the start.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str] = "data",
+        streamer: DXLinkStreamer | None = None,
+        *,
+        source: str | None = None,
+        symbols: Sequence[str] = (),
+        rotation: RotationPolicy | None = None,
+        fsync: FsyncPolicy | str = FsyncPolicy.INTERVAL,
+        fsync_interval_s: float = 1.0,
+        live_rows: int | None = 100_000,
+        live_age_s: float | None = 300.0,
+        recover: bool = True,
+    ) -> None:
+        self.root = Path(out)
+        self.streamer = streamer
+        if source is None and streamer is not None and streamer.url is not None:
+            source = safe_source(streamer.url)
+        self.source = source
+        self.rotation = rotation or RotationPolicy()
+        self.fsync = FsyncPolicy(fsync)
+        self.fsync_interval_s = fsync_interval_s
+        self.live_rows = live_rows
+        self.live_age_s = live_age_s
+        self.recover = recover
+        self.session_id = secrets.token_hex(4)
+        self.stats = RecorderStats(started_ns=time.time_ns())
+        #: Parquet files written by this recorder, oldest first
+        self.files: list[WrittenFile] = []
+        #: what the start-up recovery did (None until entered, or with recover=False)
+        self.recovered: RecoveryReport | None = None
+        self._symbols = list(symbols)
+        self._sinks: dict[str, EventSink] = {}
+        self._live: dict[str, LiveFrame] = {}
+        self._session: _Session | None = None
+        self._lock: _SessionLock | None = None
+        self._tg: TaskGroup | None = None
+        self._tap: MemoryObjectReceiveStream[ColumnBatch] | None = None
+        self._consumer_scope: anyio.CancelScope | None = None
+        self._sealed: list[Path] = []
+        self._sealed_ready = anyio.Event()
+        self._converter_done = anyio.Event()
+        self._closing = False
+        self._user: list[tuple[Event | Any, int]] = []
+        self._user_since = 0.0
+        self._gaps_written: tuple[int, int | None] = (0, None)
+        self._last_sync = time.monotonic()
+        self._bad_user = 0
+        self._logged: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Recorder(out={str(self.root)!r}, session={self.session_id!r})"
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock = _SessionLock(_lock_path(self.root, self.session_id))
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write to the output folder {str(self.root)!r}: "
+                f"{exc.strerror or exc}; choose another folder or fix its permissions"
+            ) from exc
+        try:
+            if self.recover:
+                self.recovered = await anyio.to_thread.run_sync(recover, self.root)
+            self._session = _Session(self.session_id, self.stats.started_ns, self.source)
+            self._update_session()
+            await anyio.to_thread.run_sync(self._session.write, self.root)
+        except BaseException:
+            self._lock.release()
+            raise
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        if self.streamer is not None:
+            self._tap = self.streamer.tap()
+            self._consumer_scope = anyio.CancelScope()
+            tg.start_soon(self._consume, self._tap, self._consumer_scope)
+        tg.start_soon(self._ticker)
+        tg.start_soon(self._converter)
+        logger.info("= recording session %s into %s (%s)", self.session_id, self.root, self.source)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None and self._session is not None
+        failed = exc_type is not None and not issubclass(exc_type, anyio.get_cancelled_exc_class())
+        error: Exception | None = None
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._finish()
+            except Exception as e:  # re-raised below, once the task group is closed
+                error, failed = e, True
+            self._session.status = "failed" if failed else "ended"
+            self._session.end_ns = time.time_ns()
+            self._update_session()
+            try:
+                await anyio.to_thread.run_sync(self._session.write, self.root)
+                await anyio.to_thread.run_sync(self._write_gaps)
+            except OSError as write_error:
+                logger.warning("could not write the session tables: %s", write_error)
+        self._tg.cancel_scope.cancel()
+        try:
+            result = await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as eg:
+            raise _first(eg) from None
+        finally:
+            self._tg = None
+            if self._lock is not None:
+                self._lock.release()
+            logger.info("= %s", self.stats.summary(time.time_ns()))
+        if error is not None:
+            raise error
+        return result
+
+    async def _finish(self) -> None:
+        """Drain the tap and user events, seal every file and convert all of it."""
+        streamer, tap = self.streamer, self._tap
+        if streamer is not None and tap is not None:
+            if self._consumer_scope is not None:
+                self._consumer_scope.cancel()
+            with anyio.move_on_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._drain, tap)
+                    await streamer.close_tap(tap)
+        self._flush_user()
+        for sink in self._sinks.values():
+            self._seal(sink.seal())
+        self._closing = True
+        self._sealed_ready.set()
+        await self._converter_done.wait()
+        prune_journal(self.root)
+
+    async def _drain(self, tap: MemoryObjectReceiveStream[ColumnBatch]) -> None:
+        async for batch in tap:
+            self._ingest(batch.event_type, batch.batch)
+
+    async def _consume(
+        self, tap: MemoryObjectReceiveStream[ColumnBatch], scope: anyio.CancelScope
+    ) -> None:
+        with scope:
+            while True:
+                try:
+                    batch = await tap.receive()
+                except anyio.EndOfStream:
+                    return  # the streamer closed; _finish sees an empty tap
+                self._ingest(batch.event_type, batch.batch)
+
+    async def _ticker(self) -> None:
+        while True:
+            await anyio.sleep(TICK_S)
+            now = time.monotonic()
+            if self._user and now - self._user_since >= TICK_S:
+                self._flush_user()
+            for sink in self._sinks.values():
+                self._seal(sink.rotate_if_due())
+            if (
+                self.fsync is FsyncPolicy.INTERVAL
+                and now - self._last_sync >= self.fsync_interval_s
+            ):
+                self._last_sync = now
+                syncs = [s for s in (k.sync_later() for k in self._sinks.values()) if s]
+                for sync in syncs:
+                    await anyio.to_thread.run_sync(sync)
+            self._poll_streamer()
+            gaps = self.streamer.gaps if self.streamer is not None else []
+            state = (len(gaps), gaps[-1].resumed_ns if gaps else None)
+            if state != self._gaps_written:
+                self._gaps_written = state
+                await anyio.to_thread.run_sync(self._write_gaps)
+
+    async def _converter(self) -> None:
+        while True:
+            await self._sealed_ready.wait()
+            self._sealed_ready = anyio.Event()
+            while self._sealed:
+                segment = self._sealed.pop(0)
+                written = await anyio.to_thread.run_sync(convert_segment, self.root, segment)
+                if written is not None:
+                    self.files.append(written)
+                    self.stats.files += 1
+                    self.stats.bytes_written += written.bytes
+                    self.stats.rows_written += written.rows
+                    logger.info(
+                        "= wrote %s (%d rows, %d bytes)", written.path, written.rows, written.bytes
+                    )
+            if self._closing:
+                self._converter_done.set()
+                return
+
+    def _seal(self, segments: list[Path]) -> None:
+        if segments:
+            self._sealed += segments
+            self._sealed_ready.set()
+
+    # --- ingest ----------------------------------------------------------------------------
+
+    def _ingest(self, event_type: type[Event], batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        name = event_type.__name__
+        sink = self._sinks.get(name)
+        if sink is None:
+            sink = self._sinks[name] = EventSink(
+                self.root,
+                arrow_schema(event_type),
+                self.session_id,
+                self.rotation,
+                self.fsync,
+                self._metadata(name),
+            )
+            self._live[name] = LiveFrame(
+                event_type, max_rows=self.live_rows, max_age_s=self.live_age_s
+            )
+        self._seal(sink.append(batch))  # raises StorageError: nothing is counted then
+        self.stats.rows[name] += batch.num_rows
+        last = int(batch.column(RECV_COLUMN)[-1].value)
+        self.stats.last_recv_ns[name] = max(last, self.stats.last_recv_ns.get(name, 0))
+        self._live[name].add(batch)
+
+    def _metadata(self, event_type: str) -> dict[str, str]:
+        meta = {
+            "tastyrec.version": __version__,
+            "tastyrec.schema_version": SCHEMA_VERSION,
+            "tastyrec.session_id": self.session_id,
+            "tastyrec.source": self.source or "user",
+        }
+        if self.streamer is not None:
+            meta["tastyrec.dxlink_contract"] = "AUTO"
+            for channel in self.streamer.protocol.channels.values():
+                if channel.event_type == event_type:
+                    meta["tastyrec.aggregation_period_s"] = repr(channel.aggregation_period)
+        return meta
+
+    def record(self, *events: Event | Any) -> None:
+        """Record events handed over by user code: tastyrec event Structs or SDK event objects.
+
+        Cheap: events are buffered and written in batches within ~50 ms. The receipt time
+        recorded is the time of this call. An event whose values do not fit its schema is
+        skipped, counted in ``stats.bad`` and logged, never fatal to the recording.
+
+        Raises:
+            SchemaError: an object that is not an event (nothing of this call is recorded).
+        """
+        self.record_many(events)
+
+    def record_many(self, events: Iterable[Event | Any]) -> None:
+        """Like :meth:`record`, for an iterable of events."""
+        now = time.time_ns()
+        items = [(e, now) for e in events]
+        for event, _ in items:
+            _check_event(event)
+        if not self._user:
+            self._user_since = time.monotonic()
+        self._user += items
+        if len(self._user) >= 4096:
+            self._flush_user()
+
+    def _flush_user(self) -> None:
+        if not self._user:
+            return
+        from .convert import to_batches
+
+        pending, self._user = self._user, []
+        by_type: dict[type[Any], tuple[list[Any], list[int]]] = {}
+        for event, recv_ns in pending:
+            events, times = by_type.setdefault(type(event), ([], []))
+            events.append(event)
+            times.append(recv_ns)
+        for events, times in by_type.values():
+            try:
+                batches = to_batches(events)
+            except SchemaError:  # find the bad ones; keep the rest
+                good = [i for i, e in enumerate(events) if self._convertible(e)]
+                events, times = [events[i] for i in good], [times[i] for i in good]
+                batches = to_batches(events) if events else []
+            for batch in batches:
+                recv = pa.array(times, pa.int64()).cast(RECV_TYPE)
+                index = batch.batch.schema.get_field_index(RECV_COLUMN)
+                fixed = batch.batch.set_column(index, RECV_COLUMN, recv)
+                self._ingest(batch.event_type, fixed)
+
+    def _convertible(self, event: Any) -> bool:
+        from .convert import to_batches
+
+        try:
+            to_batches([event])
+        except SchemaError as exc:
+            self._bad_user += 1
+            key = type(event).__name__
+            level = logging.DEBUG if key in self._logged else logging.WARNING
+            self._logged.add(key)
+            logger.log(level, "skipped a %s handed to record(): %s", key, exc)
+            return False
+        return True
+
+    def _poll_streamer(self) -> None:
+        streamer = self.streamer
+        if streamer is None:
+            self.stats.bad = self._bad_user
+            return
+        self.stats.reconnects = max(0, streamer.stats.connects - 1)
+        self.stats.gaps = len(streamer.gaps)
+        self.stats.bad = streamer.stats.bad_frames + self._bad_user
+        self.stats.skipped = streamer.stats.skipped
+
+    def _update_session(self) -> None:
+        assert self._session is not None
+        symbols = set(self._symbols)
+        types = set(self.stats.rows)
+        if self.streamer is not None:
+            for name, entries in self.streamer.protocol.subscriptions.items():
+                types.add(name)
+                symbols.update(entry[1] for entry in entries)
+        self._session.symbols = sorted(symbols)
+        self._session.event_types = sorted(types)
+        self._session.rows = sum(self.stats.rows.values())
+        self._session.files = self.stats.files
+        self._poll_streamer()
+
+    def _write_gaps(self) -> None:
+        assert self._session is not None
+        gaps = list(self.streamer.gaps) if self.streamer is not None else []
+        if not gaps:
+            return
+        table = pa.table(
+            {
+                "session_id": [self.session_id] * len(gaps),
+                "last_received": [g.last_received_ns for g in gaps],
+                "disconnected": [g.disconnected_ns for g in gaps],
+                "resumed": [g.resumed_ns for g in gaps],
+                "reason": [g.reason for g in gaps],
+            },
+            schema=GAP_SCHEMA,
+        )
+        name = _session_name(self._session.start_ns, self.session_id)
+        _write_small_table(self.root / layout.GAPS_DIR / f"{name}.parquet", table)
+
+    # --- live frame ------------------------------------------------------------------------
+
+    def frame(self, event_type: type[Event]) -> pl.DataFrame:
+        """Recent events of one type held in memory (bounded by ``live_rows``/``live_age_s``)."""
+        live = self._live.get(event_type.__name__)
+        if live is None:
+            return LiveFrame(event_type, max_rows=1).frame()
+        return live.frame()
+
+    def latest(self, event_type: type[Event]) -> pl.DataFrame:
+        """The newest event of one type per symbol."""
+        live = self._live.get(event_type.__name__)
+        if live is None:
+            return LiveFrame(event_type, max_rows=1).latest()
+        return live.latest()
+
+
+def _check_event(event: Any) -> None:
+    if isinstance(event, Event):
+        return
+    name = type(event).__name__
+    if name not in EVENT_TYPES:
+        raise SchemaError(
+            f"cannot record a {name!r}: give tastyrec or tastytrade SDK event objects "
+            f"({', '.join(EVENT_TYPES)})"
+        )
+
+
+def _first(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one meaningful exception of a task group's failure."""
+    for exc in eg.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc)
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return eg.exceptions[0]
