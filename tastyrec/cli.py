@@ -6,6 +6,8 @@ Commands:
   first line of stdout.
 * ``tastyrec listen`` — stream events from a DXLink server (or, with ``--demo``, from a built-in
   simulator) and print them as JSON lines.
+* ``tastyrec record`` — the main job: record a DXLink stream into rotating Parquet files.
+* ``tastyrec recover`` — turn journals left by a crashed recorder into Parquet.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import re
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -31,6 +34,14 @@ __all__ = ("main",)
 TOKEN_ENV: Final = "TASTYREC_DXLINK_TOKEN"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS: Final = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+#: Event types recorded by default; Greeks are added for option symbols.
+DEFAULT_EVENTS: Final = ("Quote", "Trade", "Summary", "Profile")
+NO_CREDENTIALS: Final = (
+    "no DXLink credentials: give --url and --token (or set ${env}) for a DXLink server, "
+    "or try --demo to record from the built-in simulator"
+)
 
 
 def parse_duration(text: str) -> float:
@@ -39,6 +50,45 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise click.BadParameter(f"{text!r} is not a duration such as 30s, 5m or 1h")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_size(text: str) -> int:
+    """``"256MB"``, ``"1.5G"``, ``"512MiB"`` or a plain number of bytes -> bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a size such as 64MB or 1GB")
+    unit = (match.group(2) or "").lower()
+    binary = "i" in unit
+    prefix = unit.rstrip("b").rstrip("i")
+    scale = 1024 ** " kmgt".index(prefix or " ") if binary else _SIZE_UNITS[prefix]
+    return int(float(match.group(1)) * scale)
+
+
+def parse_symbols(text: str) -> list[str]:
+    """``"SPY,QQQ"`` or ``"@file"`` (one symbol a line, ``#`` comments) -> unique symbols."""
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as fh:
+                items = [line.split("#", 1)[0].strip() for line in fh]
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {text[1:]!r}: {exc.strerror}", param_hint="--symbols"
+            ) from None
+    else:
+        items = [s.strip() for s in text.split(",")]
+    symbols = list(dict.fromkeys(s for s in items if s))
+    if not symbols:
+        raise click.BadParameter("no symbols given", param_hint="--symbols")
+    return symbols
+
+
+def _event_types(text: str | None) -> list[type[Any]] | None:
+    if text is None:
+        return None
+    try:
+        return [event_class(name.strip()) for name in text.split(",") if name.strip()]
+    except TastyrecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--events") from None
 
 
 def _setup_logging(verbose: int) -> None:
@@ -197,6 +247,218 @@ def listen(
             await stream(url, token)
 
     _run(run)
+
+
+@main.command()
+@click.option(
+    "--symbols",
+    required=True,
+    help="Comma-separated symbols (SPY,QQQ,.SPY261218C600), or @FILE with one symbol a line.",
+)
+@click.option(
+    "--events",
+    default=None,
+    help="Comma-separated event types [default: Quote,Trade,Summary,Profile, plus Greeks for "
+    f"option symbols]. Any of: {', '.join(EVENT_TYPES)}.",
+)
+@click.option(
+    "--candles",
+    default=None,
+    metavar="1m,5m",
+    help="Also record candles of these periods, from the start of the New York day.",
+)
+@click.option("--out", default="data", show_default=True, help="Recording folder.")
+@click.option("--for", "duration", default=None, help="Stop cleanly after this long (30s, 5m, 1h).")
+@click.option("--url", help="DXLink websocket URL.")
+@click.option("--token", envvar=TOKEN_ENV, help=f"Quote token (or ${TOKEN_ENV}).")
+@click.option("--demo", is_flag=True, help="Record from a built-in simulator; no account needed.")
+@click.option(
+    "--rotate-rows",
+    default=5_000_000,
+    show_default=True,
+    help="Start a new file after this many rows.",
+)
+@click.option(
+    "--rotate-bytes",
+    default="512MB",
+    show_default=True,
+    help="... or after this much uncompressed data (the Parquet file is several times smaller).",
+)
+@click.option("--rotate-age", default="1h", show_default=True, help="... or after this long.")
+@click.option(
+    "--fsync",
+    type=click.Choice(["interval", "always", "never"]),
+    default="interval",
+    show_default=True,
+    help="When the journal is forced to disk: every --fsync-interval, after every batch, or "
+    "when the OS likes (safe against a killed process, not against power loss).",
+)
+@click.option("--fsync-interval", default="1s", show_default=True, help="For --fsync interval.")
+@click.option(
+    "--status/--no-status",
+    default=None,
+    help="Live status table [default: on a terminal]; otherwise a log line every 10 s.",
+)
+def record(
+    symbols: str,
+    events: str | None,
+    candles: str | None,
+    out: str,
+    duration: str | None,
+    url: str | None,
+    token: str | None,
+    demo: bool,
+    rotate_rows: int,
+    rotate_bytes: str,
+    rotate_age: str,
+    fsync: str,
+    fsync_interval: str,
+    status: bool | None,
+) -> None:
+    """Record a DXLink stream into rotating Parquet files under --out (the main job).
+
+    Files: OUT/<EventType>/date=YYYY-MM-DD/*.parquet (New York date of receipt), readable by
+    DuckDB, polars and Spark. Ctrl-C (or SIGTERM) flushes everything and exits cleanly; after a
+    crash, the next record into the same folder (or `tastyrec recover OUT`) restores the journal.
+    """
+    from .record.recorder import Recorder
+    from .record.sink import RotationPolicy
+
+    symbol_list = parse_symbols(symbols)
+    types = _event_types(events)
+    periods = [p.strip() for p in candles.split(",") if p.strip()] if candles else []
+    if not demo and url is None:
+        raise click.UsageError(NO_CREDENTIALS.format(env=TOKEN_ENV))
+    seconds = parse_duration(duration) if duration else math.inf
+    try:
+        rotation = RotationPolicy(
+            max_rows=rotate_rows,
+            max_bytes=parse_size(rotate_bytes),
+            max_age_s=parse_duration(rotate_age),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    sync_s = parse_duration(fsync_interval)
+    plan = _subscription_plan(symbol_list, types)
+
+    async def run() -> None:
+        if demo:
+            from .sim import Simulator
+
+            async with Simulator(token=None) as sim:
+                click.echo(f"recording from the built-in simulator ({sim.url})", err=True)
+                await _record(sim.url, None, "simulator")
+        else:
+            assert url is not None
+            await _record(url, token, None)
+
+    async def _record(server: str, server_token: str | None, source: str | None) -> None:
+        from .dxlink.streamer import DXLinkStreamer
+
+        async with DXLinkStreamer(
+            url=server, token=server_token, queue_size=0, tap_interval=0.05
+        ) as streamer:
+            recorder = Recorder(
+                out,
+                streamer,
+                source=source,
+                symbols=symbol_list,
+                rotation=rotation,
+                fsync=fsync,
+                fsync_interval_s=sync_s,
+            )
+            entered = False
+            try:
+                async with recorder:
+                    entered = True
+                    for cls, names in plan.items():
+                        await streamer.subscribe(cls, names)
+                    for period in periods:
+                        await streamer.subscribe_candle(
+                            symbol_list, period, start_time=_day_start()
+                        )
+                    _print_recovery(recorder)
+                    await _show_status(recorder, seconds, status)
+            finally:
+                if entered:  # also after Ctrl-C: the recorder has flushed by now
+                    click.echo(recorder.stats.summary(time.time_ns()))
+
+    _run(run)
+
+
+def _subscription_plan(symbols: list[str], types: list[type[Any]] | None) -> dict[Any, list[str]]:
+    if types is not None:
+        return dict.fromkeys(types, symbols)
+    plan: dict[Any, list[str]] = {event_class(name): symbols for name in DEFAULT_EVENTS}
+    options = [s for s in symbols if s.startswith(".")]
+    if options:
+        plan[event_class("Greeks")] = options
+    return plan
+
+
+def _day_start() -> Any:
+    from datetime import datetime, time as dtime
+
+    from .record.layout import MARKET_TZ
+
+    return datetime.combine(datetime.now(MARKET_TZ).date(), dtime(0), MARKET_TZ)
+
+
+def _print_recovery(recorder: Any) -> None:
+    report = recorder.recovered
+    if report is not None and report.files:
+        click.echo(
+            f"recovered {report.rows:,} rows into {len(report.files)} files from an interrupted "
+            "recording",
+            err=True,
+        )
+
+
+async def _show_status(recorder: Any, seconds: float, status: bool | None) -> None:
+    """Run the status display until ``seconds`` pass (or cancellation)."""
+    from rich.console import Console
+
+    from .record.status import StatusDisplay
+
+    display = StatusDisplay(
+        recorder.stats, out=str(recorder.root), console=Console(stderr=True), live=status
+    )
+    if not display.live:
+        logging.getLogger("tastyrec.record.status").setLevel(logging.INFO)
+    with display, anyio.move_on_after(seconds):
+        while True:
+            await anyio.sleep(display.interval_s)
+            display.refresh()
+
+
+@main.command()
+@click.argument("path", default="data")
+def recover(path: str) -> None:
+    """Turn journals left by a crashed recorder under PATH into Parquet files.
+
+    Keeps every complete record and drops only a torn tail. Journals of recorders still
+    running are left alone. Running it twice is harmless.
+    """
+    from pathlib import Path
+
+    from .record.recorder import recover as run_recover
+
+    if not Path(path).is_dir():
+        raise click.BadParameter(f"{path!r} is not a folder", param_hint="PATH")
+    try:
+        report = run_recover(path)
+    except TastyrecError as exc:
+        raise click.ClickException(str(exc)) from None
+    torn = f"; dropped {report.torn_bytes:,} bytes of torn tail" if report.torn_bytes else ""
+    live = (
+        f"; left {report.skipped_live} journal segments of a running recorder alone"
+        if report.skipped_live
+        else ""
+    )
+    click.echo(
+        f"recovered {report.rows:,} rows into {len(report.files)} files from "
+        f"{len(report.sessions)} interrupted sessions{torn}{live}"
+    )
 
 
 def _run(fn: Any) -> None:
