@@ -58,6 +58,7 @@ class Simulator:
         token: the accepted AUTH token; None = no-auth (demo) mode, AUTHORIZED right after SETUP.
         config: rates, limits and the chaos schedule.
         clock: epoch seconds; injectable for tests.
+        keep_sent: keep every frame sent in :attr:`sent` (tests compare recordings with it).
 
     Chaos: every ``(kind, every_seconds)`` in ``config.chaos`` runs in its own task and fires
     every ``every_seconds`` (the first time one period after start): ``drop`` aborts every
@@ -75,6 +76,7 @@ class Simulator:
         token: str | None = "sim-token",
         config: SimConfig | None = None,
         clock: Callable[[], float] = time.time,
+        keep_sent: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -88,6 +90,8 @@ class Simulator:
         self.clock = clock
         #: decoded client messages of every connection, in arrival order (for tests)
         self.received: list[AnyMessage | UnknownMessage] = []
+        #: with ``keep_sent``: every frame sent to any client, in order (for tests)
+        self.sent: list[str | bytes] | None = [] if keep_sent else None
         self._conns: dict[WsConnection, _Conn] = {}
         self._stalled = False
         self._server: Server | None = None
@@ -261,6 +265,8 @@ class Simulator:
             frames = c.engine.data_to_send()
             for frame in frames:
                 await ws.send(frame)
+                if self.sent is not None:
+                    self.sent.append(frame)
 
 
 class _Conn:
