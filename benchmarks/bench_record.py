@@ -28,7 +28,8 @@ Logging stays at its defaults (the SDK sets its own logger to DEBUG; no handler 
 Usage::
 
     .venv/bin/python benchmarks/bench_record.py [--messages 5000] [--repeats 5] [--seed 7]
-        [--paths sdk,tap,record] [--out DIR] [--no-pin] [--timeout 120]
+        [--paths sdk,tap,record] [--out DIR] [--no-pin] [--timeout 120] [--tap-rows N]
+        [--profile record]
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from typing import Any
 import anyio
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout
@@ -63,6 +65,8 @@ from dxlink_blaster import subscriptions  # noqa: E402
 from tastyrec.schema import RECV_COLUMN  # noqa: E402
 
 POLL_S = 0.002
+#: extra DXLinkStreamer options for the tastyrec paths (``--tap-rows``); empty = its defaults
+TAP_OPTIONS: dict[str, Any] = {}
 
 
 @dataclass
@@ -129,7 +133,7 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def _first_recv_ns(batch: pa.RecordBatch) -> int:
+def _first_recv_ns(batch: pa.RecordBatch | pa.Table) -> int:
     return int(pc.min(batch.column(RECV_COLUMN)).cast(pa.int64()).as_py())
 
 
@@ -180,7 +184,7 @@ async def run_tap(info: dict[str, Any], limit_s: float, out: Path) -> Run:
     first_ns = 0
     with anyio.move_on_after(limit_s):
         async with DXLinkStreamer(
-            url=info["url"], token=info["token"], queue_size=0, tap_interval=0.05
+            url=info["url"], token=info["token"], queue_size=0, tap_interval=0.05, **TAP_OPTIONS
         ) as streamer:
             tap = streamer.tap()
             for name in info["events"]:
@@ -199,9 +203,64 @@ async def run_tap(info: dict[str, Any], limit_s: float, out: Path) -> Run:
     raise SystemExit(f"tap: timed out after {limit_s} s with {rows} of {total} rows")
 
 
+async def run_record(info: dict[str, Any], limit_s: float, out: Path) -> Run:
+    from tastyrec.dxlink.streamer import DXLinkStreamer
+    from tastyrec.events import Greeks, Quote, Trade
+    from tastyrec.record.recorder import Recorder
+
+    classes: dict[str, Any] = {"Quote": Quote, "Trade": Trade, "Greeks": Greeks}
+    total = sum(info["events"].values())
+    subs = subscriptions()
+    rows = 0
+    with anyio.move_on_after(limit_s):
+        async with DXLinkStreamer(
+            url=info["url"], token=info["token"], queue_size=0, tap_interval=0.05, **TAP_OPTIONS
+        ) as streamer:
+            async with Recorder(out, streamer) as rec:
+                for name in info["events"]:
+                    await streamer.subscribe(classes[name], subs[name])
+                cpu0 = time.process_time()
+                while True:  # polled: the recorder has no "rows reached" event
+                    rows = sum(rec.stats.rows.values())
+                    if rows >= total:
+                        break
+                    await anyio.sleep(POLL_S)
+                end_ns, cpu1 = time.time_ns(), time.process_time()
+            closed_ns, cpu2 = time.time_ns(), time.process_time()
+        written = parquet_rows(out)
+        first_ns = min(first for _, first in written.values())
+        in_files = {name: n for name, (n, _) in written.items()}
+        return Run(
+            rows,
+            (end_ns - first_ns) / 1e9,
+            cpu1 - cpu0,
+            {
+                "close_s": f"{(closed_ns - end_ns) / 1e9:.3f}",
+                "cpu_with_close_s": f"{cpu2 - cpu0:.3f}",
+                "parquet_rows": sum(in_files.values()),
+                "parquet_ok": in_files == info["events"],
+            },
+        )
+    raise SystemExit(f"record: timed out after {limit_s} s with {rows} of {total} rows")
+
+
+def parquet_rows(root: Path) -> dict[str, tuple[int, int]]:
+    """Rows in the Parquet files of each event type, and the smallest ``recv_ns``."""
+    out = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        files = sorted(folder.glob("date=*/*.parquet"))
+        if not files:
+            continue
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        first = min(_first_recv_ns(pq.read_table(f, columns=[RECV_COLUMN])) for f in files)
+        out[folder.name] = (rows, first)
+    return out
+
+
 PATHS: dict[str, Callable[[dict[str, Any], float, Path], Awaitable[Run]]] = {
     "sdk": run_sdk,
     "tap": run_tap,
+    "record": run_record,
 }
 LABELS = {
     "sdk": "(a) tastytrade SDK DXLinkStreamer, listen() per type",
@@ -221,7 +280,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="Parquet root (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds allowed per run")
     parser.add_argument("--no-pin", action="store_true", help="do not pin client/server to CPUs")
+    parser.add_argument(
+        "--tap-rows", type=int, default=None, help="DXLinkStreamer tap_rows (default: its own)"
+    )
+    parser.add_argument(
+        "--profile", default=None, help="after the repeats, run this path once under cProfile"
+    )
     args = parser.parse_args()
+    if args.tap_rows is not None:
+        TAP_OPTIONS["tap_rows"] = args.tap_rows
     paths = [p for p in args.paths.split(",") if p]
     unknown = set(paths) - set(PATHS)
     if unknown:
@@ -258,6 +325,10 @@ def main() -> None:
                 )
                 if name != "sdk" and run.events != total:
                     failed = True
+                if name == "record" and not run.extra["parquet_ok"]:
+                    failed = True
+        if args.profile:
+            profile(PATHS[args.profile], info, args.timeout, root / "profile")
     finally:
         blaster.close()
         if args.out is None:
@@ -290,6 +361,25 @@ def main() -> None:
             )
     if failed:
         raise SystemExit("FAILED: events lost (see the table)")
+
+
+def profile(
+    fn: Callable[[dict[str, Any], float, Path], Awaitable[Run]],
+    info: dict[str, Any],
+    limit_s: float,
+    out: Path,
+) -> None:
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    anyio.run(fn, info, limit_s, out, backend="asyncio")
+    prof.disable()
+    print(f"\ncProfile of one run of {fn.__name__} (the close of a recorder included):")
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
 
 
 def _versions() -> str:

@@ -1,0 +1,395 @@
+"""The Recorder against the simulator: disk, latency and memory (issue 3, targets 2-4).
+
+A script, not a test. It starts tastyrec's simulator (``tastyrec.sim.Simulator``) in a separate
+process (pinned to CPU 1; this process is pinned to CPU 0) and records it for ``--minutes``
+with the recorder's defaults, as ``tastyrec record`` runs it: ``DXLinkStreamer(queue_size=0,
+tap_interval=0.05)`` and ``Recorder(out, streamer)`` with its default rotation, fsync and live
+frame bounds.
+
+Symbol mix (default): 50 equities/ETFs/indices and 450 options on 5 of them (3 expirations 30-90
+days out, 15 strikes around the simulated spot, calls and puts); Quote for all 500, Trade for
+all 500, Greeks for the options, TimeAndSale for the equities, Summary for all. Rates are the
+simulator's defaults (Quote 10/s, Trade 2/s, Greeks 2/s, TimeAndSale 4/s, Summary 0.2/s per
+symbol) with the simulator's 0.1 s aggregation period: about 7,000 events/s.
+
+It measures:
+
+* **disk** (target <= 10 bytes/Quote): Parquet bytes / rows per event type once the recorder has
+  closed; the same Quotes re-encoded as DXLink COMPACT JSON give the wire size for comparison.
+  Zero loss: rows in Parquet == events the streamer received (else the script exits 1).
+* **latency** (target: receipt -> visible in ``recorder.frame(Quote)`` within 100 ms): the task
+  watches ``rec.stats.last_recv_ns["Quote"]`` every 2 ms; when it moves, it reads
+  ``rec.frame(Quote)`` and takes ``now - recv_ns`` of every row that became visible (per event:
+  median, p99, max). It also samples, at random moments 50-150 ms apart, the age of the newest
+  visible row, ``now - max(recv_ns)`` (this includes the time since the simulator's last
+  aggregated flush, up to 100 ms, so it is an upper bound). The cost of ``frame()`` is reported.
+* **memory** (target: flat RSS): ``VmRSS`` of this process from ``/proc/self/status`` every
+  10 s; first, middle, last and max. The live frames fill up during the first ~5 minutes (100k rows
+  or 300 s per type), so "flat" is judged after that.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_record_soak.py [--minutes 10] [--equities 50]
+        [--options 450] [--quote-rate 10] [--out DIR] [--no-pin]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from tastyrec.schema import RECV_COLUMN
+
+TOKEN = "soak-token"
+EQUITIES = (
+    "SPY QQQ IWM DIA SPX NDX VIX AAPL MSFT NVDA AMZN GOOGL META TSLA AMD NFLX AVGO JPM BAC XOM "
+    "CVX WMT COST HD UNH LLY JNJ PG KO PEP MRK ABBV ORCL CRM ADBE INTC CSCO QCOM TXN MU GLD SLV "
+    "TLT HYG XLF XLE XLK SMH ARKK COIN"
+).split()
+UNDERLYINGS = ("SPY", "QQQ", "AAPL", "NVDA", "TSLA")
+RSS_EVERY_S = 10.0
+WATCH_S = 0.002
+
+
+# --- the simulator process ---------------------------------------------------------------------
+
+
+def serve(quote_rate: float, seed: int) -> None:
+    """Run the simulator until stdin closes; print its URL as the first stdout line."""
+    from tastyrec.sim import SimConfig, Simulator
+
+    async def run() -> None:
+        config = SimConfig(quote_rate_hz=quote_rate)
+        async with Simulator(port=0, token=TOKEN, seed=seed, config=config) as sim:
+            print(json.dumps({"url": sim.url}), flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
+
+    anyio.run(run, backend="asyncio")
+
+
+class SimProcess:
+    def __init__(self, quote_rate: float, seed: int, cpu: int | None) -> None:
+        cmd = [sys.executable, __file__, "--serve", "--quote-rate", str(quote_rate)]
+        cmd += ["--seed", str(seed)]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
+        )
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))  # type: ignore[union-attr]
+        reader.start()
+        reader.join(60)
+        if not line or not line[0]:
+            self.close()
+            raise SystemExit("the simulator did not start within 60 s")
+        self.url: str = json.loads(line[0])["url"]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- the symbol mix ----------------------------------------------------------------------------
+
+
+def symbol_mix(n_equities: int, n_options: int, seed: int) -> tuple[list[str], list[str]]:
+    """Equities, and options on :data:`UNDERLYINGS` with strikes around the simulated spot."""
+    from tastyrec.sim.market import Market
+
+    market = Market(seed)
+    now = datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
+    expiries = [(now + timedelta(days=d)).strftime("%y%m%d") for d in (30, 60, 90)]
+    options: list[str] = []
+    per_chain = max(1, n_options // (len(UNDERLYINGS) * len(expiries) * 2))
+    for und in UNDERLYINGS:
+        spot = market.path(und, now_ms)
+        step = _strike_step(spot)
+        atm = round(spot / step) * step
+        for exp in expiries:
+            for k in range(per_chain):
+                strike = atm + (k - per_chain // 2) * step
+                options += [f".{und}{exp}{cp}{strike:g}" for cp in "CP"]
+    return EQUITIES[:n_equities], options[:n_options]
+
+
+def _strike_step(spot: float) -> float:
+    return 1.0 if spot < 200 else 5.0 if spot < 1000 else 25.0
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise SystemExit("no VmRSS in /proc/self/status")
+
+
+class Latency:
+    """Receipt -> visible in ``rec.frame(Quote)``, per event, and the newest row's age."""
+
+    def __init__(self) -> None:
+        self.per_event: list[np.ndarray] = []
+        self.newest_age_ms: list[float] = []
+        self.frame_ms: list[float] = []
+
+    async def watch(self, rec: Any, quote: type[Any], warmup_s: float) -> None:
+        await anyio.sleep(warmup_s)
+        seen = rec.stats.last_recv_ns.get("Quote", 0)
+        while True:
+            await anyio.sleep(WATCH_S)
+            last = rec.stats.last_recv_ns.get("Quote", 0)
+            if last == seen:
+                continue
+            now = time.time_ns()
+            frame = self._frame(rec, quote)
+            recv = frame.get_column(RECV_COLUMN).dt.epoch("ns").to_numpy()
+            new = recv[recv > seen]
+            self.per_event.append((now - new) / 1e6)
+            seen = int(recv.max())
+
+    async def sample(self, rec: Any, quote: type[Any], warmup_s: float) -> None:
+        await anyio.sleep(warmup_s)
+        rng = random.Random(1)
+        while True:
+            await anyio.sleep(rng.uniform(0.05, 0.15))
+            now = time.time_ns()
+            frame = self._frame(rec, quote)
+            if frame.height:
+                newest = frame.get_column(RECV_COLUMN).dt.epoch("ns").max()
+                self.newest_age_ms.append((now - newest) / 1e6)  # type: ignore[operator]
+
+    def _frame(self, rec: Any, quote: type[Any]) -> pl.DataFrame:
+        start = time.perf_counter()
+        frame = rec.frame(quote)
+        self.frame_ms.append((time.perf_counter() - start) * 1e3)
+        return frame
+
+
+async def record(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any]:
+    from tastyrec.dxlink.streamer import DXLinkStreamer
+    from tastyrec.events import Greeks, Quote, Summary, TimeAndSale, Trade
+    from tastyrec.record.recorder import Recorder
+
+    equities, options = symbol_mix(args.equities, args.options, args.seed)
+    subs: list[tuple[type[Any], list[str]]] = [
+        (Quote, equities + options),
+        (Trade, equities + options),
+        (Greeks, options),
+        (TimeAndSale, equities),
+        (Summary, equities + options),
+    ]
+    duration = args.minutes * 60
+    latency = Latency()
+    rss: list[tuple[float, int]] = []
+    progress: list[str] = []
+    async with DXLinkStreamer(url=url, token=TOKEN, queue_size=0, tap_interval=0.05) as streamer:
+        async with Recorder(out, streamer) as rec:
+            for cls, symbols in subs:
+                await streamer.subscribe(cls, symbols)
+            start = time.monotonic()
+
+            async def sample_rss() -> None:
+                while True:
+                    rss.append((time.monotonic() - start, rss_kib()))
+                    if len(rss) % 6 == 1:
+                        elapsed = time.monotonic() - start
+                        rows = sum(rec.stats.rows.values())
+                        line = (
+                            f"  t={elapsed:5.0f} s  rows={rows:>10,}  "
+                            f"({rows / max(elapsed, 1e-9):,.0f}/s)  RSS={rss[-1][1] / 1024:.1f} MiB"
+                        )
+                        progress.append(line)
+                        print(line, flush=True)
+                    await anyio.sleep(RSS_EVERY_S)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sample_rss)
+                tg.start_soon(latency.watch, rec, Quote, min(5.0, duration / 4))
+                tg.start_soon(latency.sample, rec, Quote, min(5.0, duration / 4))
+                await anyio.sleep(duration)
+                tg.cancel_scope.cancel()
+            rss.append((time.monotonic() - start, rss_kib()))
+            received = streamer.stats.events
+            rows = dict(rec.stats.rows)
+            bad = streamer.stats.bad_frames
+        closed = time.monotonic()
+    return {
+        "rss": rss,
+        "latency": latency,
+        "received": received,
+        "rows": rows,
+        "bad": bad,
+        "elapsed_s": closed - start,
+        "symbols": (len(equities), len(options)),
+    }
+
+
+def disk(out: Path) -> dict[str, tuple[int, int, int]]:
+    """Per event type: rows, bytes and files of the Parquet written."""
+    result = {}
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        files = sorted(folder.glob("date=*/*.parquet"))
+        if files:
+            rows = sum(pq.read_metadata(f).num_rows for f in files)
+            result[folder.name] = (rows, sum(f.stat().st_size for f in files), len(files))
+    return result
+
+
+def wire_bytes_per_quote(out: Path, n: int = 100_000) -> float:
+    """The recorded Quotes re-encoded as DXLink COMPACT values (100 per FEED_DATA), per event."""
+    from tastyrec.events import Quote
+    from tastyrec.events.registry import FieldKind, spec
+
+    files = sorted((out / "Quote").glob("date=*/*.parquet"))
+    table = pq.read_table(files[0]).slice(0, n)
+    s = spec(Quote)
+    cols = []
+    for f in s.fields:
+        col = table.column(f.name)
+        if f.kind is FieldKind.TIME_MS:
+            values = col.cast("int64").to_pylist()
+        elif f.kind is FieldKind.DOUBLE:
+            values = ["NaN" if v != v else v for v in col.to_pylist()]
+        else:
+            values = col.to_pylist()
+        cols.append(values)
+    flat = [v for row in zip(*cols, strict=True) for v in row]
+    k = len(cols) * 100
+    size = 0
+    for i in range(0, len(flat), k):
+        msg = {"type": "FEED_DATA", "channel": 1, "data": ["Quote", flat[i : i + k]]}
+        size += len(msgspec.json.encode(msg))
+    return size / table.num_rows
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="recording duration")
+    parser.add_argument("--equities", type=int, default=50, help=f"at most {len(EQUITIES)}")
+    parser.add_argument("--options", type=int, default=450)
+    parser.add_argument("--quote-rate", type=float, default=10.0, help="quotes/symbol/s")
+    parser.add_argument("--seed", type=int, default=0, help="simulator market seed")
+    parser.add_argument("--out", type=Path, default=None, help="Parquet root (default: temp)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.quote_rate, args.seed)
+        return
+
+    pin = not args.no_pin and (os.cpu_count() or 1) >= 2
+    sim = SimProcess(args.quote_rate, args.seed, 1 if pin else None)
+    if pin:
+        os.sched_setaffinity(0, {0})
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_soak_"))
+    print(
+        f"recording {sim.url} for {args.minutes:g} min into {out}; pinned: {pin}; "
+        f"Python {platform.python_version()}, polars {pl.__version__}"
+    )
+    try:
+        result = anyio.run(record, args, sim.url, out, backend="asyncio")
+    finally:
+        sim.close()
+    try:
+        report(args, out, result)
+    finally:
+        if args.out is None:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, out: Path, result: dict[str, Any]) -> None:
+    files = disk(out)
+    in_parquet = sum(rows for rows, _, _ in files.values())
+    received = result["received"]
+    n_eq, n_opt = result["symbols"]
+    print(
+        f"\n{n_eq} equities + {n_opt} options; {received:,} events received in "
+        f"{result['elapsed_s']:.0f} s ({received / result['elapsed_s']:,.0f}/s); "
+        f"{result['bad']} bad frames"
+    )
+    print(
+        "\n| event type | rows | Parquet bytes | files | bytes/event |\n|---|---:|---:|---:|---:|"
+    )
+    for name, (rows, size, n) in files.items():
+        print(f"| {name} | {rows:,} | {size:,} | {n} | {size / rows:.2f} |")
+    total_size = sum(size for _, size, _ in files.values())
+    print(f"| all | {in_parquet:,} | {total_size:,} | | {total_size / max(in_parquet, 1):.2f} |")
+    if "Quote" in files:
+        print(f"Quote on the wire (COMPACT JSON, 100/message): {wire_bytes_per_quote(out):.1f} B")
+
+    lat: Latency = result["latency"]
+    per_event = np.concatenate(lat.per_event) if lat.per_event else np.zeros(0)
+    ages = np.array(lat.newest_age_ms)
+    frame_ms = np.array(lat.frame_ms)
+    print(
+        "\n| latency, ms | samples | median | p99 | max |\n|---|---:|---:|---:|---:|\n"
+        f"| receipt -> visible in frame(Quote), per event | {len(per_event):,} "
+        f"| {_pct(per_event, 50):.1f} | {_pct(per_event, 99):.1f} | {per_event.max():.1f} |\n"
+        f"| age of the newest visible row, sampled | {len(ages):,} | {_pct(ages, 50):.1f} "
+        f"| {_pct(ages, 99):.1f} | {ages.max():.1f} |\n"
+        f"| cost of one rec.frame(Quote) call | {len(frame_ms):,} | {_pct(frame_ms, 50):.1f} "
+        f"| {_pct(frame_ms, 99):.1f} | {frame_ms.max():.1f} |"
+    )
+
+    rss = result["rss"]
+    mib = [kib / 1024 for _, kib in rss]
+    mid = len(rss) // 2
+    settled = [kib / 1024 for t, kib in rss if t >= min(300.0, rss[-1][0] / 2)]
+    print(
+        f"\nRSS (MiB), {len(rss)} samples every {RSS_EVERY_S:g} s: first {mib[0]:.1f} "
+        f"(t={rss[0][0]:.0f} s), middle {mib[mid]:.1f} (t={rss[mid][0]:.0f} s), last {mib[-1]:.1f} "
+        f"(t={rss[-1][0]:.0f} s), max {max(mib):.1f}; after t={min(300.0, rss[-1][0] / 2):.0f} s: "
+        f"min {min(settled):.1f}, max {max(settled):.1f}, "
+        f"median {statistics.median(settled):.1f}"
+    )
+    print("series: " + " ".join(f"{m:.0f}" for m in mib))
+
+    rows = result["rows"]
+    lost = received - in_parquet
+    print(
+        f"\nzero loss: events received {received:,}, recorded {sum(rows.values()):,}, "
+        f"in Parquet {in_parquet:,}, lost {lost:,}"
+    )
+    if lost or rows != {k: r for k, (r, _, _) in files.items()}:
+        raise SystemExit("FAILED: rows in Parquet differ from events received")
+
+
+if __name__ == "__main__":
+    main()
