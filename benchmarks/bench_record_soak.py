@@ -6,23 +6,28 @@ with the recorder's defaults, as ``tastyrec record`` runs it: ``DXLinkStreamer(q
 tap_interval=0.05)`` and ``Recorder(out, streamer)`` with its default rotation, fsync and live
 frame bounds.
 
-Symbol mix (default): 50 equities/ETFs/indices and 450 options on 5 of them (3 expirations 30-90
-days out, 15 strikes around the simulated spot, calls and puts); Quote for all 500, Trade for
-all 500, Greeks for the options, TimeAndSale for the equities, Summary for all. Rates are the
-simulator's defaults (Quote 10/s, Trade 2/s, Greeks 2/s, TimeAndSale 4/s, Summary 0.2/s per
-symbol) with the simulator's 0.1 s aggregation period: about 7,000 events/s.
+Symbol mix (default): 30 equities/ETFs/indices and 120 options on 5 of them (3 expirations
+30-90 days out, 4 strikes around the simulated spot, calls and puts); Quote for all 150, Trade
+for all 150, Greeks for the options, TimeAndSale for the equities. Rates are the simulator's
+defaults (Quote 10/s, Trade 2/s, Greeks 2/s, TimeAndSale 4/s per symbol; its market model decides
+when trades print) with its 0.1 s aggregation period: about 1,700 events/s. The simulator is pure
+Python (30-200 us of market model per event): 500 symbols at these rates saturate its core and it
+then sends less, irregularly. Summary is left out: the simulator spends 3-4 ms on each Summary
+and makes all of them at once every 5 s, which stops its stream for ~0.8 s each time.
 
 It measures:
 
 * **disk** (target <= 10 bytes/Quote): Parquet bytes / rows per event type once the recorder has
   closed; the same Quotes re-encoded as DXLink COMPACT JSON give the wire size for comparison.
-  Zero loss: rows in Parquet == events the streamer received (else the script exits 1).
+  Zero loss: rows in Parquet == events the streamer received (else the script exits 1); at the
+  end the subscriptions are removed and the stream left to go quiet before the recorder closes.
 * **latency** (target: receipt -> visible in ``recorder.frame(Quote)`` within 100 ms): the task
   watches ``rec.stats.last_recv_ns["Quote"]`` every 2 ms; when it moves, it reads
   ``rec.frame(Quote)`` and takes ``now - recv_ns`` of every row that became visible (per event:
   median, p99, max). It also samples, at random moments 50-150 ms apart, the age of the newest
-  visible row, ``now - max(recv_ns)`` (this includes the time since the simulator's last
-  aggregated flush, up to 100 ms, so it is an upper bound). The cost of ``frame()`` is reported.
+  visible row, ``now - max(recv_ns)``: this includes the time since the last Quote frame arrived
+  (the simulator flushes each channel every 0.1 s aggregation period), so it is an upper bound;
+  the gaps between Quote frames received are reported beside it. The cost of ``frame()`` too.
 * **memory** (target: flat RSS): ``VmRSS`` of this process from ``/proc/self/status`` every
   10 s; first, middle, last and max. The live frames fill up during the first ~5 minutes (100k rows
   or 300 s per type), so "flat" is judged after that.
@@ -55,6 +60,7 @@ import anyio
 import msgspec
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
@@ -200,7 +206,7 @@ class Latency:
 
 async def record(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any]:
     from tastyrec.dxlink.streamer import DXLinkStreamer
-    from tastyrec.events import Greeks, Quote, Summary, TimeAndSale, Trade
+    from tastyrec.events import Greeks, Quote, TimeAndSale, Trade
     from tastyrec.record.recorder import Recorder
 
     equities, options = symbol_mix(args.equities, args.options, args.seed)
@@ -209,11 +215,11 @@ async def record(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any
         (Trade, equities + options),
         (Greeks, options),
         (TimeAndSale, equities),
-        (Summary, equities + options),
     ]
     duration = args.minutes * 60
     latency = Latency()
     rss: list[tuple[float, int]] = []
+    arrow: list[int] = []  # pyarrow's memory pool, bytes, at each RSS sample
     progress: list[str] = []
     async with DXLinkStreamer(url=url, token=TOKEN, queue_size=0, tap_interval=0.05) as streamer:
         async with Recorder(out, streamer) as rec:
@@ -224,12 +230,15 @@ async def record(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any
             async def sample_rss() -> None:
                 while True:
                     rss.append((time.monotonic() - start, rss_kib()))
-                    if len(rss) % 6 == 1:
+                    arrow.append(pa.total_allocated_bytes())
+                    if len(rss) % args.progress_every == 1 or args.progress_every == 1:
                         elapsed = time.monotonic() - start
                         rows = sum(rec.stats.rows.values())
+                        rate = rows / max(elapsed, 1e-9)
+                        mib, pool = rss[-1][1] / 1024, arrow[-1] / 2**20
                         line = (
-                            f"  t={elapsed:5.0f} s  rows={rows:>10,}  "
-                            f"({rows / max(elapsed, 1e-9):,.0f}/s)  RSS={rss[-1][1] / 1024:.1f} MiB"
+                            f"  t={elapsed:5.0f} s  rows={rows:>10,}  ({rate:,.0f}/s)  "
+                            f"RSS={mib:.1f} MiB  Arrow pool={pool:.1f} MiB"
                         )
                         progress.append(line)
                         print(line, flush=True)
@@ -242,19 +251,38 @@ async def record(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any
                 await anyio.sleep(duration)
                 tg.cancel_scope.cancel()
             rss.append((time.monotonic() - start, rss_kib()))
-            received = streamer.stats.events
-            rows = dict(rec.stats.rows)
-            bad = streamer.stats.bad_frames
+            arrow.append(pa.total_allocated_bytes())
+            # stop the stream and let it go quiet, so that every event received is one the
+            # recorder was running for (what arrives after it closes its tap is not recorded)
+            for cls, _ in subs:
+                await streamer.unsubscribe_all(cls)
+            received = await quiesce(streamer)
         closed = time.monotonic()
+        rows = dict(rec.stats.rows)  # after the recorder's final drain
+        bad = streamer.stats.bad_frames
+        if streamer.stats.events != received:
+            raise SystemExit("events arrived after the stream was stopped; cannot check loss")
     return {
         "rss": rss,
+        "arrow": arrow,
         "latency": latency,
         "received": received,
         "rows": rows,
         "bad": bad,
         "elapsed_s": closed - start,
+        "duration_s": duration,
         "symbols": (len(equities), len(options)),
     }
+
+
+async def quiesce(streamer: Any, quiet_s: float = 1.0, limit_s: float = 15.0) -> int:
+    """Events received once none has arrived for ``quiet_s`` (at most ``limit_s``)."""
+    with anyio.fail_after(limit_s):
+        while True:
+            before = streamer.stats.events
+            await anyio.sleep(quiet_s)
+            if streamer.stats.events == before:
+                return int(before)
 
 
 def disk(out: Path) -> dict[str, tuple[int, int, int]]:
@@ -295,6 +323,15 @@ def wire_bytes_per_quote(out: Path, n: int = 100_000) -> float:
     return size / table.num_rows
 
 
+def arrival_gaps_ms(out: Path) -> np.ndarray:
+    """Time between successive Quote frames received (distinct ``recv_ns``), from the Parquet."""
+    files = sorted((out / "Quote").glob("date=*/*.parquet"))
+    recv = np.concatenate(
+        [pq.read_table(f, columns=[RECV_COLUMN]).column(0).cast("int64").to_numpy() for f in files]
+    )
+    return np.diff(np.unique(recv)) / 1e6
+
+
 def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
@@ -302,12 +339,15 @@ def _pct(values: np.ndarray, q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="recording duration")
-    parser.add_argument("--equities", type=int, default=50, help=f"at most {len(EQUITIES)}")
-    parser.add_argument("--options", type=int, default=450)
+    parser.add_argument("--equities", type=int, default=30, help=f"at most {len(EQUITIES)}")
+    parser.add_argument("--options", type=int, default=120)
     parser.add_argument("--quote-rate", type=float, default=10.0, help="quotes/symbol/s")
     parser.add_argument("--seed", type=int, default=0, help="simulator market seed")
     parser.add_argument("--out", type=Path, default=None, help="Parquet root (default: temp)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
+    parser.add_argument(
+        "--progress-every", type=int, default=6, help="print every Nth RSS sample (10 s each)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -341,8 +381,8 @@ def report(args: argparse.Namespace, out: Path, result: dict[str, Any]) -> None:
     n_eq, n_opt = result["symbols"]
     print(
         f"\n{n_eq} equities + {n_opt} options; {received:,} events received in "
-        f"{result['elapsed_s']:.0f} s ({received / result['elapsed_s']:,.0f}/s); "
-        f"{result['bad']} bad frames"
+        f"{result['duration_s']:.0f} s ({received / result['duration_s']:,.0f}/s); "
+        f"{result['bad']} bad frames; recorder closed {result['elapsed_s']:.0f} s after start"
     )
     print(
         "\n| event type | rows | Parquet bytes | files | bytes/event |\n|---|---:|---:|---:|---:|"
@@ -368,6 +408,14 @@ def report(args: argparse.Namespace, out: Path, result: dict[str, Any]) -> None:
         f"| {_pct(frame_ms, 99):.1f} | {frame_ms.max():.1f} |"
     )
 
+    if "Quote" in files:
+        gaps = arrival_gaps_ms(out)
+        print(
+            f"time between Quote frames received (ms): median {_pct(gaps, 50):.1f}, "
+            f"p99 {_pct(gaps, 99):.1f}, max {gaps.max():.1f}; "
+            f"{int((gaps > 100).sum())} gaps > 100 ms"
+        )
+
     rss = result["rss"]
     mib = [kib / 1024 for _, kib in rss]
     mid = len(rss) // 2
@@ -379,7 +427,8 @@ def report(args: argparse.Namespace, out: Path, result: dict[str, Any]) -> None:
         f"min {min(settled):.1f}, max {max(settled):.1f}, "
         f"median {statistics.median(settled):.1f}"
     )
-    print("series: " + " ".join(f"{m:.0f}" for m in mib))
+    print("RSS series, MiB: " + " ".join(f"{m:.0f}" for m in mib))
+    print("Arrow pool series, MiB: " + " ".join(f"{b / 2**20:.0f}" for b in result["arrow"]))
 
     rows = result["rows"]
     lost = received - in_parquet
