@@ -29,13 +29,14 @@ It measures:
   (the simulator flushes each channel every 0.1 s aggregation period), so it is an upper bound;
   the gaps between Quote frames received are reported beside it. The cost of ``frame()`` too.
 * **memory** (target: flat RSS): ``VmRSS`` of this process from ``/proc/self/status`` every
-  10 s; first, middle, last and max. The live frames fill up during the first ~5 minutes (100k rows
-  or 300 s per type), so "flat" is judged after that.
+  10 s; first, middle, last and max, and the linear trend after 5 minutes: the live frames fill
+  up during the first ~5 minutes (100k rows or 300 s per type), so "flat" is judged after that.
+  The latency figures are kept in fixed-size histograms, so the measuring itself does not grow.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_record_soak.py [--minutes 10] [--equities 50]
-        [--options 450] [--quote-rate 10] [--out DIR] [--no-pin]
+    .venv/bin/python benchmarks/bench_record_soak.py [--minutes 10] [--equities 30]
+        [--options 120] [--quote-rate 10] [--seed 0] [--out DIR] [--no-pin] [--progress-every 6]
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -163,13 +164,42 @@ def rss_kib() -> int:
     raise SystemExit("no VmRSS in /proc/self/status")
 
 
+class Histogram:
+    """Fixed-size histogram of milliseconds (0.1 ms bins up to 10 s): no growth while it records."""
+
+    BIN_MS: Final = 0.1
+    BINS: Final = 100_000
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(self.BINS + 1, dtype=np.int64)  # the last bin: >= 10 s
+        self.max_ms = 0.0
+
+    def add(self, values_ms: np.ndarray) -> None:
+        if not len(values_ms):
+            return
+        bins = np.clip((values_ms / self.BIN_MS).astype(np.int64), 0, self.BINS)
+        self.counts += np.bincount(bins, minlength=self.BINS + 1)
+        self.max_ms = max(self.max_ms, float(values_ms.max()))
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    def percentile(self, q: float) -> float:
+        """Upper edge of the bin holding the q-th percentile."""
+        if not self.n:
+            return float("nan")
+        rank = int(np.searchsorted(np.cumsum(self.counts), q / 100 * self.n))
+        return min((rank + 1) * self.BIN_MS, self.max_ms)
+
+
 class Latency:
     """Receipt -> visible in ``rec.frame(Quote)``, per event, and the newest row's age."""
 
     def __init__(self) -> None:
-        self.per_event: list[np.ndarray] = []
-        self.newest_age_ms: list[float] = []
-        self.frame_ms: list[float] = []
+        self.per_event = Histogram()
+        self.newest_age = Histogram()
+        self.frame_cost = Histogram()
 
     async def watch(self, rec: Any, quote: type[Any], warmup_s: float) -> None:
         await anyio.sleep(warmup_s)
@@ -183,7 +213,7 @@ class Latency:
             frame = self._frame(rec, quote)
             recv = frame.get_column(RECV_COLUMN).dt.epoch("ns").to_numpy()
             new = recv[recv > seen]
-            self.per_event.append((now - new) / 1e6)
+            self.per_event.add((now - new) / 1e6)
             seen = int(recv.max())
 
     async def sample(self, rec: Any, quote: type[Any], warmup_s: float) -> None:
@@ -195,12 +225,12 @@ class Latency:
             frame = self._frame(rec, quote)
             if frame.height:
                 newest = frame.get_column(RECV_COLUMN).dt.epoch("ns").max()
-                self.newest_age_ms.append((now - newest) / 1e6)  # type: ignore[operator]
+                self.newest_age.add(np.array([(now - newest) / 1e6]))  # type: ignore[operator]
 
     def _frame(self, rec: Any, quote: type[Any]) -> pl.DataFrame:
         start = time.perf_counter()
         frame = rec.frame(quote)
-        self.frame_ms.append((time.perf_counter() - start) * 1e3)
+        self.frame_cost.add(np.array([(time.perf_counter() - start) * 1e3]))
         return frame
 
 
@@ -395,19 +425,16 @@ def report(args: argparse.Namespace, out: Path, result: dict[str, Any]) -> None:
         print(f"Quote on the wire (COMPACT JSON, 100/message): {wire_bytes_per_quote(out):.1f} B")
 
     lat: Latency = result["latency"]
-    per_event = np.concatenate(lat.per_event) if lat.per_event else np.zeros(0)
-    ages = np.array(lat.newest_age_ms)
-    frame_ms = np.array(lat.frame_ms)
-    print(
-        "\n| latency, ms | samples | median | p99 | max |\n|---|---:|---:|---:|---:|\n"
-        f"| receipt -> visible in frame(Quote), per event | {len(per_event):,} "
-        f"| {_pct(per_event, 50):.1f} | {_pct(per_event, 99):.1f} | {per_event.max():.1f} |\n"
-        f"| age of the newest visible row, sampled | {len(ages):,} | {_pct(ages, 50):.1f} "
-        f"| {_pct(ages, 99):.1f} | {ages.max():.1f} |\n"
-        f"| cost of one rec.frame(Quote) call | {len(frame_ms):,} | {_pct(frame_ms, 50):.1f} "
-        f"| {_pct(frame_ms, 99):.1f} | {frame_ms.max():.1f} |"
-    )
-
+    print("\n| latency, ms | samples | median | p99 | max |\n|---|---:|---:|---:|---:|")
+    for label, h in (
+        ("receipt -> visible in frame(Quote), per event", lat.per_event),
+        ("age of the newest visible row, sampled", lat.newest_age),
+        ("cost of one rec.frame(Quote) call", lat.frame_cost),
+    ):
+        print(
+            f"| {label} | {h.n:,} | {h.percentile(50):.1f} | {h.percentile(99):.1f} "
+            f"| {h.max_ms:.1f} |"
+        )
     if "Quote" in files:
         gaps = arrival_gaps_ms(out)
         print(
@@ -427,6 +454,10 @@ def report(args: argparse.Namespace, out: Path, result: dict[str, Any]) -> None:
         f"min {min(settled):.1f}, max {max(settled):.1f}, "
         f"median {statistics.median(settled):.1f}"
     )
+    late = [(t, kib / 1024) for t, kib in rss if t >= min(300.0, rss[-1][0] / 2)]
+    if len(late) >= 2:
+        fit = statistics.linear_regression([t for t, _ in late], [m for _, m in late])
+        print(f"RSS trend after t={late[0][0]:.0f} s: {fit.slope * 60:+.2f} MiB/min")
     print("RSS series, MiB: " + " ".join(f"{m:.0f}" for m in mib))
     print("Arrow pool series, MiB: " + " ".join(f"{b / 2**20:.0f}" for b in result["arrow"]))
 
