@@ -12,6 +12,7 @@ Commands:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -481,7 +482,20 @@ def _run(fn: Any) -> None:
         anyio.run(with_signals, backend="asyncio")
     except KeyboardInterrupt:
         pass
-    except TastyrecError as exc:
+    except BaseExceptionGroup as eg:  # a task group's failure: report its real cause
+        exc = _cause(eg)
+        if isinstance(exc, TastyrecError | OSError):
+            raise click.ClickException(str(exc)) from None
+        raise
+    except (TastyrecError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"{exc}") from None
+
+
+def _cause(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of a group that is not a cancellation or an interrupt."""
+    for exc in eg.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = _cause(exc)
+        if not isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):  # backend: asyncio
+            return exc
+    return eg

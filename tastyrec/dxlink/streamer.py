@@ -351,7 +351,7 @@ class DXLinkStreamer:
                 if not self._closing and fatal is None:
                     logger.warning("= connection to %s lost: %s", self.url, eg.exceptions[0])
                     if started and (not self.gaps or self.gaps[-1].resumed_ns is not None):
-                        reason = str(_unwrap(eg)) or type(_unwrap(eg)).__name__
+                        reason = _reason(eg)
                         self.gaps.append(Gap(self._last_event_ns, time.time_ns(), reason))
             finally:
                 self._transport = None
@@ -674,6 +674,16 @@ def _redacted(data: bytes) -> str:
         return redact(decode(data))
     except TastyrecError:
         return "<unparseable>"
+
+
+def _reason(eg: BaseExceptionGroup[BaseException]) -> str:
+    """Why a connection was lost: the watchdog's finding first, else the first error."""
+    leaves = list(_leaves(eg))
+    for exc in leaves:
+        if isinstance(exc, _Reconnect):
+            return f"no data: {exc}"
+    exc = _unwrap(eg)
+    return str(exc) or type(exc).__name__
 
 
 def _unwrap(eg: BaseExceptionGroup[BaseException]) -> BaseException:

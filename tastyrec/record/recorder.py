@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import secrets
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -276,22 +277,24 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
 
 
 def _mark_recovered(root: Path, session_id: str, written: list[WrittenFile]) -> None:
+    """Rewrite a dead session's row from what is on disk now (rows, files, types, end)."""
+    files = sorted(root.glob(f"*/date=*/*-{session_id}-*.parquet"))
+    metas = [pq.read_metadata(f) for f in files]
+    ends = [w.last_recv_ns for w in written if w.last_recv_ns is not None]
     for path in (root / layout.SESSIONS_DIR).glob(f"*-{session_id}-*.parquet"):
         row = pq.read_table(path).to_pylist()[0]
         if row["status"] != "recording":
             continue
-        ends = [w.last_recv_ns for w in written if w.last_recv_ns is not None]
-        start_ns = _ns(row["start"])
         session = _Session(
             session_id,
-            start_ns,
+            _ns(row["start"]),
             row["source"],
             list(row["symbols"] or ()),
-            list(row["event_types"] or ()),
+            sorted({f.parent.parent.name for f in files} | set(row["event_types"] or ())),
             status="recovered",
-            end_ns=max(ends) if ends else None,
-            rows=row["rows"] + sum(w.rows for w in written),
-            files=row["files"] + len(written),
+            end_ns=max(ends) if ends else _ns(row["end"]) if row["end"] else None,
+            rows=sum(m.num_rows for m in metas),
+            files=len(files),
         )
         session.write(root)
 
@@ -377,7 +380,9 @@ class Recorder:
         self._sealed: list[Path] = []
         self._sealed_ready = anyio.Event()
         self._converter_done = anyio.Event()
-        self._closing = False
+        self._converter_scope = anyio.CancelScope()
+        self._stats_lock = threading.Lock()
+        self._converted: set[Path] = set()
         self._user: list[tuple[Event | Any, int]] = []
         self._user_since = 0.0
         self._gaps_written: tuple[int, int | None] = (0, None)
@@ -458,20 +463,27 @@ class Recorder:
 
     async def _finish(self) -> None:
         """Drain the tap and user events, seal every file and convert all of it."""
-        streamer, tap = self.streamer, self._tap
-        if streamer is not None and tap is not None:
-            if self._consumer_scope is not None:
-                self._consumer_scope.cancel()
-            with anyio.move_on_after(10):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._drain, tap)
-                    await streamer.close_tap(tap)
-        self._flush_user()
-        for sink in self._sinks.values():
-            self._seal(sink.seal())
-        self._closing = True
-        self._sealed_ready.set()
-        await self._converter_done.wait()
+        try:
+            streamer, tap = self.streamer, self._tap
+            if streamer is not None and tap is not None:
+                if self._consumer_scope is not None:
+                    self._consumer_scope.cancel()
+                try:
+                    with anyio.move_on_after(10):
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(self._drain, tap)
+                            await streamer.close_tap(tap)
+                finally:
+                    tap.close()
+            self._flush_user()
+            for sink in self._sinks.values():
+                self._seal(sink.seal())
+        finally:
+            # the converter may be busy, or cancelled already (Ctrl-C): stop it, finish here
+            self._converter_scope.cancel()
+            await self._converter_done.wait()
+        while self._sealed:
+            await self._convert_next()
         prune_journal(self.root)
 
     async def _drain(self, tap: MemoryObjectReceiveStream[ColumnBatch]) -> None:
@@ -513,23 +525,41 @@ class Recorder:
                 await anyio.to_thread.run_sync(self._write_gaps)
 
     async def _converter(self) -> None:
-        while True:
-            await self._sealed_ready.wait()
-            self._sealed_ready = anyio.Event()
-            while self._sealed:
-                segment = self._sealed.pop(0)
-                written = await anyio.to_thread.run_sync(convert_segment, self.root, segment)
-                if written is not None:
-                    self.files.append(written)
-                    self.stats.files += 1
-                    self.stats.bytes_written += written.bytes
-                    self.stats.rows_written += written.rows
-                    logger.info(
-                        "= wrote %s (%d rows, %d bytes)", written.path, written.rows, written.bytes
-                    )
-            if self._closing:
-                self._converter_done.set()
-                return
+        try:
+            with self._converter_scope:
+                while True:
+                    await self._sealed_ready.wait()
+                    self._sealed_ready = anyio.Event()
+                    while self._sealed:
+                        await self._convert_next()
+                    self._update_session()
+                    assert self._session is not None
+                    await anyio.to_thread.run_sync(self._session.write, self.root)
+        finally:
+            self._converter_done.set()
+
+    async def _convert_next(self) -> None:
+        # taken off the list only once converted: a cancellation before the thread starts
+        # leaves it for _finish; a started conversion is never abandoned
+        segment = self._sealed[0]
+        await anyio.to_thread.run_sync(self._convert, segment)
+        if self._sealed and self._sealed[0] == segment:
+            self._sealed.pop(0)
+
+    def _convert(self, segment: Path) -> None:
+        """Convert one sealed segment and count it (in a worker thread); once per segment."""
+        if segment in self._converted:
+            return
+        written = convert_segment(self.root, segment)
+        self._converted.add(segment)
+        if written is None:
+            return
+        with self._stats_lock:
+            self.files.append(written)
+            self.stats.files += 1
+            self.stats.bytes_written += written.bytes
+            self.stats.rows_written += written.rows
+        logger.info("= wrote %s (%d rows, %d bytes)", written.path, written.rows, written.bytes)
 
     def _seal(self, segments: list[Path]) -> None:
         if segments:
@@ -620,7 +650,8 @@ class Recorder:
             for batch in batches:
                 recv = pa.array(times, pa.int64()).cast(RECV_TYPE)
                 index = batch.batch.schema.get_field_index(RECV_COLUMN)
-                fixed = batch.batch.set_column(index, RECV_COLUMN, recv)
+                recv_field = batch.batch.schema.field(index)
+                fixed = batch.batch.set_column(index, recv_field, recv)
                 self._ingest(batch.event_type, fixed)
 
     def _convertible(self, event: Any) -> bool:

@@ -173,9 +173,14 @@ class Simulator:
 
     async def send_malformed(self) -> None:
         """Send a non-JSON text frame to every client."""
-        for ws in list(self._conns):
+        await self.send_raw(MALFORMED_FRAME)
+
+    async def send_raw(self, frame: str) -> None:
+        """Send ``frame`` as it is to every client (bad-input tests: wrong counts, types...)."""
+        for ws, c in list(self._conns.items()):
             try:
-                await ws.send(MALFORMED_FRAME)
+                async with c.lock:
+                    await ws.send(frame)
             except ConnectionClosed:
                 pass  # it is gone; its handler cleans up
 

@@ -1,0 +1,408 @@
+"""The Recorder against the simulator over loopback: real websockets, real Parquet, real DuckDB."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tastyrec.dxlink.streamer import DXLinkStreamer
+from tastyrec.events import Greeks, Profile, Quote, Summary, Trade
+from tastyrec.events.registry import spec
+from tastyrec.exceptions import SchemaError
+from tastyrec.record.recorder import Recorder
+from tastyrec.record.sink import RotationPolicy
+from tastyrec.sim import Simulator
+from tastyrec.sim.engine import SimConfig
+
+pytestmark = pytest.mark.anyio
+
+OPTION = ".SPY261218C600"
+SYMBOLS = ["SPY", "QQQ", "AAPL", OPTION]
+WAIT_S = 10.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def fast_delays() -> Iterator[float]:
+    return iter(itertools.repeat(0.05))
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    config = SimConfig(keepalive_timeout=5.0, quote_rate_hz=50.0)
+    async with Simulator(seed=3, token=None, config=config, keep_sent=True) as server:
+        yield server
+
+
+def streamer_for(server: Simulator, **kwargs: Any) -> DXLinkStreamer:
+    options: dict[str, Any] = {
+        "url": server.url,
+        "token": None,
+        "queue_size": 0,
+        "tap_interval": 0.05,
+        "keepalive_timeout": 2.0,
+        "reconnect_delays": fast_delays,
+        **kwargs,
+    }
+    return DXLinkStreamer(**options)
+
+
+async def wait_until(predicate: Callable[[], bool], limit_s: float = WAIT_S) -> None:
+    with anyio.fail_after(limit_s):
+        while not predicate():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+# --- an independent decoder of what the simulator sent --------------------------------------------
+
+
+def sent_events(frames: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Events in the server's FEED_DATA frames, decoded with json and the FEED_CONFIG fields."""
+    fields: dict[tuple[int, str], list[str]] = {}
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for frame in frames:
+        msg = json.loads(frame)
+        if msg["type"] == "FEED_CONFIG":
+            for name, names in (msg.get("eventFields") or {}).items():
+                fields[(msg["channel"], name)] = names
+        elif msg["type"] == "FEED_DATA":
+            data = msg["data"]
+            for name, values in zip(data[0::2], data[1::2], strict=True):
+                names = fields[(msg["channel"], name)]
+                for i in range(0, len(values), len(names)):
+                    out[name].append(dict(zip(names, values[i : i + len(names)], strict=True)))
+    return out
+
+
+def normalise(value: Any) -> Any:
+    if value in ("NaN", "Infinity", "-Infinity"):
+        return float(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"  # NaN == NaN for comparisons
+    return value
+
+
+def expected_rows(event_type: type[Any], events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    s = spec(event_type)
+    rows = []
+    for event in events:
+        row = []
+        for f in s.fields:
+            value = normalise(event.get(f.wire_name, f.default))
+            if f.kind.name == "DOUBLE" and not isinstance(value, str):
+                value = normalise(float(value))
+            row.append(value)
+        rows.append(tuple(row))
+    return rows
+
+
+def recorded_rows(root: Path, event_type: type[Any]) -> list[tuple[Any, ...]]:
+    files = sorted((root / event_type.__name__).glob("date=*/*.parquet"))
+    if not files:
+        return []
+    table = pa.concat_tables(pq.read_table(f) for f in files)
+    table = table.sort_by("recv_ns")  # receipt order across files
+    names = [f.name for f in spec(event_type).fields]
+    columns = [
+        table[n].cast(pa.int64()) if pa.types.is_timestamp(table[n].type) else table[n]
+        for n in names
+    ]
+    lists = [c.to_pylist() for c in columns]
+    return [tuple(normalise(v) for v in row) for row in zip(*lists, strict=True)]
+
+
+async def record_and_stop(
+    server: Simulator,
+    root: Path,
+    seconds: float,
+    until: Callable[[Recorder], bool] = lambda r: True,
+    **recorder_options: Any,
+) -> tuple[Recorder, DXLinkStreamer]:
+    async with streamer_for(server) as streamer:
+        async with Recorder(root, streamer, **recorder_options) as recorder:
+            await streamer.subscribe(Quote, SYMBOLS)
+            await streamer.subscribe(Trade, SYMBOLS[:3])
+            await streamer.subscribe(Greeks, [OPTION])
+            await streamer.subscribe(Summary, SYMBOLS)
+            await streamer.subscribe(Profile, SYMBOLS)
+            await anyio.sleep(seconds)
+            await wait_until(lambda: until(recorder))
+            server.stall(True)  # nothing more is sent; what was sent must all arrive
+            assert server.sent is not None
+            sent = sum(len(v) for v in sent_events(server.sent).values())
+            await wait_until(lambda: streamer.stats.events == sent)
+    return recorder, streamer
+
+
+# --- exactly once, content equal ------------------------------------------------------------------
+
+
+async def test_every_sent_event_is_recorded_exactly_once(sim: Simulator, tmp_path: Path) -> None:
+    recorder, streamer = await record_and_stop(sim, tmp_path, 1.5)
+    assert sim.sent is not None
+    sent = sent_events(sim.sent)
+    assert {"Quote", "Trade", "Greeks", "Summary", "Profile"} <= set(sent)
+    for cls in (Quote, Trade, Greeks, Summary, Profile):
+        expected = expected_rows(cls, sent[cls.__name__])
+        assert recorded_rows(tmp_path, cls) == expected, cls.__name__
+        assert recorder.stats.rows[cls.__name__] == len(expected)
+    total = sum(len(v) for v in sent.values())
+    assert recorder.stats.rows_written == total == streamer.stats.events
+    assert not list(tmp_path.rglob("*.arrows")) and not list(tmp_path.rglob("*.tmp"))
+
+
+async def test_rotation_during_recording_loses_nothing(sim: Simulator, tmp_path: Path) -> None:
+    recorder, _ = await record_and_stop(sim, tmp_path, 1.5, rotation=RotationPolicy(max_rows=10))
+    assert sim.sent is not None
+    sent = sent_events(sim.sent)
+    files = list((tmp_path / "Quote").glob("date=*/*.parquet"))
+    assert len(files) >= 3
+    assert all(pq.read_metadata(f).num_rows < 10 + 4096 for f in files)
+    assert recorded_rows(tmp_path, Quote) == expected_rows(Quote, sent["Quote"])
+    assert recorder.stats.files == len(list(tmp_path.glob("*/date=*/*.parquet")))
+
+
+async def test_duckdb_reads_the_recording(sim: Simulator, tmp_path: Path) -> None:
+    recorder, _ = await record_and_stop(sim, tmp_path, 1.0)
+    con = duckdb.connect()
+    glob = str(tmp_path / "Quote" / "*" / "*.parquet")
+    rows = con.execute(
+        f"SELECT count(*), count(DISTINCT event_symbol), typeof(any_value(recv_ns)), "
+        f"typeof(any_value(bid_time)), any_value(date) FROM read_parquet('{glob}', "
+        "hive_partitioning = true)"
+    ).fetchone()
+    assert rows is not None
+    count, symbols, recv_type, time_type, day = rows
+    assert count == recorder.stats.rows["Quote"] and symbols == len(SYMBOLS)
+    # nanosecond receipt times: DuckDB 2 has a time-zone-aware nanosecond type for them
+    assert recv_type in ("TIMESTAMPTZ_NS", "TIMESTAMP WITH TIME ZONE")
+    assert time_type == "TIMESTAMP WITH TIME ZONE"
+    from tastyrec.record.layout import partition_date
+
+    assert str(day) == partition_date(time.time_ns()).isoformat()
+
+
+async def test_sessions_table_and_metadata(sim: Simulator, tmp_path: Path) -> None:
+    recorder, _ = await record_and_stop(sim, tmp_path, 0.5)
+    [session_file] = (tmp_path / "_sessions").glob("*.parquet")
+    [session] = pq.read_table(session_file).to_pylist()
+    assert session["session_id"] == recorder.session_id and session["status"] == "ended"
+    assert session["start"] < session["end"]
+    assert session["source"] == sim.url and set(SYMBOLS) <= set(session["symbols"])
+    assert set(session["event_types"]) == {"Quote", "Trade", "Greeks", "Summary", "Profile"}
+    assert session["rows"] == sum(recorder.stats.rows.values())
+    assert session["files"] == recorder.stats.files
+    meta = pq.read_metadata(recorder.files[0].path).metadata
+    assert meta[b"tastyrec.session_id"] == recorder.session_id.encode()
+    assert meta[b"tastyrec.schema_version"] == b"1"
+    assert meta[b"tastyrec.source"] == sim.url.encode()
+    assert meta[b"tastyrec.dxlink_contract"] == b"AUTO"
+    assert float(meta[b"tastyrec.aggregation_period_s"]) >= 0
+
+
+async def test_source_never_carries_credentials(tmp_path: Path) -> None:
+    from tastyrec.record.recorder import safe_source
+
+    assert (
+        safe_source("wss://user:secret@host:443/realtime?token=abc#x") == "wss://host:443/realtime"
+    )
+    async with Recorder(tmp_path, source=safe_source("wss://u:p@h/x?t=1")) as recorder:
+        recorder.record(Quote("SPY", 0, 0, 0, 0, "Q", 0, "Q", 1.0, 2.0, 3.0, 4.0))
+    for path in tmp_path.rglob("*.parquet"):
+        assert b"secret" not in path.read_bytes() and b"p@h" not in path.read_bytes()
+
+
+# --- gaps -----------------------------------------------------------------------------------------
+
+
+async def test_gaps_are_recorded_across_faults(sim: Simulator, tmp_path: Path) -> None:
+    async with streamer_for(sim, keepalive_timeout=0.5) as streamer:
+        async with Recorder(tmp_path, streamer) as recorder:
+            await streamer.subscribe(Quote, ["SPY"])
+            await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
+            await sim.drop()
+            await wait_until(lambda: len(streamer.gaps) == 1 and streamer.gaps[0].resumed_ns)
+            rows_before = recorder.stats.rows["Quote"]
+            await wait_until(lambda: recorder.stats.rows["Quote"] > rows_before)
+            sim.stall(True)  # silent: the watchdog notices after 0.5 s
+            await wait_until(lambda: len(streamer.gaps) == 2)
+            sim.stall(False)
+            await wait_until(lambda: streamer.gaps[1].resumed_ns is not None)
+            await wait_until(lambda: recorder.stats.gaps == 2 and recorder.stats.reconnects == 2)
+    [gap_file] = (tmp_path / "_gaps").glob("*.parquet")
+    gaps = pl.read_parquet(gap_file)
+    assert gaps.height == 2
+    for row in gaps.iter_rows(named=True):
+        assert row["session_id"] == recorder.session_id
+        assert row["last_received"] <= row["disconnected"] < row["resumed"]
+        assert row["reason"]
+    assert "silent" in gaps["reason"][1]
+    # what was received before each break is in Parquet: nothing after last_received is missing
+    quotes = pl.read_parquet(tmp_path / "Quote" / "*" / "*.parquet")
+    for row in gaps.iter_rows(named=True):
+        assert quotes.filter(pl.col("recv_ns") == row["last_received"]).height >= 1
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+async def test_bad_input_is_counted_and_the_stream_continues(
+    sim: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with streamer_for(sim) as streamer:
+        async with Recorder(tmp_path, streamer) as recorder:
+            await streamer.subscribe(Quote, ["SPY"])
+            await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
+            channel = next(c.id for c in streamer.protocol.channels.values())
+            width = len(streamer.protocol.channels[channel].event_fields["Quote"])
+            bad = [
+                "this is not JSON {",
+                json.dumps({"type": "FEED_DATA", "channel": channel, "data": ["Quote", [1, 2]]}),
+                json.dumps(
+                    {"type": "FEED_DATA", "channel": channel, "data": ["Nonsense", [1, 2, 3]]}
+                ),
+                json.dumps(
+                    {
+                        "type": "FEED_DATA",
+                        "channel": channel,
+                        "data": ["Quote", ["Quote", "SPY"] + [{"x": 1}] * (width - 2)],
+                    }
+                ),
+                json.dumps({"type": "MYSTERY"}),
+            ]
+            for frame in bad:
+                await sim.send_raw(frame)
+            await wait_until(lambda: recorder.stats.bad >= 3 and recorder.stats.skipped)
+            before = recorder.stats.rows["Quote"]
+            await wait_until(lambda: recorder.stats.rows["Quote"] > before)  # still recording
+    assert recorder.stats.bad >= 3
+    assert sum(recorder.stats.skipped.values()) >= 1
+    quotes = pl.read_parquet(tmp_path / "Quote" / "*" / "*.parquet")
+    assert quotes.height == recorder.stats.rows["Quote"]
+    assert quotes["event_symbol"].unique().to_list() == ["SPY"]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len({r.getMessage() for r in warnings}) == len(warnings)  # once per kind
+
+
+# --- live frame -----------------------------------------------------------------------------------
+
+
+async def test_live_frame_is_bounded_and_fresh(sim: Simulator, tmp_path: Path) -> None:
+    async with streamer_for(sim) as streamer:
+        async with Recorder(tmp_path, streamer, live_rows=50) as recorder:
+            assert recorder.frame(Quote).height == 0
+            await streamer.subscribe(Quote, SYMBOLS)
+            await wait_until(lambda: recorder.stats.rows["Quote"] > 200)
+            frame = recorder.frame(Quote)
+            assert 0 < frame.height <= 50
+            assert frame.columns[-1] == "recv_ns"
+            latest = recorder.latest(Quote)
+            assert sorted(latest["event_symbol"].to_list()) == sorted(SYMBOLS)
+            lag_ms = (time.time_ns() - frame["recv_ns"].dt.epoch("ns").max()) / 1e6  # type: ignore[operator]
+            assert lag_ms < 1000
+
+
+# --- events from user code ------------------------------------------------------------------------
+
+
+async def test_user_events_structs_and_sdk_objects(tmp_path: Path) -> None:
+    from tastytrade.dxfeed import Quote as SDKQuote
+
+    ours = Quote("SPY", 0, 0, 0, 0, "Q", 0, "Q", 500.25, 500.5, 100.0, math.nan)
+    sdk = SDKQuote(
+        event_symbol="QQQ",
+        event_time=0,
+        sequence=0,
+        time_nano_part=0,
+        bid_time=0,
+        bid_exchange_code="Q",
+        ask_time=0,
+        ask_exchange_code="Q",
+        bid_price=Decimal("400.5"),
+        ask_price=Decimal("400.75"),
+        bid_size=Decimal("3"),
+        ask_size=Decimal("4"),
+    )
+    async with Recorder(tmp_path) as recorder:
+        recorder.record(ours, sdk)
+        with pytest.raises(SchemaError, match="cannot record"):
+            recorder.record(object())
+        await wait_until(lambda: recorder.stats.rows["Quote"] == 2)
+    quotes = pl.read_parquet(tmp_path / "Quote" / "*" / "*.parquet")
+    assert quotes["event_symbol"].to_list() == ["SPY", "QQQ"]
+    assert quotes["bid_price"].to_list() == [500.25, 400.5]
+    assert math.isnan(quotes["ask_size"][0]) and quotes["ask_size"][1] == 4.0
+    [session] = pq.read_table(next((tmp_path / "_sessions").glob("*.parquet"))).to_pylist()
+    assert session["source"] is None and session["status"] == "ended"
+
+
+async def test_failed_body_marks_the_session_failed(tmp_path: Path) -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with Recorder(tmp_path) as recorder:
+            recorder.record(Quote("SPY", 0, 0, 0, 0, "Q", 0, "Q", 1.0, 2.0, 3.0, 4.0))
+            1 / 0  # noqa: B018
+    assert pl.read_parquet(tmp_path / "Quote" / "*" / "*.parquet").height == 1
+    [session] = pq.read_table(next((tmp_path / "_sessions").glob("*.parquet"))).to_pylist()
+    assert session["status"] == "failed"
+
+
+async def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    from tastyrec.exceptions import StorageError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot write to the output folder"):
+        async with Recorder(blocker / "data"):
+            pass
+
+
+async def test_disk_full_mid_recording_stops_with_the_journal_kept(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from tastyrec.exceptions import StorageError
+    from tastyrec.record import journal
+
+    real_write = os.write
+    full = False
+
+    def write(fd: int, data: Any) -> int:
+        if full:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal.os, "write", write)
+    with pytest.raises(StorageError, match="No space left on device"):
+        async with streamer_for(sim) as streamer:
+            async with Recorder(tmp_path, streamer) as recorder:
+                await streamer.subscribe(Quote, ["SPY"])
+                await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
+                recorded = recorder.stats.rows["Quote"]
+                full = True
+                await anyio.sleep(WAIT_S)  # cancelled by the failure
+    full = False
+    monkeypatch.undo()
+    # what had been recorded is kept (in Parquet or the journal) and recovers completely
+    from tastyrec.record.recorder import recover
+
+    recover(tmp_path)
+    quotes = pl.read_parquet(tmp_path / "Quote" / "*" / "*.parquet")
+    assert quotes.height >= recorded
