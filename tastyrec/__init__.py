@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .dxlink.compact import ColumnBatch
-from .dxlink.streamer import DXLinkStreamer, StreamerStats, candle_symbol
+from .dxlink.streamer import DXLinkStreamer, Gap, StreamerStats, candle_symbol
 from .events import (
     Candle,
     Event,
@@ -39,6 +39,16 @@ from .exceptions import (
     StorageError,
     TastyrecError,
 )
+from .live import LiveFrame
+from .record import (
+    FsyncPolicy,
+    Recorder,
+    RecorderStats,
+    RecoveryReport,
+    RotationPolicy,
+    WrittenFile,
+    recover,
+)
 
 __all__ = (
     "AuthenticationError",
@@ -49,15 +59,22 @@ __all__ = (
     "ConnectionClosedOK",
     "DXLinkStreamer",
     "Event",
+    "FsyncPolicy",
+    "Gap",
     "Greeks",
     "IndexedEvent",
+    "LiveFrame",
     "LocalProtocolError",
     "OptionSale",
     "Order",
     "Profile",
     "ProtocolError",
     "Quote",
+    "Recorder",
+    "RecorderStats",
+    "RecoveryReport",
     "RemoteProtocolError",
+    "RotationPolicy",
     "SchemaError",
     "Series",
     "ServerError",
@@ -70,6 +87,8 @@ __all__ = (
     "Trade",
     "TradeETH",
     "Underlying",
-    "__version__",
+    "WrittenFile",
     "candle_symbol",
+    "recover",
+    "__version__",
 )
