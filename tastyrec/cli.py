@@ -424,12 +424,21 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
     display = StatusDisplay(
         recorder.stats, out=str(recorder.root), console=Console(stderr=True), live=status
     )
-    if not display.live:
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    if display.live:  # log lines go above the live table instead of garbling it
+        from rich.logging import RichHandler
+
+        root.handlers = [RichHandler(console=display.console, show_path=False)]
+    else:
         logging.getLogger("tastyrec.record.status").setLevel(logging.INFO)
-    with display, anyio.move_on_after(seconds):
-        while True:
-            await anyio.sleep(display.interval_s)
-            display.refresh()
+    try:
+        with display, anyio.move_on_after(seconds):
+            while True:
+                await anyio.sleep(display.interval_s)
+                display.refresh()
+    finally:
+        root.handlers = handlers
 
 
 @main.command()
