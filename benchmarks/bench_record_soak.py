@@ -185,6 +185,10 @@ class Histogram:
     def n(self) -> int:
         return int(self.counts.sum())
 
+    def share_above(self, ms: float) -> float:
+        """Share of the values at or above ``ms`` (to the bin)."""
+        return float(self.counts[int(ms / self.BIN_MS) :].sum() / max(self.n, 1))
+
     def percentile(self, q: float) -> float:
         """Upper edge of the bin holding the q-th percentile."""
         if not self.n:
@@ -425,7 +429,10 @@ def report(args: argparse.Namespace, out: Path, result: dict[str, Any]) -> None:
         print(f"Quote on the wire (COMPACT JSON, 100/message): {wire_bytes_per_quote(out):.1f} B")
 
     lat: Latency = result["latency"]
-    print("\n| latency, ms | samples | median | p99 | max |\n|---|---:|---:|---:|---:|")
+    print(
+        "\n| latency, ms | samples | median | p99 | max | >= 100 ms |"
+        "\n|---|---:|---:|---:|---:|---:|"
+    )
     for label, h in (
         ("receipt -> visible in frame(Quote), per event", lat.per_event),
         ("age of the newest visible row, sampled", lat.newest_age),
@@ -433,7 +440,7 @@ def report(args: argparse.Namespace, out: Path, result: dict[str, Any]) -> None:
     ):
         print(
             f"| {label} | {h.n:,} | {h.percentile(50):.1f} | {h.percentile(99):.1f} "
-            f"| {h.max_ms:.1f} |"
+            f"| {h.max_ms:.1f} | {h.share_above(100):.3%} |"
         )
     if "Quote" in files:
         gaps = arrival_gaps_ms(out)
