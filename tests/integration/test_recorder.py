@@ -406,3 +406,15 @@ async def test_disk_full_mid_recording_stops_with_the_journal_kept(
     recover(tmp_path)
     quotes = pl.read_parquet(tmp_path / "Quote" / "*" / "*.parquet")
     assert quotes.height >= recorded
+
+
+async def test_a_symbol_never_becomes_a_path(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    nasty = ["../../escape", "/etc/passwd", "SPY/../../x", "..", "C:\\evil", "\x00"]
+    async with Recorder(out) as recorder:
+        recorder.record(*(Quote(s, 0, 0, 0, 0, "Q", 0, "Q", 1.0, 2.0, 3.0, 4.0) for s in nasty))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing escaped
+    files = [p.relative_to(out).parts[:2] for p in out.rglob("*.parquet")]
+    assert all(parts[0] in ("Quote", "_sessions") for parts in files)
+    quotes = pl.read_parquet(out / "Quote" / "*" / "*.parquet")
+    assert quotes["event_symbol"].to_list() == nasty
