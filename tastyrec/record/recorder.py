@@ -119,7 +119,8 @@ def safe_source(url: str) -> str:
 def _write_small_table(path: Path, table: pa.Table) -> None:
     """Atomically replace a small Parquet file (tmp, fsync, rename, fsync folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # a unique temporary name: two writers (a timer, the exit) never share one
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     with open(tmp, "wb") as fh:
         pq.write_table(table, fh, compression="zstd")
         fh.flush()
@@ -259,6 +260,10 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
             report.skipped_live += len(segments)
             continue
         written = [w for w in (convert_segment(base, s) for s in segments) if w is not None]
+        for pattern in (f"*/date=*/*-{session_id}-*.tmp", f"_*/*-{session_id}-*.tmp"):
+            for stale in base.glob(pattern):  # temporary files of a write the crash cut short
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
         report.files += written
         report.sessions.append(session_id)
         _mark_recovered(base, session_id, written)
@@ -381,6 +386,7 @@ class Recorder:
         self._sealed_ready = anyio.Event()
         self._converter_done = anyio.Event()
         self._converter_scope = anyio.CancelScope()
+        self._ticker_scope = anyio.CancelScope()
         self._stats_lock = threading.Lock()
         self._converted: set[Path] = set()
         self._user: list[tuple[Event | Any, int]] = []
@@ -420,7 +426,7 @@ class Recorder:
             self._tap = self.streamer.tap()
             self._consumer_scope = anyio.CancelScope()
             tg.start_soon(self._consume, self._tap, self._consumer_scope)
-        tg.start_soon(self._ticker)
+        tg.start_soon(self._ticker, self._ticker_scope)
         tg.start_soon(self._converter)
         logger.info("= recording session %s into %s (%s)", self.session_id, self.root, self.source)
         return self
@@ -463,6 +469,7 @@ class Recorder:
 
     async def _finish(self) -> None:
         """Drain the tap and user events, seal every file and convert all of it."""
+        self._ticker_scope.cancel()
         try:
             streamer, tap = self.streamer, self._tap
             if streamer is not None and tap is not None:
@@ -501,7 +508,11 @@ class Recorder:
                     return  # the streamer closed; _finish sees an empty tap
                 self._ingest(batch.event_type, batch.batch)
 
-    async def _ticker(self) -> None:
+    async def _ticker(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self._tick_forever()
+
+    async def _tick_forever(self) -> None:
         while True:
             await anyio.sleep(TICK_S)
             now = time.monotonic()

@@ -418,3 +418,20 @@ async def test_a_symbol_never_becomes_a_path(tmp_path: Path) -> None:
     assert all(parts[0] in ("Quote", "_sessions") for parts in files)
     quotes = pl.read_parquet(out / "Quote" / "*" / "*.parquet")
     assert quotes["event_symbol"].to_list() == nasty
+
+
+async def test_recover_removes_temporary_files_of_a_dead_session(tmp_path: Path) -> None:
+    from tastyrec.record.recorder import recover
+
+    async with Recorder(tmp_path) as recorder:
+        recorder.record(Quote("SPY", 0, 0, 0, 0, "Q", 0, "Q", 1.0, 2.0, 3.0, 4.0))
+    [data] = tmp_path.glob("Quote/date=*/*.parquet")
+    [session] = tmp_path.glob("_sessions/*.parquet")
+    # what a crash in the middle of writing leaves behind (the session's lock is free)
+    (data.parent / (data.name + ".tmp")).write_bytes(b"PAR1 half")
+    (session.parent / (session.name + ".1a2b3c4d.tmp")).write_bytes(b"PAR1 half")
+    (tmp_path / "_journal" / f"{recorder.session_id}.lock").touch()
+    recover(tmp_path)
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list((tmp_path / "_journal").glob("*.lock"))
+    assert pl.read_parquet(data).height == 1
