@@ -1,10 +1,11 @@
 """Live recording over loopback: tastyrec vs the tastytrade SDK's DXLinkStreamer (issue 3, #1).
 
-A script, not a test. It starts ``dxlink_blaster.py`` in a separate process (pinned to CPU 1;
-this process is pinned to CPU 0, so the client has a core of its own) and then, round-robin over
-``--repeats``, connects each client to it; every connection gets the same stream of pre-encoded
-COMPACT FEED_DATA (``--messages`` x 100 events, 75 % Quote / 15 % Trade / 10 % Greeks, 1000
-symbols, "NaN" strings) as fast as the client reads it:
+A script, not a test. It starts ``dxlink_blaster.py`` in a separate process (pinned to CPU 1)
+and then, round-robin over ``--repeats``, runs each client once in a fresh interpreter pinned to
+CPU 0 (the client has a core of its own, and no run inherits the heap of another: after an SDK
+run, the recorder in the same process was ~20 % slower). Every connection gets the same stream of
+pre-encoded COMPACT FEED_DATA (``--messages`` x 100 events, 75 % Quote / 15 % Trade / 10 %
+Greeks, 1000 symbols, "NaN" strings) as fast as the client reads it:
 
   (a) ``sdk``: the unmodified tastytrade SDK ``DXLinkStreamer`` (a stub session points it at the
       server), one ``async for`` over ``listen(cls)`` per event type, counting events; done when
@@ -14,7 +15,9 @@ symbols, "NaN" strings) as fast as the client reads it:
       no disk): the streamer's share of the recorder's cost;
   (c) ``record``: tastyrec's ``Recorder`` on that streamer, writing Parquet; done when
       ``rec.stats.rows`` has every event sent; the Parquet files written when the block is left
-      are then counted (zero loss: rows == events sent, else the script exits 1).
+      are then counted (zero loss: rows == events sent, else the script exits 1);
+  (d) ``record_nolive`` (not run by default): (c) with ``LiveFrame.add`` patched to a no-op,
+      to measure what the live frames cost; attribution only.
 
 Wall time runs from the receipt of the first event (the first event out of ``listen()`` for the
 SDK; the smallest ``recv_ns`` for tastyrec) to the moment the last event is received (sdk, tap)
@@ -35,6 +38,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -244,6 +248,19 @@ async def run_record(info: dict[str, Any], limit_s: float, out: Path) -> Run:
     raise SystemExit(f"record: timed out after {limit_s} s with {rows} of {total} rows")
 
 
+async def run_record_nolive(info: dict[str, Any], limit_s: float, out: Path) -> Run:
+    """``record`` with ``LiveFrame.add`` replaced by a no-op: the live frames' share, for
+    attribution only (not a supported configuration)."""
+    import tastyrec.live
+
+    add = tastyrec.live.LiveFrame.add
+    tastyrec.live.LiveFrame.add = lambda self, batch: None  # type: ignore[method-assign]
+    try:
+        return await run_record(info, limit_s, out)
+    finally:
+        tastyrec.live.LiveFrame.add = add  # type: ignore[method-assign]
+
+
 def parquet_rows(root: Path) -> dict[str, tuple[int, int]]:
     """Rows in the Parquet files of each event type, and the smallest ``recv_ns``."""
     out = {}
@@ -261,11 +278,13 @@ PATHS: dict[str, Callable[[dict[str, Any], float, Path], Awaitable[Run]]] = {
     "sdk": run_sdk,
     "tap": run_tap,
     "record": run_record,
+    "record_nolive": run_record_nolive,
 }
 LABELS = {
     "sdk": "(a) tastytrade SDK DXLinkStreamer, listen() per type",
     "tap": "(b) tastyrec DXLinkStreamer, tap() only (no disk)",
     "record": "(c) tastyrec Recorder -> Parquet",
+    "record_nolive": "(d) (c) with LiveFrame.add a no-op (attribution only)",
 }
 
 
@@ -275,7 +294,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="round-robin repeats of all paths")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--paths", default=",".join(PATHS), help="comma-separated, from " + ",".join(PATHS)
+        "--paths", default="sdk,tap,record", help="comma-separated, from " + ",".join(PATHS)
     )
     parser.add_argument("--out", type=Path, default=None, help="Parquet root (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds allowed per run")
@@ -286,9 +305,13 @@ def main() -> None:
     parser.add_argument(
         "--profile", default=None, help="after the repeats, run this path once under cProfile"
     )
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # PATH:INFO-JSON
     args = parser.parse_args()
     if args.tap_rows is not None:
         TAP_OPTIONS["tap_rows"] = args.tap_rows
+    if args.child:
+        child(args)
+        return
     paths = [p for p in args.paths.split(",") if p]
     unknown = set(paths) - set(PATHS)
     if unknown:
@@ -313,9 +336,7 @@ def main() -> None:
     try:
         for rep in range(args.repeats):
             for name in paths:
-                out = root / f"{name}-{rep}"
-                gc.collect()
-                run = anyio.run(PATHS[name], info, args.timeout, out, backend="asyncio")
+                run = spawn(args, name, info, root / f"{name}-{rep}", pin)
                 runs[name].append(run)
                 extra = "".join(f" {k}={v}" for k, v in run.extra.items())
                 print(
@@ -325,10 +346,10 @@ def main() -> None:
                 )
                 if name != "sdk" and run.events != total:
                     failed = True
-                if name == "record" and not run.extra["parquet_ok"]:
+                if name.startswith("record") and not run.extra["parquet_ok"]:
                     failed = True
         if args.profile:
-            profile(PATHS[args.profile], info, args.timeout, root / "profile")
+            spawn(args, name, info, root / "profile", pin, profile=args.profile)
     finally:
         blaster.close()
         if args.out is None:
@@ -348,19 +369,60 @@ def main() -> None:
         )
         if name == "sdk" and last != expected:
             failed = True
-    if "sdk" in runs:
+    for base in ("sdk", "tap"):
+        if base not in runs:
+            continue
         for name in paths:
-            if name == "sdk":
+            if name in ("sdk", base):
                 continue
-            ratios = [r.rate / s.rate for r, s in zip(runs[name], runs["sdk"], strict=True)]
-            cpu = [r.cpu_rate / s.cpu_rate for r, s in zip(runs[name], runs["sdk"], strict=True)]
+            ratios = [r.rate / s.rate for r, s in zip(runs[name], runs[base], strict=True)]
+            cpu = [r.cpu_rate / s.cpu_rate for r, s in zip(runs[name], runs[base], strict=True)]
             print(
-                f"{name}/sdk: median of per-repeat ratios {statistics.median(ratios):.1f}x wall "
-                f"(range {min(ratios):.1f}-{max(ratios):.1f}), {statistics.median(cpu):.1f}x CPU"
-                + ("  (target >= 10x)" if name == "record" else "")
+                f"{name}/{base}: median of per-repeat ratios {statistics.median(ratios):.2f}x wall "
+                f"(range {min(ratios):.2f}-{max(ratios):.2f}), {statistics.median(cpu):.2f}x CPU"
+                + ("  (target >= 10x)" if (name, base) == ("record", "sdk") else "")
             )
     if failed:
         raise SystemExit("FAILED: events lost (see the table)")
+
+
+def spawn(
+    args: argparse.Namespace,
+    name: str,
+    info: dict[str, Any],
+    out: Path,
+    pin: bool,
+    profile: str | None = None,
+) -> Run:
+    """Run one path once in a fresh interpreter (no heap or allocator state from other runs)."""
+    cmd = [sys.executable, __file__, "--child", json.dumps([profile or name, info, str(out)])]
+    cmd += ["--timeout", str(args.timeout)]
+    if args.tap_rows is not None:
+        cmd += ["--tap-rows", str(args.tap_rows)]
+    if profile:
+        cmd += ["--profile", profile]
+    if not pin:
+        cmd += ["--no-pin"]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=args.timeout + 60)
+    *lines, last = proc.stdout.splitlines() or [""]
+    if lines:
+        print("\n".join(lines))
+    if proc.returncode:
+        raise SystemExit(f"{name} run failed (exit {proc.returncode})")
+    return Run(**json.loads(last))
+
+
+def child(args: argparse.Namespace) -> None:
+    name, info, out = json.loads(args.child)
+    if not args.no_pin and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {0})
+    if args.profile:
+        profile(PATHS[name], info, args.timeout, Path(out))
+        print(json.dumps({"events": 0, "wall_s": 1, "cpu_s": 1}))
+        return
+    gc.collect()
+    run = anyio.run(PATHS[name], info, args.timeout, Path(out), backend="asyncio")
+    print(json.dumps(dataclasses.asdict(run)))
 
 
 def profile(
