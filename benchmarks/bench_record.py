@@ -21,7 +21,7 @@ Greeks, 1000 symbols, "NaN" strings) as fast as the client reads it:
 
 Wall time runs from the receipt of the first event (the first event out of ``listen()`` for the
 SDK; the smallest ``recv_ns`` for tastyrec) to the moment the last event is received (sdk, tap)
-or recorded (record); CPU time is this process's, from the return of the ``subscribe`` calls
+or recorded (record); CPU time is the client process's, from the return of the ``subscribe`` calls
 (the server starts streaming once every type is subscribed) to that same end, and leaves out
 waits for a core on a shared machine. The table shows medians over the repeats and the median of
 the per-repeat ratios record/sdk and tap/sdk (target: record >= 10x).
