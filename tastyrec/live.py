@@ -9,25 +9,21 @@ it is only used to decide which rows are older than ``max_age_s``.
 
 Theory of operation:
 
-* **Window.** Each batch becomes a polars DataFrame (``pl.from_arrow``: zero-copy for numbers,
-  one pass for strings) appended to a deque of chunks. A small batch is linked into the newest
-  chunk (``vstack``, rechunked every 32 batches) while that chunk stays within 4096 rows, so a
-  stream of tiny batches does not leave thousands of frames for :meth:`~LiveFrame.frame` to
-  concatenate; an add copies at most 4096 rows, never the whole window.
-* **Row bound.** It drops the oldest chunks and slices the oldest one partially. The slice is
-  zero-copy, so the sliced-off rows stay in memory until their chunk goes: memory is bounded by
-  ``max_rows`` plus one chunk.
-* **Age bound.** Whole chunks whose newest ``recv_ns`` is older than the cutoff are dropped on
-  every add and frame(); :meth:`~LiveFrame.frame` filters the rows of a chunk that is partly old.
-* **Latest row per symbol.** Symbols get dense integer ids from a dict (one C-level ``map`` per
-  batch; Python work only for symbols seen for the first time). Each added frame is queued with
-  its ids; the frame is shared with the window, so queuing copies nothing. The queue is merged
-  into the per-symbol state when it holds as many rows as the state (at least 4096) or 32
-  frames, or when :meth:`~LiveFrame.latest` is called. A merge finds the last occurrence of
-  each id with ``numpy.maximum.at`` (hashing the symbol strings again costs several times more)
-  and gathers those rows once. Merges are amortised O(rows added). Memory is bounded by the
-  number of distinct symbols: state and queue each hold about one row per symbol (or 4096),
-  plus one batch.
+* **Lazy.** :meth:`LiveFrame.add` runs for every batch the recorder writes, so it does almost
+  nothing: it keeps the Arrow batch (zero-copy) and applies the bounds. Polars frames are built
+  only when :meth:`~LiveFrame.frame` or :meth:`~LiveFrame.latest` is called. (Converting every
+  batch to polars on arrival cost the recorder a third of its throughput.)
+* **Window.** A deque of Arrow batches. Batches smaller than 4096 rows are gathered and combined
+  into one, so a stream of tiny batches never leaves thousands of pieces to concatenate.
+* **Row bound.** It drops the oldest batches and slices the oldest one (zero-copy): memory is
+  bounded by ``max_rows`` plus one batch.
+* **Age bound.** Whole batches whose newest ``recv_ns`` is older than the cutoff are dropped on
+  every add and frame(); :meth:`~LiveFrame.frame` filters the rows of a batch that is partly old.
+* **Latest row per symbol.** Added batches are also queued; the queue is folded into the
+  per-symbol state (one row per symbol) when it holds 65,536 rows or as many as the state, or
+  when :meth:`~LiveFrame.latest` is called: a polars ``group_by`` over the state and the queue
+  keeps the last row of each symbol. Amortised, that is a few tens of ns per row, all in Rust;
+  memory is bounded by the number of distinct symbols plus the queue.
 """
 
 from __future__ import annotations
@@ -36,12 +32,11 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Final, cast
 
-import numpy as np
-import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .events.base import Event
 from .exceptions import SchemaError
@@ -49,34 +44,20 @@ from .schema import RECV_COLUMN, arrow_schema, polars_schema
 
 __all__ = ("LiveFrame",)
 
-#: chunks smaller than this are merged with the next batch; also the smallest latest() merge
+#: batches smaller than this are combined with their neighbours in the window
 _COALESCE_ROWS: Final = 4096
-
-#: most polars chunks in a window chunk, and most frames queued for latest(): concatenating
-#: many tiny frames costs far more per row than a few large ones
-_MAX_PARTS: Final = 32
+#: rows queued for latest() before they are folded into the per-symbol state
+_FOLD_ROWS: Final = 65_536
 
 _SYMBOL: Final = "event_symbol"
-_Ids = npt.NDArray[np.int64]
 
 
 @dataclass
-class _Chunk:
-    frame: pl.DataFrame
-    #: smallest and largest recv_ns when the chunk was made (a front slice keeps them as bounds)
+class _Piece:
+    batch: pa.RecordBatch
+    #: smallest and largest recv_ns when the piece was made (a front slice keeps them as bounds)
     min_ns: int
     max_ns: int
-
-
-def _last_mask(ids: _Ids, n_ids: int) -> npt.NDArray[np.bool_]:
-    """True at the last occurrence of each id in ``ids`` (ids are in ``range(n_ids)``)."""
-    n = len(ids)
-    last = np.full(n_ids, -1, dtype=np.int64)
-    # ufunc.at is unbuffered: the largest position of each id wins, whatever the order
-    np.maximum.at(last, ids, np.arange(n, dtype=np.int64))
-    keep = np.zeros(n, dtype=np.bool_)
-    keep[last[last >= 0]] = True
-    return keep
 
 
 class LiveFrame:
@@ -124,31 +105,33 @@ class LiveFrame:
         self._arrow_schema: pa.Schema = arrow_schema(event_type)
         self._schema = polars_schema(event_type)
         self._recv_index: int = self._arrow_schema.get_field_index(RECV_COLUMN)
-        self._chunks: collections.deque[_Chunk] = collections.deque()
+        self._pieces: collections.deque[_Piece] = collections.deque()
+        self._small: list[_Piece] = []  # newest small batches, not combined yet
+        self._small_rows = 0
         self._rows = 0
-        # latest(): symbol -> dense id; the merged state; added frames not merged yet
-        self._ids: dict[str, int] = {}
+        # latest(): the folded state (one row per symbol, in order of that row's arrival) and
+        # the batches added since
         self._latest = pl.DataFrame(schema=self._schema)
-        self._latest_ids: _Ids = np.zeros(0, dtype=np.int64)
-        self._pending: list[tuple[pl.DataFrame, _Ids]] = []
-        self._pending_rows = 0
+        self._queue: list[pa.RecordBatch] = []
+        self._queue_rows = 0
 
     @property
     def rows(self) -> int:
         """Rows currently held in the window.
 
-        Chunks that aged out are released on the next :meth:`add` or :meth:`frame`, so this can
-        briefly include rows that :meth:`frame` would no longer return.
+        Batches that aged out are released on the next :meth:`add` or :meth:`frame`, so this
+        can briefly include rows that :meth:`frame` would no longer return.
         """
         return self._rows
 
     def add(self, batch: pa.RecordBatch) -> None:
         """Append one recorded batch (rows in arrival order) and apply both bounds.
 
-        Amortised O(rows in the batch): the window is never concatenated here.
+        O(1) for the batch's data (nothing is copied or converted here), amortised.
 
         Raises:
-            SchemaError: the batch's schema is not ``arrow_schema(event_type)``.
+            SchemaError: the batch's schema is not ``arrow_schema(event_type)``, or it has a
+                null symbol or receipt time.
         """
         if not batch.schema.equals(self._arrow_schema):
             raise SchemaError(
@@ -157,25 +140,25 @@ class LiveFrame:
         n = int(batch.num_rows)
         if n == 0:
             return
-        recv_col = batch.column(self._recv_index)
-        if recv_col.null_count or batch.column(0).null_count:
+        recv = batch.column(self._recv_index)
+        if recv.null_count or batch.column(0).null_count:
             raise SchemaError(f"{self.event_type.__name__} batch with null {_SYMBOL} or recv_ns")
-        recv: npt.NDArray[np.int64] = recv_col.view(pa.int64()).to_numpy(zero_copy_only=True)
-        frame = cast(pl.DataFrame, pl.from_arrow(batch))  # a RecordBatch gives a DataFrame
-        self._add_latest(frame)
+        bounds = pc.min_max(recv)
+        piece = _Piece(batch, bounds["min"].value, bounds["max"].value)
+        self._queue.append(batch)
+        self._queue_rows += n
+        if self._queue_rows >= max(_FOLD_ROWS, self._latest.height):
+            self._fold()
         cutoff = self._cutoff()
-        self._trim_age(cutoff)  # first, so that old rows are not coalesced into a new chunk
-        min_ns, max_ns = int(recv.min()), int(recv.max())
-        last = self._chunks[-1] if self._chunks else None
-        if last is not None and last.frame.height + n <= _COALESCE_ROWS:
-            # vstack only links the new columns in; copy once every _MAX_PARTS batches
-            last.frame = last.frame.vstack(frame)
-            if last.frame.n_chunks() > _MAX_PARTS:
-                last.frame = last.frame.rechunk()
-            last.min_ns = min(last.min_ns, min_ns)
-            last.max_ns = max(last.max_ns, max_ns)
+        self._trim_age(cutoff)
+        if n < _COALESCE_ROWS:
+            self._small.append(piece)
+            self._small_rows += n
+            if self._small_rows >= _COALESCE_ROWS or len(self._small) >= 64:
+                self._combine_small()
         else:
-            self._chunks.append(_Chunk(frame, min_ns, max_ns))
+            self._combine_small()
+            self._pieces.append(piece)
         self._rows += n
         self._trim_rows()
         self._trim_age(cutoff)  # a batch that arrives already too old
@@ -187,15 +170,15 @@ class LiveFrame:
         """
         cutoff = self._cutoff()
         self._trim_age(cutoff)
-        parts = []
-        for chunk in self._chunks:
-            if cutoff is not None and chunk.min_ns < cutoff:
-                parts.append(chunk.frame.filter(pl.col(RECV_COLUMN).dt.epoch("ns") >= cutoff))
-            else:
-                parts.append(chunk.frame)
-        if not parts:
+        self._combine_small()
+        batches = [p.batch for p in self._pieces]
+        if not batches:
             return pl.DataFrame(schema=self._schema)
-        return pl.concat(parts, rechunk=True)
+        table = pa.Table.from_batches(batches, self._arrow_schema)
+        frame = cast(pl.DataFrame, pl.from_arrow(table, rechunk=True))
+        if cutoff is not None and self._pieces[0].min_ns < cutoff:
+            frame = frame.filter(pl.col(RECV_COLUMN).dt.epoch("ns") >= cutoff)
+        return frame
 
     def latest(self) -> pl.DataFrame:
         """The newest row (by arrival) of every symbol added so far, one row per symbol.
@@ -203,7 +186,7 @@ class LiveFrame:
         Not limited by the window: a symbol that has been quiet for longer than ``max_age_s``
         keeps its last row. Rows are ordered by the arrival of that last row, oldest first.
         """
-        self._merge()
+        self._fold()
         return self._latest.clone()
 
     # -- internals -----------------------------------------------------------------------------
@@ -211,60 +194,62 @@ class LiveFrame:
     def _cutoff(self) -> int | None:
         return None if self._max_age_ns is None else self._clock() - self._max_age_ns
 
+    def _combine_small(self) -> None:
+        if not self._small:
+            return
+        small, rows, self._small, self._small_rows = self._small, self._small_rows, [], 0
+        if self._pieces and self._pieces[-1].batch.num_rows + rows <= _COALESCE_ROWS:
+            small.insert(0, self._pieces.pop())  # keep growing the newest small piece
+        if len(small) == 1:
+            self._pieces.append(small[0])
+            return
+        table = pa.Table.from_batches([p.batch for p in small], self._arrow_schema)
+        batch = table.combine_chunks().to_batches()[0]
+        lo = min(p.min_ns for p in small)
+        hi = max(p.max_ns for p in small)
+        self._pieces.append(_Piece(batch, lo, hi))
+
     def _trim_rows(self) -> None:
         if self.max_rows is None:
             return
         excess = self._rows - self.max_rows
         while excess > 0:
-            oldest = self._chunks[0]
-            height = oldest.frame.height
+            if not self._pieces:
+                self._combine_small()
+            oldest = self._pieces[0]
+            height = int(oldest.batch.num_rows)
             if height <= excess:
-                self._chunks.popleft()
+                self._pieces.popleft()
                 self._rows -= height
                 excess -= height
             else:
-                oldest.frame = oldest.frame.slice(excess)
+                oldest.batch = oldest.batch.slice(excess)
                 self._rows -= excess
                 excess = 0
 
     def _trim_age(self, cutoff: int | None) -> None:
         if cutoff is None:
             return
-        # whole chunks only, from the oldest; a partly old chunk is filtered by frame()
-        while self._chunks and self._chunks[0].max_ns < cutoff:
-            self._rows -= self._chunks.popleft().frame.height
+        # whole batches only, from the oldest; a partly old batch is filtered by frame()
+        while self._pieces and self._pieces[0].max_ns < cutoff:
+            self._rows -= int(self._pieces.popleft().batch.num_rows)
+        if not self._pieces and self._small and max(p.max_ns for p in self._small) < cutoff:
+            self._rows -= self._small_rows
+            self._small, self._small_rows = [], 0
 
-    def _symbol_ids(self, symbols: list[Any]) -> _Ids:
-        ids = self._ids
-        found = list(map(ids.get, symbols))
-        try:
-            return np.fromiter(found, dtype=np.int64, count=len(found))
-        except TypeError:  # None: symbols seen for the first time
-            pass
-        for i in [i for i, id_ in enumerate(found) if id_ is None]:
-            found[i] = ids.setdefault(symbols[i], len(ids))
-        return np.fromiter(found, dtype=np.int64, count=len(found))
-
-    def _add_latest(self, frame: pl.DataFrame) -> None:
-        ids = self._symbol_ids(frame.get_column(_SYMBOL).to_list())
-        # queued whole: the frame is shared with the window, and one merge of several batches
-        # costs less than reducing each batch on its own
-        self._pending.append((frame, ids))
-        self._pending_rows += len(ids)
-        if (
-            self._pending_rows >= max(len(self._latest_ids), _COALESCE_ROWS)
-            or len(self._pending) >= _MAX_PARTS
-        ):
-            self._merge()
-
-    def _merge(self) -> None:
-        if not self._pending:
+    def _fold(self) -> None:
+        if not self._queue:
             return
-        frames = [self._latest, *(f for f, _ in self._pending)]
-        ids = np.concatenate([self._latest_ids, *(i for _, i in self._pending)])
-        keep = _last_mask(ids, len(self._ids))
-        # filter keeps the input chunks; one chunk keeps the next merge and latest() cheap
-        self._latest = pl.concat(frames).filter(pl.Series(keep)).rechunk()
-        self._latest_ids = ids[keep]
-        self._pending.clear()
-        self._pending_rows = 0
+        queue, self._queue, self._queue_rows = self._queue, [], 0
+        added = cast(pl.DataFrame, pl.from_arrow(pa.Table.from_batches(queue, self._arrow_schema)))
+        both = pl.concat([self._latest, added], rechunk=False)
+        # the position of each symbol's last row, in arrival order of those rows
+        last = (
+            both.select(_SYMBOL)
+            .with_row_index("i")
+            .group_by(_SYMBOL)
+            .agg(pl.col("i").max())
+            .get_column("i")
+            .sort()
+        )
+        self._latest = both[last].rechunk()

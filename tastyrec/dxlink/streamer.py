@@ -513,7 +513,8 @@ class DXLinkStreamer:
                     try:
                         await tap.send(batch)
                     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        self._taps.remove(tap)
+                        if tap in self._taps:  # close_tap may have taken it out already
+                            self._taps.remove(tap)
 
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
         level = logging.WARNING if key not in self._logged else logging.DEBUG
@@ -650,19 +651,24 @@ class DXLinkStreamer:
         self._tap_ends[id(receive)] = send
         return receive
 
-    async def close_tap(self, tap: MemoryObjectReceiveStream[ColumnBatch]) -> None:
-        """Flush what has been received into the taps, then end ``tap``.
+    async def close_tap(
+        self, tap: MemoryObjectReceiveStream[ColumnBatch], *, flush: bool = True
+    ) -> None:
+        """Flush what has been received into the taps (unless ``flush`` is False), end ``tap``.
 
         The reader then gets every event received up to this call, followed by the end of the
-        stream: the way to stop recording without losing the last fraction of a second.
+        stream: the way to stop recording without losing the last fraction of a second. The
+        tap ends even if this call is cancelled (the flush is then cut short).
         """
-        await self._flush_taps()
-        send = self._tap_ends.pop(id(tap), None)
-        if send is not None:
-            async with self._tap_lock:
+        try:
+            if flush:
+                await self._flush_taps()
+        finally:
+            send = self._tap_ends.pop(id(tap), None)
+            if send is not None:
                 if send in self._taps:
                     self._taps.remove(send)
-                send.close()
+                send.close()  # wakes a waiting reader with the end of the stream
 
 
 def _as_list(symbols: Iterable[str]) -> list[str]:

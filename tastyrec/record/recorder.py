@@ -49,7 +49,7 @@ from .._version import __version__
 from ..dxlink.compact import ColumnBatch
 from ..events.base import Event
 from ..events.registry import EVENT_TYPES
-from ..exceptions import SchemaError, StorageError
+from ..exceptions import SchemaError, StorageError, TastyrecError
 from ..live import LiveFrame
 from ..schema import RECV_COLUMN, RECV_TYPE, arrow_schema
 from . import layout
@@ -381,7 +381,8 @@ class Recorder:
         self._lock: _SessionLock | None = None
         self._tg: TaskGroup | None = None
         self._tap: MemoryObjectReceiveStream[ColumnBatch] | None = None
-        self._consumer_scope: anyio.CancelScope | None = None
+        self._consumer_done = anyio.Event()
+        self._consumer_error: TastyrecError | None = None
         self._sealed: list[Path] = []
         self._sealed_ready = anyio.Event()
         self._converter_done = anyio.Event()
@@ -424,8 +425,7 @@ class Recorder:
         self._tg = tg
         if self.streamer is not None:
             self._tap = self.streamer.tap()
-            self._consumer_scope = anyio.CancelScope()
-            tg.start_soon(self._consume, self._tap, self._consumer_scope)
+            tg.start_soon(self._consume, self._tap)
         tg.start_soon(self._ticker, self._ticker_scope)
         tg.start_soon(self._converter)
         logger.info("= recording session %s into %s (%s)", self.session_id, self.root, self.source)
@@ -473,15 +473,16 @@ class Recorder:
         try:
             streamer, tap = self.streamer, self._tap
             if streamer is not None and tap is not None:
-                if self._consumer_scope is not None:
-                    self._consumer_scope.cancel()
                 try:
+                    with anyio.move_on_after(10):  # the tap ends even if this times out
+                        # (no reader left after a failure: nothing to flush into)
+                        await streamer.close_tap(tap, flush=not self._consumer_done.is_set())
                     with anyio.move_on_after(10):
-                        async with anyio.create_task_group() as tg:
-                            tg.start_soon(self._drain, tap)
-                            await streamer.close_tap(tap)
+                        await self._consumer_done.wait()  # it drains the tap to its end
                 finally:
                     tap.close()
+                if self._consumer_error is not None:
+                    raise self._consumer_error
             self._flush_user()
             for sink in self._sinks.values():
                 self._seal(sink.seal())
@@ -493,20 +494,22 @@ class Recorder:
             await self._convert_next()
         prune_journal(self.root)
 
-    async def _drain(self, tap: MemoryObjectReceiveStream[ColumnBatch]) -> None:
-        async for batch in tap:
-            self._ingest(batch.event_type, batch.batch)
+    async def _consume(self, tap: MemoryObjectReceiveStream[ColumnBatch]) -> None:
+        """Record every batch of the tap until it ends (:meth:`DXLinkStreamer.close_tap`).
 
-    async def _consume(
-        self, tap: MemoryObjectReceiveStream[ColumnBatch], scope: anyio.CancelScope
-    ) -> None:
-        with scope:
-            while True:
-                try:
-                    batch = await tap.receive()
-                except anyio.EndOfStream:
-                    return  # the streamer closed; _finish sees an empty tap
-                self._ingest(batch.event_type, batch.batch)
+        Shielded: cancelling a task that is waiting in ``receive`` can lose the item being
+        handed to it, so this task is never cancelled; it stops when the tap ends, which
+        ``_finish`` (or the streamer closing) makes happen.
+        """
+        try:
+            with anyio.CancelScope(shield=True):
+                async for batch in tap:
+                    self._ingest(batch.event_type, batch.batch)
+        except TastyrecError as exc:  # a full disk: fail the recording, keep the journal
+            self._consumer_error = exc
+            raise
+        finally:
+            self._consumer_done.set()
 
     async def _ticker(self, scope: anyio.CancelScope) -> None:
         with scope:

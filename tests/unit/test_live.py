@@ -303,13 +303,12 @@ def test_memory_stays_bounded() -> None:
     for _ in range(1000):
         live.add(template)
         seen_rows.append(live.rows)
-        seen_chunks.append(len(live._chunks))
+        seen_chunks.append(len(live._pieces) + len(live._small))
         assert live.rows <= 3000
-        assert live._pending_rows <= 4096 + 1000  # latest() queue: bounded without latest()
-        assert len(live._latest_ids) <= len(symbols)
+        assert live._queue_rows <= 65_536 + 1000  # latest() queue: bounded without latest()
+        assert live._latest.height <= len(symbols)
     assert seen_rows[-1] == 3000 and max(seen_rows) == 3000
     assert max(seen_chunks[100:]) == max(seen_chunks[:100])  # chunk count does not grow
-    assert len(live._ids) == len(symbols)
     assert live.latest().height == len(symbols)
 
 
@@ -319,6 +318,7 @@ def test_tiny_batches_are_coalesced() -> None:
     for i in range(5000):
         live.add(rows.slice(i, 1))
     assert live.rows == 5000
-    assert len(live._chunks) == 2  # not 5000 one-row frames for frame() to concatenate
+    # not 5000 one-row batches for frame() to concatenate
+    assert len(live._pieces) <= 2 and len(live._small) < 64
     assert _seq(live.frame()) == list(range(5000))
     assert _seq(live.latest()) == [4999]
