@@ -12,7 +12,6 @@ Commands:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -28,7 +27,7 @@ import msgspec
 
 from ._version import __version__
 from .events.registry import EVENT_TYPES, event_class
-from .exceptions import TastyrecError
+from .exceptions import TastyrecError, _unwrap_group
 
 __all__ = ("main",)
 
@@ -492,19 +491,9 @@ def _run(fn: Any) -> None:
     except KeyboardInterrupt:
         pass
     except BaseExceptionGroup as eg:  # a task group's failure: report its real cause
-        exc = _cause(eg)
+        exc = _unwrap_group(eg)
         if isinstance(exc, TastyrecError | OSError):
             raise click.ClickException(str(exc)) from None
         raise
     except (TastyrecError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _cause(eg: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first exception of a group that is not a cancellation or an interrupt."""
-    for exc in eg.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            exc = _cause(exc)
-        if not isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):  # backend: asyncio
-            return exc
-    return eg

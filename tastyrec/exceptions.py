@@ -20,6 +20,9 @@ This module imports nothing from the rest of tastyrec.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+
 __all__ = (
     "AuthenticationError",
     "ConnectionClosed",
@@ -104,3 +107,26 @@ class SchemaError(TastyrecError):
 
 class StorageError(TastyrecError):
     """Writing or reading a recording failed."""
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside (nested) exception groups, in order."""
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from _leaves(sub)
+    else:
+        yield exc
+
+
+def _unwrap_group(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one meaningful exception of a task group's failure, for callers who expect it plain.
+
+    A tastyrec error if there is one; else the only exception that is not a cancellation or an
+    interrupt; else the group itself (several unrelated failures stay visible).
+    """
+    leaves = list(_leaves(eg))
+    for exc in leaves:
+        if isinstance(exc, TastyrecError):
+            return exc
+    real = [e for e in leaves if not isinstance(e, asyncio.CancelledError | KeyboardInterrupt)]
+    return real[0] if len(real) == 1 else eg

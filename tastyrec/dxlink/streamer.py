@@ -51,6 +51,8 @@ from ..exceptions import (
     RemoteProtocolError,
     ServerError,
     TastyrecError,
+    _leaves,
+    _unwrap_group as _unwrap,
 )
 from . import protocol as p
 from .compact import ColumnAccumulator, ColumnBatch, FieldPlan, structs
@@ -690,20 +692,3 @@ def _reason(eg: BaseExceptionGroup[BaseException]) -> str:
             return f"no data: {exc}"
     exc = _unwrap(eg)
     return str(exc) or type(exc).__name__
-
-
-def _unwrap(eg: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one meaningful exception of a task group's failure, for users who expect it plain."""
-    leaves = list(_leaves(eg))
-    for exc in leaves:
-        if isinstance(exc, TastyrecError):
-            return exc
-    return leaves[0] if len(leaves) == 1 else eg
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            yield from _leaves(sub)
-    else:
-        yield exc

@@ -49,7 +49,7 @@ from .._version import __version__
 from ..dxlink.compact import ColumnBatch
 from ..events.base import Event
 from ..events.registry import EVENT_TYPES
-from ..exceptions import SchemaError, StorageError, TastyrecError
+from ..exceptions import SchemaError, StorageError, TastyrecError, _unwrap_group
 from ..live import LiveFrame
 from ..schema import RECV_COLUMN, RECV_TYPE, arrow_schema
 from . import layout
@@ -457,7 +457,7 @@ class Recorder:
         try:
             result = await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as eg:
-            raise _first(eg) from None
+            raise _unwrap_group(eg) from None
         finally:
             self._tg = None
             if self._lock is not None:
@@ -750,13 +750,3 @@ def _check_event(event: Any) -> None:
             f"cannot record a {name!r}: give tastyrec or tastytrade SDK event objects "
             f"({', '.join(EVENT_TYPES)})"
         )
-
-
-def _first(eg: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one meaningful exception of a task group's failure."""
-    for exc in eg.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first(exc)
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            return exc
-    return eg.exceptions[0]
