@@ -10,9 +10,12 @@ Every error tastyrec raises derives from :class:`TastyrecError`::
     |   +-- ConnectionClosedOK
     |   +-- ConnectionClosedError
     +-- AuthenticationError         token rejected (AUTH_STATE UNAUTHORIZED): fatal, never retried
+    |   +-- CredentialsError        (also an ApiError) OAuth refresh token/client secret rejected
     +-- ServerError                 a DXLink ERROR message; .error_type is the spec's error type
     +-- SchemaError                 Struct <-> wire/Arrow mismatch, unknown event type or field
     +-- StorageError                sink or journal failure
+    +-- ApiError                    a tastytrade REST call failed; .status_code, .error_code
+        +-- RateLimitError          429 Too Many Requests; .retry_after (seconds)
 
 Messages never contain tokens: only the offending value, formatted with ``!r``.
 This module imports nothing from the rest of tastyrec.
@@ -24,12 +27,15 @@ import asyncio
 from collections.abc import Iterator
 
 __all__ = (
+    "ApiError",
     "AuthenticationError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "CredentialsError",
     "LocalProtocolError",
     "ProtocolError",
+    "RateLimitError",
     "RemoteProtocolError",
     "SchemaError",
     "ServerError",
@@ -107,6 +113,47 @@ class SchemaError(TastyrecError):
 
 class StorageError(TastyrecError):
     """Writing or reading a recording failed."""
+
+
+class ApiError(TastyrecError):
+    """A tastytrade REST call failed (after the retries transient failures get).
+
+    The message says what to do; it never contains a secret.
+
+    Attributes:
+        status_code: the HTTP status, or ``None`` when no answer came (network error).
+        error_code: tastytrade's error code (``error.code`` in the body), if any.
+    """
+
+    def __init__(self, message: str, status_code: int | None = None, error_code: str = "") -> None:
+        self.status_code = status_code
+        self.error_code = error_code
+        super().__init__(message)
+
+
+class CredentialsError(ApiError, AuthenticationError):
+    """tastytrade rejected the OAuth client secret or refresh token: fatal, never retried.
+
+    Refresh tokens are per environment (production or sandbox) and end when revoked.
+    """
+
+
+class RateLimitError(ApiError):
+    """tastytrade answered 429 Too Many Requests too often or asked for too long a wait.
+
+    Attributes:
+        retry_after: the wait the server asked for, in seconds (``None`` if it did not say).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = 429,
+        error_code: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status_code, error_code)
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
