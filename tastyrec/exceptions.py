@@ -16,6 +16,7 @@ Every error tastyrec raises derives from :class:`TastyrecError`::
     +-- StorageError                sink or journal failure
     +-- ApiError                    a tastytrade REST call failed; .status_code, .error_code
         +-- RateLimitError          429 Too Many Requests; .retry_after (seconds)
+    +-- RequestError                the account streamer answered an action with status error
 
 Messages never contain tokens: only the offending value, formatted with ``!r``.
 This module imports nothing from the rest of tastyrec.
@@ -37,6 +38,7 @@ __all__ = (
     "ProtocolError",
     "RateLimitError",
     "RemoteProtocolError",
+    "RequestError",
     "SchemaError",
     "ServerError",
     "StorageError",
@@ -177,3 +179,30 @@ def _unwrap_group(eg: BaseExceptionGroup[BaseException]) -> BaseException:
             return exc
     real = [e for e in leaves if not isinstance(e, asyncio.CancelledError | KeyboardInterrupt)]
     return real[0] if len(real) == 1 else eg
+
+
+class RequestError(TastyrecError):
+    """The account streamer answered an action with ``status: error``.
+
+    Raised at the call that sent the action (``subscribe_accounts``...). The server says
+    ``"failed"`` when it rejects the ``auth-token`` (ACCOUNT_STREAMER.md §4).
+
+    Attributes:
+        action: the action refused (``connect``, ``quote-alerts-subscribe``...).
+        message: the server's text.
+        request_id: the request's id, if it had one.
+    """
+
+    def __init__(self, action: str, message: str, request_id: int | None = None) -> None:
+        self.action = action
+        self.message = message
+        self.request_id = request_id
+        hint = (
+            "; the auth-token must be the REST Authorization value, 'Bearer <access token>', "
+            "and access tokens expire after 15 minutes"
+            if message == "failed"
+            else ""
+        )
+        super().__init__(
+            f"account streamer refused {action!r} (request {request_id!r}): {message!r}{hint}"
+        )
