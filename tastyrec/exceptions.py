@@ -14,6 +14,7 @@ Every error tastyrec raises derives from :class:`TastyrecError`::
     +-- ServerError                 a DXLink ERROR message; .error_type is the spec's error type
     +-- SchemaError                 Struct <-> wire/Arrow mismatch, unknown event type or field
     +-- StorageError                sink or journal failure
+    +-- EndOfReplay                 a replay has handed out every event (get_event)
     +-- ApiError                    a tastytrade REST call failed; .status_code, .error_code
         +-- RateLimitError          429 Too Many Requests; .retry_after (seconds)
     +-- RequestError                the account streamer answered an action with status error
@@ -34,6 +35,7 @@ __all__ = (
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "CredentialsError",
+    "EndOfReplay",
     "LocalProtocolError",
     "ProtocolError",
     "RateLimitError",
@@ -206,3 +208,10 @@ class RequestError(TastyrecError):
         super().__init__(
             f"account streamer refused {action!r} (request {request_id!r}): {message!r}{hint}"
         )
+
+
+class EndOfReplay(TastyrecError):
+    """A replay has handed out every event of its recording (up to its ``end``).
+
+    Raised by :meth:`tastyrec.ReplayStreamer.get_event`; ``listen()`` iterators just finish.
+    """

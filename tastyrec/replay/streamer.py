@@ -1,0 +1,611 @@
+"""ReplayStreamer: a recording played back through the live streamer's interface.
+
+Swapping ``DXLinkStreamer(...)`` for ``ReplayStreamer(path)`` is the only change strategy code
+needs: ``subscribe``, ``unsubscribe``, ``unsubscribe_all``, ``subscribe_candle``,
+``unsubscribe_candle``, ``listen``, ``get_event`` and ``get_event_nowait`` behave as they do live,
+and the events are the same Structs with the same values (bit-exact, NaN included).
+
+Theory of operation:
+
+* **Pull, not push.** No task runs in the background. When a listener has nothing left, it asks
+  the streamer to *advance*: the next :class:`~tastyrec.replay.reader.Step` of the timeline (a few
+  thousand rows per event type, in a worker thread) is filtered to the subscribed symbols, turned
+  into Structs in whole columns (no per-event channel), and handed to every listener buffer that
+  wants those types. Only one advance runs at a time; several listeners in several tasks each
+  get their own buffer, as with the live streamer's per-type queues.
+* **Order.** ``listen(Quote)`` yields Quotes in receipt order. ``listen(Quote, Trade)`` (several
+  types in one iterator, an extension of the SDK's interface) yields both in the exact recorded
+  interleaving, by receipt time; events received in the same frame keep their order within a
+  type and are ordered by the types given across types.
+* **End.** When the recording (or ``end``) is exhausted, ``listen()`` iterators finish and
+  ``get_event`` raises :class:`~tastyrec.exceptions.EndOfReplay`, so a backtest loop ends by
+  itself.
+* **Speed.** ``speed=math.inf`` (the default) replays as fast as the consumer takes events;
+  ``speed=1`` in real time; any other value is a multiplier of real time. Pacing follows the
+  receipt times, from ``start`` (or the first event) on. :attr:`ReplayStreamer.time` is the
+  virtual time: the receipt time of the latest event handed out, or, when paced, the replayed
+  clock.
+* **Gaps.** Recorded disconnects (the recording's ``_gaps`` table) replay too:
+  ``disconnect_fn(streamer, *disconnect_args)`` runs when the replay reaches the moment the
+  connection was lost, ``reconnect_fn(streamer, *reconnect_args)`` when it was back, each once
+  every event before that moment has been taken, and :attr:`ReplayStreamer.gaps` grows as it
+  would live.
+* **Bounded memory.** Each listener buffer holds at most ``queue_size`` events; a subscribed type
+  nobody takes loses its oldest events first (counted in ``stats.dropped``), as live. Reading
+  holds a few row groups per type (see :mod:`tastyrec.replay.reader`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar, overload
+
+import anyio
+import anyio.lowlevel
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..dxlink.streamer import DEFAULT_QUEUE_SIZE, Gap, StreamerStats, candle_symbol
+from ..events.base import Event
+from ..events.market import Candle
+from ..events.registry import spec
+from ..exceptions import EndOfReplay, LocalProtocolError
+from ..record.layout import GAPS_DIR, MARKET_TZ
+from ..sim.market import parse_candle_symbol
+from .reader import DEFAULT_CHUNK_ROWS, Piece, Step, Timeline, merge_order, to_events
+
+__all__ = ("ReplayStreamer", "TimeLike", "to_ns")
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+E2 = TypeVar("E2", bound=Event)
+Callback = Callable[..., Awaitable[Any]]
+TimeLike = datetime | date | str | int
+_NS: Final = 1_000_000_000
+#: subscribe to every symbol of a type
+WILDCARD: Final = "*"
+
+
+def to_ns(value: TimeLike) -> int:
+    """Epoch nanoseconds of a time given as a datetime, a date, an ISO string or epoch ns.
+
+    Naive datetimes and strings without an offset are New York (market) time; a date is its
+    New York midnight.
+
+    Raises:
+        ValueError: a string that is not an ISO date or date-time.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"not a time: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.strip())
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=MARKET_TZ)
+    seconds = int(value.timestamp())
+    return seconds * _NS + value.microsecond * 1000
+
+
+def normalized_candle_symbol(symbol: str) -> str:
+    """The candle symbol as the server echoes it in events (``SPY{=1m}`` -> ``SPY{=m}``)."""
+    parsed = parse_candle_symbol(symbol)
+    return symbol if parsed is None else parsed.normalized
+
+
+class _Sink:
+    """One listener's buffer: chunks of events in order, at most ``max_events``."""
+
+    __slots__ = ("chunks", "head", "max_events", "name", "size", "types")
+
+    def __init__(self, types: tuple[type[Event], ...], max_events: int) -> None:
+        self.types = frozenset(types)
+        self.name = "+".join(cls.__name__ for cls in types)
+        self.max_events = max_events
+        self.chunks: deque[list[Event]] = deque()
+        self.head = 0  # events already taken from chunks[0]
+        self.size = 0
+
+    def put(self, events: list[Event]) -> int:
+        """Append; the number of oldest events dropped to stay within the bound."""
+        if not events:
+            return 0
+        self.chunks.append(events)
+        self.size += len(events)
+        dropped = 0
+        while self.size > self.max_events:
+            first = len(self.chunks[0]) - self.head
+            excess = self.size - self.max_events
+            if first <= excess:
+                self.chunks.popleft()
+                self.head = 0
+                self.size -= first
+                dropped += first
+            else:
+                self.head += excess
+                self.size -= excess
+                dropped += excess
+        return dropped
+
+    def take_chunk(self) -> list[Event] | None:
+        if not self.chunks:
+            return None
+        chunk = self.chunks.popleft()
+        if self.head:
+            chunk, self.head = chunk[self.head :], 0
+        self.size -= len(chunk)
+        return chunk
+
+    def take_one(self) -> Event | None:
+        if not self.chunks:
+            return None
+        chunk = self.chunks[0]
+        event = chunk[self.head]
+        self.head += 1
+        self.size -= 1
+        if self.head == len(chunk):
+            self.chunks.popleft()
+            self.head = 0
+        return event
+
+
+@dataclass
+class _Staged:
+    """A step's events, filtered and built, in receipt order, not yet handed out."""
+
+    recv: np.ndarray[Any, np.dtype[np.int64]]  # receipt time of each event, ascending
+    events: list[Event]
+    types: np.ndarray[Any, np.dtype[np.int64]]  # type index of each event
+    pos: int = 0
+
+
+class ReplayStreamer:
+    """Play a recording back with the interface of :class:`~tastyrec.DXLinkStreamer`.
+
+    Example usage::
+
+        async with ReplayStreamer("data", start="2026-11-20T09:30") as streamer:
+            await streamer.subscribe(Quote, ["SPY"])
+            async for quote in streamer.listen(Quote):   # ends with the recording
+                print(streamer.time, quote.bid_price, quote.ask_price)
+
+    Args:
+        path: the recording folder (``tastyrec record --out``).
+        start: replay events received at or after this (datetime, date, ISO string or epoch
+            ns; naive times are New York time).
+        end: ... and before this.
+        speed: ``math.inf`` (default) as fast as events are taken; ``1.0`` real time; any
+            positive multiplier of real time.
+        disconnect_fn: ``async def fn(streamer, *disconnect_args)``, run at each recorded
+            disconnect.
+        reconnect_fn: ``async def fn(streamer, *reconnect_args)``, run at each recorded
+            reconnect.
+        queue_size: bound of each listener's buffer, in events (oldest dropped first).
+        chunk_rows: rows read per event type per step.
+        clock: monotonic seconds (injected for tests of pacing).
+
+    Raises:
+        FileNotFoundError: (on entering) ``path`` is not a folder.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        speed: float = math.inf,
+        disconnect_fn: Callback | None = None,
+        disconnect_args: tuple[Any, ...] = (),
+        reconnect_fn: Callback | None = None,
+        reconnect_args: tuple[Any, ...] = (),
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, not {speed!r}")
+        if queue_size <= 0:
+            raise ValueError(f"queue_size must be positive, not {queue_size!r}")
+        self.path = Path(path)
+        self.start_ns = None if start is None else to_ns(start)
+        self.end_ns = None if end is None else to_ns(end)
+        self.speed = speed
+        self.disconnect_fn = disconnect_fn
+        self.disconnect_args = disconnect_args
+        self.reconnect_fn = reconnect_fn
+        self.reconnect_args = reconnect_args
+        self.queue_size = queue_size
+        self.stats = StreamerStats()
+        #: recorded breaks in the stream reached so far, oldest first
+        self.gaps: list[Gap] = []
+        self._clock = clock
+        self._timeline = Timeline(
+            self.path, [], start_ns=self.start_ns, end_ns=self.end_ns, chunk_rows=chunk_rows
+        )
+        self._subs: dict[type[Event], set[str]] = {}
+        self._sinks: dict[tuple[type[Event], ...], _Sink] = {}
+        self._staged: _Staged | None = None
+        self._markers: deque[tuple[int, bool, Gap]] = deque()  # (time, is_disconnect, gap)
+        self._lock = anyio.Lock()
+        self._time_ns: int | None = self.start_ns
+        self._anchor: tuple[float, int] | None = None  # (wall clock, virtual ns) of pacing
+        self._connected = False
+        self._finished = False
+        self._entered = False
+
+    def __repr__(self) -> str:
+        return f"ReplayStreamer({str(self.path)!r}, time={self.time})"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if not self.path.is_dir():
+            raise FileNotFoundError(
+                f"no recording at {str(self.path)!r}: give the folder `tastyrec record --out` "
+                "wrote into"
+            )
+        self._markers = deque(await anyio.to_thread.run_sync(self._read_gaps))
+        self._connected = True
+        self.stats.connects += 1
+        self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the replay: listeners finish, buffers are released."""
+        self._finished = True
+        self._connected = False
+        self._staged = None
+        for sink in self._sinks.values():
+            sink.chunks.clear()
+            sink.size = sink.head = 0
+
+    @property
+    def connected(self) -> bool:
+        """``True`` while the replay is inside a recorded connection (not in a gap)."""
+        return self._connected and not self._finished
+
+    @property
+    def finished(self) -> bool:
+        """Whether every event of the recording (up to ``end``) has been handed out."""
+        return self._finished
+
+    @property
+    def time_ns(self) -> int | None:
+        """The virtual time, epoch ns: the receipt time the replay has reached."""
+        if self._anchor is not None and not self._finished:
+            wall, virtual = self._anchor
+            return virtual + round((self._clock() - wall) * self.speed * _NS)
+        return self._time_ns
+
+    @property
+    def time(self) -> datetime | None:
+        """The virtual time as a UTC datetime (``None`` before the first event)."""
+        ns = self.time_ns
+        return None if ns is None else datetime.fromtimestamp(ns / _NS, UTC)
+
+    # --- subscriptions -----------------------------------------------------------------------
+
+    async def subscribe(
+        self, event_type: type[Event], symbols: Iterable[str], refresh_interval: float = 0.1
+    ) -> None:
+        """Replay ``event_type`` events of ``symbols`` (``"*"`` for every symbol).
+
+        Subscribing during the replay delivers events received from then on.
+        """
+        names = _as_list(symbols)
+        self._subs.setdefault(event_type, set()).update(names)
+        self._timeline.add_type(event_type, self._timeline.horizon_ns)
+
+    async def unsubscribe(self, event_type: type[Event], symbols: Iterable[str]) -> None:
+        """Stop replaying these symbols of ``event_type``."""
+        subs = self._subs.get(event_type)
+        if subs is not None:
+            subs.difference_update(_as_list(symbols))
+
+    async def unsubscribe_all(self, event_type: type[Event]) -> None:
+        """Stop replaying ``event_type``."""
+        self._subs.pop(event_type, None)
+
+    async def subscribe_candle(
+        self,
+        symbols: Iterable[str],
+        interval: str,
+        start_time: datetime | None = None,
+        extended_trading_hours: bool = False,
+        refresh_interval: float = 0.1,
+    ) -> None:
+        """Replay candles of ``interval`` for ``symbols``, matched as the server names them.
+
+        The recorded candle symbols are the server's normalised ones (``SPY{=1m}`` arrives as
+        ``SPY{=m}``); this subscribes to those. ``start_time`` is accepted for compatibility:
+        the history a live server sent from it is part of the recording.
+        """
+        names = [
+            normalized_candle_symbol(candle_symbol(s, interval, extended_trading_hours))
+            for s in _as_list(symbols)
+        ]
+        await self.subscribe(Candle, names)
+
+    async def unsubscribe_candle(
+        self, ticker: str, interval: str | None = None, extended_trading_hours: bool = False
+    ) -> None:
+        """Remove a candle subscription made with :meth:`subscribe_candle`."""
+        name = candle_symbol(ticker, interval or "", extended_trading_hours)
+        await self.unsubscribe(Candle, [normalized_candle_symbol(name)])
+
+    # --- events ------------------------------------------------------------------------------
+
+    @overload
+    def listen(self, event_type: type[E], /) -> AsyncIterator[E]: ...
+    @overload
+    def listen(self, event_type: type[E], other: type[E2], /) -> AsyncIterator[E | E2]: ...
+    @overload
+    def listen(self, *event_types: type[Event]) -> AsyncIterator[Event]: ...
+
+    def listen(self, *event_types: type[Event]) -> AsyncIterator[Event]:
+        """Yield events of one type -- or of several, interleaved in receipt order -- until the
+        recording (or ``end``) is exhausted."""
+        if not event_types:
+            raise LocalProtocolError("listen() needs at least one event type")
+        return self._listen(self._sink(event_types))
+
+    async def _listen(self, sink: _Sink) -> AsyncIterator[Event]:
+        while True:
+            chunk = sink.take_chunk()
+            if chunk is None:
+                if not await self._advance(sink):
+                    return
+                continue
+            for event in chunk:
+                yield event
+            await anyio.lowlevel.checkpoint()  # let listeners in other tasks take theirs
+
+    async def get_event(self, event_type: type[E]) -> E:
+        """The next event of one type.
+
+        Raises:
+            EndOfReplay: the recording (or ``end``) is exhausted.
+        """
+        sink = self._sink((event_type,))
+        while True:
+            event = sink.take_one()
+            if event is not None:
+                return event  # type: ignore[return-value]
+            if not await self._advance(sink):
+                raise EndOfReplay(f"the replay of {str(self.path)!r} has no more events")
+
+    def get_event_nowait(self, event_type: type[E]) -> E | None:
+        """The next event of one type, or ``None`` if none is due (or the replay is over).
+
+        As fast as possible, this reads on (synchronously) until an event of the type is there
+        or a recorded disconnect is next; when paced, it returns only events whose time has
+        come.
+        """
+        sink = self._sink((event_type,))
+        event = sink.take_one()
+        if event is not None or self._finished or self._lock.locked():
+            return event  # type: ignore[return-value]
+        while not self._release(sink):
+            staged = self._staged
+            if self.speed != math.inf or (staged is not None and staged.pos < len(staged.events)):
+                return None  # not due yet, or a marker (async callbacks) comes first
+            step = self._timeline.next_step()
+            if step is None:
+                return None
+            self._stage(step)
+        return sink.take_one()  # type: ignore[return-value]
+
+    def queued(self, event_type: type[Event]) -> int:
+        """Events of one type waiting in its :meth:`listen` / :meth:`get_event` buffer."""
+        sink = self._sinks.get((event_type,))
+        return 0 if sink is None else sink.size
+
+    def _sink(self, event_types: Sequence[type[Event]]) -> _Sink:
+        key = tuple(dict.fromkeys(event_types))
+        sink = self._sinks.get(key)
+        if sink is None:
+            for cls in key:
+                spec(cls)  # SchemaError for a non-event
+            sink = self._sinks[key] = _Sink(key, self.queue_size)
+        return sink
+
+    # --- the engine --------------------------------------------------------------------------
+
+    async def _advance(self, sink: _Sink) -> bool:
+        """Hand out more events; ``False`` once the replay is over and ``sink`` is empty."""
+        async with self._lock:
+            while not sink.size:
+                if self._finished:
+                    return False
+                if await self._fire_marker():
+                    continue
+                if self._release(sink):
+                    continue
+                staged = self._staged
+                if staged is not None and staged.pos < len(staged.events):
+                    # held back by pacing (a marker due first would have fired above)
+                    await self._sleep_until(int(staged.recv[staged.pos]))
+                    continue
+                step = await anyio.to_thread.run_sync(self._timeline.next_step)
+                if step is None:
+                    await self._finish()
+                else:
+                    self._stage(step)
+            return True
+
+    def _stage(self, step: Step) -> None:
+        """Filter a step to the subscriptions and build its events, in receipt order."""
+        subs = {cls: set(names) for cls, names in self._subs.items()}
+        pieces: list[Piece] = []
+        built: list[list[Event]] = []
+        for piece in step.pieces:
+            cls = self._timeline.event_types[piece.type_index]
+            names = subs.get(cls)
+            if not names:
+                continue
+            batch, recv = piece.batch, piece.recv
+            if WILDCARD not in names:
+                mask = pc.is_in(batch.column(0), value_set=pa.array(sorted(names), pa.string()))
+                keep = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+                if not keep.all():
+                    batch, recv = batch.filter(mask), recv[keep]
+            if batch.num_rows:
+                pieces.append(Piece(piece.type_index, batch, recv))
+                built.append(to_events(cls, batch))
+        if not pieces:
+            self._staged = None
+            if self.speed == math.inf:
+                self._time_ns = max(self._time_ns or 0, step.horizon_ns)
+            return
+        if len(pieces) == 1:
+            events, recv = built[0], pieces[0].recv
+            types = np.full(len(events), pieces[0].type_index, dtype=np.int64)
+        else:
+            which, rows = merge_order(pieces)
+            events = [built[w][r] for w, r in zip(which.tolist(), rows.tolist(), strict=True)]
+            all_recv = np.concatenate([p.recv for p in pieces])
+            recv = np.sort(all_recv, kind="stable")
+            types = np.array([p.type_index for p in pieces], dtype=np.int64)[which]
+        self._staged = _Staged(recv, events, types)
+
+    def _release(self, sink: _Sink) -> bool:
+        """Hand the staged events that are due, and before the next recorded disconnect or
+        reconnect, to every buffer that wants them; whether ``sink`` got any."""
+        staged = self._staged
+        if staged is None or staged.pos >= len(staged.events):
+            return False
+        limit = len(staged.events)
+        if self._markers:
+            limit = min(limit, int(np.searchsorted(staged.recv, self._markers[0][0], "left")))
+        if self.speed != math.inf:
+            now = self._virtual_now(int(staged.recv[staged.pos]))
+            limit = min(limit, int(np.searchsorted(staged.recv, now, "right")))
+        if limit <= staged.pos:
+            return False
+        start, staged.pos = staged.pos, limit
+        events = staged.events[start:limit]
+        types = staged.types[start:limit]
+        if self.speed == math.inf:
+            self._time_ns = max(self._time_ns or 0, int(staged.recv[limit - 1]))
+        self.stats.events += len(events)
+        classes = self._timeline.event_types
+        for other in self._sinks.values():
+            wanted = [i for i, cls in enumerate(classes) if cls in other.types]
+            if not wanted:
+                continue
+            mask = np.isin(types, wanted)
+            if mask.all():
+                mine = events
+            elif mask.any():
+                mine = [e for e, keep in zip(events, mask.tolist(), strict=True) if keep]
+            else:
+                continue
+            dropped = other.put(mine)
+            if dropped:
+                self.stats.dropped[other.name] += dropped
+        return sink.size > 0
+
+    async def _fire_marker(self) -> bool:
+        """Run the next recorded disconnect/reconnect once every event before it is out."""
+        if not self._markers:
+            return False
+        at, disconnect, gap = self._markers[0]
+        staged = self._staged
+        if staged is not None and staged.pos < len(staged.events):
+            if int(staged.recv[staged.pos]) < at:
+                return False  # events before it are still to be handed out
+        elif not self._timeline.exhausted:
+            horizon = self._timeline.horizon_ns
+            if horizon is None or horizon < at:
+                return False  # read on first: there may be events before it
+        if self.speed != math.inf and self._virtual_now(at) < at:
+            await self._sleep_until(at)
+            return True
+        self._markers.popleft()
+        if self.speed == math.inf:
+            self._time_ns = max(self._time_ns or 0, at)
+        if disconnect:
+            self._connected = False
+            self.stats.disconnects += 1
+            self.gaps.append(gap)
+            callback, args = self.disconnect_fn, self.disconnect_args
+        else:
+            self._connected = True
+            self.stats.connects += 1
+            callback, args = self.reconnect_fn, self.reconnect_args
+        if callback is not None:
+            await callback(self, *args)
+        return True
+
+    async def _finish(self) -> None:
+        while self._markers:  # after the last event (the recording ended inside a gap)
+            await self._fire_marker()
+        self._finished = True
+        self._connected = False
+
+    # --- pacing ------------------------------------------------------------------------------
+
+    def _virtual_now(self, first_ns: int) -> int:
+        if self._anchor is None:
+            self._anchor = (self._clock(), first_ns if self.start_ns is None else self.start_ns)
+        wall, virtual = self._anchor
+        return virtual + math.floor((self._clock() - wall) * self.speed * _NS)
+
+    async def _sleep_until(self, at_ns: int) -> None:
+        now = self._virtual_now(at_ns)
+        if now < at_ns:
+            await anyio.sleep((at_ns - now) / self.speed / _NS)
+
+    # --- gaps --------------------------------------------------------------------------------
+
+    def _read_gaps(self) -> list[tuple[int, bool, Gap]]:
+        folder = self.path / GAPS_DIR
+        markers: list[tuple[int, bool, Gap]] = []
+        for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+            table = pq.read_table(path)
+            cols = {
+                name: table.column(name).cast(pa.int64()).to_pylist()
+                for name in ("last_received", "disconnected", "resumed")
+            }
+            reasons = table.column("reason").to_pylist()
+            for last, lost, back, reason in zip(
+                cols["last_received"], cols["disconnected"], cols["resumed"], reasons, strict=True
+            ):
+                gap = Gap(last, lost, reason or "", back)
+                if self._inside(lost):
+                    markers.append((lost, True, gap))
+                    if back is not None and self._inside(back):
+                        markers.append((back, False, gap))
+        markers.sort(key=lambda m: (m[0], not m[1]))
+        return markers
+
+    def _inside(self, ns: int) -> bool:
+        return (self.start_ns is None or ns >= self.start_ns) and (
+            self.end_ns is None or ns < self.end_ns
+        )
+
+
+def _as_list(symbols: Iterable[str]) -> list[str]:
+    return [symbols] if isinstance(symbols, str) else list(symbols)
