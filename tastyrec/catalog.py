@@ -1,0 +1,306 @@
+"""Which committed Parquet files make up a recording: the one file lister every reader uses.
+
+:func:`connect`, :func:`scan`, ``tastyrec info``, ``tastyrec compact`` and replay all list files
+here, so they agree on what a recording holds::
+
+    <root>/<EventType>/date=YYYY-MM-DD/<name>.parquet
+
+What is listed, and what is not:
+
+* **Committed files only.** A file counts once it has its final ``*.parquet`` name: the sink and
+  compaction write ``*.parquet.tmp`` (the bookkeeping tables ``*.parquet.<hex>.tmp``) and rename.
+  Temporary names never end in ``.parquet``; names starting with ``.`` are ignored too.
+* **Not superseded.** A compacted file (name ``<stamp>Z-compact<hex>-<seq>.parquet``, see
+  :mod:`tastyrec.query` compaction) names the files it replaces in its key-value metadata
+  (:data:`COMPACTED_FROM_KEY`, a JSON list of file names in the same folder). Those files are
+  hidden from the moment the compacted file exists until compaction deletes them, so a listing
+  holds the old files or the new one, never both and never neither.
+* **Time order.** Files are sorted by the UTC receipt time of their first row (the start of every
+  name), then by name. Rows inside a recorder's file are in receipt order; rows inside a
+  compacted file are sorted by symbol, then receipt time, so files of one partition may overlap
+  in time: a reader that needs one global time order merges or sorts rows itself.
+
+Listing reads file names, plus the footer of each compacted file (a few kB). It never opens the
+journal (``_journal/``) or the bookkeeping folders (``_sessions/``, ``_gaps/``).
+
+This module imports the standard library, pyarrow and :mod:`tastyrec.record.layout` only (no
+DuckDB, no polars), so every reader can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Final
+
+import pyarrow.parquet as pq
+
+from .exceptions import StorageError
+from .record import layout
+
+__all__ = (
+    "COMPACTED_FROM_KEY",
+    "COMPACT_SESSION_PREFIX",
+    "Partition",
+    "compacted_from",
+    "event_types",
+    "first_recv_ns",
+    "hidden_files",
+    "is_compacted",
+    "partition_files",
+    "partitions",
+    "recording_files",
+)
+
+#: Key-value metadata key of a compacted file: JSON list of the file names it replaces.
+COMPACTED_FROM_KEY: Final = b"tastyrec.compacted_from"
+#: Compacted files carry ``compact<hex>`` where a recorder's files carry the session id.
+COMPACT_SESSION_PREFIX: Final = "compact"
+
+_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
+_STAMP = re.compile(r"^(\d{8}T\d{6})\.(\d{9})Z-")
+_NS: Final = 1_000_000_000
+#: listing again when a listed file vanished under us (a compaction finished meanwhile)
+_LIST_ATTEMPTS: Final = 5
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One ``<root>/<EventType>/date=YYYY-MM-DD`` folder."""
+
+    event_type: str
+    day: date
+    path: Path
+
+
+def event_types(root: str | os.PathLike[str]) -> list[str]:
+    """Names of the event types recorded under ``root`` (folders with a ``date=`` partition).
+
+    Sorted by name. Bookkeeping folders (``_journal``, ``_sessions``, ``_gaps``) are not types.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in os.scandir(base)
+        if entry.is_dir() and _TYPE_NAME.match(entry.name) and _date_dirs(Path(entry.path))
+    )
+
+
+def _date_dirs(folder: Path) -> list[tuple[date, Path]]:
+    out = []
+    for entry in os.scandir(folder):
+        if entry.is_dir() and entry.name.startswith("date="):
+            try:
+                day = date.fromisoformat(entry.name.removeprefix("date="))
+            except ValueError:
+                continue  # not ours: skip, like readers' ``date=*`` globs would not
+            out.append((day, Path(entry.path)))
+    return sorted(out)
+
+
+def partitions(
+    root: str | os.PathLike[str],
+    event_type: str,
+    *,
+    start: date | datetime | None = None,
+    end: date | datetime | None = None,
+) -> list[Partition]:
+    """The date partitions of one event type, oldest first, optionally within dates.
+
+    Args:
+        root: the recording folder.
+        event_type: an event type name (``"Quote"``).
+        start: first New York date to include (a datetime counts by its New York date).
+        end: last New York date to include (a datetime counts by its New York date).
+
+    Raises:
+        SchemaError: ``event_type`` is not a plain event type name.
+    """
+    folder = Path(root) / layout.check_type_name(event_type)
+    if not folder.is_dir():
+        return []
+    lo, hi = _as_day(start), _as_day(end)
+    return [
+        Partition(event_type, day, path)
+        for day, path in _date_dirs(folder)
+        if (lo is None or day >= lo) and (hi is None or day <= hi)
+    ]
+
+
+def recording_files(
+    root: str | os.PathLike[str],
+    event_type: str,
+    *,
+    start: date | datetime | None = None,
+    end: date | datetime | None = None,
+) -> list[Path]:
+    """The committed, current Parquet files of one event type, in time order.
+
+    This signature is stable: the replay streamer relies on it.
+
+    Args:
+        root: the recording folder (``tastyrec record --out``).
+        event_type: an event type name, e.g. ``"Quote"`` (``Quote.__name__``).
+        start: a :class:`~datetime.date` keeps partitions from that New York date on; a
+            :class:`~datetime.datetime` (naive means UTC) keeps the files that may hold rows
+            received at or after it.
+        end: a :class:`~datetime.date` keeps partitions up to and including that New York date;
+            a :class:`~datetime.datetime` keeps the files that may hold rows received before it.
+
+    Returns:
+        Paths (under ``root``) sorted by the receipt time of each file's first row, then name.
+        The list may hold rows outside a datetime range (whole files are listed): filter rows
+        on ``recv_ns`` to be exact. Empty if nothing was recorded.
+
+    Raises:
+        SchemaError: ``event_type`` is not a plain event type name.
+        StorageError: a compacted file's footer cannot be read.
+    """
+    parts = partitions(root, event_type, start=start, end=end)
+    start_ns = _as_ns(start) if isinstance(start, datetime) else None
+    end_ns = _as_ns(end) if isinstance(end, datetime) else None
+    files: list[Path] = []
+    for part in parts:
+        for path in partition_files(part.path):
+            first = first_recv_ns(path.name)
+            if end_ns is not None and first is not None and first >= end_ns:
+                continue
+            if start_ns is not None and part.day == _as_day(start) and _ends_before(path, start_ns):
+                continue
+            files.append(path)
+    return sorted(files, key=_time_key)
+
+
+def partition_files(folder: Path) -> list[Path]:
+    """The current committed files of one partition folder (unsorted semantics: by name).
+
+    Superseded files (named by a compacted file) are left out. If a listed file vanishes while
+    listing (a compaction deleted it), the folder is listed again.
+
+    Raises:
+        StorageError: a compacted file's footer cannot be read.
+    """
+    for _ in range(_LIST_ATTEMPTS):
+        visible, _hidden = _list_partition(folder)
+        if all(p.exists() for p in visible):
+            return visible
+    return visible
+
+
+def _list_partition(folder: Path) -> tuple[list[Path], set[str]]:
+    """(current files, names hidden by compacted files) of one partition folder."""
+    try:
+        names = sorted(
+            e.name
+            for e in os.scandir(folder)
+            if e.name.endswith(layout.PARQUET_SUFFIX) and not e.name.startswith(".") and e.is_file()
+        )
+    except FileNotFoundError:
+        return [], set()
+    hidden: set[str] = set()
+    for name in names:
+        if is_compacted(name):
+            replaced = compacted_from(folder / name)
+            if replaced is None:  # deleted by a newer compaction while we listed
+                continue
+            hidden.update(replaced)
+    return [folder / n for n in names if n not in hidden], hidden
+
+
+def hidden_files(folder: Path) -> set[str]:
+    """Names in ``folder`` that compacted files replace (possibly already deleted)."""
+    return _list_partition(folder)[1]
+
+
+def is_compacted(name: str) -> bool:
+    """Whether a file name is that of a compacted file."""
+    parts = name.split("-")
+    return len(parts) >= 3 and parts[-2].startswith(COMPACT_SESSION_PREFIX)
+
+
+def compacted_from(path: Path) -> list[str] | None:
+    """The names a compacted file replaces (``[]`` if none are recorded; ``None`` if gone).
+
+    Raises:
+        StorageError: the footer is unreadable or its list is malformed.
+    """
+    try:
+        meta = pq.read_metadata(path).metadata or {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError)
+        raise StorageError(
+            f"cannot read the footer of the compacted file {str(path)!r}: {exc}; "
+            "if it is damaged, delete it only if the files it replaces are still there"
+        ) from exc
+    raw = meta.get(COMPACTED_FROM_KEY)
+    if raw is None:
+        return []
+    try:
+        names = json.loads(raw)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise StorageError(f"malformed {COMPACTED_FROM_KEY.decode()} in {str(path)!r}")
+    return [n for n in names if "/" not in n and n != path.name]
+
+
+def first_recv_ns(name: str) -> int | None:
+    """Epoch ns of the first row's receipt time encoded in a file name, or ``None``."""
+    match = _STAMP.match(name)
+    if match is None:
+        return None
+    stamp = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return int(stamp.timestamp()) * _NS + int(match.group(2))
+
+
+def _time_key(path: Path) -> tuple[int, str]:
+    first = first_recv_ns(path.name)
+    return (first if first is not None else 1 << 62, path.name)
+
+
+def _ends_before(path: Path, start_ns: int) -> bool:
+    """Whether every row of ``path`` was received before ``start_ns`` (from the footer stats)."""
+    try:
+        meta = pq.read_metadata(path)
+        index = meta.schema.to_arrow_schema().get_field_index("recv_ns")
+        if index < 0:
+            return False
+        newest = None
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(index).statistics
+            if stats is None or not stats.has_min_max:
+                return False
+            value = _as_ns(stats.max)
+            newest = value if newest is None else max(newest, value)
+    except (OSError, ValueError):
+        return False  # list it; the reader reports what is wrong with it
+    return newest is not None and newest < start_ns
+
+
+def _as_day(value: date | datetime | None) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return layout.partition_date(_as_ns(value))
+    return value
+
+
+def _as_ns(value: object) -> int:
+    """Epoch ns of a datetime (naive = UTC), a pandas/pyarrow timestamp, or an int."""
+    if isinstance(value, int):
+        return value
+    nanos = getattr(value, "value", None)  # pandas.Timestamp keeps nanoseconds
+    if isinstance(nanos, int):
+        return nanos
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * _NS + delta.microseconds * 1_000
+    raise TypeError(f"not a time: {value!r}")

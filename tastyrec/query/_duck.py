@@ -1,0 +1,133 @@
+"""DuckDB over a recording: one view per event type, plus ``sessions`` and ``gaps``.
+
+Each event type's view reads the files :func:`tastyrec.catalog.recording_files` lists, with
+``hive_partitioning`` (the ``date`` column, a ``DATE``, prunes whole files) and ``union_by_name``
+(files written by other schema versions line up by column name; a missing column reads as
+NULL). DuckDB pushes ``event_symbol`` filters into the Parquet scan, where row-group min/max
+statistics skip row groups: compacted files (sorted by symbol) make that pruning sharp.
+
+Times are real timestamps: ``recv_ns`` is ``TIMESTAMPTZ_NS`` (nanoseconds kept), wire times are
+``TIMESTAMPTZ``. The connection's ``TimeZone`` is UTC unless asked otherwise.
+
+The views are a snapshot of the files at :func:`connect` time. A later recording's new files,
+or a compaction that replaced files, are picked up by :func:`refresh` (or a new connection);
+a query over a snapshot whose files a compaction deleted fails with a DuckDB ``IOException``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import duckdb
+import pyarrow as pa
+
+from .. import catalog
+from ..exceptions import StorageError
+from ..record import layout
+from ..record.recorder import GAP_SCHEMA, SESSION_SCHEMA
+
+__all__ = ("connect", "parquet_source", "refresh")
+
+#: Names of the bookkeeping views.
+SESSIONS_VIEW: Final = "sessions"
+GAPS_VIEW: Final = "gaps"
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_str(text: str) -> str:
+    """``text`` as a DuckDB string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parquet_source(files: Sequence[Path], *, hive: bool = True) -> str:
+    """A ``read_parquet(...)`` table expression over exactly ``files``."""
+    listed = ", ".join(quote_str(str(f)) for f in files)
+    options = "union_by_name = true"
+    if hive:
+        options += ", hive_partitioning = true, hive_types = {'date': 'DATE'}"
+    return f"read_parquet([{listed}], {options})"
+
+
+def connect(
+    path: str | os.PathLike[str] = "data",
+    *,
+    database: str = ":memory:",
+    timezone: str | None = "UTC",
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with a view per recorded event type, and ``sessions`` and ``gaps``.
+
+    Example usage::
+
+        con = tastyrec.connect("data")
+        con.sql("SELECT event_symbol, avg(ask_price - bid_price) FROM Quote GROUP BY 1").show()
+
+    Args:
+        path: the recording folder (``tastyrec record --out``).
+        database: DuckDB database to open (default: in memory; the views only read Parquet).
+        timezone: the session ``TimeZone`` timestamps are shown in (``None``: DuckDB's default).
+
+    Returns:
+        The connection; views are named after event types (``Quote``, ``Trade``...), each with a
+        ``date`` column (the New York date of receipt). Call :func:`refresh` to see new files.
+
+    Raises:
+        StorageError: ``path`` is not a folder, or a file cannot be read.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise StorageError(
+            f"no recording at {str(root)!r}: give the folder `tastyrec record --out` wrote "
+            "(default: data)"
+        )
+    con = duckdb.connect(database)
+    if timezone is not None:
+        con.execute(f"SET TimeZone = {quote_str(timezone)}")
+    refresh(con, root)
+    return con
+
+
+def refresh(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]) -> list[str]:
+    """(Re)create the views of :func:`connect` on ``con`` from the files there now.
+
+    Returns:
+        The event type views created.
+
+    Raises:
+        StorageError: a file cannot be read.
+    """
+    root = Path(path)
+    created = []
+    for event_type in catalog.event_types(root):
+        files = catalog.recording_files(root, event_type)
+        if files:
+            _create_view(con, event_type, parquet_source(files))
+            created.append(event_type)
+    _bookkeeping_view(con, SESSIONS_VIEW, root / layout.SESSIONS_DIR, SESSION_SCHEMA)
+    _bookkeeping_view(con, GAPS_VIEW, root / layout.GAPS_DIR, GAP_SCHEMA)
+    return created
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
+    try:
+        con.execute(f"CREATE OR REPLACE VIEW {quote_ident(name)} AS SELECT * FROM {source}")
+    except duckdb.Error as exc:
+        raise StorageError(f"cannot read the {name} files: {exc}") from exc
+
+
+def _bookkeeping_view(
+    con: duckdb.DuckDBPyConnection, name: str, folder: Path, schema: pa.Schema
+) -> None:
+    files = sorted(folder.glob("*" + layout.PARQUET_SUFFIX)) if folder.is_dir() else []
+    if files:
+        _create_view(con, name, parquet_source(files, hive=False))
+        return
+    empty = f"_empty_{name}"
+    con.register(empty, schema.empty_table())
+    _create_view(con, name, quote_ident(empty))
