@@ -18,6 +18,18 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
 * **Bounded memory.** Each event type's queue holds at most ``queue_size`` events; when a listener
   falls behind, the *oldest* events are dropped and counted (``stats.dropped``). Structs are built
   only when a listener takes events (from the queued COMPACT values), not on receipt.
+* **Sessions.** ``DXLinkStreamer(session)`` takes the DXLink URL and quote token from a
+  :class:`~tastyrec.session.Session` (or the tastytrade SDK's ``Session``: anything with the SDK's
+  ``_get("/api-quote-tokens")``). When the server withdraws authorisation (unsolicited
+  ``AUTH_STATE UNAUTHORIZED``, the quote token expired or was rotated), a fresh token is taken
+  from the session and ``AUTH`` re-sent on the *same* connection: the protocol then re-opens the
+  channels and restores every subscription, no reconnect, no gap marker (the server sends nothing
+  while unauthorised, so nothing received is lost or received twice). With tastyrec's Session the
+  token is also renewed in the background before it expires, so that re-AUTH needs no REST round
+  trip; the live connection is not re-authorised pre-emptively, because a re-AUTH makes the
+  protocol re-open every channel (and re-send candle history). A session that cannot give a new
+  token (credentials rejected, or tastytrade failing for several minutes) stops the streamer with
+  its :class:`~tastyrec.exceptions.ApiError`.
 * **Columnar tap.** :meth:`DXLinkStreamer.tap` yields Arrow batches per event type with the
   receipt time, without per-event objects: the recorder's input. A tap never drops: when its
   buffer is full the receive loop waits (backpressure on the socket).
@@ -45,8 +57,10 @@ from .. import transport
 from ..events.base import Event
 from ..events.market import Candle
 from ..exceptions import (
+    ApiError,
     AuthenticationError,
     ConnectionClosed,
+    CredentialsError,
     LocalProtocolError,
     RemoteProtocolError,
     ServerError,
@@ -67,6 +81,8 @@ Callback = Callable[..., Awaitable[Any]]
 
 #: Default bound of each event type's listener queue, in events.
 DEFAULT_QUEUE_SIZE: Final = 100_000
+#: waits between attempts to get a new quote token after UNAUTHORIZED (about 10 minutes)
+_REAUTH_DELAYS_S: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 240.0)
 
 
 def candle_symbol(symbol: str, interval: str, extended_trading_hours: bool = False) -> str:
@@ -174,9 +190,11 @@ class DXLinkStreamer:
                 print(quote.event_symbol, quote.bid_price, quote.ask_price)
 
     Args:
-        session: optional; an object with an async ``_get("/api-quote-tokens")`` returning the
-            tastytrade quote-token payload (``dxlink-url``, ``token``), e.g. the tastytrade SDK's
-            ``Session``. Used when ``url``/``token`` are not given.
+        session: optional; a :class:`~tastyrec.session.Session` (quote tokens from its
+            ``get_quote_token()``), or any object with an async ``_get("/api-quote-tokens")``
+            returning the tastytrade quote-token payload (``dxlink-url``, ``token``), e.g. the
+            tastytrade SDK's ``Session``. Used when ``url``/``token`` are not given, and for a
+            fresh token when the server withdraws authorisation.
         url: the DXLink websocket URL.
         token: the quote token; ``None`` for servers that authorise without one.
         disconnect_fn: ``async def fn(streamer, *disconnect_args)``, run when a connection breaks.
@@ -248,6 +266,9 @@ class DXLinkStreamer:
         self._last_send = 0.0
         self._logged: set[str] = set()
         self._closing = False
+        self._conn_tg: TaskGroup | None = None  # the current connection's tasks
+        #: quote tokens taken from the session (the first one included)
+        self.quote_token_renewals = 0
 
     def __repr__(self) -> str:
         return f"DXLinkStreamer(url={self.url!r}, connected={self.connected})"
@@ -312,13 +333,74 @@ class DXLinkStreamer:
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
-    async def _fetch_quote_token(self) -> None:
-        get = getattr(self.session, "_get", None)
-        if get is None:
-            raise LocalProtocolError(f"cannot get a quote token from {type(self.session).__name__}")
-        data = await get("/api-quote-tokens")
-        self.url = data["dxlink-url"]
-        self._token = data["token"]
+    async def _fetch_quote_token(self, force: bool = False) -> None:
+        get_quote_token = getattr(self.session, "get_quote_token", None)
+        if get_quote_token is not None:  # tastyrec's Session: cached, renewed before expiry
+            qt = await get_quote_token(force=force)
+            url, token = qt.dxlink_url, qt.token
+        else:
+            get = getattr(self.session, "_get", None)
+            if get is None:
+                raise LocalProtocolError(
+                    f"cannot get a quote token from {type(self.session).__name__}"
+                )
+            data = await get("/api-quote-tokens")
+            url, token = data["dxlink-url"], data["token"]
+        if self.url is None:
+            self.url = url
+        elif url != self.url:
+            self._log_once(
+                "url-change", "= the session's DXLink URL is now %s; kept %s", url, self.url
+            )
+        if token != self._token:
+            self.quote_token_renewals += 1
+        self._token = token
+
+    async def _reauthorize(self) -> None:
+        """After an unsolicited UNAUTHORIZED: a fresh quote token from the session, AUTH again."""
+        used = self._token
+        delays = _REAUTH_DELAYS_S
+        for attempt, delay in enumerate(delays, 1):
+            try:
+                if self._session_renews():
+                    await self._fetch_quote_token()  # renewed in the background already?
+                if self._token == used:
+                    await self._fetch_quote_token(force=True)
+                break
+            except CredentialsError:
+                raise
+            except ApiError as exc:
+                if attempt == len(delays):
+                    raise
+                logger.warning("= no new quote token (%s); trying again in %.0f s", exc, delay)
+                await anyio.sleep(delay)
+        if self._token is None:
+            raise AuthenticationError("the session gave no quote token")
+        logger.info(
+            "= re-authorising %s quote token",
+            "with a new" if self._token != used else "with the same (the session's)",
+        )
+        await self._change(self.protocol.authenticate, self._token)
+
+    def _session_renews(self) -> bool:
+        return hasattr(self.session, "get_quote_token")
+
+    async def _quote_token_loop(self) -> None:
+        """Keep tastyrec's Session's quote token fresh, so a re-AUTH needs no REST call."""
+        session: Any = self.session
+        while True:
+            qt = session.quote_token
+            if qt is None:  # url and token were given: nothing to keep fresh
+                return
+            renew_at = qt.expires_at.timestamp() - session.quote_token_margin_s
+            delay = max(1.0, renew_at - session.clock())
+            await anyio.sleep(delay)
+            try:
+                await session.get_quote_token()
+            except CredentialsError:
+                raise
+            except ApiError as exc:  # the cached token is still valid for a while
+                logger.warning("= could not renew the quote token yet: %s", exc)
 
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         assert self.url is not None
@@ -329,7 +411,12 @@ class DXLinkStreamer:
             self._restored = anyio.Event()
             fatal: TastyrecError | None = None
             try:
+                if started and self._session_renews():
+                    await self._renew_before_connect()
                 async with anyio.create_task_group() as tg:
+                    self._conn_tg = tg
+                    if self._session_renews():
+                        tg.start_soon(self._quote_token_loop)
                     await self._change(self.protocol.connect, self._token)
                     tg.start_soon(self._receive_loop, conn)
                     tg.start_soon(self._keepalive_loop)
@@ -368,6 +455,15 @@ class DXLinkStreamer:
             if started and self.disconnect_fn is not None:  # at once, before anything else
                 await self.disconnect_fn(self, *self.disconnect_args)
             await self._flush_taps()  # what arrived before the break is not lost
+
+    async def _renew_before_connect(self) -> None:
+        """A reconnect uses the session's current token (renewed if it is about to expire)."""
+        try:
+            await self._fetch_quote_token()
+        except CredentialsError:
+            raise
+        except ApiError as exc:  # renewed an hour early: the one we have still works
+            logger.warning("= could not renew the quote token: %s; reconnecting with it", exc)
 
     def _process_exception(self, eg: BaseExceptionGroup[BaseException]) -> TastyrecError | None:
         """The error to raise instead of reconnecting, or None to reconnect."""
@@ -429,7 +525,9 @@ class DXLinkStreamer:
             )
         elif isinstance(event, p.AuthExpired):
             logger.warning("= the server withdrew authorisation (token expired?); re-authorising")
-            if self._token is not None:
+            if self.session is not None and self._conn_tg is not None:
+                self._conn_tg.start_soon(self._reauthorize)
+            elif self._token is not None:
                 self.protocol.authenticate(self._token)
         elif isinstance(event, p.ServerErrorReceived):
             error = ServerError(event.error, event.message, event.channel)
