@@ -497,3 +497,10 @@ def _run(fn: Any) -> None:
         raise
     except (TastyrecError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+from .query.commands import compact, info, sql  # noqa: E402
+
+main.add_command(sql)
+main.add_command(info)
+main.add_command(compact)

@@ -194,12 +194,12 @@ def _compact_partition(
         for group in _groups(inputs, max_rows):
             if len(group) < 2:
                 continue  # one file alone (a full one's neighbour): nothing to merge
+            result.bytes_in += sum(_size(f) for f, _ in group)
             output = _merge(root, part, group, row_group_rows)
             result.inputs += [f for f, _ in group]
             result.outputs.append(output)
             result.rows += sum(r for _, r in group)
             result.bytes_out += output.stat().st_size
-        result.bytes_in = sum(_size(f) for f in result.inputs)
     result.seconds = time.perf_counter() - started
     if result.outputs:
         logger.info(

@@ -65,6 +65,8 @@ from .sink import (
 from .status import RecorderStats
 
 if TYPE_CHECKING:
+    import duckdb
+
     from ..dxlink.streamer import DXLinkStreamer
 
 __all__ = ("SCHEMA_VERSION", "Recorder", "RecoveryReport", "recover")
@@ -739,6 +741,44 @@ class Recorder:
         if live is None:
             return LiveFrame(event_type, max_rows=1).latest()
         return live.latest()
+
+    # --- SQL over files and the live tail --------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection over everything recorded so far: files *and* unconverted rows.
+
+        Like :func:`tastyrec.connect` on the output folder, but each event type's view also
+        holds the rows still in the journal (the open file and files waiting for conversion),
+        with no row twice across a rotation (argued in :mod:`tastyrec.query._live`). A
+        snapshot: call again for newer rows. Call it from the event loop running the recorder
+        (it reads the journal, memory-mapped: fast, but blocking).
+
+        Example usage::
+
+            con = recorder.connect()
+            con.sql("SELECT event_symbol, count(*) FROM Quote GROUP BY 1").show()
+
+        Raises:
+            StorageError: a file or journal segment cannot be read.
+        """
+        from ..query._live import live_connection
+
+        written, segments = self._tail_snapshot()
+        return live_connection(self.root, self.session_id, written, segments)
+
+    def _tail_snapshot(self) -> tuple[set[Path], list[Path]]:
+        """(files converted, segments not yet converted), consistent with each other.
+
+        Taken on the event loop, without awaiting: ``_sealed`` and the open segments cannot
+        change meanwhile, and a segment leaves ``_sealed`` only after its file is in
+        ``self.files``.
+        """
+        self._flush_user()  # events handed to record() count as received
+        with self._stats_lock:
+            written = {f.path for f in self.files}
+        segments = list(self._sealed)
+        segments += [s.journal.path for s in self._sinks.values() if s.journal is not None]
+        return written, segments
 
 
 def _check_event(event: Any) -> None:

@@ -1,0 +1,317 @@
+"""The ``tastyrec sql``, ``tastyrec info`` and ``tastyrec compact`` commands (click).
+
+* ``tastyrec sql "SELECT ..." [--data PATH] [--format table|csv|json|parquet] [-o FILE]`` — a
+  readable table on a terminal; CSV when piped (or the format asked for).
+* ``tastyrec info [PATH]`` — per event type: files, rows, bytes, symbols, first and last time;
+  then the sessions and gaps.
+* ``tastyrec compact PATH [--date D]`` — merge each partition's small files into large ones.
+
+Registered on the main group by :mod:`tastyrec.cli`. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import click
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from rich.console import Console
+
+    from ._compact import CompactionResult
+
+__all__ = ("compact", "info", "sql")
+
+FORMATS: Final = ("table", "csv", "json", "parquet")
+#: rows a terminal table shows at most; the rest are counted
+TABLE_ROWS: Final = 200
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.command()
+@click.argument("query")
+@click.option(
+    "--data",
+    "-d",
+    default="data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Recording folder (what `tastyrec record --out` wrote).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format [default: table on a terminal, csv otherwise].",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
+    """Run a SQL QUERY over a recording with DuckDB.
+
+    Each recorded event type is a view (Quote, Trade, Greeks...) with a `date` column, the New
+    York date of receipt; `sessions` and `gaps` hold the bookkeeping. Example:
+
+        tastyrec sql "SELECT event_symbol, count(*) FROM Quote GROUP BY 1"
+    """
+    import duckdb
+
+    from ..exceptions import TastyrecError
+    from ._duck import connect
+
+    if fmt is None:
+        fmt = "table" if output is None and sys.stdout.isatty() else "csv"
+    if fmt == "parquet" and output is None and sys.stdout.isatty():
+        raise click.UsageError("parquet is binary: give -o FILE or pipe the output")
+    try:
+        con = connect(data)
+    except TastyrecError as exc:
+        raise _fail(exc) from None
+    try:
+        relation = con.sql(query)
+        table = relation.to_arrow_table() if relation is not None else None
+    except duckdb.Error as exc:
+        views = sorted(r[0] for r in con.sql("SHOW TABLES").fetchall())
+        raise click.ClickException(
+            f"{exc}\n(tables in {str(data)!r}: {', '.join(views) or 'none'}; "
+            f"`tastyrec info {data}` shows what was recorded)"
+        ) from None
+    if table is None:  # a statement (SET, CREATE VIEW...): nothing to show
+        return
+    if fmt == "table":
+        _print_table(table, output)
+        return
+    if output is not None:
+        with open(output, "wb") as fh:
+            _write(table, fmt, fh)
+    else:
+        _write(table, fmt, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+
+
+def _write(table: pa.Table, fmt: str, sink: IO[bytes]) -> None:
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sink)
+    elif fmt == "json":  # JSON lines: one object per row
+        import polars as pl
+
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        frame.write_ndjson(sink)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, sink, compression="zstd")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _console(fh: IO[str] | None = None) -> Console:
+    from rich.console import Console
+
+    if fh is not None:
+        return Console(file=fh, width=200, soft_wrap=True)
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _print_table(table: pa.Table, output: Path | None) -> None:
+    from rich.table import Table
+
+    view = Table(show_lines=False, header_style="bold")
+    for field in table.schema:
+        numeric = field.type.num_fields == 0 and str(field.type).startswith(
+            ("int", "uint", "double", "float", "decimal")
+        )
+        view.add_column(
+            f"{field.name}\n[dim]{field.type}[/dim]", justify="right" if numeric else "left"
+        )
+    for row in table.slice(0, TABLE_ROWS).to_pylist():
+        view.add_row(*(_cell(v) for v in row.values()))
+    more = table.num_rows - TABLE_ROWS
+    caption = f"{table.num_rows:,} rows"
+    if more > 0:
+        caption += f" ({more:,} not shown: use --format csv or -o FILE for all)"
+    view.caption = caption
+    if output is not None:
+        with open(output, "w", encoding="utf-8") as fh:
+            _console(fh=fh).print(view)
+    else:
+        _console().print(view)
+
+
+@click.command()
+@click.argument(
+    "path", default="data", required=False, type=click.Path(file_okay=False, path_type=Path)
+)
+def info(path: Path) -> None:
+    """Show what the recording at PATH holds (default: data).
+
+    Per event type: files, rows, bytes, symbols, first and last receipt time, dates; then the
+    recording sessions and the gaps (disconnects) recorded.
+    """
+    from rich.table import Table
+
+    from ..exceptions import TastyrecError
+    from ._inventory import inventory
+
+    try:
+        inv = inventory(path)
+    except TastyrecError as exc:
+        raise _fail(exc) from None
+    console = _console()
+    if not inv.types:
+        console.print(f"no recorded events in {str(path)!r}")
+    else:
+        types = Table(title=f"{path}: {inv.rows:,} rows, {_bytes(inv.bytes)}", title_justify="left")
+        for name in ("type", "files", "rows", "bytes", "symbols", "first (UTC)", "last (UTC)"):
+            types.add_column(name, justify="left" if name in ("type",) else "right")
+        types.add_column("dates")
+        for t in inv.types:
+            files = f"{t.files}" + (f" ({t.compacted} compacted)" if t.compacted else "")
+            types.add_row(
+                t.event_type,
+                files,
+                f"{t.rows:,}",
+                _bytes(t.bytes),
+                f"{t.symbols:,}",
+                _time(t.first),
+                _time(t.last),
+                _dates(t.dates),
+            )
+        console.print(types)
+    sessions = Table(title=f"sessions: {len(inv.sessions)}", title_justify="left")
+    for name in ("session", "start (UTC)", "end (UTC)", "status", "rows", "files", "source"):
+        sessions.add_column(name, justify="right" if name in ("rows", "files") else "left")
+    for s in inv.sessions:
+        sessions.add_row(
+            str(s["session_id"]),
+            _time(s["start"]),
+            _time(s["end"]),
+            str(s["status"]),
+            f"{s['rows']:,}",
+            str(s["files"]),
+            str(s["source"] or ""),
+        )
+    console.print(sessions)
+    gaps = Table(title=f"gaps: {len(inv.gaps)}", title_justify="left")
+    for name in ("session", "last received (UTC)", "disconnected (UTC)", "resumed (UTC)", "reason"):
+        gaps.add_column(name)
+    for g in inv.gaps:
+        gaps.add_row(
+            str(g["session_id"]),
+            _time(g["last_received"]),
+            _time(g["disconnected"]),
+            _time(g["resumed"]),
+            str(g["reason"] or ""),
+        )
+    console.print(gaps)
+
+
+def _time(value: object) -> str:
+    if not isinstance(value, datetime):
+        return "" if value is None else str(value)
+    text = value.isoformat(sep=" ")
+    return text.removesuffix("+00:00")
+
+
+def _dates(days: tuple[date, ...]) -> str:
+    if not days:
+        return ""
+    if len(days) == 1:
+        return days[0].isoformat()
+    return f"{days[0].isoformat()} .. {days[-1].isoformat()} ({len(days)})"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date such as 2026-11-20") from None
+
+
+@click.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--date",
+    "day",
+    callback=_parse_date,
+    default=None,
+    help="Only partitions of this New York date (YYYY-MM-DD) [default: all].",
+)
+def compact(path: Path, day: date | None) -> None:
+    """Merge each partition's small files at PATH into large ones, sorted by symbol and time.
+
+    Safe while a recorder writes into PATH (only finished files are merged), idempotent, and
+    checked: the merged file is read back and compared before the old files are deleted.
+    """
+    from ..exceptions import TastyrecError
+    from ._compact import compact as run
+
+    started = time.perf_counter()
+
+    def report(result: CompactionResult) -> None:
+        where = f"{result.event_type} date={result.day.isoformat()}"
+        if result.outputs:
+            click.echo(
+                f"{where}: {len(result.inputs)} files -> {len(result.outputs)} "
+                f"({result.rows:,} rows, {_bytes(result.bytes_in)} -> {_bytes(result.bytes_out)}) "
+                f"in {result.seconds:.2f} s",
+                err=True,
+            )
+        else:
+            cleaned = f" (removed {result.cleaned} replaced files)" if result.cleaned else ""
+            click.echo(f"{where}: up to date{cleaned}", err=True)
+
+    try:
+        results = run(path, day=day, progress=report)
+    except TastyrecError as exc:
+        raise _fail(exc) from None
+    merged = [r for r in results if r.outputs]
+    files_in = sum(len(r.inputs) for r in merged)
+    files_out = sum(len(r.outputs) for r in merged)
+    rows = sum(r.rows for r in merged)
+    seconds = time.perf_counter() - started
+    if not results:
+        click.echo(f"nothing recorded in {str(path)!r}" + (f" on {day}" if day else ""))
+    elif not merged:
+        click.echo(f"{len(results)} partitions up to date")
+    else:
+        click.echo(
+            f"compacted {files_in} files into {files_out} ({rows:,} rows) in "
+            f"{len(merged)} of {len(results)} partitions in {seconds:.2f} s"
+        )
