@@ -1,0 +1,542 @@
+"""AlertStreamer: the tastytrade SDK's account-streamer interface over :class:`.AccountProtocol`.
+
+A thin I/O loop (anyio on asyncio, websockets through :mod:`tastyrec.transport`) around the
+sans-I/O protocol. What it adds to the SDK's behaviour:
+
+* **Errors at the call.** Every ``subscribe_*`` waits for the server's status reply to *its*
+  request; an error reply raises :class:`~tastyrec.exceptions.RequestError` right there (a
+  rejected auth-token says ``"failed"``).
+* **Reconnect.** websockets' own backoff (``WEBSOCKETS_BACKOFF_*`` environment variables);
+  ``disconnect_fn(streamer, *disconnect_args)`` runs at once when a connection breaks;
+  subscriptions are restored automatically on the new connection (the server replays nothing), and
+  only once they are all acknowledged does ``reconnect_fn(streamer, *reconnect_args)`` run. A
+  restore the server refuses is fatal (the same token would be refused again): the
+  :class:`~tastyrec.exceptions.RequestError` leaves the ``async with`` block.
+* **Heartbeats and watchdog.** A ``heartbeat`` every ``heartbeat_interval`` seconds (the server
+  wants one every 2-60 s); a connection that sends nothing back for ``heartbeat_interval +
+  reply_timeout`` seconds is dead, dropped and replaced, instead of freezing.
+* **Bounded memory.** Each payload type's queue holds at most ``queue_size`` notifications; when a
+  listener falls behind the oldest are dropped and counted (``stats.dropped``). Notifications of
+  unknown types are kept (:class:`~tastyrec.events.account.UnknownNotification`, ``listen``-able)
+  and counted in ``stats.unknown``; malformed frames and payloads are counted, never fatal.
+
+Tokens are never logged and never part of a repr or an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, Protocol, Self, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from .. import transport
+from ..events.account import ACCOUNT_TYPES, AccountEvent, UnknownNotification
+from ..exceptions import (
+    ConnectionClosed,
+    LocalProtocolError,
+    RemoteProtocolError,
+    RequestError,
+    _unwrap_group as _unwrap,
+)
+from . import protocol as p
+from .messages import redact
+
+__all__ = ("AlertStreamer", "AlertStreamerStats")
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=AccountEvent | UnknownNotification)
+Callback = Callable[..., Awaitable[Any]]
+
+#: Default bound of each payload type's listener queue, in notifications.
+DEFAULT_QUEUE_SIZE: Final = 10_000
+_LISTENABLE: Final[frozenset[type[Any]]] = frozenset({*ACCOUNT_TYPES.values(), UnknownNotification})
+
+
+class _HasAccountNumber(Protocol):
+    @property
+    def account_number(self) -> str: ...
+
+
+@dataclass
+class AlertStreamerStats:
+    """Counters an AlertStreamer exposes; all cumulative over its life."""
+
+    frames: int = 0  #: frames received
+    notifications: int = 0  #: notifications received (known and unknown types)
+    bad_frames: int = 0  #: malformed frames and payloads, skipped
+    unknown: Counter[str] = field(default_factory=Counter)  #: unknown notification types
+    skipped: Counter[str] = field(default_factory=Counter)  #: bad payloads, by reason
+    dropped: Counter[str] = field(default_factory=Counter)  #: dropped by full queues, by class
+    error_replies: int = 0  #: status replies with ``status: error``
+    heartbeats: int = 0  #: heartbeats sent
+    connects: int = 0  #: connections up with subscriptions restored (1 + reconnects)
+    disconnects: int = 0  #: connections lost
+
+
+class _Queue:
+    """Bounded queue of one payload class; the oldest item goes first when full."""
+
+    def __init__(self, name: str, max_items: int, stats: AlertStreamerStats) -> None:
+        self.name = name
+        self.items: deque[Any] = deque()
+        self.max_items = max_items
+        self.stats = stats
+        self._ready = anyio.Event()
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        if len(self.items) > self.max_items:
+            self.items.popleft()
+            self.stats.dropped[self.name] += 1
+        self._ready.set()
+
+    async def get(self) -> Any:
+        while not self.items:
+            if self._ready.is_set():
+                self._ready = anyio.Event()
+            await self._ready.wait()
+        return self.items.popleft()
+
+
+class _Waiter:
+    """A request waiting for its status reply."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.reply: p.Reply | None = None  # None when done: the connection was lost
+
+
+class _Reconnect(Exception):
+    """Internal: drop this connection and make a new one (no reply to heartbeats)."""
+
+
+class AlertStreamer:
+    """Stream account notifications (orders, fills, balances, positions...), with the tastytrade
+    SDK's interface.
+
+    Example usage::
+
+        async with AlertStreamer(url="wss://streamer.tastyworks.com", token=access_token) as s:
+            await s.subscribe_accounts(["5WT00000"])
+            async for order in s.listen(PlacedOrder):
+                print(order.id, order.status, [leg.fills for leg in order.legs])
+
+    Args:
+        url: the account-streamer websocket URL (``wss://streamer.tastyworks.com``; sandbox
+            ``wss://streamer.cert.tastyworks.com``).
+        token: the OAuth access token, or the whole REST ``Authorization`` value
+            (``Bearer <token>``); sent as ``auth-token`` with every message. Replace it before it
+            expires with :meth:`set_token`.
+        disconnect_fn: ``async def fn(streamer, *disconnect_args)``, run as soon as a connection
+            breaks.
+        reconnect_fn: ``async def fn(streamer, *reconnect_args)``, run once a new connection is up
+            and every subscription has been restored.
+        queue_size: bound of each payload type's listener queue (oldest dropped first).
+        heartbeat_interval: seconds between heartbeats.
+        reply_timeout: seconds a request waits for its status reply.
+        connect_timeout: seconds ``async with`` waits for the first connection.
+        reconnect_delays: backoff generator factory (default: websockets' backoff).
+        source: the ``source`` tag sent with every action.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        disconnect_fn: Callback | None = None,
+        disconnect_args: tuple[Any, ...] = (),
+        reconnect_fn: Callback | None = None,
+        reconnect_args: tuple[Any, ...] = (),
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        heartbeat_interval: float = 20.0,
+        reply_timeout: float = 10.0,
+        connect_timeout: float = 30.0,
+        reconnect_delays: Callable[[], Iterator[float]] | None = None,
+        source: str = p.SOURCE,
+    ) -> None:
+        if not token:
+            raise LocalProtocolError("the account streamer needs an access token")
+        if queue_size < 1:
+            raise LocalProtocolError(f"queue_size must be at least 1, not {queue_size!r}")
+        self.url = url
+        self._token = token
+        self.disconnect_fn = disconnect_fn
+        self.disconnect_args = disconnect_args
+        self.reconnect_fn = reconnect_fn
+        self.reconnect_args = reconnect_args
+        self.queue_size = queue_size
+        self.heartbeat_interval = heartbeat_interval
+        self.reply_timeout = reply_timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_delays = reconnect_delays
+        self.protocol = p.AccountProtocol(source=source)
+        self.stats = AlertStreamerStats()
+        self._queues: dict[type[Any], _Queue] = {
+            cls: _Queue(cls.__name__, queue_size, self.stats) for cls in _LISTENABLE
+        }
+        self._waiters: dict[int, _Waiter] = {}
+        self._transport: transport.Transport | None = None
+        self._send_lock = anyio.Lock()
+        self._tg: TaskGroup | None = None
+        self._restored = anyio.Event()
+        self._up = anyio.Event()  # replaced by an unset one when a connection is lost
+        self._last_recv = 0.0
+        self._logged: set[str] = set()
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"AlertStreamer(url={self.url!r}, connected={self.connected})"
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open with every subscription restored."""
+        return self._transport is not None and self._restored.is_set()
+
+    @property
+    def session_id(self) -> str | None:
+        """The server's ``web-socket-session-id`` of the current connection, once it replied."""
+        return self.protocol.session_id
+
+    def set_token(self, token: str) -> None:
+        """Use a new access token from the next message on (access tokens live 15 minutes)."""
+        if not token:
+            raise LocalProtocolError("the account streamer needs an access token")
+        self._token = token
+        self.protocol.set_auth_token(token)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                await tg.start(self._run)
+        except BaseException as exc:
+            tg.cancel_scope.cancel()
+            try:
+                await tg.__aexit__(None, None, None)
+            except BaseExceptionGroup as eg:
+                raise _unwrap(eg) from None
+            if isinstance(exc, TimeoutError):
+                raise ConnectionClosed(
+                    None,
+                    f"no account-streamer connection to {self.url!r} within "
+                    f"{self.connect_timeout} s; check the URL and that the server is up",
+                ) from None
+            if isinstance(exc, BaseExceptionGroup):
+                raise _unwrap(exc) from None
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        self._closing = True
+        conn = self._transport
+        if conn is not None:
+            with anyio.move_on_after(2, shield=True):
+                await conn.close(1000, "bye")
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as eg:
+            raise _unwrap(eg) from None
+        finally:
+            self._tg = None
+
+    async def aclose(self) -> None:
+        """Stop streaming (the same as leaving ``async with``)."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        async for conn in transport.connections(self.url, reconnect_delays=self.reconnect_delays):
+            self._transport = conn
+            self._restored = anyio.Event()
+            try:
+                async with anyio.create_task_group() as tg:
+                    async with self._send_lock:
+                        ids = self.protocol.connect(self._token)
+                        waiters = self._wait_for(ids)
+                    tg.start_soon(self._receive_loop, conn)
+                    await self._flush()
+                    await self._await_restore(ids, waiters)
+                    self._restored.set()
+                    self._up.set()
+                    tg.start_soon(self._heartbeat_loop)
+                    tg.start_soon(self._watchdog, conn)
+                    self.stats.connects += 1
+                    if not started:
+                        started = True
+                        logger.info("= connected to %s", self.url)
+                        task_status.started()
+                    else:
+                        logger.info(
+                            "= reconnected to %s; %d subscriptions restored", self.url, len(ids)
+                        )
+                        if self.reconnect_fn is not None:
+                            await self.reconnect_fn(self, *self.reconnect_args)
+            except* (ConnectionClosed, _Reconnect, OSError) as eg:
+                if not self._closing:
+                    logger.warning("= connection to %s lost: %s", self.url, eg.exceptions[0])
+            finally:
+                self._transport = None
+                if self._up.is_set():
+                    self._up = anyio.Event()
+                self.protocol.close()
+                self._release_waiters()
+            if self._closing:
+                return
+            self.stats.disconnects += 1
+            if started and self.disconnect_fn is not None:  # at once, before anything else
+                await self.disconnect_fn(self, *self.disconnect_args)
+
+    def _wait_for(self, ids: Iterable[int]) -> list[_Waiter]:
+        waiters = []
+        for rid in ids:
+            waiter = self._waiters[rid] = _Waiter()
+            waiters.append(waiter)
+        return waiters
+
+    async def _await_restore(self, ids: list[int], waiters: list[_Waiter]) -> None:
+        with anyio.move_on_after(self.reply_timeout) as scope:
+            for waiter in waiters:
+                await waiter.done.wait()
+        if scope.cancelled_caught:
+            raise _Reconnect(f"no reply to the restoring requests within {self.reply_timeout} s")
+        for rid, waiter in zip(ids, waiters, strict=True):
+            if waiter.reply is None:
+                raise _Reconnect("connection lost while restoring subscriptions")
+            if not waiter.reply.ok:
+                # fatal: the same token and subscriptions would be refused again
+                raise RequestError(waiter.reply.action, waiter.reply.message or "", rid)
+
+    def _release_waiters(self) -> None:
+        """The connection is gone: every waiting request learns it (reply None)."""
+        for waiter in self._waiters.values():
+            waiter.done.set()
+        self._waiters.clear()
+
+    async def _receive_loop(self, conn: transport.Transport) -> None:
+        proto = self.protocol
+        while True:
+            raw = await conn.recv()
+            self._last_recv = time.monotonic()
+            self.stats.frames += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("< %s", redact(raw))
+            try:
+                proto.receive_text(raw, time.time_ns())
+            except RemoteProtocolError as exc:
+                self.stats.bad_frames += 1
+                self._log_once("bad-frame", "skipped a malformed frame: %s", exc)
+                continue
+            for event in proto.events_received():
+                if isinstance(event, p.NotificationReceived):
+                    self._on_notification(event)
+                elif isinstance(event, p.Reply):
+                    self._on_reply(event)
+                else:
+                    self.stats.bad_frames += 1
+                    self.stats.skipped[event.reason] += 1
+                    self._log_once(
+                        f"skip:{event.reason}", "skipped %s: %s", event.reason, event.detail
+                    )
+
+    def _on_notification(self, event: p.NotificationReceived) -> None:
+        self.stats.notifications += 1
+        payload = event.event
+        if isinstance(payload, UnknownNotification):
+            self.stats.unknown[payload.type] += 1
+            self._log_once(
+                f"unknown:{payload.type}", "< unknown notification type %r kept", payload.type
+            )
+        self._queues[type(payload)].put(payload)
+
+    def _on_reply(self, reply: p.Reply) -> None:
+        if not reply.ok:
+            self.stats.error_replies += 1
+            if reply.action == "heartbeat" or reply.request_id is None:
+                self._log_once(
+                    f"error:{reply.action}",
+                    "< the server refused %r: %r",
+                    reply.action,
+                    reply.message,
+                )
+        if reply.request_id is not None:
+            waiter = self._waiters.pop(reply.request_id, None)
+            if waiter is not None:
+                waiter.reply = reply
+                waiter.done.set()
+
+    async def _flush(self) -> None:
+        conn = self._transport
+        if conn is None or not self.protocol.has_data_to_send:
+            return
+        async with self._send_lock:
+            for data in self.protocol.data_to_send():
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("> %s", redact(data))
+                await conn.send(data)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.heartbeat_interval)
+            async with self._send_lock:
+                self.protocol.heartbeat()
+            self.stats.heartbeats += 1
+            await self._flush()
+
+    async def _watchdog(self, conn: transport.Transport) -> None:
+        self._last_recv = time.monotonic()
+        limit = self.heartbeat_interval + self.reply_timeout
+        while True:
+            deadline = self._last_recv + limit
+            now = time.monotonic()
+            if now >= deadline:
+                logger.warning(
+                    "= nothing from %s for %.1f s: connection is dead, reconnecting",
+                    self.url,
+                    now - self._last_recv,
+                )
+                conn.abort()
+                raise _Reconnect(f"silent for {now - self._last_recv:.1f} s")
+            await anyio.sleep(deadline - now)
+
+    def _log_once(self, key: str, msg: str, *args: Any) -> None:
+        level = logging.WARNING if key not in self._logged else logging.DEBUG
+        self._logged.add(key)
+        logger.log(level, msg, *args)
+
+    # --- subscriptions -----------------------------------------------------------------------
+
+    async def _request(self, method: Callable[..., int | None], *args: Any) -> None:
+        """Call a protocol method that queues an action, send it, wait for its reply.
+
+        If the connection is lost first, the subscription (already in the desired state) is
+        restored on the next connection: wait for that instead.
+        """
+        async with self._send_lock:
+            rid = method(*args)
+            waiter = self._wait_for([rid])[0] if rid is not None else None
+        if waiter is None:
+            await self._restored_anew()
+            return
+        await self._flush()
+        with anyio.fail_after(self.reply_timeout):
+            await waiter.done.wait()
+        reply = waiter.reply
+        if reply is None:
+            await self._restored_anew()
+        elif not reply.ok:
+            raise RequestError(reply.action, reply.message or "", rid)
+
+    async def _restored_anew(self) -> None:
+        while not self.connected:
+            await self._up.wait()  # set when a connection has its subscriptions back
+
+    async def subscribe_accounts(self, accounts: Iterable[_HasAccountNumber | str]) -> None:
+        """Receive orders, balances, positions, trading status, transactions and gain summaries
+        of these accounts (``connect``).
+
+        Args:
+            accounts: SDK ``Account`` objects (anything with ``account_number``) or numbers.
+
+        Raises:
+            RequestError: the server refused (``"failed"``: the auth-token was rejected).
+        """
+        if isinstance(accounts, str):
+            accounts = [accounts]
+        numbers = [a if isinstance(a, str) else a.account_number for a in accounts]
+        await self._request(self.protocol.subscribe_accounts, numbers)
+
+    async def subscribe_public_watchlists(self) -> None:
+        """Receive public watchlist changes (:class:`~tastyrec.events.account.Watchlist`)."""
+        await self._request(self.protocol.subscribe_public_watchlists)
+
+    async def subscribe_quote_alerts(self) -> None:
+        """Receive the user's triggered quote alerts (``QuoteAlert``)."""
+        await self._request(self.protocol.subscribe_quote_alerts)
+
+    async def subscribe_user_messages(self, external_id: str) -> None:
+        """Subscribe to user messages (``user-message-subscribe``; ``external_id`` is the user's
+        external-id). Their payload format is undocumented: they arrive as
+        :class:`~tastyrec.events.account.UnknownNotification`."""
+        await self._request(self.protocol.subscribe_user_messages, external_id)
+
+    # --- events --------------------------------------------------------------------------------
+
+    def _queue(self, cls: type[Any]) -> _Queue:
+        queue = self._queues.get(cls)
+        if queue is None:
+            names = sorted(c.__name__ for c in _LISTENABLE)
+            raise LocalProtocolError(f"cannot listen to {cls!r}; one of {names}")
+        return queue
+
+    async def listen(self, alert_class: type[T]) -> AsyncIterator[T]:
+        """Yield payloads of one class as they arrive, forever (``PlacedOrder``, ``AccountBalance``,
+        ``UnknownNotification``...)."""
+        queue = self._queue(alert_class)
+        while True:
+            item: T = await queue.get()
+            yield item
+
+    async def get_event(self, alert_class: type[T]) -> T:
+        """Wait for and return the next payload of one class."""
+        item: T = await self._queue(alert_class).get()
+        return item
+
+    def get_event_nowait(self, alert_class: type[T]) -> T | None:
+        """The next payload of one class, or ``None`` if none is waiting."""
+        queue = self._queue(alert_class)
+        item: T | None = queue.items.popleft() if queue.items else None
+        return item
+
+    def queued(self, alert_class: type[Any]) -> int:
+        """Number of payloads of one class waiting for a listener."""
+        return len(self._queue(alert_class).items)
+
+
+# websockets logs every frame at DEBUG; tastyrec.transport's adapter redacts DXLink's "token" but
+# not the account streamer's "auth-token": this filter on the same logger does.
+_AUTH_TOKEN_RE: Final = re.compile(r'"auth-token"\s*:\s*"[^"\']*"?')
+
+
+class _AuthTokenFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(_redact_arg(a) for a in record.args)
+        return True
+
+
+def _redact_arg(arg: object) -> object:
+    if isinstance(arg, int | float):
+        return arg
+    text = str(arg)
+    return _AUTH_TOKEN_RE.sub('"auth-token":<redacted>', text) if "auth-token" in text else arg
+
+
+def _install_filter() -> None:
+    ws_logger = logging.getLogger("websockets.client")
+    if not any(isinstance(f, _AuthTokenFilter) for f in ws_logger.filters):
+        ws_logger.addFilter(_AuthTokenFilter())
+
+
+_install_filter()

@@ -1,0 +1,361 @@
+"""The account-streamer simulator: :class:`~.account_engine.AccountBook` over real websockets.
+
+Role: accept websocket connections (``websockets.asyncio.server``, 127.0.0.1 by default, any path,
+no handshake auth), give each one an :class:`~.account_engine.AccountServerConnection`, and run one
+pump that ticks the book at its deadlines (orders walking their lifecycle, the book's own orders
+every ``order_every_s``) and delivers what it publishes to the sockets subscribed to it. Tests
+drive the account directly (:meth:`AccountSimulator.place_order`, :meth:`~AccountSimulator.cancel`,
+:meth:`~AccountSimulator.reject`, :meth:`~AccountSimulator.drop`...). This and :mod:`.server` are
+the only simulator modules that import websockets or anyio.
+
+:func:`run_simulators` runs this and the DXLink :class:`~.server.Simulator` together on one
+:class:`~.market.Market`, so fills are priced from the quotes the DXLink side streams.
+
+Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Final, Self
+
+import anyio
+from websockets.asyncio.server import Server, ServerConnection as WsConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ..account.messages import Request
+from ..account.protocol import authorization_value
+from ..transport import redacting_logger
+from .account_engine import (
+    DEFAULT_ACCOUNT,
+    AccountBook,
+    AccountServerConnection,
+    AccountSimConfig,
+)
+from .engine import SimConfig
+from .market import Market
+from .server import Simulator
+
+__all__ = ("AccountSimulator", "open_simulators", "run_simulators")
+
+logger = logging.getLogger(__name__)
+
+_MAX_IDLE_S: Final = 0.25
+
+
+class AccountSimulator:
+    """A local tastytrade account streamer with a simulated account that trades.
+
+    Example usage::
+
+        async with AccountSimulator(token="sim-token", order_every_s=None) as sim:
+            async with AlertStreamer(url=sim.url, token=sim.token) as streamer:
+                await streamer.subscribe_accounts([sim.account_number])
+                order_id = await sim.place_order([("SPY", "Buy to Open", 100)])
+                async for order in streamer.listen(PlacedOrder):
+                    if order.id == order_id and order.status == "Filled":
+                        break
+
+    Args:
+        host: interface to bind (loopback by default).
+        port: TCP port; 0 picks a free one (see :attr:`url`).
+        token: the accepted access token: ``auth-token`` must be ``Bearer <token>``; None accepts
+            any non-empty auth-token (demo mode).
+        market: the market fills are priced from (default: ``Market(seed)``).
+        seed: market seed (when no market is given) and the seed of the book's own orders.
+        order_every_s: the account places an order by itself this often (None: never); overrides
+            ``config.order_every_s``.
+        accounts: the simulated account numbers (the first is the default everywhere).
+        config: timings and modes (:class:`~.account_engine.AccountSimConfig`).
+        clock: epoch seconds; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = "sim-token",
+        market: Market | None = None,
+        seed: int = 0,
+        order_every_s: float | None = 15.0,
+        accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
+        config: AccountSimConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        base = config if config is not None else AccountSimConfig()
+        self.config = dataclasses.replace(base, order_every_s=order_every_s)
+        self.host = host
+        self.port = port
+        self.token = token
+        self.market = market if market is not None else Market(seed)
+        self.clock = clock
+        self.book = AccountBook(self.market, clock(), accounts, seed, self.config)
+        #: decoded client requests of every connection, in arrival order (for tests)
+        self.received: list[Request] = []
+        self._conns: dict[WsConnection, _Conn] = {}
+        self._server: Server | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._wake = anyio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` (the bound port once started); any path is accepted."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def account_number(self) -> str:
+        """The first (default) simulated account."""
+        return self.book.accounts[0]
+
+    @property
+    def connection_count(self) -> int:
+        """Currently open client connections."""
+        return len(self._conns)
+
+    async def __aenter__(self) -> Self:
+        self._server = await serve(
+            self._handler,
+            self.host,
+            self.port,
+            ping_interval=None,
+            compression=None,
+            logger=redacting_logger("websockets.server"),
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._pump)
+        logger.info(
+            "= account simulator listening on %s (account %s, auth %s)",
+            self.url,
+            self.account_number,
+            self.token is not None,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the pump, close every connection and stop listening."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+            self._tg = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled (e.g. by Ctrl-C in a CLI)."""
+        await anyio.sleep_forever()
+
+    # -- driving the account ---------------------------------------------------------------------
+
+    async def place_order(
+        self, legs: Iterable[tuple[str, str, int | Decimal]], **kwargs: Any
+    ) -> int:
+        """Place an order (see :meth:`.AccountBook.place_order`); returns its id."""
+        oid = self.book.place_order(self.clock(), legs, **kwargs)
+        await self._publish()
+        return oid
+
+    async def place_complex_order(
+        self, type: str, orders: Sequence[dict[str, Any]], **kwargs: Any
+    ) -> int:
+        """Place an OCO/OTO/OTOCO order (see :meth:`.AccountBook.place_complex_order`)."""
+        cid = self.book.place_complex_order(self.clock(), type, orders, **kwargs)
+        await self._publish()
+        return cid
+
+    async def cancel(self, order_id: int) -> None:
+        """Cancel a working order (``Cancel Requested``, then ``Cancelled``)."""
+        self.book.cancel(self.clock(), order_id)
+        await self._publish()
+
+    async def reject(self, order_id: int, reason: str = "Rejected by the simulator") -> None:
+        """Reject a working order that has no fills."""
+        self.book.reject(self.clock(), order_id, reason)
+        await self._publish()
+
+    async def deposit(self, amount: Decimal | float | str, account: str | None = None) -> None:
+        """Move money in or out (``ExternalTransaction`` and ``AccountBalance``)."""
+        self.book.deposit(self.clock(), amount, account)
+        await self._publish()
+
+    async def trigger_quote_alert(self, symbol: str, threshold: Decimal | float | str) -> None:
+        """Publish a triggered ``QuoteAlert``."""
+        self.book.trigger_quote_alert(self.clock(), symbol, threshold)
+        await self._publish()
+
+    async def publish_watchlist(self, name: str, symbols: Iterable[str]) -> None:
+        """Publish a changed public watchlist (``PublicWatchlists``)."""
+        self.book.publish_watchlist(self.clock(), name, symbols)
+        await self._publish()
+
+    async def update_trading_status(self, account: str | None = None, **changes: Any) -> None:
+        """Change and publish an account's ``TradingStatus``."""
+        self.book.update_trading_status(self.clock(), account, **changes)
+        await self._publish()
+
+    async def send_notification(
+        self, type_name: str, data: Any, account: str | None = None
+    ) -> None:
+        """Publish any notification as it is (an unknown type, a bad payload) to an account."""
+        self.book.emit_raw(self.clock(), type_name, data, account)
+        await self._publish()
+
+    async def send_raw(self, frame: str) -> None:
+        """Send ``frame`` as it is to every client (malformed-input tests)."""
+        for ws, c in list(self._conns.items()):
+            with contextlib.suppress(ConnectionClosed):
+                async with c.lock:
+                    await ws.send(frame)
+
+    async def drop(self) -> None:
+        """Abort every connection without a close handshake (the client sees 1006)."""
+        for ws in list(self._conns):
+            ws.transport.abort()
+
+    def expire_token(self, new_token: str) -> None:
+        """Accept only ``new_token`` from now on (the old one gets ``"failed"``)."""
+        self.token = new_token
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _check_token(self, auth_token: str) -> bool:
+        if self.token is None:
+            return bool(auth_token)
+        return auth_token == authorization_value(self.token)
+
+    async def _handler(self, ws: WsConnection) -> None:
+        engine = AccountServerConnection(
+            self._check_token, secrets.token_hex(4), self.config, self.clock()
+        )
+        c = _Conn(engine)
+        self._conns[ws] = c
+        logger.info("= client connected from %s", ws.remote_address)
+        try:
+            async for raw in ws:
+                engine.receive_text(raw, self.clock())
+                self.received.extend(engine.received)
+                engine.received.clear()
+                await self._flush(ws, c)
+        except ConnectionClosed:
+            pass
+        finally:
+            del self._conns[ws]
+            logger.info("= client %s gone (%s)", ws.remote_address, ws.close_code)
+
+    async def _publish(self) -> None:
+        """Deliver what the book published to the subscribed sockets, now."""
+        for out in self.book.take():
+            for c in self._conns.values():
+                c.engine.deliver(out)
+        for ws, c in list(self._conns.items()):
+            await self._flush(ws, c)
+        self._wake.set()  # the book may have a new, earlier deadline
+
+    async def _pump(self) -> None:
+        while True:
+            now = self.clock()
+            self.book.tick(now)
+            await self._publish()
+            for ws, c in list(self._conns.items()):
+                c.engine.tick(now)
+                if c.engine.close is not None:
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.close(*c.engine.close)
+            deadlines = [self.book.next_deadline()]
+            deadlines += [c.engine.next_deadline() for c in self._conns.values()]
+            delay = min(deadlines) - self.clock()
+            delay = _MAX_IDLE_S if math.isnan(delay) else max(0.001, min(delay, _MAX_IDLE_S))
+            self._wake = anyio.Event()
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
+
+    async def _flush(self, ws: WsConnection, c: _Conn) -> None:
+        try:
+            async with c.lock:
+                for frame in c.engine.data_to_send():
+                    await ws.send(frame.decode())
+        except ConnectionClosed:
+            pass  # it is gone; its handler cleans up
+
+
+class _Conn:
+    def __init__(self, engine: AccountServerConnection) -> None:
+        self.engine = engine
+        self.lock = anyio.Lock()
+
+
+@contextlib.asynccontextmanager
+async def open_simulators(
+    *,
+    host: str = "127.0.0.1",
+    dxlink_port: int = 0,
+    account_port: int = 0,
+    seed: int = 0,
+    dxlink_token: str | None = "sim-token",
+    account_token: str | None = "sim-token",
+    sim_config: SimConfig | None = None,
+    account_config: AccountSimConfig | None = None,
+    order_every_s: float | None = 15.0,
+) -> AsyncIterator[tuple[Simulator, AccountSimulator]]:
+    """Run the DXLink simulator and the account simulator together, on one market.
+
+    Yields:
+        ``(dxlink_simulator, account_simulator)``, both listening.
+    """
+    async with Simulator(
+        host=host, port=dxlink_port, seed=seed, token=dxlink_token, config=sim_config
+    ) as dx:
+        async with AccountSimulator(
+            host=host,
+            port=account_port,
+            token=account_token,
+            market=dx.market,
+            seed=seed,
+            order_every_s=order_every_s,
+            config=account_config,
+        ) as acct:
+            yield dx, acct
+
+
+async def run_simulators(
+    announce: Callable[[str], object | Awaitable[object]],
+    **kwargs: Any,
+) -> None:
+    """Serve both simulators until cancelled, announcing their URLs first.
+
+    ``announce`` gets one line each, in this order: ``dxlink ws://HOST:PORT/realtime``, then
+    ``account ws://HOST:PORT``, then ``account-number 5WT00000`` (e.g. ``click.echo`` plus a
+    stdout flush). Keyword arguments are those of :func:`open_simulators`.
+    """
+    async with open_simulators(**kwargs) as (dx, acct):
+        for line in (
+            f"dxlink {dx.url}",
+            f"account {acct.url}",
+            f"account-number {acct.account_number}",
+        ):
+            result = announce(line)
+            if isinstance(result, Awaitable):
+                await result
+        await anyio.sleep_forever()
