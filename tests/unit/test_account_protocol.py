@@ -303,7 +303,7 @@ def test_closing_fill_realizes_a_gain_and_a_year_summary():
     pair.advance(1.0)
     pair.book.place_order(pair.now, [("SPY", "Sell to Close", 10)])
     pair.advance(60.0, step=0.5)  # prices move in between
-    opened, closed = [pos for pos in pair.payloads(CurrentPosition)]
+    _opened, closed = pair.payloads(CurrentPosition)
     assert closed.quantity == 0 and closed.quantity_direction == "Zero"
     buy, sell = [o for o in pair.payloads(PlacedOrder) if o.status == "Filled"]
     gain = (sell.legs[0].fills[0].fill_price - buy.legs[0].fills[0].fill_price) * 10
