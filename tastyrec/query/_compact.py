@@ -77,7 +77,8 @@ DEFAULT_MAX_ROWS: Final = 20_000_000
 LOCK_NAME: Final = "_compact.lock"
 SYMBOL_COLUMN: Final = "event_symbol"
 
-#: Test hook: called with the name of each step about to run ("write", "publish", "delete").
+#: Test hook: called with the name of each step about to run: "write", "publish", and "delete"
+#: before each replaced file is deleted.
 _step_hook: Callable[[str], None] | None = None
 
 
@@ -332,8 +333,8 @@ def _merge(
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _step("delete")
     for file, _ in group:
+        _step("delete")
         with contextlib.suppress(FileNotFoundError):
             file.unlink()
     fsync_dir(part.path)
