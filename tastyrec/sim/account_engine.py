@@ -45,10 +45,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
+
+import msgspec
 
 from ..account import messages as m
 from ..events.account import (
@@ -436,7 +438,9 @@ class AccountBook:
     def update_trading_status(self, now: float, account: str | None = None, **changes: Any) -> None:
         """Change and publish an account's ``TradingStatus`` (e.g. ``is_closing_only=True``)."""
         account = self._account(account)
-        status = replace(self._trading_status[account], updated_at=_dt(now), **changes)
+        status = msgspec.structs.replace(
+            self._trading_status[account], updated_at=_dt(now), **changes
+        )
         self._trading_status[account] = status
         self._emit("account", account, status, now)
 

@@ -1,0 +1,286 @@
+"""AlertStreamer against the account simulator over loopback websockets."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import pytest
+
+from tastyrec.account import AlertStreamer
+from tastyrec.events.account import (
+    AccountBalance,
+    CurrentPosition,
+    ExternalTransaction,
+    PlacedComplexOrder,
+    PlacedOrder,
+    QuoteAlert,
+    TradingStatus,
+    UnderlyingYearGainSummary,
+    UnknownNotification,
+    Watchlist,
+)
+from tastyrec.exceptions import LocalProtocolError, RequestError
+from tastyrec.sim.account import AccountSimulator, open_simulators
+from tastyrec.sim.account_engine import AccountSimConfig
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "acct-token-7c1e5b"  # distinctive, so a leak is easy to spot
+WAIT_S = 5.0
+FAST = AccountSimConfig(step_s=0.01, fill_step_s=0.01)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def fast_delays() -> Iterator[float]:
+    return iter(itertools.repeat(0.05))
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[AccountSimulator]:
+    async with AccountSimulator(token=TOKEN, order_every_s=None, config=FAST) as server:
+        yield server
+
+
+def make_streamer(server: AccountSimulator, **kwargs: Any) -> AlertStreamer:
+    options: dict[str, Any] = {
+        "url": server.url,
+        "token": TOKEN,
+        "connect_timeout": WAIT_S,
+        "reply_timeout": WAIT_S,
+        "reconnect_delays": fast_delays,
+        **kwargs,
+    }
+    return AlertStreamer(**options)
+
+
+async def until_status(streamer: AlertStreamer, order_id: int, status: str) -> list[PlacedOrder]:
+    seen = []
+    async for order in streamer.listen(PlacedOrder):
+        if order.id == order_id:
+            seen.append(order)
+            if order.status == status:
+                return seen
+    raise AssertionError("unreachable")
+
+
+class FakeAccount:
+    """What subscribe_accounts uses of the SDK's Account."""
+
+    def __init__(self, number: str) -> None:
+        self.account_number = number
+
+
+async def test_every_notification_type_through_listen(sim: AccountSimulator):
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe_accounts([FakeAccount(sim.account_number)])
+        await streamer.subscribe_public_watchlists()
+        await streamer.subscribe_quote_alerts()
+        with anyio.fail_after(WAIT_S):
+            oid = await sim.place_order([("SPY", "Buy to Open", 10)])
+            await until_status(streamer, oid, "Filled")
+            oid = await sim.place_order([("SPY", "Sell to Close", 4)])
+            await until_status(streamer, oid, "Filled")
+            await sim.place_complex_order(
+                "OCO",
+                [
+                    {"legs": [("QQQ", "Buy to Open", 1)], "order_type": "Limit", "price": -1},
+                    {"legs": [("QQQ", "Buy to Open", 1)], "order_type": "Limit", "price": -2},
+                ],
+            )
+            await sim.deposit("2500.00")
+            await sim.update_trading_status(is_closing_only=True)
+            await sim.trigger_quote_alert("AAPL", "250")
+            await sim.publish_watchlist("Tech", ["AAPL", "MSFT"])
+            await sim.send_notification("OrderChain", {"id": 77})
+
+            position = await streamer.get_event(CurrentPosition)
+            assert position.symbol == "SPY" and position.quantity == 10
+            balance = await streamer.get_event(AccountBalance)
+            assert balance.account_number == sim.account_number
+            summary = await streamer.get_event(UnderlyingYearGainSummary)
+            assert summary.symbol == "SPY"
+            complex_order = await streamer.get_event(PlacedComplexOrder)
+            assert complex_order.type == "OCO" and len(complex_order.orders) == 2
+            tx = await streamer.get_event(ExternalTransaction)
+            assert tx.amount == Decimal("2500.00") and tx.direction == "Incoming"
+            status = await streamer.get_event(TradingStatus)
+            assert status.is_closing_only is True
+            alert = await streamer.get_event(QuoteAlert)
+            assert alert.symbol == "AAPL" and alert.threshold_numeric == Decimal(250)
+            watchlist = await streamer.get_event(Watchlist)
+            assert watchlist.name == "Tech"
+            unknown = await streamer.get_event(UnknownNotification)
+            assert unknown.type == "OrderChain" and unknown.data == {"id": 77}
+        assert streamer.stats.unknown == {"OrderChain": 1}
+        with pytest.raises(LocalProtocolError):
+            await streamer.get_event(int)  # type: ignore[type-var]
+    # every message carried the REST Authorization value and a distinct request id
+    assert {r.auth_token for r in sim.received} == {f"Bearer {TOKEN}"}
+    ids = [r.request_id for r in sim.received]
+    assert len(set(ids)) == len(ids) and None not in ids
+
+
+async def test_order_lifecycles_cancel_reject_and_consistent_balance(sim: AccountSimulator):
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe_accounts([sim.account_number])
+        with anyio.fail_after(WAIT_S):
+            oid = await sim.place_order([("AAPL", "Buy to Open", 100)])
+            seen = await until_status(streamer, oid, "Filled")
+            assert [o.status for o in seen[:4]] == ["Received", "Routed", "In Flight", "Live"]
+            assert [len(o.legs[0].fills) for o in seen[4:]] == [1, 2]  # one message per fill
+            fills = seen[-1].legs[0].fills
+            position = await streamer.get_event(CurrentPosition)
+            balance = await streamer.get_event(AccountBalance)
+            cost = sum(f.quantity * f.fill_price for f in fills)
+            assert position.quantity == 100 and position.quantity_direction == "Long"
+            assert balance.cash_balance == Decimal(100000) - cost
+            assert balance.net_liquidating_value == balance.cash_balance + (
+                balance.long_equity_value
+            )
+
+            resting = await sim.place_order(
+                [("SPY", "Buy to Open", 1)], order_type="Limit", price="-1.00"
+            )
+            await until_status(streamer, resting, "Live")
+            await sim.cancel(resting)
+            seen = await until_status(streamer, resting, "Cancelled")
+            assert [o.status for o in seen] == ["Cancel Requested", "Cancelled"]
+
+            doomed = await sim.place_order([("SPY", "Buy to Open", 1)])
+            await sim.reject(doomed, "Insufficient buying power")
+            seen = await until_status(streamer, doomed, "Rejected")
+            assert seen[-1].reject_reason == "Insufficient buying power"
+
+
+async def test_wrong_token_raises_at_the_call():
+    async with AccountSimulator(token=TOKEN, order_every_s=None) as server:
+        async with make_streamer(server, token="not-the-token") as streamer:
+            with anyio.fail_after(WAIT_S), pytest.raises(RequestError) as info:
+                await streamer.subscribe_accounts(["5WT00000"])
+            assert info.value.action == "connect" and info.value.message == "failed"
+            assert "Bearer <access token>" in str(info.value)
+            assert "not-the-token" not in str(info.value)
+            assert streamer.connected  # the server keeps the socket open
+            streamer.set_token(TOKEN)
+            await streamer.subscribe_accounts(["5WT00000"])
+            assert streamer.session_id is not None and len(streamer.session_id) == 8
+
+
+async def test_reconnect_restores_subscriptions_then_calls_back(sim: AccountSimulator):
+    calls: list[tuple[Any, ...]] = []
+    disconnected = anyio.Event()
+    reconnected = anyio.Event()
+
+    async def on_disconnect(streamer: AlertStreamer, *args: Any) -> None:
+        calls.append(("disconnect", streamer, *args))
+        disconnected.set()
+
+    async def on_reconnect(streamer: AlertStreamer, *args: Any) -> None:
+        # subscriptions are back before this runs
+        calls.append(("reconnect", streamer, *args, streamer.connected))
+        reconnected.set()
+
+    async with make_streamer(
+        sim,
+        disconnect_fn=on_disconnect,
+        disconnect_args=("d",),
+        reconnect_fn=on_reconnect,
+        reconnect_args=("a", 2),
+    ) as streamer:
+        await streamer.subscribe_accounts([sim.account_number])
+        await streamer.subscribe_quote_alerts()
+        first_session = streamer.session_id
+        before = len(sim.received)
+        with anyio.fail_after(WAIT_S):
+            await sim.drop()
+            await disconnected.wait()
+            await reconnected.wait()
+        assert calls == [
+            ("disconnect", streamer, "d"),
+            ("reconnect", streamer, "a", 2, True),
+        ]
+        restored = [(r.action, r.value) for r in sim.received[before:]]
+        assert restored[:2] == [
+            ("connect", [sim.account_number]),
+            ("quote-alerts-subscribe", None),
+        ]
+        assert streamer.session_id != first_session
+        assert (streamer.stats.connects, streamer.stats.disconnects) == (2, 1)
+        with anyio.fail_after(WAIT_S):
+            oid = await sim.place_order([("SPY", "Buy to Open", 1)])
+            await until_status(streamer, oid, "Filled")
+            await sim.trigger_quote_alert("SPY", 1)
+            assert (await streamer.get_event(QuoteAlert)).symbol == "SPY"
+
+
+async def test_subscribe_during_an_outage_waits_for_the_restore(sim: AccountSimulator):
+    down = anyio.Event()
+
+    async def on_disconnect(streamer: AlertStreamer) -> None:
+        down.set()
+        await anyio.sleep(0.2)  # the next connection is made only after this returns
+
+    async with make_streamer(sim, disconnect_fn=on_disconnect) as s:
+        await s.subscribe_public_watchlists()
+        with anyio.fail_after(WAIT_S):
+            await sim.drop()
+            await down.wait()
+            assert not s.connected
+            await s.subscribe_accounts([sim.account_number])  # sent by the restore
+            assert s.connected
+            oid = await sim.place_order([("SPY", "Buy to Open", 1)])
+            await until_status(s, oid, "Received")
+        connects = [r for r in sim.received if r.action == "connect"]
+        assert len(connects) == 1  # only in the restore, not also on its own
+
+
+async def test_heartbeats_carry_the_token_and_are_answered(sim: AccountSimulator):
+    async with make_streamer(sim, heartbeat_interval=0.05, reply_timeout=0.5) as streamer:
+        await anyio.sleep(0.3)
+        assert streamer.stats.heartbeats >= 3 and streamer.stats.error_replies == 0
+        assert streamer.stats.disconnects == 0  # the replies keep the watchdog quiet
+        beats = [r for r in sim.received if r.action == "heartbeat"]
+        assert len(beats) >= 2 and all(r.auth_token == f"Bearer {TOKEN}" for r in beats)
+
+
+async def test_malformed_frames_and_payloads_are_counted_not_fatal(sim: AccountSimulator):
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe_accounts([sim.account_number])
+        await sim.send_raw("this is not JSON {")
+        await sim.send_notification("Order", {"id": "bad"})
+        with anyio.fail_after(WAIT_S):
+            oid = await sim.place_order([("SPY", "Buy to Open", 1)])
+            await until_status(streamer, oid, "Received")
+        assert streamer.stats.bad_frames == 2
+        assert streamer.stats.skipped == {"bad Order": 1}
+
+
+async def test_tokens_never_reach_the_logs(sim: AccountSimulator, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG)
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe_accounts([sim.account_number])
+        await streamer.subscribe_quote_alerts()
+        assert TOKEN not in repr(streamer)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "auth-token" in text  # frames were logged...
+    assert TOKEN not in text  # ...without the token
+
+
+async def test_simulators_run_together_on_one_market():
+    async with open_simulators(order_every_s=0.05, account_config=FAST) as (dx, acct):
+        assert acct.market is dx.market
+        assert dx.url.startswith("ws://127.0.0.1:") and acct.url.startswith("ws://127.0.0.1:")
+        async with make_streamer(acct, token="sim-token") as streamer:
+            await streamer.subscribe_accounts([acct.account_number])
+            with anyio.fail_after(WAIT_S):
+                order = await streamer.get_event(PlacedOrder)  # placed by the simulator itself
+        assert order.status == "Received" and order.account_number == acct.account_number
