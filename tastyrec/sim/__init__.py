@@ -18,3 +18,15 @@ from .engine import SimConfig
 from .server import Simulator
 
 __all__ = ("SimConfig", "Simulator")
+
+# the account-streamer simulator (issue 6)
+from .account import AccountSimulator, open_simulators, run_simulators
+from .account_engine import AccountSimConfig
+
+__all__ = (  # type: ignore[assignment]
+    *__all__,
+    "AccountSimConfig",
+    "AccountSimulator",
+    "open_simulators",
+    "run_simulators",
+)
