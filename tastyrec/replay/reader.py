@@ -22,8 +22,10 @@ Theory of operation:
   file is the order received; across event types (a frame can carry several) the order is the
   order of the ``event_types`` given, which the recording does not keep.
 * **Schema changes.** Every row group is conformed to the current schema of its event type
-  (:func:`tastyrec.schema.arrow_schema`): a column the file lacks gets the field's default
+  (:func:`tastyrec.schema.polars_schema`): a column the file lacks gets the field's default
   (NaN, 0, null, false), a column the schema lacks is dropped.
+* **Reading.** With polars (several times faster than pyarrow here, PERFORMANCE.md), one row
+  group at a time (a slice of a lazy scan reads only that row group).
 * **Memory.** At most ``chunk_rows`` rows per open run are cut per step, and a run is loaded
   whole only when the merge reaches it: memory is a few row groups (256Ki rows each, as the
   recorder writes them) per event type, whatever the size of the recording.
@@ -35,6 +37,7 @@ it, in a worker thread when it reads).
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -50,14 +54,14 @@ from ..events.base import Event
 from ..events.registry import FieldKind, spec
 from ..exceptions import SchemaError, StorageError
 from ..record.layout import PARQUET_SUFFIX, check_type_name
-from ..schema import RECV_COLUMN, arrow_schema
+from ..schema import RECV_COLUMN, polars_schema
 
 __all__ = ("Piece", "Step", "Timeline", "merge_order", "recording_files", "to_events")
 
 logger = logging.getLogger(__name__)
 
 #: Default rows cut from each open run per step.
-DEFAULT_CHUNK_ROWS: Final = 4096
+DEFAULT_CHUNK_ROWS: Final = 8192
 
 
 def recording_files(root: Path, event_type: str) -> list[Path]:
@@ -81,7 +85,9 @@ class _Run:
     type_index: int = field(compare=False)
     path: Path = field(compare=False)
     row_group: int = field(compare=False)
-    batch: pa.RecordBatch | None = field(default=None, compare=False)
+    offset: int = field(compare=False)  # first row of the row group in the file
+    rows: int = field(compare=False)
+    batch: pl.DataFrame | None = field(default=None, compare=False)
     recv: np.ndarray[Any, np.dtype[np.int64]] | None = field(default=None, compare=False)
     pos: int = field(default=0, compare=False)
 
@@ -91,7 +97,7 @@ class Piece:
     """Rows of one event type, in receipt order, from one run."""
 
     type_index: int
-    batch: pa.RecordBatch
+    batch: pl.DataFrame
     recv: np.ndarray[Any, np.dtype[np.int64]]
 
 
@@ -110,7 +116,7 @@ class Step:
     @property
     def rows(self) -> int:
         """Rows in this step."""
-        return sum(p.batch.num_rows for p in self.pieces)
+        return sum(p.batch.height for p in self.pieces)
 
 
 class Timeline:
@@ -172,15 +178,24 @@ class Timeline:
             paths = recording_files(self.root, name)
         low = self.start_ns if after_ns is None else max(after_ns + 1, self.start_ns or 0)
         for path in paths:
-            for rg, lo, hi in _row_group_bounds(path):
+            for rg, offset, rows, lo, hi in _row_group_bounds(path):
                 if (low is not None and hi < low) or (
                     self.end_ns is not None and lo >= self.end_ns
                 ):
                     continue
-                heapq.heappush(self._pending, _Run(lo, hi, self._seq, index, path, rg))
+                run = _Run(lo, hi, self._seq, index, path, rg, offset, rows)
+                heapq.heappush(self._pending, run)
                 self._seq += 1
         self._after[index] = low
         return index
+
+    @property
+    def will_read(self) -> bool:
+        """Whether the next :meth:`next_step` reads from a file (slow: run it in a thread)."""
+        if not self._open:
+            return bool(self._pending)
+        horizon = min(self._chunk_end(run) for run in self._open)
+        return bool(self._pending) and self._pending[0].min_ns <= horizon
 
     @property
     def exhausted(self) -> bool:
@@ -222,33 +237,34 @@ class Timeline:
 
     def _load(self, run: _Run) -> None:
         cls = self.event_types[run.type_index]
-        schema = arrow_schema(cls)
         try:
-            table = pq.ParquetFile(run.path).read_row_group(run.row_group)
-        except (OSError, pa.ArrowException) as exc:
+            # polars reads Parquet several times faster than pyarrow does here (PERFORMANCE.md);
+            # the slice of one row group reads just that row group
+            frame = pl.scan_parquet(run.path).slice(run.offset, run.rows).collect()
+        except (OSError, pl.exceptions.PolarsError) as exc:
             raise StorageError(f"cannot read {str(run.path)!r}: {exc}") from exc
-        batch = conform(table, cls)
-        recv = batch.column(schema.get_field_index(RECV_COLUMN))
-        values: np.ndarray[Any, np.dtype[np.int64]] = (
-            recv.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        )
+        frame = conform(frame, cls)
+        values = _ns_values(frame)
         if len(values) > 1 and bool(np.any(values[1:] < values[:-1])):
-            order = np.argsort(values, kind="stable")
-            batch = batch.take(pa.array(order))
-            values = values[order]
+            frame = frame.sort(RECV_COLUMN, maintain_order=True)
+            values = _ns_values(frame)
         low, high = self._after.get(run.type_index), self.end_ns
         if low is not None or high is not None:
             first = 0 if low is None else int(np.searchsorted(values, low, side="left"))
             last = len(values) if high is None else int(np.searchsorted(values, high, "left"))
-            batch, values = batch.slice(first, max(last - first, 0)), values[first:last]
-        self.rows_read += batch.num_rows
-        if batch.num_rows:
-            run.batch, run.recv, run.pos = batch, values, 0
+            frame, values = frame.slice(first, max(last - first, 0)), values[first:last]
+        self.rows_read += frame.height
+        if frame.height:
+            run.batch, run.recv, run.pos = frame, values, 0
             self._open.append(run)
 
 
-def _row_group_bounds(path: Path) -> list[tuple[int, int, int]]:
-    """``(row group, min recv_ns, max recv_ns)`` of every non-empty row group of a file."""
+def _ns_values(frame: pl.DataFrame) -> np.ndarray[Any, np.dtype[np.int64]]:
+    return frame.get_column(RECV_COLUMN).to_physical().to_numpy().astype(np.int64, copy=False)
+
+
+def _row_group_bounds(path: Path) -> list[tuple[int, int, int, int, int]]:
+    """``(row group, first row, rows, min recv_ns, max recv_ns)`` of every non-empty row group."""
     try:
         meta = pq.ParquetFile(path).metadata
     except (OSError, pa.ArrowException) as exc:
@@ -258,60 +274,46 @@ def _row_group_bounds(path: Path) -> list[tuple[int, int, int]]:
         raise SchemaError(f"{str(path)!r} has no {RECV_COLUMN} column: not a tastyrec recording")
     col = names.index(RECV_COLUMN)
     bounds = []
+    offset = 0
     for rg in range(meta.num_row_groups):
         group = meta.row_group(rg)
-        if not group.num_rows:
-            continue
-        stats = group.column(col).statistics
-        if stats is not None and stats.has_min_max:
-            bounds.append((rg, int(stats.min_raw), int(stats.max_raw)))
-        else:  # no statistics: read the column once
-            recv = pq.ParquetFile(path).read_row_group(rg, columns=[RECV_COLUMN]).column(0)
-            ints = recv.cast(pa.int64())
-            bounds.append((rg, int(pc.min(ints).as_py()), int(pc.max(ints).as_py())))
+        rows = group.num_rows
+        if rows:
+            stats = group.column(col).statistics
+            if stats is not None and stats.has_min_max:
+                lo, hi = int(stats.min_raw), int(stats.max_raw)
+            else:  # no statistics: read the column once
+                recv = pq.ParquetFile(path).read_row_group(rg, columns=[RECV_COLUMN]).column(0)
+                ints = recv.cast(pa.int64())
+                lo, hi = int(pc.min(ints).as_py()), int(pc.max(ints).as_py())
+            bounds.append((rg, offset, rows, lo, hi))
+        offset += rows
     return bounds
 
 
-def conform(table: pa.Table | pa.RecordBatch, cls: type[Event]) -> pa.RecordBatch:
-    """``table`` as one RecordBatch with exactly the columns of ``arrow_schema(cls)``.
+def conform(frame: pl.DataFrame, cls: type[Event]) -> pl.DataFrame:
+    """``frame`` with exactly the columns of ``polars_schema(cls)``, in order.
 
     A missing column gets the field's default value; an extra column is dropped; a column of
     another type is cast (``SchemaError`` if it cannot be).
     """
-    schema = arrow_schema(cls)
-    if isinstance(table, pa.RecordBatch):
-        table = pa.Table.from_batches([table])
-    n = table.num_rows
-    defaults = {f.name: f for f in spec(cls).fields}
-    arrays = []
-    for target in schema:
-        if target.name in table.column_names:
-            column = table.column(target.name).combine_chunks()
-            if not column.type.equals(target.type):
-                try:
-                    column = column.cast(target.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise SchemaError(
-                        f"column {target.name!r} of {cls.__name__} is {column.type}, "
-                        f"not {target.type}: {exc}"
-                    ) from None
-            arrays.append(column)
-        elif target.name in defaults:
-            f = defaults[target.name]
-            arrays.append(_default_array(f.kind, f.default, n, target.type))
+    schema = polars_schema(cls)
+    if frame.schema == schema:
+        return frame
+    defaults = {f.name: f.default for f in spec(cls).fields}
+    exprs = []
+    for name, dtype in schema.items():
+        if name in frame.columns:
+            exprs.append(pl.col(name).cast(dtype, strict=True))
+        elif name in defaults:
+            default = defaults[name]
+            exprs.append(pl.lit(default, dtype=dtype).alias(name))
         else:
-            raise SchemaError(f"{cls.__name__} rows without {target.name!r}")
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _default_array(kind: FieldKind, default: Any, n: int, type_: pa.DataType) -> pa.Array:
-    if kind is FieldKind.STRING:
-        return pa.nulls(n, type_)
-    if kind is FieldKind.DOUBLE:
-        return pa.array(np.full(n, default, dtype=np.float64))
-    if kind is FieldKind.BOOL:
-        return pa.array(np.full(n, bool(default)))
-    return pa.array(np.full(n, int(default or 0), dtype=np.int64)).cast(type_)
+            raise SchemaError(f"{cls.__name__} rows without {name!r}")
+    try:
+        return frame.select(exprs)
+    except pl.exceptions.PolarsError as exc:
+        raise SchemaError(f"{cls.__name__} columns of unexpected types: {exc}") from None
 
 
 def merge_order(pieces: Sequence[Piece]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -330,22 +332,27 @@ def merge_order(pieces: Sequence[Piece]) -> tuple[np.ndarray[Any, Any], np.ndarr
     return which[order], rows[order]
 
 
-def to_events(cls: type[Event], batch: pa.RecordBatch) -> list[Event]:
-    """The rows of a conformed batch as ``cls`` Structs, bit-exact (NaN and infinities kept).
+def to_events(cls: type[Event], frame: pl.DataFrame) -> list[Event]:
+    """The rows of a conformed frame as ``cls`` Structs, bit-exact (NaN and infinities kept).
 
     Wire times come back as the integer milliseconds the server sent.
     """
     s = spec(cls)
+    n = frame.height
     columns: list[Iterable[Any]] = []
-    for f, column in zip(s.fields, batch.columns, strict=False):
-        if f.kind is FieldKind.STRING:
-            columns.append(column.to_pylist())
-        elif f.kind is FieldKind.TIME_MS:
-            columns.append(column.view(pa.int64()).to_numpy(zero_copy_only=False).tolist())
-        elif f.kind is FieldKind.BOOL:
-            columns.append(column.fill_null(False).to_pylist())
+    for f, series in zip(s.fields, frame.iter_columns(), strict=False):
+        kind = f.kind
+        if kind is FieldKind.STRING:
+            columns.append(series.to_list())
+            continue
+        if series.null_count():  # only from files of another schema version
+            series = series.fill_null(f.default)
+        if kind is FieldKind.BOOL:
+            columns.append(series.to_list())
+            continue
+        values = (series.to_physical() if kind is FieldKind.TIME_MS else series).to_numpy()
+        if n and values[0] == values[-1] and bool((values == values[0]).all()):
+            columns.append(itertools.repeat(values[0].item(), n))  # e.g. event_time, all 0
         else:
-            if column.null_count:
-                column = column.fill_null(f.default)
-            columns.append(column.to_numpy(zero_copy_only=False).tolist())
+            columns.append(values.tolist())
     return list(map(cls, *columns))

@@ -52,7 +52,6 @@ import anyio
 import anyio.lowlevel
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..dxlink.streamer import DEFAULT_QUEUE_SIZE, Gap, StreamerStats, candle_symbol
@@ -448,7 +447,10 @@ class ReplayStreamer:
                     # held back by pacing (a marker due first would have fired above)
                     await self._sleep_until(int(staged.recv[staged.pos]))
                     continue
-                step = await anyio.to_thread.run_sync(self._timeline.next_step)
+                if self._timeline.will_read:  # decoding Parquet: off the event loop
+                    step = await anyio.to_thread.run_sync(self._timeline.next_step)
+                else:  # slicing what is read already: a thread hop would cost more
+                    step = self._timeline.next_step()
                 if step is None:
                     await self._finish()
                 else:
@@ -467,11 +469,11 @@ class ReplayStreamer:
                 continue
             batch, recv = piece.batch, piece.recv
             if WILDCARD not in names:
-                mask = pc.is_in(batch.column(0), value_set=pa.array(sorted(names), pa.string()))
-                keep = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+                mask = batch.get_column("event_symbol").is_in(list(names))
+                keep = mask.to_numpy()
                 if not keep.all():
                     batch, recv = batch.filter(mask), recv[keep]
-            if batch.num_rows:
+            if batch.height:
                 pieces.append(Piece(piece.type_index, batch, recv))
                 built.append(to_events(cls, batch))
         if not pieces:

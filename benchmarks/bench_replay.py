@@ -1,0 +1,197 @@
+"""Replay speed (issue 4): ReplayStreamer.listen() and replay_frames() against the SDK's from_stream.
+
+A script, not a test. It writes a synthetic Quote recording with the recorder's own Parquet writer
+(``tastyrec.record.sink._write_parquet``: zstd, dictionary, delta-encoded ``recv_ns``, row groups of
+256Ki rows) in the recorder's layout, files of ``--file-rows`` rows, then measures in one run:
+
+  (a) the baseline: the tastytrade SDK building the same Quotes from the wire --
+      ``Quote.from_stream(values)`` on COMPACT value lists of 100 events (the values as the
+      server sends them, already parsed from JSON; the JSON parse is not counted);
+  (b) ``ReplayStreamer.listen(Quote)`` as fast as possible, every Quote of the recording, from the
+      Parquet files to tastyrec Quote Structs in the consumer's ``async for``;
+  (c) the vectorised path: ``replay_frames(root, Quote)`` rows per second (polars frames).
+
+Targets: (b) >= 2,000,000 events/s and >= 15x (a); (c) >= 20,000,000 rows/s. Medians of
+``--repeats`` runs; the machine is shared, so ratios from the same run are what count.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_replay.py [--rows 5000000] [--file-rows 1000000]
+        [--sdk-rows 200000] [--repeats 5] [--symbols 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from tastyrec.events import Quote
+from tastyrec.record.layout import file_name, parquet_path, partition_date
+from tastyrec.record.sink import _write_parquet
+from tastyrec.replay import ReplayStreamer
+from tastyrec.replay.frames import replay_frames
+from tastyrec.schema import arrow_schema
+
+START_NS = 1_795_000_000_000_000_000  # 2026-11-18, during New York trading hours
+EXCHANGES = np.array(["Q", "N", "P", "K", "Z", "V", "X"])
+
+
+def make_quotes(rows: int, symbols: int, seed: int) -> pa.Table:
+    """``rows`` realistic Quotes: 20 events per frame share a receipt time, ~0.3 % NaN sizes."""
+    rng = np.random.default_rng(seed)
+    names = np.array([f"SYM{i:04d}" for i in range(symbols)])
+    sym = rng.integers(0, symbols, rows)
+    base = rng.uniform(5, 600, symbols)
+    mid = np.round(base[sym] * (1 + rng.normal(0, 0.001, rows)), 2)
+    spread = rng.integers(1, 5, rows) / 100
+    recv = START_NS + (np.arange(rows) // 20) * 2_000_000  # one frame every 2 ms
+    t_ms = recv // 1_000_000 - rng.integers(0, 50, rows)
+    bid_size = rng.integers(1, 50, rows) * 100.0
+    bid_size[rng.random(rows) < 0.003] = np.nan
+    schema = arrow_schema(Quote)
+    cols: dict[str, Any] = {
+        "event_symbol": pa.array(names[sym]),
+        "event_time": pa.array(np.zeros(rows, np.int64)).cast(schema.field("event_time").type),
+        "sequence": pa.array(np.zeros(rows, np.int64)),
+        "time_nano_part": pa.array(np.zeros(rows, np.int64)),
+        "bid_time": pa.array(t_ms).cast(schema.field("bid_time").type),
+        "bid_exchange_code": pa.array(EXCHANGES[rng.integers(0, len(EXCHANGES), rows)]),
+        "ask_time": pa.array(t_ms).cast(schema.field("ask_time").type),
+        "ask_exchange_code": pa.array(EXCHANGES[rng.integers(0, len(EXCHANGES), rows)]),
+        "bid_price": pa.array(mid - spread / 2),
+        "ask_price": pa.array(mid + spread / 2),
+        "bid_size": pa.array(bid_size),
+        "ask_size": pa.array(rng.integers(1, 50, rows) * 100.0),
+        "recv_ns": pa.array(recv).cast(schema.field("recv_ns").type),
+    }
+    return pa.table(cols).cast(schema)
+
+
+def write_recording(root: Path, table: pa.Table, file_rows: int) -> list[Path]:
+    schema = arrow_schema(Quote)
+    paths = []
+    for seq, offset in enumerate(range(0, table.num_rows, file_rows), start=1):
+        part = table.slice(offset, file_rows)
+        first = int(part.column("recv_ns")[0].value)
+        path = parquet_path(root, "Quote", partition_date(first), file_name(first, "bench", seq))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_parquet(path, schema, part.to_batches(max_chunksize=65_536))
+        paths.append(path)
+    return paths
+
+
+def sdk_messages(table: pa.Table, rows: int) -> list[list[Any]]:
+    """The first ``rows`` Quotes as COMPACT value lists of 100 events, the SDK's field order."""
+    part = table.slice(0, rows)
+    columns = []
+    for name in arrow_schema(Quote).names[:-1]:
+        col = part.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = col.cast(pa.int64())
+        values = col.to_pylist()
+        if pa.types.is_floating(col.type):
+            values = ["NaN" if isinstance(v, float) and math.isnan(v) else v for v in values]
+        columns.append(values)
+    flat = [v for row in zip(*columns, strict=True) for v in row]
+    width = len(columns)
+    return [flat[i : i + 100 * width] for i in range(0, len(flat), 100 * width)]
+
+
+def run_sdk(messages: list[list[Any]]) -> int:
+    from tastytrade.dxfeed import Quote as SdkQuote
+
+    n = 0
+    for values in messages:
+        n += len(SdkQuote.from_stream(values))
+    return n
+
+
+async def run_listen(root: Path) -> int:
+    n = 0
+    async with ReplayStreamer(root) as replay:
+        await replay.subscribe(Quote, ["*"])
+        async for _ in replay.listen(Quote):
+            n += 1
+    return n
+
+
+def run_frames(root: Path) -> int:
+    return sum(frame.height for frame in replay_frames(root, Quote))
+
+
+def timed(fn: Any) -> tuple[float, int]:
+    gc.collect()
+    t0 = time.perf_counter()
+    n = fn()
+    return time.perf_counter() - t0, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--file-rows", type=int, default=1_000_000)
+    parser.add_argument("--sdk-rows", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    print(
+        f"Python {platform.python_version()}, polars {pl.__version__}, pyarrow {pa.__version__}; "
+        f"{args.rows:,} Quotes in files of {args.file_rows:,} rows"
+    )
+    folder = Path(tempfile.mkdtemp(prefix="bench_replay_"))
+    try:
+        table = make_quotes(args.rows, args.symbols, args.seed)
+        files = write_recording(folder, table, args.file_rows)
+        size = sum(f.stat().st_size for f in files)
+        print(f"recording: {len(files)} files, {size / 2**20:.1f} MiB ({size / args.rows:.1f} B/row)")
+        messages = sdk_messages(table, min(args.sdk_rows, args.rows))
+        del table
+        rates: dict[str, list[float]] = {"sdk": [], "listen": [], "frames": []}
+        for r in range(args.repeats):
+            s, n = timed(lambda: run_sdk(messages))
+            rates["sdk"].append(n / s)
+            s, n = timed(lambda: anyio.run(run_listen, folder))
+            assert n == args.rows, (n, args.rows)
+            rates["listen"].append(n / s)
+            s, n = timed(lambda: run_frames(folder))
+            assert n == args.rows, (n, args.rows)
+            rates["frames"].append(n / s)
+            print(
+                f"  repeat {r + 1}: SDK {rates['sdk'][-1]:,.0f}/s  listen {rates['listen'][-1]:,.0f}/s"
+                f"  frames {rates['frames'][-1]:,.0f} rows/s"
+            )
+        med = {k: statistics.median(v) for k, v in rates.items()}
+        ratios = [b / a for a, b in zip(rates["sdk"], rates["listen"], strict=True)]
+        print(f"\n(a) SDK Quote.from_stream:        median {med['sdk']:>13,.0f} events/s")
+        print(
+            f"(b) ReplayStreamer.listen(Quote): median {med['listen']:>13,.0f} events/s "
+            f"(target 2,000,000) = {statistics.median(ratios):.1f}x the SDK "
+            f"(per-repeat ratios {min(ratios):.1f}-{max(ratios):.1f}; target 15x)"
+        )
+        print(
+            f"(c) replay_frames(Quote):         median {med['frames']:>13,.0f} rows/s "
+            f"(target 20,000,000)"
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
