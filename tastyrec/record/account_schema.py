@@ -1,0 +1,194 @@
+"""Arrow schemas for account-streamer payloads, derived from the Structs, and the conversions.
+
+Role: turn :mod:`tastyrec.events.account` payloads (with their server time and local receipt
+time) into Arrow record batches for Parquet, and back. As for market events, the Struct is the one
+schema: :func:`account_arrow_schema` walks ``msgspec.inspect`` type info; nothing is hand-kept.
+This module imports pyarrow and msgspec, no I/O library.
+
+Mapping:
+
+* ``Decimal`` -> ``decimal128(38, 10)``. Decimals keep their exact value (money must add up in
+  DuckDB: ``SUM(quantity * fill_price)`` is exact in ``DECIMAL(38,10)``), and DuckDB and polars
+  read the column as a number without casts, which a string column would need. Ten fractional
+  digits and 28 integer digits cover every amount and price tastytrade sends (prices have at most
+  4-6 decimals); a value that does not fit exactly raises :class:`~tastyrec.exceptions.SchemaError`
+  instead of being rounded.
+* ``datetime`` -> ``timestamp[us, UTC]``; ``date`` -> ``date32``; ``int`` -> ``int64``;
+  ``bool`` -> ``bool``; ``str`` -> ``string``.
+* nested Structs -> Arrow structs; ``list[Struct]`` (legs, fills, a complex order's orders) ->
+  nested Arrow lists of structs, so ``UNNEST(legs)`` works in DuckDB.
+* free-form JSON (``dict``/``Any``: watchlist entries, related orders) and unions of several value
+  types (``complex_order_id: int | str``) -> a ``string`` holding the JSON text, decoded back
+  exactly.
+
+Every table also has ``event_time`` (the notification's ``timestamp``: server time, epoch ms, as
+``timestamp[ms, UTC]``) and ``recv_ns`` (local receipt time, ``timestamp[ns, UTC]``), the same
+receipt-time axis as market data.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+import pyarrow as pa
+
+from ..events.account import AccountEvent
+from ..exceptions import SchemaError
+
+__all__ = (
+    "DECIMAL_TYPE",
+    "account_arrow_schema",
+    "account_events_from_arrow",
+    "account_events_to_batch",
+)
+
+#: Arrow type of every Decimal field.
+DECIMAL_TYPE: Final = pa.decimal128(38, 10)
+_EXTRA: Final = (
+    pa.field("event_time", pa.timestamp("ms", tz="UTC")),
+    pa.field("recv_ns", pa.timestamp("ns", tz="UTC"), nullable=False),
+)
+_json_encoder: Final = msgspec.json.Encoder()
+
+# a field's conversion: "v" value as is, "json" JSON text, ("struct", cls), ("list", cls)
+_Conv = Any
+
+
+def _value_type(t: msgspec.inspect.Type) -> tuple[pa.DataType, _Conv]:
+    members = [
+        m
+        for m in (t.types if isinstance(t, msgspec.inspect.UnionType) else (t,))
+        if not isinstance(m, msgspec.inspect.NoneType)
+    ]
+    if len(members) != 1:
+        return pa.string(), "json"
+    (m,) = members
+    if isinstance(m, msgspec.inspect.DecimalType):
+        return DECIMAL_TYPE, "v"
+    if isinstance(m, msgspec.inspect.DateTimeType):
+        return pa.timestamp("us", tz="UTC"), "v"
+    if isinstance(m, msgspec.inspect.DateType):
+        return pa.date32(), "v"
+    if isinstance(m, msgspec.inspect.BoolType):
+        return pa.bool_(), "v"
+    if isinstance(m, msgspec.inspect.IntType):
+        return pa.int64(), "v"
+    if isinstance(m, msgspec.inspect.StrType):
+        return pa.string(), "v"
+    if isinstance(m, msgspec.inspect.StructType):
+        return pa.struct(_fields(m.cls)), ("struct", m.cls)
+    if isinstance(m, msgspec.inspect.ListType) and isinstance(
+        m.item_type, msgspec.inspect.StructType
+    ):
+        return pa.list_(pa.struct(_fields(m.item_type.cls))), ("list", m.item_type.cls)
+    return pa.string(), "json"
+
+
+@functools.cache
+def _plan(cls: type[msgspec.Struct]) -> tuple[tuple[str, str, _Conv], ...]:
+    """(attribute name, wire name, conversion) per field of a Struct."""
+    info = msgspec.inspect.type_info(cls)
+    if not isinstance(info, msgspec.inspect.StructType):
+        raise SchemaError(f"{cls!r} is not a msgspec Struct")
+    return tuple((f.name, f.encode_name, _value_type(f.type)[1]) for f in info.fields)
+
+
+@functools.cache
+def _fields(cls: type[msgspec.Struct]) -> tuple[pa.Field, ...]:
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return tuple(
+        pa.field(f.name, _value_type(f.type)[0], nullable=not f.required) for f in info.fields
+    )
+
+
+@functools.cache
+def account_arrow_schema(cls: type[AccountEvent]) -> pa.Schema:
+    """The Arrow schema of one payload class: its fields (snake_case), then ``event_time`` and
+    ``recv_ns``. Cached per class."""
+    return pa.schema([*_fields(cls), *_EXTRA], metadata={b"tastyrec.event": cls.__name__.encode()})
+
+
+def _to_row(event: msgspec.Struct) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, _, conv in _plan(type(event)):
+        value = getattr(event, name)
+        if value is None:
+            row[name] = None
+        elif conv == "v":
+            row[name] = value
+        elif conv == "json":
+            row[name] = _json_encoder.encode(value).decode()
+        elif conv[0] == "struct":
+            row[name] = _to_row(value)
+        else:
+            row[name] = [_to_row(v) for v in value]
+    return row
+
+
+def account_events_to_batch(
+    cls: type[AccountEvent], items: Iterable[tuple[AccountEvent, int | None, int]]
+) -> pa.RecordBatch:
+    """A record batch of payloads of one class.
+
+    Args:
+        cls: the payload class (every item must be one).
+        items: ``(payload, event_time_ms, recv_ns)``: the notification's ``timestamp`` (or None)
+            and the local receipt time.
+
+    Raises:
+        SchemaError: an item of another class, or a value Arrow cannot hold exactly.
+    """
+    rows = []
+    for event, event_time, recv_ns in items:
+        if type(event) is not cls:
+            raise SchemaError(f"a {type(event).__name__} in a batch of {cls.__name__}")
+        row = _to_row(event)
+        row["event_time"] = event_time
+        row["recv_ns"] = recv_ns
+        rows.append(row)
+    try:
+        return pa.RecordBatch.from_pylist(rows, schema=account_arrow_schema(cls))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"cannot store {cls.__name__} in Arrow: {exc}") from None
+
+
+def _from_row(cls: type[msgspec.Struct], row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, key, conv in _plan(cls):
+        value = row.get(name)
+        if value is None:
+            continue
+        if conv == "json":
+            value = msgspec.json.decode(value)
+        elif conv != "v":
+            kind, sub = conv
+            value = (
+                _from_row(sub, value) if kind == "struct" else [_from_row(sub, v) for v in value]
+            )
+        out[key] = value
+    return out
+
+
+def account_events_from_arrow(
+    cls: type[AccountEvent], data: pa.Table | pa.RecordBatch
+) -> list[tuple[AccountEvent, datetime | None, int]]:
+    """The payloads of a table written by :func:`account_events_to_batch` (or read back from
+    Parquet), with their ``event_time`` and ``recv_ns`` (epoch ns)."""
+    table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+    recv = table.column("recv_ns").cast(pa.int64()).to_pylist()
+    times = table.column("event_time").to_pylist()
+    out = []
+    for row, t, r in zip(
+        table.drop_columns(["event_time", "recv_ns"]).to_pylist(), times, recv, strict=True
+    ):
+        try:
+            event = msgspec.convert(_from_row(cls, row), cls)
+        except msgspec.ValidationError as exc:
+            raise SchemaError(f"a {cls.__name__} row does not fit: {exc}") from None
+        out.append((event, t, r))
+    return out
