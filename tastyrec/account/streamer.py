@@ -36,6 +36,7 @@ from typing import Any, Final, Protocol, Self, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import transport
 from ..events.account import ACCOUNT_TYPES, AccountEvent, UnknownNotification
@@ -185,6 +186,7 @@ class AlertStreamer:
             cls: _Queue(cls.__name__, queue_size, self.stats) for cls in _LISTENABLE
         }
         self._waiters: dict[int, _Waiter] = {}
+        self._taps: list[MemoryObjectSendStream[p.NotificationReceived]] = []
         self._transport: transport.Transport | None = None
         self._send_lock = anyio.Lock()
         self._tg: TaskGroup | None = None
@@ -259,6 +261,8 @@ class AlertStreamer:
             raise _unwrap(eg) from None
         finally:
             self._tg = None
+            for tap in self._taps:
+                tap.close()
 
     async def aclose(self) -> None:
         """Stop streaming (the same as leaving ``async with``)."""
@@ -351,6 +355,7 @@ class AlertStreamer:
             for event in proto.events_received():
                 if isinstance(event, p.NotificationReceived):
                     self._on_notification(event)
+                    await self._to_taps(event)
                 elif isinstance(event, p.Reply):
                     self._on_reply(event)
                 else:
@@ -369,6 +374,13 @@ class AlertStreamer:
                 f"unknown:{payload.type}", "< unknown notification type %r kept", payload.type
             )
         self._queues[type(payload)].put(payload)
+
+    async def _to_taps(self, event: p.NotificationReceived) -> None:
+        for tap in list(self._taps):
+            try:
+                await tap.send(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._taps.remove(tap)
 
     def _on_reply(self, reply: p.Reply) -> None:
         if not reply.ok:
@@ -508,6 +520,14 @@ class AlertStreamer:
         queue = self._queue(alert_class)
         item: T | None = queue.items.popleft() if queue.items else None
         return item
+
+    def tap(self, max_items: int = 1024) -> MemoryObjectReceiveStream[p.NotificationReceived]:
+        """Receive every notification with its wire type, server time and receipt time (the
+        recorder's input), in arrival order. A tap never drops: when ``max_items`` are waiting,
+        the streamer waits for the reader. Close the returned stream to stop tapping."""
+        send, receive = anyio.create_memory_object_stream[p.NotificationReceived](max_items)
+        self._taps.append(send)
+        return receive
 
     def queued(self, alert_class: type[Any]) -> int:
         """Number of payloads of one class waiting for a listener."""

@@ -284,3 +284,19 @@ async def test_simulators_run_together_on_one_market():
             with anyio.fail_after(WAIT_S):
                 order = await streamer.get_event(PlacedOrder)  # placed by the simulator itself
         assert order.status == "Received" and order.account_number == acct.account_number
+
+
+async def test_tap_gives_every_notification_with_its_times(sim: AccountSimulator):
+    async with make_streamer(sim) as streamer:
+        tap = streamer.tap()
+        await streamer.subscribe_accounts([sim.account_number])
+        with anyio.fail_after(WAIT_S):
+            oid = await sim.place_order([("SPY", "Buy to Open", 1)])
+            await until_status(streamer, oid, "Filled")
+            await streamer.get_event(AccountBalance)
+    with tap:
+        taken = [item async for item in tap]  # ends when the streamer closes
+    names = [n.type_name for n in taken]
+    assert names[:4] == ["Order"] * 4 and names[-2:] == ["CurrentPosition", "AccountBalance"]
+    assert all(n.timestamp_ms and n.recv_ns > n.timestamp_ms * 1_000_000 - 10**9 for n in taken)
+    assert [n.recv_ns for n in taken] == sorted(n.recv_ns for n in taken)
