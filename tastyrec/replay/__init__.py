@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .frames import replay_frames
 from .streamer import ReplayStreamer
 
-__all__ = ("ReplayStreamer",)
+__all__ = ("ReplayStreamer", "replay_frames")

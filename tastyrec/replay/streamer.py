@@ -119,15 +119,19 @@ class _Sink:
         self.size = 0
 
     def put(self, events: list[Event]) -> int:
-        """Append; the number of oldest events dropped to stay within the bound."""
+        """Append; the number of oldest events dropped to stay within the bound.
+
+        Only events queued before are dropped: a listener always gets the newest step whole.
+        """
         if not events:
             return 0
         self.chunks.append(events)
         self.size += len(events)
+        limit = max(self.max_events, len(events))
         dropped = 0
-        while self.size > self.max_events:
+        while self.size > limit:
             first = len(self.chunks[0]) - self.head
-            excess = self.size - self.max_events
+            excess = self.size - limit
             if first <= excess:
                 self.chunks.popleft()
                 self.head = 0
@@ -398,18 +402,28 @@ class ReplayStreamer:
     def get_event_nowait(self, event_type: type[E]) -> E | None:
         """The next event of one type, or ``None`` if none is due (or the replay is over).
 
-        As fast as possible, this reads on (synchronously) until an event of the type is there
-        or a recorded disconnect is next; when paced, it returns only events whose time has
-        come.
+        As fast as possible, this reads on (synchronously) until an event of the type is there;
+        it stops (``None``) before a recorded disconnect or reconnect whose callback has to run
+        (an awaiting :meth:`get_event` or :meth:`listen` runs it). When paced, it returns only
+        events whose time has come.
         """
         sink = self._sink((event_type,))
         event = sink.take_one()
         if event is not None or self._finished or self._lock.locked():
             return event  # type: ignore[return-value]
         while not self._release(sink):
+            if self.speed != math.inf:
+                return None  # not due yet
+            marker = self._due_marker()
+            if marker is not None:
+                callback = self.disconnect_fn if marker[1] else self.reconnect_fn
+                if callback is not None:
+                    return None  # its (async) callback runs at the next get_event/listen
+                self._apply_marker()
+                continue
             staged = self._staged
-            if self.speed != math.inf or (staged is not None and staged.pos < len(staged.events)):
-                return None  # not due yet, or a marker (async callbacks) comes first
+            if staged is not None and staged.pos < len(staged.events):
+                return None
             step = self._timeline.next_step()
             if step is None:
                 return None
@@ -529,34 +543,46 @@ class ReplayStreamer:
                 self.stats.dropped[other.name] += dropped
         return sink.size > 0
 
-    async def _fire_marker(self) -> bool:
-        """Run the next recorded disconnect/reconnect once every event before it is out."""
+    def _due_marker(self) -> tuple[int, bool, Gap] | None:
+        """The next recorded disconnect/reconnect, if every event before it is out."""
         if not self._markers:
-            return False
-        at, disconnect, gap = self._markers[0]
+            return None
+        marker = self._markers[0]
+        at = marker[0]
         staged = self._staged
         if staged is not None and staged.pos < len(staged.events):
             if int(staged.recv[staged.pos]) < at:
-                return False  # events before it are still to be handed out
+                return None  # events before it are still to be handed out
         elif not self._timeline.exhausted:
             horizon = self._timeline.horizon_ns
             if horizon is None or horizon < at:
-                return False  # read on first: there may be events before it
-        if self.speed != math.inf and self._virtual_now(at) < at:
-            await self._sleep_until(at)
-            return True
-        self._markers.popleft()
+                return None  # read on first: there may be events before it
+        return marker
+
+    def _apply_marker(self) -> tuple[Callback | None, tuple[Any, ...]]:
+        """Pass the next marker: the state a live streamer would be in; its callback."""
+        at, disconnect, gap = self._markers.popleft()
         if self.speed == math.inf:
             self._time_ns = max(self._time_ns or 0, at)
         if disconnect:
             self._connected = False
             self.stats.disconnects += 1
             self.gaps.append(gap)
-            callback, args = self.disconnect_fn, self.disconnect_args
-        else:
-            self._connected = True
-            self.stats.connects += 1
-            callback, args = self.reconnect_fn, self.reconnect_args
+            return self.disconnect_fn, self.disconnect_args
+        self._connected = True
+        self.stats.connects += 1
+        return self.reconnect_fn, self.reconnect_args
+
+    async def _fire_marker(self) -> bool:
+        """Pass the next marker once it is due, running its callback; whether it did."""
+        marker = self._due_marker()
+        if marker is None:
+            return False
+        at = marker[0]
+        if self.speed != math.inf and self._virtual_now(at) < at:
+            await self._sleep_until(at)
+            return True
+        callback, args = self._apply_marker()
         if callback is not None:
             await callback(self, *args)
         return True

@@ -1,0 +1,237 @@
+"""ReplayStreamer and replay_frames on the sample recording shipped with the tests."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import duckdb
+import msgspec
+import polars as pl
+import pytest
+
+from tastyrec.events import Candle, Greeks, Quote, Trade
+from tastyrec.exceptions import EndOfReplay
+from tastyrec.replay import ReplayStreamer, replay_frames
+
+pytestmark = pytest.mark.anyio
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def table(sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con.execute(sql).fetchall()
+
+
+def _recorded(event_type: str, where: str) -> list[tuple[str, int]]:
+    files = sorted((SAMPLE / event_type).glob("date=*/*.parquet"))
+    frame = pl.concat([pl.read_parquet(f) for f in files])
+    frame = frame.with_columns(pl.col("recv_ns").dt.epoch("ns").alias("ns"))
+    frame = frame.sql(f"SELECT * FROM self WHERE {where}")
+    frame = frame.sort("ns", maintain_order=True)
+    return list(zip(frame["event_symbol"].to_list(), frame["ns"].to_list(), strict=True))
+
+
+def gap() -> tuple[int, int]:
+    ((lost, back),) = table(
+        f"SELECT epoch_ns(disconnected), epoch_ns(resumed) FROM '{SAMPLE}/_gaps/*.parquet'"
+    )
+    return lost, back
+
+
+async def test_listen_ends_with_the_recording_and_get_event_raises() -> None:
+    async with ReplayStreamer(SAMPLE) as replay:
+        await replay.subscribe(Quote, ["SPY", "QQQ"])
+        quotes = [q async for q in replay.listen(Quote)]
+        assert replay.finished
+        with pytest.raises(EndOfReplay):
+            await replay.get_event(Quote)
+        assert replay.get_event_nowait(Quote) is None
+    expected = _recorded("Quote", "event_symbol IN ('SPY', 'QQQ')")
+    assert [q.event_symbol for q in quotes] == [s for s, _ in expected]
+    assert len(quotes) > 100
+
+
+async def test_get_event_and_get_event_nowait_walk_the_same_events() -> None:
+    async with ReplayStreamer(SAMPLE) as a, ReplayStreamer(SAMPLE) as b:
+        for replay in (a, b):
+            await replay.subscribe(Trade, ["*"])
+        waited = []
+        with pytest.raises(EndOfReplay):
+            while True:
+                waited.append(await a.get_event(Trade))
+        polled = []
+        while (event := b.get_event_nowait(Trade)) is not None:
+            polled.append(event)
+    assert len(waited) == len(_recorded("Trade", "true")) > 50
+    assert msgspec.msgpack.encode(waited) == msgspec.msgpack.encode(polled)
+
+
+async def test_start_end_and_the_virtual_time() -> None:
+    all_quotes = _recorded("Quote", "true")
+    start_ns = all_quotes[100][1]
+    end_ns = all_quotes[400][1]
+    seen: list[int | None] = []
+    async with ReplayStreamer(SAMPLE, start=start_ns, end=end_ns) as replay:
+        assert replay.time_ns == start_ns
+        await replay.subscribe(Quote, ["*"])
+        n = 0
+        async for _ in replay.listen(Quote):
+            n += 1
+            seen.append(replay.time_ns)
+    expected = [ns for _, ns in all_quotes if start_ns <= ns < end_ns]
+    assert n == len(expected)
+    assert seen == sorted(seen) and seen[-1] == expected[-1]
+    assert replay.time is not None and replay.time.tzinfo is not None
+
+
+async def test_recorded_gaps_fire_the_callbacks_between_the_right_events() -> None:
+    lost, back = gap()
+    log: list[tuple[str, Any]] = []
+
+    async def on_disconnect(streamer: ReplayStreamer, tag: str) -> None:
+        assert not streamer.connected
+        log.append(("disconnect", tag))
+
+    async def on_reconnect(streamer: ReplayStreamer, tag: str, n: int) -> None:
+        assert streamer.connected
+        log.append(("reconnect", (tag, n)))
+
+    async with ReplayStreamer(
+        SAMPLE,
+        disconnect_fn=on_disconnect,
+        disconnect_args=("lost",),
+        reconnect_fn=on_reconnect,
+        reconnect_args=("back", 7),
+    ) as replay:
+        await replay.subscribe(Quote, ["*"])
+        async for _quote in replay.listen(Quote):
+            assert replay.time_ns is not None
+            log.append(("quote", replay.time_ns))
+        assert len(replay.gaps) == 1 and replay.gaps[0].disconnected_ns == lost
+        assert replay.stats.disconnects == 1 and replay.stats.connects == 2
+    names = [kind for kind, _ in log]
+    assert names.count("disconnect") == 1 and names.count("reconnect") == 1
+    d, r = names.index("disconnect"), names.index("reconnect")
+    assert d < r and log[d][1] == "lost" and log[r][1] == ("back", 7)
+    assert all(ns < lost for kind, ns in log[:d] if kind == "quote")
+    assert all(ns >= back for kind, ns in log[r:] if kind == "quote")
+    assert d > 10 and len(log) - r > 10  # quotes on both sides
+
+
+async def test_candles_match_the_normalised_symbol_the_server_sent() -> None:
+    async with ReplayStreamer(SAMPLE) as replay:
+        await replay.subscribe_candle(["SPY"], "1m")
+        candles = [c async for c in replay.listen(Candle)]
+    assert len(candles) == len(_recorded("Candle", "true")) > 0
+    assert {c.event_symbol for c in candles} == {"SPY{=m,tho=true}"}
+    async with ReplayStreamer(SAMPLE) as replay:
+        await replay.subscribe_candle(["SPY"], "5m")  # not recorded: nothing
+        assert [c async for c in replay.listen(Candle)] == []
+
+
+async def test_unsubscribe_and_subscribe_during_the_replay() -> None:
+    got: list[Any] = []
+    async with ReplayStreamer(SAMPLE, chunk_rows=16) as replay:
+        await replay.subscribe(Quote, ["SPY", "QQQ"])
+        async for event in replay.listen(Quote, Greeks):
+            got.append(event)
+            if len(got) == 50:
+                await replay.unsubscribe(Quote, ["QQQ"])
+                await replay.subscribe(Greeks, [".SPY261218C600"])
+    before, after = got[:50], got[50:]
+    assert {e.event_symbol for e in before} == {"SPY", "QQQ"}
+    # events already read (one chunk per file being read) may still come, then no more
+    late_qqq = [i for i, e in enumerate(after) if e.event_symbol == "QQQ"]
+    assert len(late_qqq) <= 32 and (not late_qqq or max(late_qqq) < 64)
+    assert any(e.event_symbol == "SPY" for e in after[64:])
+    greeks = [e for e in after if isinstance(e, Greeks)]
+    assert len(greeks) > 10 and not any(isinstance(e, Greeks) for e in before)
+
+
+async def test_a_type_nobody_takes_is_bounded_and_counted() -> None:
+    async with ReplayStreamer(SAMPLE, queue_size=10, chunk_rows=16) as replay:
+        await replay.subscribe(Quote, ["*"])
+        await replay.subscribe(Trade, ["*"])
+        n = 0
+        async for _ in replay.listen(Quote):
+            n += 1
+            if n == 1:  # a Trade buffer from now on, that nobody takes from
+                replay.get_event_nowait(Trade)
+        assert 0 < replay.queued(Trade) <= 10 + 48  # the bound, plus at most one step
+        assert replay.stats.dropped["Trade"] > 30
+        assert "Quote" not in replay.stats.dropped
+    assert n == len(_recorded("Quote", "true"))  # the listener that takes loses nothing
+
+
+async def test_paced_replay_takes_the_recorded_time_divided_by_speed() -> None:
+    quotes = _recorded("Quote", "true")
+    start_ns, end_ns = quotes[0][1], quotes[0][1] + 2_000_000_000  # two recorded seconds
+    async with ReplayStreamer(SAMPLE, start=start_ns, end=end_ns, speed=10.0) as replay:
+        await replay.subscribe(Quote, ["*"])
+        t0 = time.monotonic()
+        lags = []
+        async for _quote in replay.listen(Quote):
+            assert replay.time_ns is not None
+            lags.append(replay.time_ns)
+        elapsed = time.monotonic() - t0
+    assert 0.17 <= elapsed < 2.0  # ~0.2 s of wall time for 2 s of recording
+    assert len(lags) == sum(1 for _, ns in quotes if ns < end_ns)
+
+
+async def test_several_listeners_in_one_task_group_finish_together() -> None:
+    counts: dict[str, int] = {}
+    async with ReplayStreamer(SAMPLE) as replay:
+        await replay.subscribe(Quote, ["*"])
+        await replay.subscribe(Trade, ["*"])
+
+        async def count(cls: type[Any]) -> None:
+            counts[cls.__name__] = sum([1 async for _ in replay.listen(cls)])
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(count, Quote)
+                tg.start_soon(count, Trade)
+    assert counts == {
+        "Quote": len(_recorded("Quote", "true")),
+        "Trade": len(_recorded("Trade", "true")),
+    }
+
+
+async def test_a_folder_that_is_not_there_says_so(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no recording"):
+        async with ReplayStreamer(tmp_path / "nope"):
+            pass
+
+
+def test_replay_frames_one_type_is_the_recording_in_receipt_order() -> None:
+    frames = list(replay_frames(SAMPLE, Quote, chunk_rows=100))
+    assert len(frames) > 3
+    whole = pl.concat(frames)
+    expected = _recorded("Quote", "true")
+    ns = whole["recv_ns"].dt.epoch("ns").to_list()
+    assert list(zip(whole["event_symbol"].to_list(), ns, strict=True)) == expected
+    spy = pl.concat(list(replay_frames(SAMPLE, Quote, symbols=["SPY"])))
+    assert spy["event_symbol"].unique().to_list() == ["SPY"]
+    assert spy.height == sum(1 for s, _ in expected if s == "SPY")
+
+
+def test_replay_frames_several_types_interleave_with_an_event_type_column() -> None:
+    frames = list(replay_frames(SAMPLE, [Quote, Trade], chunk_rows=64))
+    whole = pl.concat(frames, how="diagonal_relaxed")
+    assert set(whole["event_type"].unique().to_list()) == {"Quote", "Trade"}
+    ns = whole["recv_ns"].dt.epoch("ns")
+    assert ns.is_sorted()
+    assert whole.height == len(_recorded("Quote", "true")) + len(_recorded("Trade", "true"))
+    trades = whole.filter(pl.col("event_type") == "Trade")
+    assert trades["price"].null_count() == 0 and not math.isnan(trades["price"][0])
