@@ -30,4 +30,5 @@ print(joined.select("recv_ns", "price", "size", "bid_price", "ask_price", "side"
 print(joined.group_by("side").agg(pl.len().alias("trades")).sort("side"))
 
 print("spread and micro-price statistics:")
-print(spread_stats(scan(path, Quote)).collect())
+with pl.Config(tbl_cols=-1, tbl_width_chars=250):
+    print(spread_stats(scan(path, Quote)).collect())

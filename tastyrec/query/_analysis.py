@@ -11,7 +11,7 @@ Conventions (stated once, tested against hand-computed values):
 * ``mid = (bid + ask) / 2``; ``spread = ask - bid``; ``spread_bps = spread / mid * 10_000``;
   ``micro_price = (bid * ask_size + ask * bid_size) / (bid_size + ask_size)`` (the size-weighted
   mid that leans toward the side with less size); ``imbalance = (bid_size - ask_size) /
-  (bid_size + ask_size)``.
+  (bid_size + ask_size)``; both are null when a size is NaN or both sizes are 0.
 * Bars are left-closed, left-labelled windows ``[t, t + every)`` per symbol; empty windows make
   no bar. Trades with a NaN or non-positive price are left out of bars.
 
@@ -50,16 +50,16 @@ def quote_metrics(quotes: F) -> F:
     bid, ask = pl.col(_BID), pl.col(_ASK)
     bid_size, ask_size = pl.col(_BID_SIZE), pl.col(_ASK_SIZE)
     total = bid_size + ask_size
+    # NaN sizes (DXLink sends them) or an empty book make both null, left out of means
+    sized = bid_size.is_finite() & ask_size.is_finite() & (total > 0)
     result = (
         quotes.lazy()
         .filter(_valid_quote())
         .with_columns(mid=(bid + ask) / 2, spread=ask - bid)
         .with_columns(
             spread_bps=pl.col("spread") / pl.col("mid") * 10_000,
-            micro_price=pl.when(total > 0)
-            .then((bid * ask_size + ask * bid_size) / total)
-            .otherwise(pl.col("mid")),
-            imbalance=pl.when(total > 0).then((bid_size - ask_size) / total).otherwise(0.0),
+            micro_price=pl.when(sized).then((bid * ask_size + ask * bid_size) / total),
+            imbalance=pl.when(sized).then((bid_size - ask_size) / total),
         )
     )
     return _like(result, quotes)
@@ -180,6 +180,7 @@ def asof_quotes(
             strategy="backward",
             tolerance=tolerance,
             coalesce=False,
+            check_sortedness=False,  # sorted by time just above; polars cannot check with `by`
         )
         .with_columns(
             side=pl.when(pl.col(_ASK).is_null())

@@ -161,3 +161,20 @@ def test_spread_stats():
     assert aaa["mean_micro_minus_mid"] == pytest.approx((1.0 * 3 + 1.5 * 1) / 4 - 1.25)
     overall = spread_stats(STATS_QUOTES.lazy(), by=None).collect()
     assert overall["quotes"].item() == 4
+
+
+def test_nan_sizes_leave_micro_price_out_not_the_spread():
+    quotes = frame(
+        [
+            {"event_symbol": "SPY", "recv_ns": at(0), "bid_price": 10.0, "ask_price": 10.2,
+             "bid_size": math.nan, "ask_size": 300.0},
+            {"event_symbol": "SPY", "recv_ns": at(1), "bid_price": 10.0, "ask_price": 10.1,
+             "bid_size": 100.0, "ask_size": 300.0},
+        ]
+    )  # fmt: skip
+    m = quote_metrics(quotes)
+    assert m["micro_price"].to_list()[0] is None and m["imbalance"].to_list()[0] is None
+    stats = spread_stats(quotes).row(0, named=True)
+    assert stats["quotes"] == 2 and stats["mean_spread"] == pytest.approx(0.15)
+    assert stats["mean_micro_minus_mid"] == pytest.approx((10.0 * 300 + 10.1 * 100) / 400 - 10.05)
+    assert stats["mean_imbalance"] == pytest.approx(-0.5)
