@@ -50,13 +50,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .. import catalog
 from ..events.base import Event
-from ..events.registry import FieldKind, spec
+from ..events.registry import FieldKind, event_class, spec
 from ..exceptions import SchemaError, StorageError
-from ..record.layout import PARQUET_SUFFIX, check_type_name
+from ..record.layout import check_type_name
 from ..schema import RECV_COLUMN, polars_schema
 
-__all__ = ("Piece", "Step", "Timeline", "merge_order", "recording_files", "to_events")
+__all__ = (
+    "Piece",
+    "Step",
+    "Timeline",
+    "first_receipt_ns",
+    "merge_order",
+    "recording_files",
+    "to_events",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +74,30 @@ DEFAULT_CHUNK_ROWS: Final = 8192
 
 
 def recording_files(root: Path, event_type: str) -> list[Path]:
-    """The committed Parquet files of one event type under ``root``, in name (time) order.
+    """The committed Parquet files of one event type, as every reader lists them
+    (:func:`tastyrec.catalog.recording_files`: no temporaries, no files a compaction replaced)."""
+    return catalog.recording_files(root, check_type_name(event_type))
 
-    Temporary files (``*.parquet.tmp``) and bookkeeping folders are never listed.
+
+def first_receipt_ns(root: Path) -> int | None:
+    """The earliest receipt time in a recording (any event type); ``None`` if it is empty.
+
+    File names start with their first row's receipt time, so only the first file of each type
+    is looked at.
     """
-    try:
-        from ..catalog import recording_files as catalog_files  # compaction-aware, if present
-    except ImportError:
-        folder = root / check_type_name(event_type)
-        return sorted(folder.glob(f"date=*/*{PARQUET_SUFFIX}"))
-    return list(catalog_files(root, event_type))
+    firsts = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        if folder.name.startswith("_") or not folder.is_dir():
+            continue
+        try:
+            event_class(check_type_name(folder.name))
+        except SchemaError:
+            continue  # not an event type's folder
+        for path in recording_files(root, folder.name)[:1]:
+            bounds = _row_group_bounds(path)
+            if bounds:
+                firsts.append(min(b[3] for b in bounds))
+    return min(firsts) if firsts else None
 
 
 @dataclass(order=True)

@@ -31,7 +31,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -129,6 +129,22 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
         }.get(event_type, 0.0)
 
 
+class Feed(Protocol):
+    """A source of events for a connection, instead of the synthetic market (sans-I/O)."""
+
+    def subscribe(self, event_type: str, symbol: str, now: float) -> None:
+        """Start giving events of ``event_type`` for ``symbol`` (as events name it)."""
+
+    def unsubscribe(self, event_type: str, symbol: str) -> None:
+        """Stop giving them."""
+
+    def poll(self, now: float) -> list[Event]:
+        """The events due by ``now`` (epoch seconds), in order."""
+
+    def next_due(self) -> float | None:
+        """When (epoch seconds) the next event is due; ``None``: none known."""
+
+
 @dataclass
 class _Sub:
     type: str
@@ -186,6 +202,9 @@ class ServerConnection:
         check_token: returns whether a token is valid; None = no-auth (demo) mode.
         now: connection start, epoch seconds.
         user_id: reported in ``AUTH_STATE AUTHORIZED``.
+        feed: where events come from instead of ``market`` (e.g. a recording played back by
+            :class:`tastyrec.replay.ReplayFeed`); subscriptions are passed on to it and every
+            event it gives is sent, unconflated, to the channels subscribed to it.
     """
 
     def __init__(
@@ -195,9 +214,11 @@ class ServerConnection:
         check_token: Callable[[str], bool] | None,
         now: float,
         user_id: str = "sim-user",
+        feed: Feed | None = None,
     ) -> None:
         self.config = config
         self.market = market
+        self.feed = feed
         self.check_token = check_token
         self.user_id = user_id
         self.setup_done = False
@@ -366,6 +387,8 @@ class ServerConnection:
             self._error(ch.id, "BAD_ACTION", f"Channel with id {ch.id} is not a FEED channel")
             return
         if msg.reset:
+            for kind, symbol, source in list(ch.subs):
+                self._remove(ch, Subscription(type=kind, symbol=symbol, source=source))
             ch.subs.clear()
             ch.latest.clear()
             ch.stream.clear()
@@ -392,6 +415,10 @@ class ServerConnection:
         if sub is None:
             return
         wire = sub.candle.normalized if sub.candle is not None else sub.symbol
+        if self.feed is not None and not any(
+            (sub.type, sub.symbol) == k[:2] for c in self.channels.values() for k in c.subs
+        ):
+            self.feed.unsubscribe(sub.type, wire)
         ch.latest.pop((sub.type, wire), None)
         ch.stream = [
             e for e in ch.stream if not (type(e).__name__ == s.type and e.event_symbol == wire)
@@ -403,6 +430,12 @@ class ServerConnection:
     def _add(self, ch: _Channel, s: Subscription, now: float) -> bool:
         key = self._key(s)
         existing = ch.subs.get(key)
+        if self.feed is not None:
+            candle = parse_candle_symbol(s.symbol) if s.type == "Candle" else None
+            if existing is None:
+                ch.subs[key] = _Sub(s.type, s.symbol, s.from_time, math.inf, candle)
+                self.feed.subscribe(s.type, candle.normalized if candle else s.symbol, now)
+            return True
         if s.type == "Candle":
             cap = self.config.candle_cap
             if existing is None and cap is not None and self._candle_count() >= cap:
@@ -503,10 +536,25 @@ class ServerConnection:
             self.close = (1000, "keepalive timeout")
             return
         if self.authorized:
+            if self.feed is not None:
+                self._route(self.feed.poll(now))
             for ch in self.channels.values():
                 self._tick_channel(ch, now)
         if not self._out and now - self._last_sent >= self.client_keepalive_s / 2:
             self._send(Keepalive(channel=0))
+
+    def _route(self, events: list[Event]) -> None:
+        """Queue events from the feed on every channel subscribed to them."""
+        if not events:
+            return
+        routes: dict[tuple[str, str], list[_Channel]] = {}
+        for ch in self.channels.values():
+            for sub in ch.subs.values():
+                wire = sub.candle.normalized if sub.candle is not None else sub.symbol
+                routes.setdefault((sub.type, wire), []).append(ch)
+        for event in events:
+            for ch in routes.get((type(event).__name__, event.event_symbol), ()):
+                ch.stream.append(event)
 
     def _tick_channel(self, ch: _Channel, now: float) -> None:
         for sub in ch.subs.values():
@@ -614,6 +662,10 @@ class ServerConnection:
                     deadline = min(deadline, ch.next_flush)
                 for sub in ch.subs.values():
                     deadline = min(deadline, sub.next_due)
+            if self.feed is not None:
+                due = self.feed.next_due()
+                if due is not None:
+                    deadline = min(deadline, due)
         return deadline
 
 

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..dxlink.messages import AnyMessage, UnknownMessage
 from ..transport import redacting_logger
-from .engine import ServerConnection, SimConfig
+from .engine import Feed, ServerConnection, SimConfig
 from .market import Market
 
 __all__ = ("Simulator",)
@@ -59,6 +59,8 @@ class Simulator:
         config: rates, limits and the chaos schedule.
         clock: epoch seconds; injectable for tests.
         keep_sent: keep every frame sent in :attr:`sent` (tests compare recordings with it).
+        feed_factory: makes each connection's event source instead of the synthetic market,
+            e.g. ``lambda: ReplayFeed("data")`` to serve a recording (``tastyrec serve``).
 
     Chaos: every ``(kind, every_seconds)`` in ``config.chaos`` runs in its own task and fires
     every ``every_seconds`` (the first time one period after start): ``drop`` aborts every
@@ -77,6 +79,7 @@ class Simulator:
         config: SimConfig | None = None,
         clock: Callable[[], float] = time.time,
         keep_sent: bool = False,
+        feed_factory: Callable[[], Feed] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -92,6 +95,7 @@ class Simulator:
         self.received: list[AnyMessage | UnknownMessage] = []
         #: with ``keep_sent``: every frame sent to any client, in order (for tests)
         self.sent: list[str | bytes] | None = [] if keep_sent else None
+        self.feed_factory = feed_factory
         self._conns: dict[WsConnection, _Conn] = {}
         self._stalled = False
         self._server: Server | None = None
@@ -224,7 +228,8 @@ class Simulator:
 
     async def _handler(self, ws: WsConnection) -> None:
         check = None if self.token is None else self._check_token
-        c = _Conn(ServerConnection(self.config, self.market, check, self.clock()))
+        feed = None if self.feed_factory is None else self.feed_factory()
+        c = _Conn(ServerConnection(self.config, self.market, check, self.clock(), feed=feed))
         self._conns[ws] = c
         logger.info("= client connected from %s", ws.remote_address)
         try:

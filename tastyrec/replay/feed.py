@@ -1,0 +1,156 @@
+"""ReplayFeed: a recording as the event source of the simulator's server (``tastyrec serve``).
+
+The simulator's sans-I/O server (:class:`tastyrec.sim.engine.ServerConnection`) asks its feed for
+the events due at each tick; this feed answers from a recording, paced by the receipt times: each
+connection gets its own replay, which starts at ``start`` (default: the first event of the
+recording) when the connection first subscribes, and runs at ``speed`` times real time.
+Subscriptions made later deliver events from the replay's current time on, as a live server does.
+Events are sent as recorded (no conflation): any DXLink client sees the recorded day.
+
+No I/O beyond reading the recording's Parquet files (in the caller's thread).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from ..events.base import Event
+from ..events.registry import event_class
+from .reader import DEFAULT_CHUNK_ROWS, Timeline, first_receipt_ns, merge_order, to_events
+from .streamer import TimeLike, to_ns
+
+__all__ = ("ReplayFeed",)
+
+_NS: Final = 1_000_000_000
+#: at most this many events per poll when replaying as fast as possible
+MAX_BURST: Final = 10_000
+
+
+class ReplayFeed:
+    """One connection's replay of a recording folder, for :class:`tastyrec.sim.Simulator`.
+
+    Args:
+        root: the recording folder.
+        speed: multiple of real time; ``math.inf`` sends as fast as the connection takes it.
+        start: replay from this receipt time (default: the first event recorded).
+        end: ... until this one.
+        chunk_rows: rows read per file per step.
+
+    Example usage::
+
+        async with Simulator(token=None, feed_factory=lambda: ReplayFeed("data")) as server:
+            print(server.url)  # any DXLink client now gets the recorded day
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        speed: float = 1.0,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, not {speed!r}")
+        self.root = Path(root)
+        self.speed = speed
+        self.start_ns = None if start is None else to_ns(start)
+        end_ns = None if end is None else to_ns(end)
+        self._timeline = Timeline(
+            self.root, [], start_ns=self.start_ns, end_ns=end_ns, chunk_rows=chunk_rows
+        )
+        self._subs: dict[str, set[str]] = {}
+        self._recv: deque[int] = deque()
+        self._events: deque[Event] = deque()
+        self._anchor: tuple[float, int] | None = None  # (wall seconds, virtual ns)
+        #: events handed out so far
+        self.sent = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether every recorded event has been handed out."""
+        return self._anchor is not None and self._timeline.exhausted and not self._events
+
+    def subscribe(self, event_type: str, symbol: str, now: float) -> None:
+        cls = event_class(event_type)
+        if self._anchor is None:
+            self._anchor = (now, self._first_ns())
+        self._subs.setdefault(event_type, set()).add(symbol)
+        self._timeline.add_type(cls, self._timeline.horizon_ns)
+
+    def unsubscribe(self, event_type: str, symbol: str) -> None:
+        self._subs.get(event_type, set()).discard(symbol)
+
+    def poll(self, now: float) -> list[Event]:
+        if self._anchor is None:
+            return []
+        limit = self._virtual(now)
+        out: list[Event] = []
+        while len(out) < MAX_BURST:
+            while self._events and self._recv[0] <= limit and len(out) < MAX_BURST:
+                self._recv.popleft()
+                event = self._events.popleft()
+                if event.event_symbol in self._subs.get(type(event).__name__, ()):
+                    out.append(event)
+            if self._events or not self._read_more(limit):
+                break
+        self.sent += len(out)
+        return out
+
+    def next_due(self) -> float | None:
+        if self._anchor is None:
+            return None
+        if self._events:
+            return self._wall(self._recv[0])
+        if self._timeline.exhausted:
+            return None
+        horizon = self._timeline.horizon_ns
+        return self._anchor[0] if horizon is None else self._wall(horizon)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _read_more(self, limit: float) -> bool:
+        """Stage the next step, if events at or before ``limit`` may be in it."""
+        horizon = self._timeline.horizon_ns
+        if horizon is not None and horizon > limit:
+            return False
+        step = self._timeline.next_step()
+        if step is None:
+            return False
+        pieces = [
+            p
+            for p in step.pieces
+            if self._subs.get(self._timeline.event_types[p.type_index].__name__)
+        ]
+        built = [to_events(self._timeline.event_types[p.type_index], p.batch) for p in pieces]
+        which, rows = merge_order(pieces)
+        recv = np.concatenate([p.recv for p in pieces]) if pieces else np.empty(0, np.int64)
+        self._recv.extend(np.sort(recv, kind="stable").tolist())
+        self._events.extend(built[w][r] for w, r in zip(which.tolist(), rows.tolist(), strict=True))
+        return True
+
+    def _first_ns(self) -> int:
+        if self.start_ns is not None:
+            return self.start_ns
+        first = first_receipt_ns(self.root)
+        return 0 if first is None else first
+
+    def _virtual(self, now: float) -> float:
+        assert self._anchor is not None
+        if self.speed == math.inf:
+            return math.inf
+        wall, virtual = self._anchor
+        return virtual + (now - wall) * self.speed * _NS
+
+    def _wall(self, ns: int) -> float:
+        assert self._anchor is not None
+        if self.speed == math.inf:
+            return self._anchor[0]
+        wall, virtual = self._anchor
+        return wall + (ns - virtual) / self.speed / _NS
