@@ -76,11 +76,15 @@ def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
                 continue
             rows = sum(pq.read_metadata(f).num_rows for f in files)
             # through Arrow: DuckDB's own conversion of time zones needs pytz
-            symbols, first, last = _arrow(
-                con,
-                "SELECT count(DISTINCT event_symbol), min(recv_ns), max(recv_ns) FROM "
-                + parquet_source(files, hive=False),
-            ).to_pylist()[0].values()
+            symbols, first, last = (
+                _arrow(
+                    con,
+                    "SELECT count(DISTINCT event_symbol), min(recv_ns), max(recv_ns) FROM "
+                    + parquet_source(files, hive=False),
+                )
+                .to_pylist()[0]
+                .values()
+            )
             result.types.append(
                 TypeInventory(
                     event_type,
