@@ -8,6 +8,9 @@ Commands:
   simulator) and print them as JSON lines.
 * ``tastyrec record`` — the main job: record a DXLink stream into rotating Parquet files.
 * ``tastyrec recover`` — turn journals left by a crashed recorder into Parquet.
+* ``tastyrec replay`` / ``tastyrec serve`` — a recording as JSON lines, or served over DXLink
+  (:mod:`tastyrec.replay.commands`).
+* ``tastyrec sql`` / ``info`` / ``compact`` — DuckDB over recordings (:mod:`tastyrec.query`).
 """
 
 from __future__ import annotations
@@ -504,3 +507,8 @@ from .query.commands import compact, info, sql  # noqa: E402
 main.add_command(sql)
 main.add_command(info)
 main.add_command(compact)
+
+from .replay.commands import replay, serve  # noqa: E402
+
+main.add_command(replay)
+main.add_command(serve)

@@ -3,7 +3,8 @@
 The simulator's sans-I/O server (:class:`tastyrec.sim.engine.ServerConnection`) asks its feed for
 the events due at each tick; this feed answers from a recording, paced by the receipt times: each
 connection gets its own replay, which starts at ``start`` (default: the first event of the
-recording) when the connection first subscribes, and runs at ``speed`` times real time.
+recording) a moment (:data:`SETTLE_S`) after the connection first subscribes, and runs at
+``speed`` times real time.
 Subscriptions made later deliver events from the replay's current time on, as a live server does.
 Events are sent as recorded (no conflation): any DXLink client sees the recorded day.
 
@@ -29,6 +30,9 @@ __all__ = ("ReplayFeed",)
 _NS: Final = 1_000_000_000
 #: at most this many events per poll when replaying as fast as possible
 MAX_BURST: Final = 10_000
+#: the replay starts this long after the first subscription, so that the subscriptions a client
+#: sends together (one message per channel) all see the recording from its start
+SETTLE_S: Final = 0.25
 
 
 class ReplayFeed:
@@ -80,7 +84,7 @@ class ReplayFeed:
     def subscribe(self, event_type: str, symbol: str, now: float) -> None:
         cls = event_class(event_type)
         if self._anchor is None:
-            self._anchor = (now, self._first_ns())
+            self._anchor = (now + SETTLE_S, self._first_ns())
         self._subs.setdefault(event_type, set()).add(symbol)
         self._timeline.add_type(cls, self._timeline.horizon_ns)
 
@@ -118,8 +122,8 @@ class ReplayFeed:
     def _read_more(self, limit: float) -> bool:
         """Stage the next step, if events at or before ``limit`` may be in it."""
         horizon = self._timeline.horizon_ns
-        if horizon is not None and horizon > limit:
-            return False
+        if limit == -math.inf or (horizon is not None and horizon > limit):
+            return False  # settling (subscriptions still coming), or nothing due yet
         step = self._timeline.next_step()
         if step is None:
             return False
@@ -143,14 +147,16 @@ class ReplayFeed:
 
     def _virtual(self, now: float) -> float:
         assert self._anchor is not None
+        wall, virtual = self._anchor
+        if now < wall:
+            return -math.inf  # settling
         if self.speed == math.inf:
             return math.inf
-        wall, virtual = self._anchor
         return virtual + (now - wall) * self.speed * _NS
 
     def _wall(self, ns: int) -> float:
         assert self._anchor is not None
-        if self.speed == math.inf:
-            return self._anchor[0]
         wall, virtual = self._anchor
-        return wall + (ns - virtual) / self.speed / _NS
+        if self.speed == math.inf:
+            return wall
+        return max(wall, wall + (ns - virtual) / self.speed / _NS)

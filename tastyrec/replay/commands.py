@@ -1,0 +1,170 @@
+"""``tastyrec replay`` and ``tastyrec serve``: a recording as JSON lines, or as a DXLink server.
+
+Registered on the ``tastyrec`` group by :mod:`tastyrec.cli`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from ..events.base import Event
+
+__all__ = ("replay", "serve")
+
+
+def _recorded_types(path: Path) -> list[type[Event]]:
+    from ..catalog import event_types
+    from ..events.registry import EVENT_TYPES
+
+    return [EVENT_TYPES[name] for name in event_types(path) if name in EVENT_TYPES]
+
+
+def _speed(text: str) -> float:
+    value = text.strip().lower()
+    if value in ("max", "inf", "fast"):
+        return math.inf
+    value = value.removesuffix("x")  # 10x
+    try:
+        speed = float(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a speed: give a multiple of real time (1, 10, 0.5) or 'max'"
+        ) from None
+    if not speed > 0:
+        raise click.BadParameter("the speed must be positive")
+    return speed
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--events", help="Event types, e.g. Quote,Trade [default: every type recorded].")
+@click.option("--symbols", help="Symbols, comma-separated or @FILE [default: all].")
+@click.option("--start", help="From this receipt time (ISO; naive = New York time).")
+@click.option("--end", help="Until this receipt time (ISO; naive = New York time).")
+@click.option(
+    "--speed",
+    default="max",
+    show_default=True,
+    help="Multiple of real time (1 = as recorded), or max.",
+)
+def replay(
+    path: Path,
+    events: str | None,
+    symbols: str | None,
+    start: str | None,
+    end: str | None,
+    speed: str,
+) -> None:
+    """Print a recording's events as JSON lines, in receipt order.
+
+    Each line has the event's fields (snake_case, as in the tastytrade SDK) and `event_type`;
+    NaN prints as null. For jq and friends:
+
+        tastyrec replay data --events Quote --symbols SPY | jq .bid_price
+    """
+    from ..cli import _event_types, _run, parse_symbols
+    from . import ReplayStreamer
+    from .streamer import to_ns
+
+    types = _event_types(events) or _recorded_types(path)
+    if not types:
+        raise click.ClickException(f"no recorded events in {str(path)!r}")
+    names = parse_symbols(symbols) if symbols else ["*"]
+    pace = _speed(speed)
+    for option, value in (("--start", start), ("--end", end)):
+        if value is not None:
+            try:
+                to_ns(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{value!r} is not a time: give an ISO date or date-time, e.g. "
+                    "2026-11-20T09:30 (New York time) or 2026-11-20T14:30Z",
+                    param_hint=option,
+                ) from None
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+
+    async def run() -> None:
+        async with ReplayStreamer(path, start=start, end=end, speed=pace) as streamer:
+            for cls in types:
+                await streamer.subscribe(cls, names)
+            lines: list[bytes] = []
+            async for event in streamer.listen(*types):
+                row: dict[str, Any] = msgspec.structs.asdict(event)
+                row["event_type"] = type(event).__name__
+                lines.append(encoder.encode(row))
+                if len(lines) >= 1024 or pace != math.inf:
+                    out.write(b"\n".join(lines) + b"\n")
+                    lines.clear()
+                    if pace != math.inf:
+                        out.flush()
+            if lines:
+                out.write(b"\n".join(lines) + b"\n")
+            out.flush()
+
+    try:
+        _run(run)
+    except BrokenPipeError:  # `| head`: the reader has gone, which is fine
+        sys.stderr.close()
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=0, show_default=True, help="TCP port; 0 picks a free one.")
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    help="Multiple of real time (1 = as recorded), or max.",
+)
+@click.option("--start", help="Each connection's replay starts here (ISO; naive = New York).")
+@click.option("--end", help="... and ends here.")
+@click.option("--token", default=None, help="Require this AUTH token (default: none needed).")
+def serve(
+    path: Path,
+    host: str,
+    port: int,
+    speed: str,
+    start: str | None,
+    end: str | None,
+    token: str | None,
+) -> None:
+    """Serve a recording over DXLink: any DXLink client can run against a recorded day.
+
+    Prints `dxlink ws://HOST:PORT/realtime` as the first line of stdout, then serves until
+    Ctrl-C. Each connection gets its own replay, from the start of the recording (or --start)
+    at --speed, of whatever it subscribes to.
+    """
+    from ..cli import _run
+    from ..sim import Simulator
+    from .feed import ReplayFeed
+
+    pace = _speed(speed)
+    if not _recorded_types(path):
+        raise click.ClickException(f"no recorded events in {str(path)!r}")
+    try:
+        ReplayFeed(path, speed=pace, start=start, end=end)  # check --start/--end now
+    except ValueError:
+        raise click.BadParameter(
+            "--start/--end: give an ISO date or date-time, e.g. 2026-11-20T09:30 (New York time)"
+        ) from None
+
+    async def run() -> None:
+        import anyio
+
+        def feed() -> ReplayFeed:
+            return ReplayFeed(path, speed=pace, start=start, end=end)
+
+        async with Simulator(host=host, port=port, token=token, feed_factory=feed) as server:
+            click.echo(f"dxlink {server.url}")
+            sys.stdout.flush()
+            await anyio.sleep_forever()
+
+    _run(run)
