@@ -2,82 +2,239 @@
 
 The public names are re-exported here; the modules behind them are private unless documented.
 The library never configures logging (only the command line does).
+
+Names are imported lazily, on first use (PEP 562 ``__getattr__``): ``import tastyrec`` stays
+cheap, so ``tastyrec sql`` does not pay for polars, pyarrow and websockets before it runs its
+query. ``from tastyrec import Quote`` works as usual, and type checkers see plain imports.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
 from ._version import __version__
-from .dxlink.compact import ColumnBatch
-from .dxlink.streamer import DXLinkStreamer, Gap, StreamerStats, candle_symbol
-from .events import (
-    Candle,
-    Event,
-    Greeks,
-    IndexedEvent,
-    OptionSale,
-    Order,
-    Profile,
-    Quote,
-    Series,
-    Summary,
-    TheoPrice,
-    TimeAndSale,
-    Trade,
-    TradeETH,
-    Underlying,
-)
-from .exceptions import (
-    AuthenticationError,
-    ConnectionClosed,
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    LocalProtocolError,
-    ProtocolError,
-    RemoteProtocolError,
-    SchemaError,
-    ServerError,
-    StorageError,
-    TastyrecError,
-)
-from .live import LiveFrame
-from .record import (
-    FsyncPolicy,
-    Recorder,
-    RecorderStats,
-    RecoveryReport,
-    RotationPolicy,
-    WrittenFile,
-    recover,
-)
+
+if TYPE_CHECKING:
+    from .account import AlertStreamer
+    from .dxlink.compact import ColumnBatch
+    from .dxlink.streamer import DXLinkStreamer, Gap, StreamerStats, candle_symbol
+    from .events import (
+        Candle,
+        Event,
+        Greeks,
+        IndexedEvent,
+        OptionSale,
+        Order,
+        Profile,
+        Quote,
+        Series,
+        Summary,
+        TheoPrice,
+        TimeAndSale,
+        Trade,
+        TradeETH,
+        Underlying,
+    )
+    from .events.account import (
+        AccountBalance,
+        CurrentPosition,
+        ExternalTransaction,
+        PlacedComplexOrder,
+        PlacedOrder,
+        QuoteAlert,
+        TradingStatus,
+        UnderlyingYearGainSummary,
+        UnknownNotification,
+        Watchlist,
+    )
+    from .exceptions import (
+        ApiError,
+        AuthenticationError,
+        ConnectionClosed,
+        ConnectionClosedError,
+        ConnectionClosedOK,
+        CredentialsError,
+        EndOfReplay,
+        LocalProtocolError,
+        ProtocolError,
+        RateLimitError,
+        RemoteProtocolError,
+        RequestError,
+        SchemaError,
+        ServerError,
+        StorageError,
+        TastyrecError,
+    )
+    from .live import LiveFrame
+    from .query import (
+        asof_quotes,
+        compact,
+        connect,
+        inventory,
+        mid_bars,
+        ohlcv,
+        quote_metrics,
+        scan,
+        spread_stats,
+    )
+    from .record import (
+        FsyncPolicy,
+        Recorder,
+        RecorderStats,
+        RecoveryReport,
+        RotationPolicy,
+        WrittenFile,
+        recover,
+    )
+    from .replay import ReplayStreamer, replay_frames
+
+#: public name -> the module that defines it
+_EXPORTS: Final[dict[str, str]] = {
+    **dict.fromkeys(("AlertStreamer",), ".account"),
+    **dict.fromkeys(("ColumnBatch",), ".dxlink.compact"),
+    **dict.fromkeys(
+        ("DXLinkStreamer", "Gap", "StreamerStats", "candle_symbol"), ".dxlink.streamer"
+    ),
+    **dict.fromkeys(
+        (
+            "Candle",
+            "Event",
+            "Greeks",
+            "IndexedEvent",
+            "OptionSale",
+            "Order",
+            "Profile",
+            "Quote",
+            "Series",
+            "Summary",
+            "TheoPrice",
+            "TimeAndSale",
+            "Trade",
+            "TradeETH",
+            "Underlying",
+        ),
+        ".events",
+    ),
+    **dict.fromkeys(
+        (
+            "AccountBalance",
+            "CurrentPosition",
+            "ExternalTransaction",
+            "PlacedComplexOrder",
+            "PlacedOrder",
+            "QuoteAlert",
+            "TradingStatus",
+            "UnderlyingYearGainSummary",
+            "UnknownNotification",
+            "Watchlist",
+        ),
+        ".events.account",
+    ),
+    **dict.fromkeys(
+        (
+            "ApiError",
+            "AuthenticationError",
+            "ConnectionClosed",
+            "ConnectionClosedError",
+            "ConnectionClosedOK",
+            "CredentialsError",
+            "EndOfReplay",
+            "LocalProtocolError",
+            "ProtocolError",
+            "RateLimitError",
+            "RemoteProtocolError",
+            "RequestError",
+            "SchemaError",
+            "ServerError",
+            "StorageError",
+            "TastyrecError",
+        ),
+        ".exceptions",
+    ),
+    **dict.fromkeys(("LiveFrame",), ".live"),
+    **dict.fromkeys(
+        (
+            "asof_quotes",
+            "compact",
+            "connect",
+            "inventory",
+            "mid_bars",
+            "ohlcv",
+            "quote_metrics",
+            "scan",
+            "spread_stats",
+        ),
+        ".query",
+    ),
+    **dict.fromkeys(
+        (
+            "FsyncPolicy",
+            "Recorder",
+            "RecorderStats",
+            "RecoveryReport",
+            "RotationPolicy",
+            "WrittenFile",
+            "recover",
+        ),
+        ".record",
+    ),
+    **dict.fromkeys(("ReplayStreamer", "replay_frames"), ".replay"),
+}
 
 __all__ = (
+    "AccountBalance",
+    "AlertStreamer",
+    "ApiError",
+    "asof_quotes",
     "AuthenticationError",
     "Candle",
+    "candle_symbol",
     "ColumnBatch",
+    "compact",
+    "connect",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "CredentialsError",
+    "CurrentPosition",
     "DXLinkStreamer",
+    "EndOfReplay",
     "Event",
+    "ExternalTransaction",
     "FsyncPolicy",
     "Gap",
     "Greeks",
     "IndexedEvent",
+    "inventory",
     "LiveFrame",
     "LocalProtocolError",
+    "mid_bars",
+    "ohlcv",
     "OptionSale",
     "Order",
+    "PlacedComplexOrder",
+    "PlacedOrder",
     "Profile",
     "ProtocolError",
     "Quote",
+    "quote_metrics",
+    "QuoteAlert",
+    "RateLimitError",
     "Recorder",
     "RecorderStats",
+    "recover",
     "RecoveryReport",
     "RemoteProtocolError",
+    "replay_frames",
+    "ReplayStreamer",
+    "RequestError",
     "RotationPolicy",
+    "scan",
     "SchemaError",
     "Series",
     "ServerError",
+    "spread_stats",
     "StorageError",
     "StreamerStats",
     "Summary",
@@ -86,9 +243,24 @@ __all__ = (
     "TimeAndSale",
     "Trade",
     "TradeETH",
+    "TradingStatus",
     "Underlying",
+    "UnderlyingYearGainSummary",
+    "UnknownNotification",
+    "Watchlist",
     "WrittenFile",
-    "candle_symbol",
-    "recover",
     "__version__",
 )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tastyrec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

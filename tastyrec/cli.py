@@ -103,7 +103,35 @@ def _setup_logging(verbose: int) -> None:
     )
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A group whose commands in other modules are imported only when they run (or --help):
+    ``tastyrec sql`` does not import websockets, ``tastyrec record`` does not import DuckDB."""
+
+    #: command name -> "module:attribute"
+    lazy: Final = {
+        "compact": "tastyrec.query.commands:compact",
+        "info": "tastyrec.query.commands:info",
+        "replay": "tastyrec.replay.commands:replay",
+        "serve": "tastyrec.replay.commands:serve",
+        "sql": "tastyrec.query.commands:sql",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup)
 @click.version_option(__version__, prog_name="tastyrec")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-v info, -vv debug).")
 def main(verbose: int) -> None:
@@ -500,15 +528,3 @@ def _run(fn: Any) -> None:
         raise
     except (TastyrecError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-
-
-from .query.commands import compact, info, sql  # noqa: E402
-
-main.add_command(sql)
-main.add_command(info)
-main.add_command(compact)
-
-from .replay.commands import replay, serve  # noqa: E402
-
-main.add_command(replay)
-main.add_command(serve)

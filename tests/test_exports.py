@@ -33,3 +33,10 @@ def test_all_covers_public_names():
 def test_every_exception_derives_from_the_root():
     for name in tastyrec.exceptions.__all__:
         assert issubclass(getattr(tastyrec.exceptions, name), tastyrec.TastyrecError)
+
+
+def test_lazy_exports_match_all():
+    assert set(tastyrec._EXPORTS) | {"__version__"} == set(tastyrec.__all__)
+    for name in tastyrec.__all__:
+        value = getattr(tastyrec, name)
+        assert value is not None and name in dir(tastyrec)
