@@ -256,16 +256,38 @@ class ReplayStreamer:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        await anyio.to_thread.run_sync(self.open)
+        return self
+
+    def open(self) -> None:
+        """Check the folder and read its recorded gaps (``async with`` does this).
+
+        Blocking but short (it reads the small ``_gaps`` table). Only needed without
+        ``async with``, e.g. in a synchronous pytest fixture; idempotent.
+
+        Raises:
+            FileNotFoundError: ``path`` is not a folder.
+        """
+        if self._entered:
+            return
         if not self.path.is_dir():
             raise FileNotFoundError(
                 f"no recording at {str(self.path)!r}: give the folder `tastyrec record --out` "
                 "wrote into"
             )
-        self._markers = deque(await anyio.to_thread.run_sync(self._read_gaps))
+        self._markers = deque(self._read_gaps())
         self._connected = True
         self.stats.connects += 1
         self._entered = True
-        return self
+
+    def close(self) -> None:
+        """Stop the replay (synchronous :meth:`aclose`)."""
+        self._finished = True
+        self._connected = False
+        self._staged = None
+        for sink in self._sinks.values():
+            sink.chunks.clear()
+            sink.size = sink.head = 0
 
     async def __aexit__(
         self,
@@ -277,12 +299,7 @@ class ReplayStreamer:
 
     async def aclose(self) -> None:
         """Stop the replay: listeners finish, buffers are released."""
-        self._finished = True
-        self._connected = False
-        self._staged = None
-        for sink in self._sinks.values():
-            sink.chunks.clear()
-            sink.size = sink.head = 0
+        self.close()
 
     @property
     def connected(self) -> bool:
