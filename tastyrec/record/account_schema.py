@@ -24,6 +24,12 @@ Mapping:
 Every table also has ``event_time`` (the notification's ``timestamp``: server time, epoch ms, as
 ``timestamp[ms, UTC]``) and ``recv_ns`` (local receipt time, ``timestamp[ns, UTC]``), the same
 receipt-time axis as market data.
+
+Recorded tables are named after the classes (:data:`RECORDED_ACCOUNT_TYPES`: ``PlacedOrder``,
+``AccountBalance``..., and ``UnknownNotification`` for notification types tastyrec does not know,
+their payload kept as JSON text), so they never collide with DXLink's ``Order`` event. The schema
+metadata names the table (``tastyrec.event_type``) as market schemas do, so the recorder's sinks
+and every reader treat both alike.
 """
 
 from __future__ import annotations
@@ -31,20 +37,37 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import msgspec
 import pyarrow as pa
 
-from ..events.account import AccountEvent
+from ..events.account import ACCOUNT_TYPES, AccountEvent, UnknownNotification
 from ..exceptions import SchemaError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = (
     "DECIMAL_TYPE",
+    "RECORDED_ACCOUNT_TYPES",
+    "AccountRecord",
     "account_arrow_schema",
+    "account_class",
     "account_events_from_arrow",
     "account_events_to_batch",
+    "account_polars_schema",
+    "is_account_type",
 )
+
+#: What an account table holds: a payload Struct, or an unknown notification kept raw.
+AccountRecord: TypeAlias = AccountEvent | UnknownNotification
+
+#: Table name -> class of every account table a recording can hold (the class names).
+RECORDED_ACCOUNT_TYPES: Final[dict[str, type[AccountRecord]]] = {
+    **{cls.__name__: cls for cls in ACCOUNT_TYPES.values()},
+    UnknownNotification.__name__: UnknownNotification,
+}
 
 #: Arrow type of every Decimal field.
 DECIMAL_TYPE: Final = pa.decimal128(38, 10)
@@ -106,11 +129,42 @@ def _fields(cls: type[msgspec.Struct]) -> tuple[pa.Field, ...]:
     )
 
 
+def is_account_type(cls: type[Any]) -> bool:
+    """Whether ``cls`` is recorded as an account table (a payload class or UnknownNotification)."""
+    return RECORDED_ACCOUNT_TYPES.get(getattr(cls, "__name__", "")) is cls
+
+
+def account_class(name: str) -> type[AccountRecord]:
+    """The class of an account table name (``"PlacedOrder"`` -> :class:`PlacedOrder`).
+
+    Raises:
+        SchemaError: not an account table name.
+    """
+    try:
+        return RECORDED_ACCOUNT_TYPES[name]
+    except KeyError:
+        raise SchemaError(
+            f"{name!r} is not an account table; one of {', '.join(RECORDED_ACCOUNT_TYPES)}"
+        ) from None
+
+
 @functools.cache
-def account_arrow_schema(cls: type[AccountEvent]) -> pa.Schema:
+def account_arrow_schema(cls: type[AccountRecord]) -> pa.Schema:
     """The Arrow schema of one payload class: its fields (snake_case), then ``event_time`` and
-    ``recv_ns``. Cached per class."""
-    return pa.schema([*_fields(cls), *_EXTRA], metadata={b"tastyrec.event": cls.__name__.encode()})
+    ``recv_ns``. Cached per class. The metadata names the table (``tastyrec.event_type``)."""
+    name = cls.__name__.encode()
+    return pa.schema(
+        [*_fields(cls), *_EXTRA],
+        metadata={b"tastyrec.event_type": name, b"tastyrec.event": name},
+    )
+
+
+@functools.cache
+def account_polars_schema(cls: type[AccountRecord]) -> pl.Schema:
+    """The polars schema of one payload class, the same columns as :func:`account_arrow_schema`."""
+    import polars as pl
+
+    return pl.DataFrame(account_arrow_schema(cls).empty_table()).schema
 
 
 def _to_row(event: msgspec.Struct) -> dict[str, Any]:
@@ -131,7 +185,7 @@ def _to_row(event: msgspec.Struct) -> dict[str, Any]:
 
 
 def account_events_to_batch(
-    cls: type[AccountEvent], items: Iterable[tuple[AccountEvent, int | None, int]]
+    cls: type[AccountRecord], items: Iterable[tuple[AccountRecord, int | None, int]]
 ) -> pa.RecordBatch:
     """A record batch of payloads of one class.
 
@@ -175,8 +229,8 @@ def _from_row(cls: type[msgspec.Struct], row: dict[str, Any]) -> dict[str, Any]:
 
 
 def account_events_from_arrow(
-    cls: type[AccountEvent], data: pa.Table | pa.RecordBatch
-) -> list[tuple[AccountEvent, datetime | None, int]]:
+    cls: type[AccountRecord], data: pa.Table | pa.RecordBatch
+) -> list[tuple[AccountRecord, datetime | None, int]]:
     """The payloads of a table written by :func:`account_events_to_batch` (or read back from
     Parquet), with their ``event_time`` and ``recv_ns`` (epoch ns)."""
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data

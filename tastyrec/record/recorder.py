@@ -11,7 +11,20 @@ Bookkeeping tables, one small Parquet file per recording session, rewritten atom
 * ``_sessions/<name>.parquet``: session id, start, end, source, symbols, event types, status
   (``recording``, ``ended``, ``failed``, ``recovered``), rows, files, tastyrec version.
 * ``_gaps/<name>.parquet``: one row per disconnect -> reconnect: the receipt time of the last event
-  before the break, when it was noticed, when the subscriptions were restored, and why.
+  before the break, when it was noticed, when the subscriptions were restored, why, and which
+  stream broke (``stream``: ``dxlink`` or ``account``).
+
+Account streams. Given an :class:`~tastyrec.account.AlertStreamer` too (``account_streamer=``),
+the recorder reads its :meth:`~tastyrec.account.AlertStreamer.tap` (every notification, never
+dropped) and writes each payload class to its own table named after the class (``PlacedOrder``,
+``AccountBalance``, ``CurrentPosition``..., ``UnknownNotification`` for types tastyrec does not
+know), with the Arrow schema of :mod:`tastyrec.record.account_schema`, through the same sinks,
+journal, rotation and recovery as market data, on the same ``recv_ns`` axis. The account
+streamer's disconnects are rows of the gaps table (``stream = 'account'``): the recorder wraps the
+streamer's ``disconnect_fn``/``reconnect_fn`` (the originals still run, with their arguments) to
+note the moments exactly. The account tap is drained by polling every few milliseconds rather
+than by a cancellable ``receive``: cancelling a task in ``receive`` can lose the item being
+handed to it, and the AlertStreamer has no ``close_tap`` to end the tap from our side.
 
 A running recorder holds a lock on ``_journal/<session>.lock``. Another recorder starting in the
 same folder (or ``tastyrec recover``) converts the journal segments of sessions whose lock is free
@@ -35,7 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -47,12 +60,20 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._version import __version__
 from ..dxlink.compact import ColumnBatch
+from ..dxlink.streamer import Gap
+from ..events.account import AccountEvent, UnknownNotification
 from ..events.base import Event
 from ..events.registry import EVENT_TYPES
 from ..exceptions import SchemaError, StorageError, TastyrecError, _unwrap_group
 from ..live import LiveFrame
 from ..schema import RECV_COLUMN, RECV_TYPE, arrow_schema
 from . import layout
+from .account_schema import (
+    AccountRecord,
+    account_arrow_schema,
+    account_events_to_batch,
+    is_account_type,
+)
 from .journal import FsyncPolicy, fsync_dir
 from .sink import (
     EventSink,
@@ -67,6 +88,8 @@ from .status import RecorderStats
 if TYPE_CHECKING:
     import duckdb
 
+    from ..account.protocol import NotificationReceived
+    from ..account.streamer import AlertStreamer
     from ..dxlink.streamer import DXLinkStreamer
 
 __all__ = ("SCHEMA_VERSION", "Recorder", "RecoveryReport", "recover")
@@ -77,6 +100,12 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION: Final = "1"
 #: How often the recorder checks rotation by age, pending user events and gaps.
 TICK_S: Final = 0.05
+#: How often the account tap is drained when it was empty, and the most taken at once.
+ACCOUNT_POLL_S: Final = 0.01
+ACCOUNT_BATCH: Final = 4096
+#: ``stream`` values of the gaps table.
+DXLINK_STREAM: Final = "dxlink"
+ACCOUNT_STREAM: Final = "account"
 
 SESSION_SCHEMA: Final = pa.schema(
     [
@@ -99,6 +128,7 @@ GAP_SCHEMA: Final = pa.schema(
         pa.field("disconnected", RECV_TYPE, nullable=False),
         pa.field("resumed", RECV_TYPE),
         pa.field("reason", pa.string()),
+        pa.field("stream", pa.string()),
     ]
 )
 
@@ -327,14 +357,29 @@ class Recorder:
                 await anyio.sleep(60)
                 print(recorder.latest(Quote))
 
+    Account notifications are recorded beside market data, on the same receipt-time axis::
+
+        async with DXLinkStreamer(url=url, token=token) as streamer, AlertStreamer(
+            url=account_url, token=access_token
+        ) as alerts:
+            async with Recorder("data", streamer, account_streamer=alerts):
+                await alerts.subscribe_accounts(["5WT00000"])
+                await streamer.subscribe(Quote, ["SPY"])
+                await anyio.sleep(60)
+
     Files appear as ``<out>/<EventType>/date=YYYY-MM-DD/<name>.parquet`` at each rotation and
-    when the block is left. Leaving the block (also by cancellation, e.g. Ctrl-C) flushes
+    when the block is left (account tables are named after the payload classes:
+    ``<out>/PlacedOrder/...``). Leaving the block (also by cancellation, e.g. Ctrl-C) flushes
     everything received.
 
     Args:
         out: the recording folder (created if needed).
         streamer: a :class:`~tastyrec.dxlink.streamer.DXLinkStreamer` to record through its
             columnar tap; ``None`` to record only what :meth:`record` is given.
+        account_streamer: an :class:`~tastyrec.account.AlertStreamer` to record through its
+            :meth:`~tastyrec.account.AlertStreamer.tap` (what it subscribes to, now or later);
+            ``None`` for none. Its ``disconnect_fn``/``reconnect_fn`` are wrapped while
+            recording (to note gaps) and restored on exit.
         source: provenance stored in every file (default: the streamer's URL without credentials).
         symbols: symbols to list in the sessions table (default: the streamer's subscriptions).
         rotation: when files are closed (rows, bytes, age).
@@ -350,6 +395,7 @@ class Recorder:
         out: str | os.PathLike[str] = "data",
         streamer: DXLinkStreamer | None = None,
         *,
+        account_streamer: AlertStreamer | None = None,
         source: str | None = None,
         symbols: Sequence[str] = (),
         rotation: RotationPolicy | None = None,
@@ -361,9 +407,14 @@ class Recorder:
     ) -> None:
         self.root = Path(out)
         self.streamer = streamer
+        self.account_streamer = account_streamer
         if source is None and streamer is not None and streamer.url is not None:
             source = safe_source(streamer.url)
+        if source is None and account_streamer is not None:
+            source = safe_source(account_streamer.url)
         self.source = source
+        #: the account streamer's breaks, oldest first (like ``DXLinkStreamer.gaps``)
+        self.account_gaps: list[Gap] = []
         self.rotation = rotation or RotationPolicy()
         self.fsync = FsyncPolicy(fsync)
         self.fsync_interval_s = fsync_interval_s
@@ -394,7 +445,13 @@ class Recorder:
         self._converted: set[Path] = set()
         self._user: list[tuple[Event | Any, int]] = []
         self._user_since = 0.0
-        self._gaps_written: tuple[int, int | None] = (0, None)
+        self._gaps_written: tuple[int, int | None, int, int | None] = (0, None, 0, None)
+        self._alert_tap: MemoryObjectReceiveStream[NotificationReceived] | None = None
+        self._alerts_done = anyio.Event()
+        self._alerts_stop = anyio.Event()
+        self._alerts_callbacks: tuple[Any, Any] | None = None
+        self._account_last_ns: int | None = None
+        self._account_live: dict[str, list[pa.RecordBatch]] = {}
         self._last_sync = time.monotonic()
         self._bad_user = 0
         self._logged: set[str] = set()
@@ -428,6 +485,10 @@ class Recorder:
         if self.streamer is not None:
             self._tap = self.streamer.tap()
             tg.start_soon(self._consume, self._tap)
+        if self.account_streamer is not None:
+            self._alert_tap = self.account_streamer.tap()
+            self._wrap_account_callbacks(self.account_streamer)
+            tg.start_soon(self._consume_alerts, self._alert_tap)
         tg.start_soon(self._ticker, self._ticker_scope)
         tg.start_soon(self._converter)
         logger.info("= recording session %s into %s (%s)", self.session_id, self.root, self.source)
@@ -485,6 +546,14 @@ class Recorder:
                     tap.close()
                 if self._consumer_error is not None:
                     raise self._consumer_error
+            if self._alert_tap is not None:
+                self._alerts_stop.set()  # it drains what is waiting, then ends
+                with anyio.move_on_after(10):
+                    await self._alerts_done.wait()
+                self._alert_tap.close()
+                self._unwrap_account_callbacks()
+                if self._consumer_error is not None:
+                    raise self._consumer_error
             self._flush_user()
             for sink in self._sinks.values():
                 self._seal(sink.seal())
@@ -513,6 +582,94 @@ class Recorder:
         finally:
             self._consumer_done.set()
 
+    async def _consume_alerts(self, tap: MemoryObjectReceiveStream[NotificationReceived]) -> None:
+        """Record every account notification of the tap until :meth:`_finish` stops it (or the
+        account streamer closes it), in batches of what is waiting. Shielded, like
+        :meth:`_consume`; it never waits in ``receive`` (see the module docstring)."""
+        try:
+            with anyio.CancelScope(shield=True):
+                ended = False
+                while not ended:
+                    items: list[NotificationReceived] = []
+                    try:
+                        while len(items) < ACCOUNT_BATCH:
+                            items.append(tap.receive_nowait())
+                    except anyio.WouldBlock:
+                        pass
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        ended = True
+                    if items:
+                        self._ingest_notifications(items)
+                        continue
+                    if self._alerts_stop.is_set():
+                        break
+                    if not ended:
+                        with anyio.move_on_after(ACCOUNT_POLL_S):
+                            await self._alerts_stop.wait()
+        except TastyrecError as exc:  # a full disk: fail the recording, keep the journal
+            self._consumer_error = exc
+            raise
+        finally:
+            self._alerts_done.set()
+
+    def _ingest_notifications(self, items: list[NotificationReceived]) -> None:
+        """Journal account notifications: one batch per payload class, rows in receipt order."""
+        by_class: dict[type[Any], list[tuple[Any, int | None, int]]] = {}
+        for item in items:
+            payload = item.event
+            by_class.setdefault(type(payload), []).append(
+                (payload, item.timestamp_ms, item.recv_ns)
+            )
+        for cls, rows in by_class.items():
+            try:
+                batch = account_events_to_batch(cls, rows)
+            except SchemaError:  # one value Arrow cannot hold exactly: keep the others
+                good = [r for r in rows if self._account_convertible(cls, r)]
+                if not good:
+                    continue
+                batch = account_events_to_batch(cls, good)
+            self._ingest(cls, batch)
+        self._account_last_ns = max(self._account_last_ns or 0, items[-1].recv_ns)
+
+    def _account_convertible(self, cls: type[Any], row: tuple[Any, int | None, int]) -> bool:
+        try:
+            account_events_to_batch(cls, [row])
+        except SchemaError as exc:
+            self._bad_user += 1
+            key = f"account:{cls.__name__}"
+            level = logging.DEBUG if key in self._logged else logging.WARNING
+            self._logged.add(key)
+            logger.log(level, "skipped a %s notification: %s", cls.__name__, exc)
+            return False
+        return True
+
+    def _wrap_account_callbacks(self, alerts: AlertStreamer) -> None:
+        """Note the account streamer's breaks as gaps; the user's callbacks still run."""
+        disconnect_fn, reconnect_fn = alerts.disconnect_fn, alerts.reconnect_fn
+        self._alerts_callbacks = (disconnect_fn, reconnect_fn)
+
+        async def on_disconnect(streamer: Any, *args: Any) -> None:
+            if not self.account_gaps or self.account_gaps[-1].resumed_ns is not None:
+                self.account_gaps.append(
+                    Gap(self._account_last_ns, time.time_ns(), "account streamer connection lost")
+                )
+            if disconnect_fn is not None:
+                await disconnect_fn(streamer, *args)
+
+        async def on_reconnect(streamer: Any, *args: Any) -> None:
+            if self.account_gaps and self.account_gaps[-1].resumed_ns is None:
+                self.account_gaps[-1].resumed_ns = time.time_ns()
+            if reconnect_fn is not None:
+                await reconnect_fn(streamer, *args)
+
+        alerts.disconnect_fn, alerts.reconnect_fn = on_disconnect, on_reconnect
+
+    def _unwrap_account_callbacks(self) -> None:
+        if self._alerts_callbacks is not None and self.account_streamer is not None:
+            alerts = self.account_streamer
+            alerts.disconnect_fn, alerts.reconnect_fn = self._alerts_callbacks
+            self._alerts_callbacks = None
+
     async def _ticker(self, scope: anyio.CancelScope) -> None:
         with scope:
             await self._tick_forever()
@@ -535,7 +692,13 @@ class Recorder:
                     await anyio.to_thread.run_sync(sync)
             self._poll_streamer()
             gaps = self.streamer.gaps if self.streamer is not None else []
-            state = (len(gaps), gaps[-1].resumed_ns if gaps else None)
+            account_gaps = self.account_gaps
+            state = (
+                len(gaps),
+                gaps[-1].resumed_ns if gaps else None,
+                len(account_gaps),
+                account_gaps[-1].resumed_ns if account_gaps else None,
+            )
             if state != self._gaps_written:
                 self._gaps_written = state
                 await anyio.to_thread.run_sync(self._write_gaps)
@@ -584,36 +747,63 @@ class Recorder:
 
     # --- ingest ----------------------------------------------------------------------------
 
-    def _ingest(self, event_type: type[Event], batch: pa.RecordBatch) -> None:
+    def _ingest(self, event_type: type[Any], batch: pa.RecordBatch) -> None:
+        """Journal one batch of a market event type or an account payload class."""
         if not batch.num_rows:
             return
         name = event_type.__name__
         sink = self._sinks.get(name)
+        account = is_account_type(event_type)
         if sink is None:
             sink = self._sinks[name] = EventSink(
                 self.root,
-                arrow_schema(event_type),
+                _schema_of(event_type),
                 self.session_id,
                 self.rotation,
                 self.fsync,
-                self._metadata(name),
+                self._account_metadata() if account else self._metadata(name),
             )
-            self._live[name] = LiveFrame(
-                event_type, max_rows=self.live_rows, max_age_s=self.live_age_s
-            )
+            if not account:
+                self._live[name] = LiveFrame(
+                    event_type, max_rows=self.live_rows, max_age_s=self.live_age_s
+                )
         self._seal(sink.append(batch))  # raises StorageError: nothing is counted then
         self.stats.rows[name] += batch.num_rows
         last = int(batch.column(RECV_COLUMN)[-1].value)
         self.stats.last_recv_ns[name] = max(last, self.stats.last_recv_ns.get(name, 0))
-        self._live[name].add(batch)
+        if account:
+            self._keep_account_rows(name, batch)
+        else:
+            self._live[name].add(batch)
 
-    def _metadata(self, event_type: str) -> dict[str, str]:
-        meta = {
+    def _keep_account_rows(self, name: str, batch: pa.RecordBatch) -> None:
+        """Keep the newest ``live_rows`` rows of an account table for :meth:`frame`."""
+        kept = self._account_live.setdefault(name, [])
+        kept.append(batch)
+        if self.live_rows is not None:
+            rows = sum(b.num_rows for b in kept)
+            while len(kept) > 1 and rows - kept[0].num_rows >= self.live_rows:
+                rows -= kept.pop(0).num_rows
+
+    def _base_metadata(self, source: str | None) -> dict[str, str]:
+        return {
             "tastyrec.version": __version__,
             "tastyrec.schema_version": SCHEMA_VERSION,
             "tastyrec.session_id": self.session_id,
-            "tastyrec.source": self.source or "user",
+            "tastyrec.source": source or "user",
         }
+
+    def _account_metadata(self) -> dict[str, str]:
+        alerts = self.account_streamer
+        source = safe_source(alerts.url) if alerts is not None else self.source
+        meta = self._base_metadata(source)
+        meta["tastyrec.stream"] = ACCOUNT_STREAM
+        if alerts is not None:
+            meta["tastyrec.accounts"] = ",".join(alerts.protocol.subscriptions.accounts)
+        return meta
+
+    def _metadata(self, event_type: str) -> dict[str, str]:
+        meta = self._base_metadata(self.source)
         if self.streamer is not None:
             meta["tastyrec.dxlink_contract"] = "AUTO"
             for channel in self.streamer.protocol.channels.values():
@@ -621,8 +811,10 @@ class Recorder:
                     meta["tastyrec.aggregation_period_s"] = repr(channel.aggregation_period)
         return meta
 
-    def record(self, *events: Event | Any) -> None:
-        """Record events handed over by user code: tastyrec event Structs or SDK event objects.
+    def record(self, *events: Event | AccountEvent | Any) -> None:
+        """Record events handed over by user code: tastyrec event Structs or SDK event objects,
+        or account payloads (:class:`~tastyrec.events.account.PlacedOrder`... ; their
+        ``event_time`` is left null).
 
         Cheap: events are buffered and written in batches within ~50 ms. The receipt time
         recorded is the time of this call. An event whose values do not fit its schema is
@@ -656,7 +848,18 @@ class Recorder:
             events, times = by_type.setdefault(type(event), ([], []))
             events.append(event)
             times.append(recv_ns)
-        for events, times in by_type.values():
+        for cls, (events, times) in by_type.items():
+            if is_account_type(cls):
+                rows = [(e, None, t) for e, t in zip(events, times, strict=True)]
+                try:
+                    batch = account_events_to_batch(cls, rows)
+                except SchemaError:
+                    fitting = [r for r in rows if self._account_convertible(cls, r)]
+                    if not fitting:
+                        continue
+                    batch = account_events_to_batch(cls, fitting)
+                self._ingest(cls, batch)
+                continue
             try:
                 batches = to_batches(events)
             except SchemaError:  # find the bad ones; keep the rest
@@ -685,14 +888,19 @@ class Recorder:
         return True
 
     def _poll_streamer(self) -> None:
-        streamer = self.streamer
-        if streamer is None:
-            self.stats.bad = self._bad_user
-            return
-        self.stats.reconnects = max(0, streamer.stats.connects - 1)
-        self.stats.gaps = len(streamer.gaps)
-        self.stats.bad = streamer.stats.bad_frames + self._bad_user
-        self.stats.skipped = streamer.stats.skipped
+        streamer, alerts = self.streamer, self.account_streamer
+        reconnects, gaps, bad = 0, len(self.account_gaps), self._bad_user
+        if streamer is not None:
+            reconnects += max(0, streamer.stats.connects - 1)
+            gaps += len(streamer.gaps)
+            bad += streamer.stats.bad_frames
+            self.stats.skipped = streamer.stats.skipped
+        if alerts is not None:
+            reconnects += max(0, alerts.stats.connects - 1)
+            bad += alerts.stats.bad_frames
+        self.stats.reconnects = reconnects
+        self.stats.gaps = gaps
+        self.stats.bad = bad
 
     def _update_session(self) -> None:
         assert self._session is not None
@@ -702,6 +910,8 @@ class Recorder:
             for name, entries in self.streamer.protocol.subscriptions.items():
                 types.add(name)
                 symbols.update(entry[1] for entry in entries)
+        if self.account_streamer is not None:  # accounts are listed with the symbols
+            symbols.update(self.account_streamer.protocol.subscriptions.accounts)
         self._session.symbols = sorted(symbols)
         self._session.event_types = sorted(types)
         self._session.rows = sum(self.stats.rows.values())
@@ -710,16 +920,19 @@ class Recorder:
 
     def _write_gaps(self) -> None:
         assert self._session is not None
-        gaps = list(self.streamer.gaps) if self.streamer is not None else []
+        gaps = [(DXLINK_STREAM, g) for g in (self.streamer.gaps if self.streamer else [])]
+        gaps += [(ACCOUNT_STREAM, g) for g in self.account_gaps]
         if not gaps:
             return
+        gaps.sort(key=lambda item: item[1].disconnected_ns)
         table = pa.table(
             {
                 "session_id": [self.session_id] * len(gaps),
-                "last_received": [g.last_received_ns for g in gaps],
-                "disconnected": [g.disconnected_ns for g in gaps],
-                "resumed": [g.resumed_ns for g in gaps],
-                "reason": [g.reason for g in gaps],
+                "last_received": [g.last_received_ns for _, g in gaps],
+                "disconnected": [g.disconnected_ns for _, g in gaps],
+                "resumed": [g.resumed_ns for _, g in gaps],
+                "reason": [g.reason for _, g in gaps],
+                "stream": [stream for stream, _ in gaps],
             },
             schema=GAP_SCHEMA,
         )
@@ -728,8 +941,19 @@ class Recorder:
 
     # --- live frame ------------------------------------------------------------------------
 
-    def frame(self, event_type: type[Event]) -> pl.DataFrame:
-        """Recent events of one type held in memory (bounded by ``live_rows``/``live_age_s``)."""
+    def frame(self, event_type: type[Event] | type[AccountEvent]) -> pl.DataFrame:
+        """Recent events of one type held in memory (bounded by ``live_rows``/``live_age_s``).
+
+        For an account payload class: its newest ``live_rows`` rows, with the columns of its
+        table (legs and fills as nested lists).
+        """
+        if is_account_type(event_type):
+            batches = self._account_live.get(event_type.__name__, [])
+            table = pa.Table.from_batches(batches, account_arrow_schema(event_type))
+            frame = pl.from_arrow(table, rechunk=True)
+            assert isinstance(frame, pl.DataFrame)
+            return frame
+        assert issubclass(event_type, Event)
         live = self._live.get(event_type.__name__)
         if live is None:
             return LiveFrame(event_type, max_rows=1).frame()
@@ -781,9 +1005,18 @@ class Recorder:
         return written, segments
 
 
+def _schema_of(cls: type[Any]) -> pa.Schema:
+    """The Arrow schema of a market event type or an account payload class."""
+    if is_account_type(cls):
+        return account_arrow_schema(cast("type[AccountRecord]", cls))
+    return arrow_schema(cast("type[Event]", cls))
+
+
 def _check_event(event: Any) -> None:
-    if isinstance(event, Event):
-        return
+    if isinstance(event, Event | AccountEvent | UnknownNotification):
+        if isinstance(event, Event) or is_account_type(type(event)):
+            return
+        raise SchemaError(f"cannot record a {type(event).__name__!r}: not a notification payload")
     name = type(event).__name__
     if name not in EVENT_TYPES:
         raise SchemaError(
