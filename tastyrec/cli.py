@@ -2,11 +2,13 @@
 
 Commands:
 
-* ``tastyrec simulate`` — run the DXLink simulator and print its URL (``dxlink ws://...``) as the
-  first line of stdout.
+* ``tastyrec simulate`` — run the DXLink simulator and the account-streamer simulator (one market)
+  and print their URLs: ``dxlink ws://...`` as the first line of stdout, then ``account ws://...``
+  and ``account-number 5WT00000``.
 * ``tastyrec listen`` — stream events from a DXLink server (or, with ``--demo``, from a built-in
   simulator) and print them as JSON lines.
-* ``tastyrec record`` — the main job: record a DXLink stream into rotating Parquet files.
+* ``tastyrec record`` — the main job: record a DXLink stream (and, with ``--account``, the account
+  streamer's orders, fills, balances and positions) into rotating Parquet files.
 * ``tastyrec recover`` — turn journals left by a crashed recorder into Parquet.
 * ``tastyrec replay`` / ``tastyrec serve`` — a recording as JSON lines, or served over DXLink
   (:mod:`tastyrec.replay.commands`).
@@ -15,6 +17,7 @@ Commands:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -35,6 +38,9 @@ from .exceptions import TastyrecError, _unwrap_group
 __all__ = ("main",)
 
 TOKEN_ENV: Final = "TASTYREC_DXLINK_TOKEN"
+ACCOUNT_TOKEN_ENV: Final = "TASTYREC_ACCOUNT_TOKEN"
+#: How often the demo account places an order by itself (``record --demo --account``).
+DEMO_ORDER_EVERY: Final = "1s"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -44,6 +50,12 @@ DEFAULT_EVENTS: Final = ("Quote", "Trade", "Summary", "Profile")
 NO_CREDENTIALS: Final = (
     "no DXLink credentials: give --url and --token (or set ${env}) for a DXLink server, "
     "or try --demo to record from the built-in simulator"
+)
+NO_ACCOUNT_CREDENTIALS: Final = (
+    "recording accounts needs --account-url (wss://streamer.tastyworks.com, sandbox "
+    "wss://streamer.cert.tastyworks.com) and --account-token (or set ${env}): a tastytrade OAuth "
+    "access token (tastyrec cannot log in for you yet); or try --demo to record the simulated "
+    "account"
 )
 
 
@@ -164,6 +176,16 @@ def main(verbose: int) -> None:
     help="Seconds of client silence before the server times the client out.",
 )
 @click.option("--quote-rate", default=10.0, show_default=True, help="Quotes per symbol per second.")
+@click.option(
+    "--account-port", default=0, show_default=True, help="TCP port of the account streamer."
+)
+@click.option(
+    "--order-every",
+    default="15s",
+    show_default=True,
+    metavar="SECONDS",
+    help="The simulated account places an order by itself this often (30s, 500ms; 0: never).",
+)
 def simulate(
     host: str,
     port: int,
@@ -173,14 +195,22 @@ def simulate(
     chaos: Sequence[str],
     keepalive_timeout: float,
     quote_rate: float,
+    account_port: int,
+    order_every: str,
 ) -> None:
-    """Run a local DXLink server with a synthetic market, until interrupted.
+    """Run a local DXLink server and account streamer on one synthetic market, until interrupted.
 
     The first line of stdout is `dxlink ws://HOST:PORT/realtime`; point any DXLink client at it
     (tastyrec, the tastytrade SDK, the dxFeed JavaScript client). Any symbol works: SPY, SPX,
     option symbols such as .SPY261218C600, candle symbols such as SPY{=5m}.
+
+    Then `account ws://HOST:PORT` and `account-number NUMBER`: an account streamer (tastytrade's
+    AlertStreamer protocol) with a simulated account whose orders are received, routed, filled at
+    the simulated market's prices (partial fills, multi-leg orders, cancels and rejects too),
+    with balances and positions updated after fills. Its auth-token is `Bearer TOKEN`.
     """
-    from .sim import SimConfig, Simulator
+    from .sim import SimConfig
+    from .sim.account import run_simulators
 
     schedule = []
     for item in chaos:
@@ -189,16 +219,28 @@ def simulate(
     config = SimConfig(
         keepalive_timeout=keepalive_timeout, quote_rate_hz=quote_rate, chaos=tuple(schedule)
     )
+    every_s = parse_duration(order_every)
+    auth_token = None if no_auth else token
+
+    def announce(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+        if line.startswith("account-number"):
+            auth = "no token needed" if no_auth else f"token: {token!r}"
+            click.echo(f"serving a simulated market and account ({auth}); Ctrl-C to stop", err=True)
 
     async def run() -> None:
-        async with Simulator(
-            host=host, port=port, seed=seed, token=None if no_auth else token, config=config
-        ) as sim:
-            click.echo(f"dxlink {sim.url}")
-            sys.stdout.flush()
-            auth = "no token needed" if no_auth else f"token: {token!r}"
-            click.echo(f"serving a simulated market ({auth}); Ctrl-C to stop", err=True)
-            await sim.serve_forever()
+        await run_simulators(
+            announce,
+            host=host,
+            dxlink_port=port,
+            account_port=account_port,
+            seed=seed,
+            dxlink_token=auth_token,
+            account_token=auth_token,
+            sim_config=config,
+            order_every_s=every_s or None,
+        )
 
     _run(run)
 
@@ -283,8 +325,9 @@ def listen(
 @main.command()
 @click.option(
     "--symbols",
-    required=True,
-    help="Comma-separated symbols (SPY,QQQ,.SPY261218C600), or @FILE with one symbol a line.",
+    default=None,
+    help="Comma-separated symbols (SPY,QQQ,.SPY261218C600), or @FILE with one symbol a line "
+    "(required unless --account is given).",
 )
 @click.option(
     "--events",
@@ -330,8 +373,29 @@ def listen(
     default=None,
     help="Live status table [default: on a terminal]; otherwise a log line every 10 s.",
 )
+@click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="ACCOUNT_NUMBER",
+    help="Also record this account's orders, fills, balances and positions (repeatable); "
+    "with --demo, the simulated account(s).",
+)
+@click.option("--account-url", help="Account streamer URL (wss://streamer.tastyworks.com).")
+@click.option(
+    "--account-token",
+    envvar=ACCOUNT_TOKEN_ENV,
+    help=f"OAuth access token for the account streamer (or ${ACCOUNT_TOKEN_ENV}).",
+)
+@click.option(
+    "--order-every",
+    default=DEMO_ORDER_EVERY,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --demo --account: the simulated account places an order this often.",
+)
 def record(
-    symbols: str,
+    symbols: str | None,
     events: str | None,
     candles: str | None,
     out: str,
@@ -345,21 +409,35 @@ def record(
     fsync: str,
     fsync_interval: str,
     status: bool | None,
+    accounts: Sequence[str],
+    account_url: str | None,
+    account_token: str | None,
+    order_every: str,
 ) -> None:
     """Record a DXLink stream into rotating Parquet files under --out (the main job).
 
     Files: OUT/<EventType>/date=YYYY-MM-DD/*.parquet (New York date of receipt), readable by
     DuckDB, polars and Spark. Ctrl-C (or SIGTERM) flushes everything and exits cleanly; after a
     crash, the next record into the same folder (or `tastyrec recover OUT`) restores the journal.
+
+    With --account, the account streamer's notifications go to the same folder, on the same
+    receipt-time axis, in tables named after their classes: OUT/PlacedOrder/...,
+    OUT/AccountBalance/..., OUT/CurrentPosition/... (never DXLink's Order).
     """
     from .record.recorder import Recorder
     from .record.sink import RotationPolicy
 
-    symbol_list = parse_symbols(symbols)
+    account_list = list(dict.fromkeys(a.strip() for a in accounts if a.strip()))
+    if symbols is None and not account_list:
+        raise click.UsageError("give --symbols (and/or --account ACCOUNT_NUMBER) to record")
+    symbol_list = parse_symbols(symbols) if symbols is not None else []
     types = _event_types(events)
     periods = [p.strip() for p in candles.split(",") if p.strip()] if candles else []
-    if not demo and url is None:
+    if not demo and url is None and symbol_list:
         raise click.UsageError(NO_CREDENTIALS.format(env=TOKEN_ENV))
+    if not demo and account_list and (account_url is None or not account_token):
+        raise click.UsageError(NO_ACCOUNT_CREDENTIALS.format(env=ACCOUNT_TOKEN_ENV))
+    every_s = parse_duration(order_every)
     seconds = parse_duration(duration) if duration else math.inf
     try:
         rotation = RotationPolicy(
@@ -373,25 +451,58 @@ def record(
     plan = _subscription_plan(symbol_list, types)
 
     async def run() -> None:
-        if demo:
+        if demo and account_list:
+            from .sim.account import open_simulators
+
+            async with open_simulators(
+                dxlink_token=None,
+                account_token=None,
+                order_every_s=every_s or None,
+                accounts=account_list,
+            ) as (sim, acct):
+                click.echo(
+                    f"recording from the built-in simulators ({sim.url}, account streamer "
+                    f"{acct.url}, accounts {', '.join(account_list)})",
+                    err=True,
+                )
+                await _record(sim.url, None, "simulator", acct.url, "demo")
+        elif demo:
             from .sim import Simulator
 
             async with Simulator(token=None) as sim:
                 click.echo(f"recording from the built-in simulator ({sim.url})", err=True)
-                await _record(sim.url, None, "simulator")
+                await _record(sim.url, None, "simulator", None, None)
         else:
-            assert url is not None
-            await _record(url, token, None)
+            await _record(url, token, None, account_url, account_token)
 
-    async def _record(server: str, server_token: str | None, source: str | None) -> None:
-        from .dxlink.streamer import DXLinkStreamer
+    async def _record(
+        server: str | None,
+        server_token: str | None,
+        source: str | None,
+        alerts_url: str | None,
+        alerts_token: str | None,
+    ) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            streamer = alerts = None
+            if symbol_list:
+                from .dxlink.streamer import DXLinkStreamer
 
-        async with DXLinkStreamer(
-            url=server, token=server_token, queue_size=0, tap_interval=0.05
-        ) as streamer:
+                assert server is not None
+                streamer = await stack.enter_async_context(
+                    DXLinkStreamer(url=server, token=server_token, queue_size=0, tap_interval=0.05)
+                )
+            if account_list:
+                from .account import AlertStreamer
+
+                assert alerts_url is not None and alerts_token
+                # queue_size=1: nothing listens; the recorder reads the tap, which never drops
+                alerts = await stack.enter_async_context(
+                    AlertStreamer(url=alerts_url, token=alerts_token, queue_size=1)
+                )
             recorder = Recorder(
                 out,
                 streamer,
+                account_streamer=alerts,
                 source=source,
                 symbols=symbol_list,
                 rotation=rotation,
@@ -402,12 +513,15 @@ def record(
             try:
                 async with recorder:
                     entered = True
-                    for cls, names in plan.items():
-                        await streamer.subscribe(cls, names)
-                    for period in periods:
-                        await streamer.subscribe_candle(
-                            symbol_list, period, start_time=_day_start()
-                        )
+                    if alerts is not None:
+                        await alerts.subscribe_accounts(account_list)
+                    if streamer is not None:
+                        for cls, names in plan.items():
+                            await streamer.subscribe(cls, names)
+                        for period in periods:
+                            await streamer.subscribe_candle(
+                                symbol_list, period, start_time=_day_start()
+                            )
                     _print_recovery(recorder)
                     await _show_status(recorder, seconds, status)
             finally:

@@ -318,8 +318,12 @@ async def open_simulators(
     sim_config: SimConfig | None = None,
     account_config: AccountSimConfig | None = None,
     order_every_s: float | None = 15.0,
+    accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
 ) -> AsyncIterator[tuple[Simulator, AccountSimulator]]:
     """Run the DXLink simulator and the account simulator together, on one market.
+
+    Keyword arguments are those of :class:`~.server.Simulator` and :class:`AccountSimulator`
+    (``dxlink_``/``account_`` prefixed where both have one).
 
     Yields:
         ``(dxlink_simulator, account_simulator)``, both listening.
@@ -334,6 +338,7 @@ async def open_simulators(
             market=dx.market,
             seed=seed,
             order_every_s=order_every_s,
+            accounts=accounts,
             config=account_config,
         ) as acct:
             yield dx, acct
