@@ -24,6 +24,12 @@ Theory of operation:
 * **Schema changes.** Every row group is conformed to the current schema of its event type
   (:func:`tastyrec.schema.polars_schema`): a column the file lacks gets the field's default
   (NaN, 0, null, false), a column the schema lacks is dropped.
+* **Account tables.** The classes of :mod:`tastyrec.events.account` (``PlacedOrder``,
+  ``AccountBalance``..., tables named after the class) merge into the same timeline: every
+  function here dispatches on the class, market events through their registry spec, account
+  payloads through :mod:`tastyrec.record.account_schema` (:func:`conform` to
+  ``account_polars_schema``, missing columns null; :func:`to_events` through
+  ``account_events_from_arrow``: Decimals, nested legs and fills exact).
 * **Reading.** With polars (several times faster than pyarrow here, PERFORMANCE.md), one row
   group at a time (a slice of a lazy scan reads only that row group).
 * **Memory.** At most ``chunk_rows`` rows per open run are cut per step, and a run is loaded
@@ -42,7 +48,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias, cast
 
 import numpy as np
 import polars as pl
@@ -54,6 +60,13 @@ from .. import catalog
 from ..events.base import Event
 from ..events.registry import FieldKind, event_class, spec
 from ..exceptions import SchemaError, StorageError
+from ..record.account_schema import (
+    AccountRecord,
+    account_class,
+    account_events_from_arrow,
+    account_polars_schema,
+    is_account_type,
+)
 from ..record.layout import check_type_name
 from ..schema import RECV_COLUMN, polars_schema
 
@@ -64,8 +77,12 @@ __all__ = (
     "first_receipt_ns",
     "merge_order",
     "recording_files",
+    "table_name",
     "to_events",
 )
+
+#: A class whose rows a timeline reads: a market event or an account payload class.
+RecordClass: TypeAlias = type[Event] | type[AccountRecord]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +96,30 @@ def recording_files(root: Path, event_type: str) -> list[Path]:
     return catalog.recording_files(root, check_type_name(event_type))
 
 
+def table_name(cls: type[Any]) -> str:
+    """The folder (and view) name of a class's rows: the event type name (``Quote``) or the
+    account payload class name (``PlacedOrder``).
+
+    Raises:
+        SchemaError: neither a market event nor an account payload class.
+    """
+    if is_account_type(cls):
+        return str(cls.__name__)
+    return spec(cast("type[Event]", cls)).name
+
+
+def record_class(name: str) -> RecordClass:
+    """The class of a recorded table name, market event or account payload.
+
+    Raises:
+        SchemaError: not a recorded table name.
+    """
+    try:
+        return event_class(check_type_name(name))
+    except SchemaError:
+        return account_class(name)
+
+
 def first_receipt_ns(root: Path) -> int | None:
     """The earliest receipt time in a recording (any event type); ``None`` if it is empty.
 
@@ -90,7 +131,7 @@ def first_receipt_ns(root: Path) -> int | None:
         if folder.name.startswith("_") or not folder.is_dir():
             continue
         try:
-            event_class(check_type_name(folder.name))
+            record_class(folder.name)
         except SchemaError:
             continue  # not an event type's folder
         for path in recording_files(root, folder.name)[:1]:
@@ -147,7 +188,8 @@ class Timeline:
 
     Args:
         root: the recording folder (``tastyrec record --out``).
-        event_types: the event classes to read, in the order that breaks receipt-time ties.
+        event_types: the event classes to read (market events and account payload classes),
+            in the order that breaks receipt-time ties.
         start_ns: skip rows received before this (epoch ns, inclusive).
         end_ns: stop before rows received at or after this (epoch ns, exclusive).
         chunk_rows: rows cut from each open run per step.
@@ -160,7 +202,7 @@ class Timeline:
     def __init__(
         self,
         root: str | Path,
-        event_types: Sequence[type[Event]],
+        event_types: Sequence[RecordClass],
         *,
         start_ns: int | None = None,
         end_ns: int | None = None,
@@ -173,7 +215,7 @@ class Timeline:
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.chunk_rows = chunk_rows
-        self.event_types: list[type[Event]] = []
+        self.event_types: list[RecordClass] = []
         self._files = files
         self._pending: list[_Run] = []  # heap by (min_ns, seq)
         self._open: list[_Run] = []
@@ -186,7 +228,7 @@ class Timeline:
         for cls in event_types:
             self.add_type(cls)
 
-    def add_type(self, cls: type[Event], after_ns: int | None = None) -> int:
+    def add_type(self, cls: RecordClass, after_ns: int | None = None) -> int:
         """Start reading ``cls`` too (rows received after ``after_ns`` only); its type index.
 
         A type already read keeps its index and is not read twice.
@@ -195,7 +237,7 @@ class Timeline:
             return self.event_types.index(cls)
         index = len(self.event_types)
         self.event_types.append(cls)
-        name = spec(cls).name
+        name = table_name(cls)
         paths = self._files.get(name, []) if self._files is not None else None
         if paths is None:
             paths = recording_files(self.root, name)
@@ -314,12 +356,16 @@ def _row_group_bounds(path: Path) -> list[tuple[int, int, int, int, int]]:
     return bounds
 
 
-def conform(frame: pl.DataFrame, cls: type[Event]) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, cls: RecordClass) -> pl.DataFrame:
     """``frame`` with exactly the columns of ``polars_schema(cls)``, in order.
 
     A missing column gets the field's default value; an extra column is dropped; a column of
-    another type is cast (``SchemaError`` if it cannot be).
+    another type is cast (``SchemaError`` if it cannot be). For an account payload class the
+    schema is ``account_polars_schema(cls)`` and a missing column is null.
     """
+    if is_account_type(cls):
+        return _conform_account(frame, cast("type[AccountRecord]", cls))
+    cls = cast("type[Event]", cls)
     schema = polars_schema(cls)
     if frame.schema == schema:
         return frame
@@ -333,6 +379,22 @@ def conform(frame: pl.DataFrame, cls: type[Event]) -> pl.DataFrame:
             exprs.append(pl.lit(default, dtype=dtype).alias(name))
         else:
             raise SchemaError(f"{cls.__name__} rows without {name!r}")
+    try:
+        return frame.select(exprs)
+    except pl.exceptions.PolarsError as exc:
+        raise SchemaError(f"{cls.__name__} columns of unexpected types: {exc}") from None
+
+
+def _conform_account(frame: pl.DataFrame, cls: type[AccountRecord]) -> pl.DataFrame:
+    schema = account_polars_schema(cls)
+    if frame.schema == schema:
+        return frame
+    exprs = [
+        pl.col(name).cast(dtype, strict=True)
+        if name in frame.columns
+        else pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in schema.items()
+    ]
     try:
         return frame.select(exprs)
     except pl.exceptions.PolarsError as exc:
@@ -355,12 +417,16 @@ def merge_order(pieces: Sequence[Piece]) -> tuple[np.ndarray[Any, Any], np.ndarr
     return which[order], rows[order]
 
 
-def to_events(cls: type[Event], frame: pl.DataFrame) -> list[Event]:
+def to_events(cls: RecordClass, frame: pl.DataFrame) -> list[Any]:
     """The rows of a conformed frame as ``cls`` Structs, bit-exact (NaN and infinities kept).
 
-    Wire times come back as the integer milliseconds the server sent.
+    Wire times come back as the integer milliseconds the server sent. Account payloads come
+    back with their exact Decimals (the same values, at the stored scale) and nested lists.
     """
-    s = spec(cls)
+    if is_account_type(cls):
+        rows = account_events_from_arrow(cast("type[AccountRecord]", cls), frame.to_arrow())
+        return [event for event, _, _ in rows]
+    s = spec(cast("type[Event]", cls))
     n = frame.height
     columns: list[Iterable[Any]] = []
     for f, series in zip(s.fields, frame.iter_columns(), strict=False):

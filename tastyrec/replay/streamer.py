@@ -25,11 +25,21 @@ Theory of operation:
   receipt times, from ``start`` (or the first event) on. :attr:`ReplayStreamer.time` is the
   virtual time: the receipt time of the latest event handed out, or, when paced, the replayed
   clock.
+* **Account events.** A recording's account tables (``tastyrec record --account``) replay
+  through the same interface: ``subscribe(PlacedOrder, ["5WT00000"])`` (account numbers, or
+  ``"*"`` for every account) or, as with the live ``AlertStreamer``,
+  :meth:`ReplayStreamer.subscribe_accounts` (every account-bound payload class of those accounts,
+  and unknown notifications), :meth:`~ReplayStreamer.subscribe_quote_alerts` and
+  :meth:`~ReplayStreamer.subscribe_public_watchlists`. Classes without an ``account_number``
+  (``QuoteAlert``, ``Watchlist``, ``UnknownNotification``) replay whole once subscribed.
+  ``listen(Quote, PlacedOrder)`` interleaves fills with the book they hit, in receipt order;
+  payloads come back equal to what the live ``listen`` got (Decimals exact, at the stored scale).
 * **Gaps.** Recorded disconnects (the recording's ``_gaps`` table) replay too:
   ``disconnect_fn(streamer, *disconnect_args)`` runs when the replay reaches the moment the
   connection was lost, ``reconnect_fn(streamer, *reconnect_args)`` when it was back, each once
   every event before that moment has been taken, and :attr:`ReplayStreamer.gaps` grows as it
-  would live.
+  would live. These are the DXLink stream's gaps: the account streamer's (``stream =
+  'account'``) are in the table but fire no callback here.
 * **Bounded memory.** Each listener buffer holds at most ``queue_size`` events; a subscribed type
   nobody takes loses its oldest events first (counted in ``stats.dropped``), as live. Reading
   holds a few row groups per type (see :mod:`tastyrec.replay.reader`).
@@ -46,7 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, overload
+from typing import Any, Final, Self, TypeVar, cast, overload
 
 import anyio
 import anyio.lowlevel
@@ -55,25 +65,58 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..dxlink.streamer import DEFAULT_QUEUE_SIZE, Gap, StreamerStats, candle_symbol
+from ..events.account import (
+    AccountBalance,
+    CurrentPosition,
+    ExternalTransaction,
+    PlacedComplexOrder,
+    PlacedOrder,
+    QuoteAlert,
+    TradingStatus,
+    UnderlyingYearGainSummary,
+    UnknownNotification,
+    Watchlist,
+)
 from ..events.base import Event
 from ..events.market import Candle
-from ..events.registry import spec
 from ..exceptions import EndOfReplay, LocalProtocolError
+from ..record.account_schema import AccountRecord, is_account_type
 from ..record.layout import GAPS_DIR, MARKET_TZ
 from ..sim.market import parse_candle_symbol
-from .reader import DEFAULT_CHUNK_ROWS, Piece, Step, Timeline, merge_order, to_events
+from .reader import (
+    DEFAULT_CHUNK_ROWS,
+    Piece,
+    RecordClass,
+    Step,
+    Timeline,
+    merge_order,
+    table_name,
+    to_events,
+)
 
 __all__ = ("ReplayStreamer", "TimeLike", "to_ns")
 
 logger = logging.getLogger(__name__)
 
-E = TypeVar("E", bound=Event)
-E2 = TypeVar("E2", bound=Event)
+E = TypeVar("E", bound=Event | AccountRecord)
+E2 = TypeVar("E2", bound=Event | AccountRecord)
 Callback = Callable[..., Awaitable[Any]]
 TimeLike = datetime | date | str | int
 _NS: Final = 1_000_000_000
 #: subscribe to every symbol of a type
 WILDCARD: Final = "*"
+#: the column account-table subscriptions filter on
+ACCOUNT_COLUMN: Final = "account_number"
+#: what ``subscribe_accounts`` subscribes to (the live account streamer's ``connect``)
+ACCOUNT_BOUND: Final[tuple[type[AccountRecord], ...]] = (
+    PlacedOrder,
+    PlacedComplexOrder,
+    AccountBalance,
+    CurrentPosition,
+    TradingStatus,
+    ExternalTransaction,
+    UnderlyingYearGainSummary,
+)
 
 
 def to_ns(value: TimeLike) -> int:
@@ -110,15 +153,15 @@ class _Sink:
 
     __slots__ = ("chunks", "head", "max_events", "name", "size", "types")
 
-    def __init__(self, types: tuple[type[Event], ...], max_events: int) -> None:
+    def __init__(self, types: tuple[RecordClass, ...], max_events: int) -> None:
         self.types = frozenset(types)
         self.name = "+".join(cls.__name__ for cls in types)
         self.max_events = max_events
-        self.chunks: deque[list[Event]] = deque()
+        self.chunks: deque[list[Any]] = deque()
         self.head = 0  # events already taken from chunks[0]
         self.size = 0
 
-    def put(self, events: list[Event]) -> int:
+    def put(self, events: list[Any]) -> int:
         """Append; the number of oldest events dropped to stay within the bound.
 
         Only events queued before are dropped: a listener always gets the newest step whole.
@@ -143,7 +186,7 @@ class _Sink:
                 dropped += excess
         return dropped
 
-    def take_chunk(self) -> list[Event] | None:
+    def take_chunk(self) -> list[Any] | None:
         if not self.chunks:
             return None
         chunk = self.chunks.popleft()
@@ -152,7 +195,7 @@ class _Sink:
         self.size -= len(chunk)
         return chunk
 
-    def take_one(self) -> Event | None:
+    def take_one(self) -> Any | None:
         if not self.chunks:
             return None
         chunk = self.chunks[0]
@@ -170,7 +213,7 @@ class _Staged:
     """A step's events, filtered and built, in receipt order, not yet handed out."""
 
     recv: np.ndarray[Any, np.dtype[np.int64]]  # receipt time of each event, ascending
-    events: list[Event]
+    events: list[Any]
     types: np.ndarray[Any, np.dtype[np.int64]]  # type index of each event
     pos: int = 0
 
@@ -239,8 +282,8 @@ class ReplayStreamer:
         self._timeline = Timeline(
             self.path, [], start_ns=self.start_ns, end_ns=self.end_ns, chunk_rows=chunk_rows
         )
-        self._subs: dict[type[Event], set[str]] = {}
-        self._sinks: dict[tuple[type[Event], ...], _Sink] = {}
+        self._subs: dict[RecordClass, set[str]] = {}
+        self._sinks: dict[tuple[RecordClass, ...], _Sink] = {}
         self._staged: _Staged | None = None
         self._markers: deque[tuple[int, bool, Gap]] = deque()  # (time, is_disconnect, gap)
         self._lock = anyio.Lock()
@@ -328,25 +371,48 @@ class ReplayStreamer:
     # --- subscriptions -----------------------------------------------------------------------
 
     async def subscribe(
-        self, event_type: type[Event], symbols: Iterable[str], refresh_interval: float = 0.1
+        self, event_type: RecordClass, symbols: Iterable[str], refresh_interval: float = 0.1
     ) -> None:
         """Replay ``event_type`` events of ``symbols`` (``"*"`` for every symbol).
 
+        For an account payload class (``PlacedOrder``...), ``symbols`` are account numbers
+        (``"*"`` for every account); classes without an account number (``QuoteAlert``,
+        ``Watchlist``, ``UnknownNotification``) replay whole whatever is given.
         Subscribing during the replay delivers events received from then on.
         """
         names = _as_list(symbols)
+        table_name(event_type)  # SchemaError for a class that is never recorded
         self._subs.setdefault(event_type, set()).update(names)
         self._timeline.add_type(event_type, self._timeline.horizon_ns)
 
-    async def unsubscribe(self, event_type: type[Event], symbols: Iterable[str]) -> None:
-        """Stop replaying these symbols of ``event_type``."""
+    async def unsubscribe(self, event_type: RecordClass, symbols: Iterable[str]) -> None:
+        """Stop replaying these symbols (or account numbers) of ``event_type``."""
         subs = self._subs.get(event_type)
         if subs is not None:
             subs.difference_update(_as_list(symbols))
 
-    async def unsubscribe_all(self, event_type: type[Event]) -> None:
+    async def unsubscribe_all(self, event_type: RecordClass) -> None:
         """Stop replaying ``event_type``."""
         self._subs.pop(event_type, None)
+
+    async def subscribe_accounts(self, accounts: Iterable[Any]) -> None:
+        """Replay what the live ``AlertStreamer.subscribe_accounts`` would deliver: orders,
+        complex orders, balances, positions, trading status, transactions and gain summaries of
+        these accounts (numbers, SDK ``Account`` objects, or ``"*"``), and unknown
+        notifications."""
+        items = [accounts] if isinstance(accounts, str) else list(accounts)
+        numbers = [a if isinstance(a, str) else a.account_number for a in items]
+        for cls in ACCOUNT_BOUND:
+            await self.subscribe(cls, numbers)
+        await self.subscribe(UnknownNotification, [WILDCARD])
+
+    async def subscribe_quote_alerts(self) -> None:
+        """Replay the recorded quote alerts (``QuoteAlert``)."""
+        await self.subscribe(QuoteAlert, [WILDCARD])
+
+    async def subscribe_public_watchlists(self) -> None:
+        """Replay the recorded public watchlist changes (``Watchlist``)."""
+        await self.subscribe(Watchlist, [WILDCARD])
 
     async def subscribe_candle(
         self,
@@ -382,16 +448,16 @@ class ReplayStreamer:
     @overload
     def listen(self, event_type: type[E], other: type[E2], /) -> AsyncIterator[E | E2]: ...
     @overload
-    def listen(self, *event_types: type[Event]) -> AsyncIterator[Event]: ...
+    def listen(self, *event_types: RecordClass) -> AsyncIterator[Any]: ...
 
-    def listen(self, *event_types: type[Event]) -> AsyncIterator[Event]:
+    def listen(self, *event_types: type[Any]) -> AsyncIterator[Any]:
         """Yield events of one type -- or of several, interleaved in receipt order -- until the
         recording (or ``end``) is exhausted."""
         if not event_types:
             raise LocalProtocolError("listen() needs at least one event type")
         return self._listen(self._sink(event_types))
 
-    async def _listen(self, sink: _Sink) -> AsyncIterator[Event]:
+    async def _listen(self, sink: _Sink) -> AsyncIterator[Any]:
         while True:
             chunk = sink.take_chunk()
             if chunk is None:
@@ -412,7 +478,7 @@ class ReplayStreamer:
         while True:
             event = sink.take_one()
             if event is not None:
-                return event  # type: ignore[return-value]
+                return cast(E, event)
             if not await self._advance(sink):
                 raise EndOfReplay(f"the replay of {str(self.path)!r} has no more events")
 
@@ -427,7 +493,7 @@ class ReplayStreamer:
         sink = self._sink((event_type,))
         event = sink.take_one()
         if event is not None or self._finished or self._lock.locked():
-            return event  # type: ignore[return-value]
+            return cast(E, event)
         while not self._release(sink):
             if self.speed != math.inf:
                 return None  # not due yet
@@ -445,19 +511,19 @@ class ReplayStreamer:
             if step is None:
                 return None
             self._stage(step)
-        return sink.take_one()  # type: ignore[return-value]
+        return cast(E | None, sink.take_one())
 
-    def queued(self, event_type: type[Event]) -> int:
+    def queued(self, event_type: RecordClass) -> int:
         """Events of one type waiting in its :meth:`listen` / :meth:`get_event` buffer."""
         sink = self._sinks.get((event_type,))
         return 0 if sink is None else sink.size
 
-    def _sink(self, event_types: Sequence[type[Event]]) -> _Sink:
+    def _sink(self, event_types: Sequence[type[Any]]) -> _Sink:
         key = tuple(dict.fromkeys(event_types))
         sink = self._sinks.get(key)
         if sink is None:
             for cls in key:
-                spec(cls)  # SchemaError for a non-event
+                table_name(cls)  # SchemaError for a non-event
             sink = self._sinks[key] = _Sink(key, self.queue_size)
         return sink
 
@@ -492,15 +558,16 @@ class ReplayStreamer:
         """Filter a step to the subscriptions and build its events, in receipt order."""
         subs = {cls: set(names) for cls, names in self._subs.items()}
         pieces: list[Piece] = []
-        built: list[list[Event]] = []
+        built: list[list[Any]] = []
         for piece in step.pieces:
             cls = self._timeline.event_types[piece.type_index]
             names = subs.get(cls)
             if not names:
                 continue
             batch, recv = piece.batch, piece.recv
-            if WILDCARD not in names:
-                mask = batch.get_column("event_symbol").is_in(list(names))
+            column = ACCOUNT_COLUMN if is_account_type(cls) else "event_symbol"
+            if WILDCARD not in names and column in batch.columns:
+                mask = batch.get_column(column).is_in(list(names))
                 keep = mask.to_numpy()
                 if not keep.all():
                     batch, recv = batch.filter(mask), recv[keep]
@@ -635,9 +702,21 @@ class ReplayStreamer:
                 for name in ("last_received", "disconnected", "resumed")
             }
             reasons = table.column("reason").to_pylist()
-            for last, lost, back, reason in zip(
-                cols["last_received"], cols["disconnected"], cols["resumed"], reasons, strict=True
+            streams = (
+                table.column("stream").to_pylist()
+                if "stream" in table.column_names
+                else [None] * table.num_rows
+            )
+            for last, lost, back, reason, stream in zip(
+                cols["last_received"],
+                cols["disconnected"],
+                cols["resumed"],
+                reasons,
+                streams,
+                strict=True,
             ):
+                if stream not in (None, "dxlink"):
+                    continue  # the account streamer's: not this streamer's connection
                 gap = Gap(last, lost, reason or "", back)
                 if self._inside(lost):
                     markers.append((lost, True, gap))
