@@ -237,7 +237,13 @@ async def run(args: argparse.Namespace, sim: SimProcess) -> dict[str, Any]:
                         if streamer.stats.frames == before:
                             break
                 await streamer.close_tap(tap)
-            result["sent"] = sim.sent()
+                # frames still in flight (the simulator may lag under load) arrive first
+                sent = sim.sent()
+                with anyio.move_on_after(30):
+                    while streamer.stats.frames < sent["frames"]:
+                        await anyio.sleep(0.1)
+                        sent = sim.sent()
+            result["sent"] = sent
             stats = streamer.stats
             result.update(
                 frames_received=stats.frames,
