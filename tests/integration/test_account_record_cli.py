@@ -1,0 +1,130 @@
+"""``tastyrec simulate`` and ``tastyrec record --account`` as users run them (real subprocesses)."""
+
+from __future__ import annotations
+
+import signal
+
+import anyio
+import pyarrow.parquet as pq
+import pytest
+
+import tastyrec
+from tastyrec.account import AlertStreamer
+from tastyrec.events.account import PlacedOrder
+from tastyrec.record.journal import read_segment
+
+WAIT_S = 20.0
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.anyio
+async def test_simulate_announces_the_account_streamer_after_the_dxlink_line(cli) -> None:
+    proc = cli.start("simulate", "--order-every", "300ms")
+    out = proc.wait_for("three lines", lambda: len(lines(proc.stdout)) >= 3 and proc.stdout)
+    first, second, third = lines(out)[:3]
+    assert first.startswith("dxlink ws://127.0.0.1:") and first.endswith("/realtime")
+    assert second.startswith("account ws://127.0.0.1:")
+    number = third.removeprefix("account-number ").strip()
+    assert third.startswith("account-number ") and number
+    async with AlertStreamer(url=second.split()[1], token="sim-token") as alerts:
+        await alerts.subscribe_accounts([number])
+        with anyio.fail_after(WAIT_S):  # the account trades by itself
+            order = await alerts.get_event(PlacedOrder)
+    assert order.account_number == number
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0, proc.stderr
+
+
+def test_record_demo_account_writes_order_tables_beside_market_data(cli) -> None:
+    out = cli.workdir / "rec"
+    proc = cli.run(
+        "record",
+        "--demo",
+        "--account",
+        "5WT00000",
+        "--symbols",
+        "SPY",
+        "--order-every",
+        "300ms",
+        "--for",
+        "3s",
+        "--out",
+        str(out),
+        "--no-status",
+        timeout=60,
+    )
+    assert proc.popen.returncode == 0, proc.stderr
+    assert "PlacedOrder" in proc.stdout and "Quote" in proc.stdout
+    assert list((out / "PlacedOrder").glob("date=*/*.parquet"))
+    assert not (out / "Order").exists()
+    con = tastyrec.connect(out)
+    [(orders, filled, accounts)] = con.sql(
+        "SELECT count(DISTINCT id), count(*) FILTER (status = 'Filled'), "
+        "list(DISTINCT account_number) FROM PlacedOrder"
+    ).fetchall()
+    assert orders >= 2 and filled >= 1 and accounts == ["5WT00000"]
+    [(fills,)] = con.sql(
+        "SELECT count(*) FROM PlacedOrder, UNNEST(legs) AS t(l), UNNEST(l.fills) AS u(f) "
+        "WHERE status = 'Filled'"
+    ).fetchall()
+    assert fills >= 1
+    [(symbols,)] = con.sql("SELECT symbols FROM sessions").fetchall()
+    assert "5WT00000" in symbols and "SPY" in symbols
+
+
+def test_account_without_demo_needs_an_url_and_a_token(cli) -> None:
+    out = cli.workdir / "nothing"
+    proc = cli.run("record", "--account", "5WT00000", "--out", str(out))
+    assert proc.popen.returncode == 2
+    assert "--account-url" in proc.stderr and "--account-token" in proc.stderr
+    assert "TASTYREC_ACCOUNT_TOKEN" in proc.stderr and "--demo" in proc.stderr
+    assert not out.exists()
+
+
+def test_kill_9_while_recording_accounts_loses_nothing_journaled(cli) -> None:
+    out = cli.workdir / "crash"
+    proc = cli.start(
+        "record",
+        "--demo",
+        "--account",
+        "5WT00000",
+        "--symbols",
+        "SPY",
+        "--order-every",
+        "200ms",
+        "--fsync",
+        "always",
+        "--out",
+        str(out),
+        "--no-status",
+    )
+
+    def journaled_orders() -> int:
+        rows = 0
+        for seg in out.glob("_journal/PlacedOrder/date=*/*.arrows"):
+            try:
+                rows += read_segment(seg).rows
+            except FileNotFoundError:
+                pass
+        return rows
+
+    proc.wait_for("journaled orders", lambda: journaled_orders() >= 5, timeout=WAIT_S)
+    proc.popen.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    journaled = journaled_orders()  # what the dead recorder had journaled, at least 5 rows
+    assert journaled >= 5
+    rec = cli.run("recover", str(out))
+    assert rec.popen.returncode == 0, rec.stderr
+    files = list(out.glob("PlacedOrder/date=*/*.parquet"))
+    assert sum(pq.read_metadata(f).num_rows for f in files) == journaled
+    assert not list(out.glob("_journal/**/*.arrows"))
+    table = pq.read_table(files[0])
+    assert table.schema.field("legs").type.value_type.field("fills") is not None
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
