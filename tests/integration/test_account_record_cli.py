@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import anyio
 import pyarrow.parquet as pq
@@ -21,7 +22,7 @@ def lines(text: str) -> list[str]:
 
 
 @pytest.mark.anyio
-async def test_simulate_announces_the_account_streamer_after_the_dxlink_line(cli) -> None:
+async def test_simulate_announces_the_account_streamer_after_the_dxlink_line(cli: Any) -> None:
     proc = cli.start("simulate", "--order-every", "300ms")
     out = proc.wait_for("three lines", lambda: len(lines(proc.stdout)) >= 3 and proc.stdout)
     first, second, third = lines(out)[:3]
@@ -38,7 +39,7 @@ async def test_simulate_announces_the_account_streamer_after_the_dxlink_line(cli
     assert proc.wait(10) == 0, proc.stderr
 
 
-def test_record_demo_account_writes_order_tables_beside_market_data(cli) -> None:
+def test_record_demo_account_writes_order_tables_beside_market_data(cli: Any) -> None:
     out = cli.workdir / "rec"
     proc = cli.run(
         "record",
@@ -75,7 +76,7 @@ def test_record_demo_account_writes_order_tables_beside_market_data(cli) -> None
     assert "5WT00000" in symbols and "SPY" in symbols
 
 
-def test_account_without_demo_needs_an_url_and_a_token(cli) -> None:
+def test_account_without_demo_needs_an_url_and_a_token(cli: Any) -> None:
     out = cli.workdir / "nothing"
     proc = cli.run("record", "--account", "5WT00000", "--out", str(out))
     assert proc.popen.returncode == 2
@@ -84,7 +85,7 @@ def test_account_without_demo_needs_an_url_and_a_token(cli) -> None:
     assert not out.exists()
 
 
-def test_kill_9_while_recording_accounts_loses_nothing_journaled(cli) -> None:
+def test_kill_9_while_recording_accounts_loses_nothing_journaled(cli: Any) -> None:
     out = cli.workdir / "crash"
     proc = cli.start(
         "record",
