@@ -17,6 +17,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .account import AlertStreamer
+    from .chain import Option, OptionType, get_option_chain, select_strikes
     from .dxlink.compact import ColumnBatch
     from .dxlink.streamer import DXLinkStreamer, Gap, StreamerStats, candle_symbol
     from .events import (
@@ -88,10 +89,12 @@ if TYPE_CHECKING:
         recover,
     )
     from .replay import ReplayStreamer, replay_frames
+    from .session import QuoteToken, Session
 
 #: public name -> the module that defines it
 _EXPORTS: Final[dict[str, str]] = {
     **dict.fromkeys(("AlertStreamer",), ".account"),
+    **dict.fromkeys(("Option", "OptionType", "get_option_chain", "select_strikes"), ".chain"),
     **dict.fromkeys(("ColumnBatch",), ".dxlink.compact"),
     **dict.fromkeys(
         ("DXLinkStreamer", "Gap", "StreamerStats", "candle_symbol"), ".dxlink.streamer"
@@ -180,6 +183,7 @@ _EXPORTS: Final[dict[str, str]] = {
         ".record",
     ),
     **dict.fromkeys(("ReplayStreamer", "replay_frames"), ".replay"),
+    **dict.fromkeys(("QuoteToken", "Session"), ".session"),
 }
 
 __all__ = (
@@ -204,6 +208,7 @@ __all__ = (
     "ExternalTransaction",
     "FsyncPolicy",
     "Gap",
+    "get_option_chain",
     "Greeks",
     "IndexedEvent",
     "inventory",
@@ -211,7 +216,9 @@ __all__ = (
     "LocalProtocolError",
     "mid_bars",
     "ohlcv",
+    "Option",
     "OptionSale",
+    "OptionType",
     "Order",
     "PlacedComplexOrder",
     "PlacedOrder",
@@ -220,6 +227,7 @@ __all__ = (
     "Quote",
     "quote_metrics",
     "QuoteAlert",
+    "QuoteToken",
     "RateLimitError",
     "Recorder",
     "RecorderStats",
@@ -232,8 +240,10 @@ __all__ = (
     "RotationPolicy",
     "scan",
     "SchemaError",
+    "select_strikes",
     "Series",
     "ServerError",
+    "Session",
     "spread_stats",
     "StorageError",
     "StreamerStats",
