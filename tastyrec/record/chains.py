@@ -69,7 +69,7 @@ from ..chain import Option, get_option_chain, select_strikes
 from ..dxlink.compact import ColumnBatch
 from ..events.base import Event
 from ..events.market import Greeks, Quote, Summary
-from ..exceptions import ApiError, CredentialsError, LocalProtocolError
+from ..exceptions import ApiError, CredentialsError, LocalProtocolError, _unwrap_group
 from ..schema import RECV_TYPE
 from . import layout
 from .recorder import _write_small_table
@@ -305,15 +305,16 @@ class ChainRecorder:
         self._tg = tg
         try:
             await tg.start(self._run)
-        except BaseException:
+        except BaseException as exc:
             tg.cancel_scope.cancel()
-            await self._close_tap()
+            with anyio.CancelScope(shield=True):
+                await self._close_tap()
             try:
                 await tg.__aexit__(None, None, None)
             except BaseExceptionGroup as eg:
-                from ..exceptions import _unwrap_group
-
                 raise _unwrap_group(eg) from None
+            if isinstance(exc, BaseExceptionGroup):  # _run failed before it was ready
+                raise _unwrap_group(exc) from None
             raise
         return self
 
@@ -337,8 +338,6 @@ class ChainRecorder:
                         logger.warning("could not write the subscriptions table: %s", error)
             return await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as eg:
-            from ..exceptions import _unwrap_group
-
             raise _unwrap_group(eg) from None
         finally:
             self._tg = None
