@@ -53,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -256,13 +257,22 @@ async def record(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any
     arrow: list[int] = []  # pyarrow's memory pool, bytes, at each RSS sample
     progress: list[str] = []
     async with DXLinkStreamer(url=url, token=TOKEN, queue_size=0, tap_interval=0.05) as streamer:
-        async with Recorder(out, streamer) as rec:
+        bounds = {}
+        if args.live_rows is not None:
+            bounds["live_rows"] = args.live_rows
+        if args.live_age is not None:
+            bounds["live_age_s"] = args.live_age
+        async with Recorder(out, streamer, **bounds) as rec:
             for cls, symbols in subs:
                 await streamer.subscribe(cls, symbols)
             start = time.monotonic()
 
+            snapshots: list[Any] = []
+
             async def sample_rss() -> None:
                 while True:
+                    if args.tracemalloc and len(rss) == args.tracemalloc_from // 10:
+                        snapshots.append(tracemalloc.take_snapshot())
                     rss.append((time.monotonic() - start, rss_kib()))
                     arrow.append(pa.total_allocated_bytes())
                     if len(rss) % args.progress_every == 1 or args.progress_every == 1:
@@ -286,6 +296,14 @@ async def record(args: argparse.Namespace, url: str, out: Path) -> dict[str, Any
                 tg.cancel_scope.cancel()
             rss.append((time.monotonic() - start, rss_kib()))
             arrow.append(pa.total_allocated_bytes())
+            if snapshots:
+                grown = tracemalloc.take_snapshot().compare_to(snapshots[0], "lineno")
+                print(
+                    f"\ntracemalloc: growth since t={args.tracemalloc_from} s, "
+                    f"top {args.tracemalloc}:"
+                )
+                for stat in grown[: args.tracemalloc]:
+                    print(f"  {stat}")
             # stop the stream and let it go quiet, so that every event received is one the
             # recorder was running for (what arrives after it closes its tap is not recorded)
             for cls, _ in subs:
@@ -382,8 +400,21 @@ def main() -> None:
     parser.add_argument(
         "--progress-every", type=int, default=6, help="print every Nth RSS sample (10 s each)"
     )
+    parser.add_argument("--live-rows", type=int, default=None, help="Recorder live_rows")
+    parser.add_argument("--live-age", type=float, default=None, help="Recorder live_age_s")
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        help="diagnosis: trace Python allocations and print the N lines that grew most",
+    )
+    parser.add_argument(
+        "--tracemalloc-from", type=int, default=120, help="... from this time (s) to the end"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tracemalloc:
+        tracemalloc.start(8)
     if args.serve:
         serve(args.quote_rate, args.seed)
         return

@@ -21,6 +21,7 @@ Theory of operation:
   every add and frame(); :meth:`~LiveFrame.frame` filters the rows of a batch that is partly old.
 * **Latest row per symbol.** Added batches are also queued; the queue is folded into the
   per-symbol state (one row per symbol) when it holds 65,536 rows or as many as the state, or
+  256 batches (so a slow type's queue never outlives the window by minutes), or
   when :meth:`~LiveFrame.latest` is called: a polars ``group_by`` over the state and the queue
   keeps the last row of each symbol. Amortised, that is a few tens of ns per row, all in Rust;
   memory is bounded by the number of distinct symbols plus the queue.
@@ -48,6 +49,9 @@ __all__ = ("LiveFrame",)
 _COALESCE_ROWS: Final = 4096
 #: rows queued for latest() before they are folded into the per-symbol state
 _FOLD_ROWS: Final = 65_536
+#: ... or batches: a slow type (100 rows/s, 20 batches/s) would otherwise keep ~10 minutes of
+#: small batches alive, far beyond the window, each with its own buffers (the soak's RSS growth)
+_FOLD_BATCHES: Final = 256
 
 _SYMBOL: Final = "event_symbol"
 
@@ -147,7 +151,10 @@ class LiveFrame:
         piece = _Piece(batch, bounds["min"].value, bounds["max"].value)
         self._queue.append(batch)
         self._queue_rows += n
-        if self._queue_rows >= max(_FOLD_ROWS, self._latest.height):
+        if (
+            self._queue_rows >= max(_FOLD_ROWS, self._latest.height)
+            or len(self._queue) >= _FOLD_BATCHES
+        ):
             self._fold()
         cutoff = self._cutoff()
         self._trim_age(cutoff)

@@ -381,6 +381,7 @@ class AlertStreamer:
                 await tap.send(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._taps.remove(tap)
+                tap.close()  # its reader has gone
 
     def _on_reply(self, reply: p.Reply) -> None:
         if not reply.ok:

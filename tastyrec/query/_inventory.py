@@ -75,11 +75,15 @@ def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
             if not files:
                 continue
             rows = sum(pq.read_metadata(f).num_rows for f in files)
+            # symbols for market data, account numbers for account tables, else none
+            names = pq.read_schema(files[0]).names
+            key = next((c for c in ("event_symbol", "account_number") if c in names), None)
+            distinct = f"count(DISTINCT {key})" if key else "0"
             # through Arrow: DuckDB's own conversion of time zones needs pytz
             symbols, first, last = (
                 _arrow(
                     con,
-                    "SELECT count(DISTINCT event_symbol), min(recv_ns), max(recv_ns) FROM "
+                    f"SELECT {distinct}, min(recv_ns), max(recv_ns) FROM "
                     + parquet_source(files, hive=False),
                 )
                 .to_pylist()[0]

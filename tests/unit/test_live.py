@@ -322,3 +322,20 @@ def test_tiny_batches_are_coalesced() -> None:
     assert len(live._pieces) <= 2 and len(live._small) < 64
     assert _seq(live.frame()) == list(range(5000))
     assert _seq(live.latest()) == [4999]
+
+
+def test_a_slow_types_latest_queue_does_not_outlive_the_window() -> None:
+    # 20 small batches a second (the recorder's tap) of a slow type: 5 rows each
+    clock = FakeClock()
+    live = LiveFrame(Quote, max_rows=None, max_age_s=60.0, clock=clock)
+    symbols = [f"S{i}" for i in range(5)]
+    queued = []
+    for i in range(20 * 600):  # ten minutes
+        clock.now += 50_000_000
+        live.add(_batch(_quotes(symbols, start=i), recv_ns=clock.now))
+        queued.append(len(live._queue))
+    assert max(queued) <= 256  # batches held for latest(): ~13 s worth, not ten minutes
+    assert live.rows <= 5 * 20 * 60 + 4096  # whole pieces age out; frame() filters the rest
+    assert live.frame().height <= 5 * 20 * 60 + 5
+    assert live.latest().height == 5
+    assert sorted(live.latest()["event_symbol"].to_list()) == symbols
