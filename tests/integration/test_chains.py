@@ -27,6 +27,7 @@ import pytest
 from tastyrec.chain import get_option_chain, select_strikes
 from tastyrec.dxlink import messages as m
 from tastyrec.dxlink.streamer import DXLinkStreamer
+from tastyrec.events.base import Event
 from tastyrec.events.market import Greeks, Quote, Summary
 from tastyrec.events.registry import spec
 from tastyrec.exceptions import ApiError, LocalProtocolError
@@ -349,7 +350,7 @@ def normalise(value: Any) -> Any:
     return value
 
 
-def expected_rows(event_type: type[Any], events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+def expected_rows(event_type: type[Event], events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     rows = []
     for event in events:
         row = []
@@ -362,7 +363,7 @@ def expected_rows(event_type: type[Any], events: list[dict[str, Any]]) -> list[t
     return rows
 
 
-def recorded_rows(root: Path, event_type: type[Any]) -> list[tuple[Any, ...]]:
+def recorded_rows(root: Path, event_type: type[Event]) -> list[tuple[Any, ...]]:
     files = sorted((root / event_type.__name__).glob("date=*/*.parquet"))
     table = pa.concat_tables(pq.read_table(f) for f in files).sort_by("recv_ns")
     names = [f.name for f in spec(event_type).fields]
