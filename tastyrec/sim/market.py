@@ -23,7 +23,8 @@ Everything else is derived from that path:
   probability, at the bid or ask of that instant; day volume grows strictly from print to print;
 * options (dxFeed symbols such as ``.SPY261218C600`` or ``.SPY261218C602.5``): Black-Scholes on
   the simulated underlying with a smile, expiry at 20:00 UTC on the expiration day; Greeks and
-  TheoPrice; quotes around theo;
+  TheoPrice; quotes around theo; the roots of index weeklies are priced off their index
+  (``.SPXW...`` off SPX, ``.NDXP...`` off NDX, also SPXPM, RUTW, VIXW);
 * candles: open/close are the path at the candle's bounds, high/low/vwap come from samples inside
   it (so high >= max(open, close) and low <= min(open, close) always hold).
 
@@ -142,14 +143,29 @@ _FIXED_UNITS_MS: Final = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, 
 _WEEK_OFFSET_MS: Final = 4 * DAY_MS
 
 
+#: option roots priced off another symbol: index weeklies/PM-settled roots -> their index
+_ROOT_UNDERLYINGS: Final[dict[str, str]] = {
+    "SPXW": "SPX",
+    "SPXPM": "SPX",
+    "NDXP": "NDX",
+    "RUTW": "RUT",
+    "VIXW": "VIX",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class OptionSymbol:
-    """A dxFeed option symbol such as ``.SPY261218C602.5``."""
+    """A dxFeed option symbol such as ``.SPY261218C602.5``.
+
+    ``underlying`` is the symbol the option is priced off: the root, except for roots of another
+    underlying (``.SPXW...`` -> ``SPX``, ``.NDXP...`` -> ``NDX``), whose root is in ``root``.
+    """
 
     underlying: str
     expiration_ms: int  #: 20:00 UTC on the expiration day
     is_call: bool
     strike: float
+    root: str = ""  #: the symbol's root, e.g. ``SPXW``
 
 
 def parse_option_symbol(symbol: str) -> OptionSymbol | None:
@@ -162,8 +178,13 @@ def parse_option_symbol(symbol: str) -> OptionSymbol | None:
         day = datetime(2000 + int(ymd[:2]), int(ymd[2:4]), int(ymd[4:]), 20, tzinfo=UTC)
     except ValueError:
         return None
+    root = m.group(1)
     return OptionSymbol(
-        m.group(1), int(day.timestamp() * 1000), m.group(3) == "C", float(m.group(4))
+        _ROOT_UNDERLYINGS.get(root, root),
+        int(day.timestamp() * 1000),
+        m.group(3) == "C",
+        float(m.group(4)),
+        root,
     )
 
 
