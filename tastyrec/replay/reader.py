@@ -308,7 +308,7 @@ class Timeline:
             frame = pl.scan_parquet(run.path).slice(run.offset, run.rows).collect()
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise StorageError(f"cannot read {str(run.path)!r}: {exc}") from exc
-        frame = conform(frame, cls)
+        frame = conform(frame, cls).rechunk()  # one chunk: to_numpy() without copies
         values = _ns_values(frame)
         if len(values) > 1 and bool(np.any(values[1:] < values[:-1])):
             frame = frame.sort(RECV_COLUMN, maintain_order=True)
