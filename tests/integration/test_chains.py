@@ -408,3 +408,29 @@ async def test_token_renewal_mid_recording_loses_nothing(
     for path in tmp_path.rglob("*.parquet"):
         data = path.read_bytes()
         assert TOKEN.encode() not in data and ROTATED.encode() not in data
+
+
+async def test_spx_chain_has_both_roots_priced_off_spx(session: Session, sim: Simulator) -> None:
+    async with make_streamer(session) as streamer:
+        async with ChainRecorder(
+            session, streamer, ["SPX"], dte=(0, 10), strikes=2, event_types=(Greeks,)
+        ) as chains:
+            options = chains.selected["SPX"]
+            roots = {o.root_symbol for o in options}
+            assert "SPXW" in roots  # dailies; SPX monthlies too when one is within 10 days
+            assert chains.threshold("SPX") == 5.0  # min(2, 2 / 2) spacings of 5
+            spx = chains.centre["SPX"]
+            assert abs(spx - sim.market.path("SPX", int(time.time() * 1000))) < 0.01 * spx
+            calls = {o.streamer_symbol for o in options if o.option_type == "C"}
+            deltas: dict[str, float] = {}
+            with streamer.tap() as tap, anyio.fail_after(WAIT_S):
+                async for batch in tap:
+                    if batch.event_type is Greeks:
+                        rows = batch.batch.to_pylist()
+                        deltas.update((r["event_symbol"], r["delta"]) for r in rows)
+                    if calls <= set(deltas):
+                        break
+                await streamer.close_tap(tap, flush=False)
+            # near the money off SPX (not off a made-up "SPXW" stock): deltas around one half
+            live = [deltas[s] for s in calls if not math.isnan(deltas[s])]
+            assert live and all(0.05 < d < 0.95 for d in live)
