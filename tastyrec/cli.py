@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
 import signal
 import sys
@@ -47,9 +48,13 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS: Final = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 #: Event types recorded by default; Greeks are added for option symbols.
 DEFAULT_EVENTS: Final = ("Quote", "Trade", "Summary", "Profile")
+#: tastytrade OAuth credentials (see tastyrec.session)
+SECRET_ENV: Final = "TASTYTRADE_CLIENT_SECRET"
+REFRESH_ENV: Final = "TASTYTRADE_REFRESH_TOKEN"
 NO_CREDENTIALS: Final = (
-    "no DXLink credentials: give --url and --token (or set ${env}) for a DXLink server, "
-    "or try --demo to record from the built-in simulator"
+    "no credentials: set TASTYTRADE_CLIENT_SECRET and TASTYTRADE_REFRESH_TOKEN to record from "
+    "your tastytrade account (--sandbox for the cert environment), or give --url and --token "
+    "(or set ${env}) for any DXLink server, or try --demo to record from the built-in simulator"
 )
 NO_ACCOUNT_CREDENTIALS: Final = (
     "recording accounts needs --account-url (wss://streamer.tastyworks.com, sandbox "
@@ -208,9 +213,13 @@ def simulate(
     AlertStreamer protocol) with a simulated account whose orders are received, routed, filled at
     the simulated market's prices (partial fills, multi-leg orders, cancels and rejects too),
     with balances and positions updated after fills. Its auth-token is `Bearer TOKEN`.
+
+    Then `api http://HOST:PORT`: a fake tastytrade REST API (OAuth, quote tokens for this DXLink
+    server, accounts, option chains). With TASTYTRADE_API_URL set to it, `tastyrec record
+    --symbols SPY` and `--chain SPY` log in as they would at tastytrade (the credentials are
+    printed on stderr).
     """
     from .sim import SimConfig
-    from .sim.account import run_simulators
 
     schedule = []
     for item in chaos:
@@ -222,16 +231,11 @@ def simulate(
     every_s = parse_duration(order_every)
     auth_token = None if no_auth else token
 
-    def announce(line: str) -> None:
-        click.echo(line)
-        sys.stdout.flush()
-        if line.startswith("account-number"):
-            auth = "no token needed" if no_auth else f"token: {token!r}"
-            click.echo(f"serving a simulated market and account ({auth}); Ctrl-C to stop", err=True)
-
     async def run() -> None:
-        await run_simulators(
-            announce,
+        from .sim.account import open_simulators
+        from .sim.rest import ApiSimulator
+
+        async with open_simulators(
             host=host,
             dxlink_port=port,
             account_port=account_port,
@@ -240,7 +244,28 @@ def simulate(
             account_token=auth_token,
             sim_config=config,
             order_every_s=every_s or None,
-        )
+        ) as (dx, acct):
+            api = ApiSimulator(dxlink=dx, host=host)
+            api.start()
+            try:
+                for line in (
+                    f"dxlink {dx.url}",
+                    f"account {acct.url}",
+                    f"account-number {acct.account_number}",
+                    f"api {api.url}",
+                ):
+                    click.echo(line)
+                sys.stdout.flush()
+                auth = "no token needed" if no_auth else f"token: {token!r}"
+                click.echo(
+                    f"serving a simulated market and account ({auth}) and a fake tastytrade API "
+                    f"(TASTYTRADE_API_URL={api.url} TASTYTRADE_CLIENT_SECRET={api.client_secret} "
+                    f"TASTYTRADE_REFRESH_TOKEN={api.refresh_token}); Ctrl-C to stop",
+                    err=True,
+                )
+                await anyio.sleep_forever()
+            finally:
+                api.close()
 
     _run(run)
 
@@ -381,6 +406,23 @@ def listen(
     help="Also record this account's orders, fills, balances and positions (repeatable); "
     "with --demo, the simulated account(s).",
 )
+@click.option(
+    "--chain",
+    default=None,
+    metavar="SPY,SPX",
+    help="Record these underlyings' option chains around the money (--strikes either side per "
+    "expiry within --dte, re-centred as the price moves) and the underlyings themselves.",
+)
+@click.option(
+    "--dte", default="0-45", show_default=True, help="With --chain: days to expiration, N or N-M."
+)
+@click.option(
+    "--strikes",
+    default=10,
+    show_default=True,
+    help="With --chain: strikes either side of the price.",
+)
+@click.option("--sandbox", is_flag=True, help="Use tastytrade's sandbox (cert) environment.")
 @click.option("--account-url", help="Account streamer URL (wss://streamer.tastyworks.com).")
 @click.option(
     "--account-token",
@@ -410,6 +452,10 @@ def record(
     fsync_interval: str,
     status: bool | None,
     accounts: Sequence[str],
+    chain: str | None,
+    dte: str,
+    strikes: int,
+    sandbox: bool,
     account_url: str | None,
     account_token: str | None,
     order_every: str,
@@ -428,13 +474,31 @@ def record(
     from .record.sink import RotationPolicy
 
     account_list = list(dict.fromkeys(a.strip() for a in accounts if a.strip()))
-    if symbols is None and not account_list:
-        raise click.UsageError("give --symbols (and/or --account ACCOUNT_NUMBER) to record")
+    chain_list = parse_symbols(chain) if chain else []
+    if symbols is None and not account_list and not chain_list:
+        raise click.UsageError(
+            "give --symbols, --chain and/or --account ACCOUNT_NUMBER: what to record"
+        )
     symbol_list = parse_symbols(symbols) if symbols is not None else []
     types = _event_types(events)
     periods = [p.strip() for p in candles.split(",") if p.strip()] if candles else []
-    if not demo and url is None and symbol_list:
+    # a tastytrade login (env credentials) when neither --demo nor --url says otherwise
+    login = not demo and url is None and bool(symbol_list or chain_list)
+    if login and not (os.environ.get(SECRET_ENV) and os.environ.get(REFRESH_ENV)):
         raise click.UsageError(NO_CREDENTIALS.format(env=TOKEN_ENV))
+    if chain_list and url is not None:
+        raise click.UsageError(
+            "--chain needs tastytrade's option chains: use the TASTYTRADE_* credentials (or "
+            "--demo), not --url"
+        )
+    dte_range = (0, 45)
+    if chain_list:
+        from .chain import parse_dte
+
+        try:
+            dte_range = parse_dte(dte)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dte") from None
     if not demo and account_list and (account_url is None or not account_token):
         raise click.UsageError(NO_ACCOUNT_CREDENTIALS.format(env=ACCOUNT_TOKEN_ENV))
     every_s = parse_duration(order_every)
@@ -451,7 +515,14 @@ def record(
     plan = _subscription_plan(symbol_list, types)
 
     async def run() -> None:
-        if demo and account_list:
+        if chain_list:
+            await _record_chains()
+        elif login:
+            from .session import Session
+
+            async with Session(is_test=sandbox) as session:
+                await _record(None, None, _tastytrade(sandbox), account_url, account_token, session)
+        elif demo and account_list:
             from .sim.account import open_simulators
 
             async with open_simulators(
@@ -475,22 +546,67 @@ def record(
         else:
             await _record(url, token, None, account_url, account_token)
 
+    async def _record_chains() -> None:
+        from .record.chains import DEFAULT_CHAIN_EVENTS, demo_session, record_chains
+
+        async with contextlib.AsyncExitStack() as stack:
+            if demo:
+                session = await stack.enter_async_context(demo_session())
+                click.echo(
+                    "recording chains from the built-in simulator and fake tastytrade API",
+                    err=True,
+                )
+            else:
+                from .session import Session
+
+                session = await stack.enter_async_context(Session(is_test=sandbox))
+
+            async def show(recorder: Any, chains: Any) -> None:
+                for cls, names in plan.items():  # --symbols beside the chains
+                    await chains.streamer.subscribe(cls, names)
+                click.echo(
+                    f"following {len(chains.symbols()):,} options of {', '.join(chain_list)}",
+                    err=True,
+                )
+                _print_recovery(recorder)
+                await _show_status(recorder, seconds, status)
+
+            recorder = await record_chains(
+                out,
+                session,
+                chain_list,
+                dte=dte_range,
+                strikes=strikes,
+                event_types=types if types is not None else list(DEFAULT_CHAIN_EVENTS),
+                run=show,
+                rotation=rotation,
+                fsync=fsync,
+                fsync_interval_s=sync_s,
+                source="simulator" if demo else _tastytrade(sandbox),
+            )
+            click.echo(recorder.stats.summary(time.time_ns()))
+
     async def _record(
         server: str | None,
         server_token: str | None,
         source: str | None,
         alerts_url: str | None,
         alerts_token: str | None,
+        session: Any = None,
     ) -> None:
         async with contextlib.AsyncExitStack() as stack:
             streamer = alerts = None
             if symbol_list:
                 from .dxlink.streamer import DXLinkStreamer
 
-                assert server is not None
-                streamer = await stack.enter_async_context(
-                    DXLinkStreamer(url=server, token=server_token, queue_size=0, tap_interval=0.05)
-                )
+                if session is not None:  # URL and quote token from tastytrade, renewed
+                    dxlink = DXLinkStreamer(session, queue_size=0, tap_interval=0.05)
+                else:
+                    assert server is not None
+                    dxlink = DXLinkStreamer(
+                        url=server, token=server_token, queue_size=0, tap_interval=0.05
+                    )
+                streamer = await stack.enter_async_context(dxlink)
             if account_list:
                 from .account import AlertStreamer
 
@@ -529,6 +645,11 @@ def record(
                     click.echo(recorder.stats.summary(time.time_ns()))
 
     _run(run)
+
+
+def _tastytrade(sandbox: bool) -> str:
+    """The source recorded in the files for a tastytrade login (no credentials in it)."""
+    return "tastytrade sandbox" if sandbox else "tastytrade"
 
 
 def _subscription_plan(symbols: list[str], types: list[type[Any]] | None) -> dict[Any, list[str]]:

@@ -67,7 +67,12 @@ class Cli:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+        # no credentials leak in from the environment of whoever runs the tests
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k != TOKEN_ENV and not k.startswith("TASTYTRADE_")
+        }
         self._procs: list[Proc] = []
 
     def start(self, *args: str, cwd: Path | None = None) -> Proc:
