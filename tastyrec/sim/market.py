@@ -300,6 +300,9 @@ class Market:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self._info: dict[str, _Info] = {}
+        # summary(): per symbol, (day, next 5-minute sample time, open, high, low) of the samples
+        # taken so far, so each call prices only the samples since the last one
+        self._day_samples: dict[str, tuple[int, int, float, float, float]] = {}
 
     # -- the path ------------------------------------------------------------------------------
 
@@ -563,8 +566,20 @@ class Market:
         info = self.info(symbol)
         day = t_ms // DAY_MS
         start = day * DAY_MS
-        samples = [self.path(symbol, s) for s in range(start, t_ms, 300_000)]
-        samples.append(self.path(symbol, t_ms))
+        # the samples at start, start + 5 min, ... before t_ms, then t_ms itself; the earlier
+        # ones are kept between calls (an option's path is a Black-Scholes price: ~10 us each)
+        cached = self._day_samples.get(symbol)
+        if cached is None or cached[0] != day or cached[1] > t_ms + 300_000:
+            cached = (day, start, NAN, -math.inf, math.inf)
+        _, next_ms, first, high, low = cached
+        while next_ms < t_ms:
+            value = self.path(symbol, next_ms)
+            first = value if next_ms == start else first
+            high, low = max(high, value), min(low, value)
+            next_ms += 300_000
+        self._day_samples[symbol] = (day, next_ms, first, high, low)
+        now = self.path(symbol, t_ms)
+        samples = [now if math.isnan(first) else first, max(high, now), min(low, now)]
         oi = int(10_000 * _unit(info.key ^ 0x81, day)) if symbol.startswith(".") else 0
         prev_volume = NAN if info.index else round(info.lot_volume * (0.6 + _unit(info.key, day)))
         return Summary(
@@ -576,8 +591,8 @@ class Market:
             "FINAL",
             oi,
             round(samples[0], 2),
-            round(max(samples), 2),
-            round(min(samples), 2),
+            round(samples[1], 2),
+            round(samples[2], 2),
             NAN,
             round(self.path(symbol, start - 1), 2),
             prev_volume,

@@ -205,3 +205,17 @@ def test_index_candles_have_nan_volume():
     assert cs is not None
     c = Market(0).candle(cs, cs.slot(T0), T0 + 10)
     assert math.isnan(c.volume) and c.open > 1000
+
+
+def test_summary_samples_are_cached_but_the_same_as_computed_from_scratch():
+    from tastyrec.sim.market import DAY_MS, Market
+
+    symbols = ["SPY", ".SPY261218C600", "SPX"]
+    day0 = 1_795_000_000_000 // DAY_MS * DAY_MS
+    offsets = [1, 299_999, 300_000, 300_001, 4_000_000, 4_000_000, 3_000_000]
+    times = [day0 + o for o in offsets] + [day0 + DAY_MS + 10, day0 + DAY_MS + 900_000]
+    cached = Market(5)
+    for t in times:
+        for symbol in symbols:
+            fresh = Market(5).summary(symbol, t)  # nothing cached
+            assert cached.summary(symbol, t) == fresh, (symbol, t - day0)
