@@ -88,6 +88,7 @@ if TYPE_CHECKING:
         WrittenFile,
         recover,
     )
+    from .record.chains import ChainRecorder, record_chains
     from .replay import ReplayStreamer, replay_frames
     from .session import QuoteToken, Session
 
@@ -182,6 +183,7 @@ _EXPORTS: Final[dict[str, str]] = {
         ),
         ".record",
     ),
+    **dict.fromkeys(("ChainRecorder", "record_chains"), ".record.chains"),
     **dict.fromkeys(("ReplayStreamer", "replay_frames"), ".replay"),
     **dict.fromkeys(("QuoteToken", "Session"), ".session"),
 }
@@ -194,6 +196,7 @@ __all__ = (
     "AuthenticationError",
     "Candle",
     "candle_symbol",
+    "ChainRecorder",
     "ColumnBatch",
     "compact",
     "connect",
@@ -229,6 +232,7 @@ __all__ = (
     "QuoteAlert",
     "QuoteToken",
     "RateLimitError",
+    "record_chains",
     "Recorder",
     "RecorderStats",
     "recover",

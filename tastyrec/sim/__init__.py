@@ -1,4 +1,11 @@
-"""The DXLink simulator: a local fake tastytrade/dxFeed market-data server for tests and demos.
+"""Simulators: local fakes of tastytrade's servers, for tests and demos, on 127.0.0.1.
+
+* :class:`Simulator` -- the DXLink market-data server (synthetic market, fault injection); a
+  :class:`~tastyrec.sim.engine.Feed` can replace its market (``tastyrec serve`` replays a
+  recording through it).
+* :class:`AccountSimulator` -- the account streamer, with a simulated account that trades;
+  :func:`open_simulators` runs both on one market.
+* :class:`ApiSimulator` -- tastytrade's REST API (OAuth, quote tokens, accounts, option chains).
 
 Example usage::
 
@@ -14,19 +21,18 @@ libraries; only :mod:`.server` imports websockets and anyio.
 
 from __future__ import annotations
 
-from .engine import SimConfig
-from .server import Simulator
-
-__all__ = ("SimConfig", "Simulator")
-
-# the account-streamer simulator (issue 6)
 from .account import AccountSimulator, open_simulators, run_simulators
 from .account_engine import AccountSimConfig
+from .engine import SimConfig
+from .rest import ApiSimulator
+from .server import Simulator
 
-__all__ = (  # type: ignore[assignment]
-    *__all__,
+__all__ = (
     "AccountSimConfig",
     "AccountSimulator",
+    "ApiSimulator",
+    "SimConfig",
+    "Simulator",
     "open_simulators",
     "run_simulators",
 )
