@@ -242,6 +242,7 @@ class ReplayStreamer:
         queue_size: bound of each listener's buffer, in events (oldest dropped first).
         chunk_rows: rows read per event type per step.
         clock: monotonic seconds (injected for tests of pacing).
+        sleep: ``async def sleep(seconds)`` that pacing waits with (injected with ``clock``).
 
     Raises:
         FileNotFoundError: (on entering) ``path`` is not a folder.
@@ -261,6 +262,7 @@ class ReplayStreamer:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, not {speed!r}")
@@ -279,6 +281,7 @@ class ReplayStreamer:
         #: recorded breaks in the stream reached so far, oldest first
         self.gaps: list[Gap] = []
         self._clock = clock
+        self._sleep = sleep
         self._timeline = Timeline(
             self.path, [], start_ns=self.start_ns, end_ns=self.end_ns, chunk_rows=chunk_rows
         )
@@ -688,7 +691,7 @@ class ReplayStreamer:
     async def _sleep_until(self, at_ns: int) -> None:
         now = self._virtual_now(at_ns)
         if now < at_ns:
-            await anyio.sleep((at_ns - now) / self.speed / _NS)
+            await self._sleep((at_ns - now) / self.speed / _NS)
 
     # --- gaps --------------------------------------------------------------------------------
 

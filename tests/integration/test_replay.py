@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from tastyrec.dxlink.streamer import DXLinkStreamer
-from tastyrec.events import Candle, Event, Greeks, Quote, Summary, Trade
+from tastyrec.events import Candle, Event, Greeks, Profile, Quote, Summary, TimeAndSale, Trade
 from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.replay import ReplayStreamer
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 OPTION = ".SPY261218C600"
 EQUITIES = ["SPY", "QQQ", "AAPL"]
-TYPES: list[type[Event]] = [Quote, Trade, Greeks, Summary, Candle]
+TYPES: list[type[Event]] = [Quote, Trade, Greeks, Summary, Profile, TimeAndSale, Candle]
 
 
 @pytest.fixture
@@ -72,9 +72,11 @@ async def recorded(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, list[A
                     await streamer.subscribe(Trade, EQUITIES)
                     await streamer.subscribe(Summary, EQUITIES)
                     await streamer.subscribe(Greeks, [OPTION])
+                    await streamer.subscribe(Profile, EQUITIES)
+                    await streamer.subscribe(TimeAndSale, EQUITIES)
                     await streamer.subscribe_candle(["SPY"], "1m")
                     await anyio.sleep(2.0)
-                    for cls in (Quote, Trade, Summary, Greeks, Candle):
+                    for cls in TYPES:
                         await streamer.unsubscribe_all(cls)
                     await anyio.sleep(0.5)  # whatever was in flight arrives
                     tg.cancel_scope.cancel()
@@ -87,6 +89,7 @@ async def test_replay_is_exactly_what_the_live_streamer_delivered(
 ) -> None:
     root, live, _ = recorded
     assert len(live["Quote"]) > 40 and live["Trade"] and live["Greeks"] and live["Candle"]
+    assert live["Profile"] and live["TimeAndSale"] and live["Summary"]
     assert len(list((root / "Quote").glob("date=*/*.parquet"))) >= 2  # rotated: several files
     # everything subscribed, one type listened to: the others are not kept for nobody
     async with ReplayStreamer(root) as replay:

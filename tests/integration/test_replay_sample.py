@@ -235,3 +235,36 @@ def test_replay_frames_several_types_interleave_with_an_event_type_column() -> N
     assert whole.height == len(_recorded("Quote", "true")) + len(_recorded("Trade", "true"))
     trades = whole.filter(pl.col("event_type") == "Trade")
     assert trades["price"].null_count() == 0 and not math.isnan(trades["price"][0])
+
+
+async def test_pacing_follows_receipt_times_under_an_injected_clock() -> None:
+    class FakeTime:
+        def __init__(self) -> None:
+            self.now = 1000.0
+            self.slept: list[float] = []
+
+        def clock(self) -> float:
+            return self.now
+
+        async def sleep(self, seconds: float) -> None:
+            self.slept.append(seconds)
+            self.now += seconds
+
+    fake = FakeTime()
+    speed = 4.0
+    released: list[tuple[float, int]] = []  # (fake wall clock, recv_ns) of each event
+    async with ReplayStreamer(SAMPLE, speed=speed, clock=fake.clock, sleep=fake.sleep) as replay:
+        await replay.subscribe(Quote, ["SPY"])
+        await replay.subscribe(Trade, ["SPY"])
+        async for _ in replay.listen(Quote, Trade):
+            assert replay.time_ns is not None
+            released.append((fake.now, replay.time_ns))
+    recv = [ns for _, ns in _recorded("Quote", "event_symbol = 'SPY'")]
+    recv = sorted(recv + [ns for s, ns in _recorded("Trade", "true") if s == "SPY"])
+    assert len(released) == len(recv)
+    first = recv[0]
+    for (wall, _), ns in zip(released, recv, strict=True):
+        due = 1000.0 + (ns - first) / speed / 1e9
+        assert due - 1e-6 <= wall <= due + 1e-3  # never early, and not late
+    # the replay slept through the recording's span at 4x, with nothing real
+    assert sum(fake.slept) == pytest.approx((recv[-1] - first) / speed / 1e9, abs=1e-3)
