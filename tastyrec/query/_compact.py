@@ -326,13 +326,24 @@ def _merge(
     read = _read_inputs(group)
     schema = _target_schema(part.event_type, [s for s, _ in read])
     work = pa.schema([f.with_type(_work_type(f.type)) for f in schema])
-    table = _combined(work, [_conform(t, work) for _, t in read])
+    columns = _chunked(work, [_conform(t, work) for _, t in read])
     del read
     expected = sum(r for _, r in group)
+    keys = {
+        n: columns.pop(n).combine_chunks() for n in (SYMBOL_COLUMN, RECV_COLUMN) if n in work.names
+    }
+    with concurrent.futures.ThreadPoolExecutor(1, "tastyrec-compact") as pool:
+        # copying the other columns (fresh memory: slow) overlaps the sort
+        rest = pool.submit(_combine_chunks, columns)
+        _step("sort")
+        order = _sort_order(pa.table(keys))
+        others = rest.result()
+    table = pa.Table.from_arrays(
+        [keys[f.name] if f.name in keys else others[f.name] for f in work], schema=work
+    )
+    del keys, others
     if table.num_rows != expected:
         raise StorageError(f"read {table.num_rows} rows from files whose footers say {expected}")
-    _step("sort")
-    order = _sort_order(table)
     first_ns = _min_recv(table)
     name = layout.file_name(first_ns, catalog.COMPACT_SESSION_PREFIX + secrets.token_hex(4), 1)
     target = part.path / (name + layout.PARQUET_SUFFIX)
@@ -362,25 +373,29 @@ def _merge(
     return target
 
 
-def _combined(schema: pa.Schema, tables: list[pa.Table]) -> pa.Table:
-    """``tables`` (all of ``schema``) as one table of one chunk per column.
-
-    Column by column, each input column released as soon as it is copied: peak memory stays
-    near one copy of the rows (fresh memory is expensive: zeroing pages was half of the CPU
-    time of a profiled run). String dictionaries are unified first, so the codes agree.
-    """
+def _chunked(schema: pa.Schema, tables: list[pa.Table]) -> dict[str, pa.ChunkedArray]:
+    """The columns of ``tables`` (all of ``schema``) by name, string dictionaries unified."""
     columns = {
         f.name: pa.chunked_array([c for t in tables for c in t.column(f.name).chunks], f.type)
         for f in schema
     }
     del tables[:]
     for f in schema:
-        chunked = columns.pop(f.name)
         if pa.types.is_dictionary(f.type):
-            chunked = pa.table([chunked], [f.name]).unify_dictionaries().column(0)
-        columns[f.name] = chunked.combine_chunks()
-        del chunked
-    return pa.Table.from_arrays([columns.pop(f.name) for f in schema], schema=schema)
+            columns[f.name] = pa.table([columns[f.name]], [f.name]).unify_dictionaries().column(0)
+    return columns
+
+
+def _combine_chunks(columns: dict[str, pa.ChunkedArray]) -> dict[str, pa.Array]:
+    """One array per column, each chunked column released as soon as it is copied.
+
+    Peak memory stays near one copy of the rows: fresh memory is expensive (zeroing pages was
+    half of the CPU time of a profiled run).
+    """
+    combined = {}
+    for name in list(columns):
+        combined[name] = columns.pop(name).combine_chunks()
+    return combined
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -412,24 +427,40 @@ def _sort_order(table: pa.Table) -> pa.Array | None:
     """
     if not table.num_rows or RECV_COLUMN not in table.column_names:
         return None
-    recv_col = table.column(RECV_COLUMN).combine_chunks().cast(pa.int64())
-    recv = pc.fill_null(recv_col, 0).to_numpy()  # nulls (never written) sort first
+    recv_col = table.column(RECV_COLUMN).combine_chunks().view(pa.int64())
+    if recv_col.null_count:
+        recv_col = pc.fill_null(recv_col, 0)  # nulls (never written) sort first
+    recv = recv_col.to_numpy()
     if SYMBOL_COLUMN not in table.column_names:
         return pa.array(np.argsort(recv, kind="stable"))
     symbols = table.column(SYMBOL_COLUMN).combine_chunks()
     if not pa.types.is_dictionary(symbols.type):
         symbols = pc.dictionary_encode(symbols)
+    size = len(symbols.dictionary)
     # ranks from 1; null symbols (never written by the recorder) get 0 and sort first
-    rank = np.zeros(len(symbols.dictionary) + 1, dtype=np.int64)
-    rank[:-1] = np.asarray(pc.rank(symbols.dictionary, sort_keys="ascending"), dtype=np.int64)
-    codes = rank[pc.fill_null(symbols.indices, len(symbols.dictionary)).to_numpy()]
-    if len(rank) <= np.iinfo(np.uint16).max:
-        order = np.argsort(codes.astype(np.uint16), kind="stable")  # numpy: radix sort
-        times = recv[order]
-        same = codes[order][1:] == codes[order][:-1]
-        if not np.any(same & (times[1:] < times[:-1])):
+    small = size < np.iinfo(np.uint16).max
+    rank = np.zeros(size + 1, dtype=np.uint16 if small else np.int64)
+    rank[:-1] = np.asarray(pc.rank(symbols.dictionary, sort_keys="ascending"))
+    indices = symbols.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, size)
+    codes = rank[indices.to_numpy()]
+    if small:
+        order = np.argsort(codes, kind="stable")  # numpy: a radix sort for 16-bit keys
+        if _sorted_within(codes, recv, order):
             return pa.array(order)
     return pa.array(np.lexsort((recv, codes)))  # the last key is the primary one
+
+
+def _sorted_within(codes: np.ndarray, recv: np.ndarray, order: np.ndarray) -> bool:
+    """Whether ``recv[order]`` rises within each run of equal ``codes[order]`` (in slices)."""
+    step = 1 << 20
+    for start in range(0, len(order), step):
+        part = order[start : start + step + 1]
+        times, keys = recv[part], codes[part]
+        if np.any((times[1:] < times[:-1]) & (keys[1:] == keys[:-1])):
+            return False
+    return True
 
 
 def _min_recv(table: pa.Table) -> int:
