@@ -263,3 +263,71 @@ async def test_compaction_beside_a_running_recorder_loses_and_repeats_nothing(tm
     ]
     assert runs == 8 and seqs.len() == total and seqs.n_unique() == total
     assert not list(out.glob("_journal/*/*/*.arrows"))
+
+
+@pytest.mark.parametrize("column", ["bid_price", "event_symbol", "recv_ns", "bid_size"])
+def test_the_check_catches_a_corrupted_write(rec, monkeypatch, column):
+    """The real check (no stub): the written file differs from what was handed to the writer."""
+    before = sorted(rec.glob("Quote/*/*"))
+    real_write = compaction._write
+
+    def write_then_corrupt(path, schema, table, order, row_group_rows):
+        digests = real_write(path, schema, table, order, row_group_rows)
+        # rewrite the file with one value changed in the last row group (same rows, same schema)
+        written = pq.read_table(path)
+        col = written.column(column).to_pylist()
+        i = len(col) - 3
+        if column == "event_symbol":
+            col[i] = col[i] + "X"
+        elif column == "recv_ns":
+            col[i] = col[i].replace(microsecond=(col[i].microsecond + 1) % 1_000_000)
+        elif column == "bid_size":
+            col[i] = -0.0 if col[i] == 0.0 else 0.0  # a sign bit: equal as floats, not as bits
+        else:
+            col[i] = col[i] + 0.01
+        idx = written.schema.get_field_index(column)
+        written = written.set_column(
+            idx, written.schema.field(idx), pa.array(col, written.schema.field(idx).type)
+        )
+        pq.write_table(written, path, row_group_size=row_group_rows)
+        return digests
+
+    monkeypatch.setattr(compaction, "_write", write_then_corrupt)
+    with pytest.raises(StorageError, match=f"check failed: column {column!r} differing"):
+        compact(rec, event_types=["Quote"], row_group_rows=100)
+    assert sorted(rec.glob("Quote/*/*")) == before  # old files kept, temporary removed
+
+
+def test_the_check_catches_a_truncated_write(rec, monkeypatch):
+    before = sorted(rec.glob("Quote/*/*"))
+    real_write = compaction._write
+
+    def write_then_drop_a_row(path, schema, table, order, row_group_rows):
+        digests = real_write(path, schema, table, order, row_group_rows)
+        written = pq.read_table(path)
+        pq.write_table(written.slice(1), path, row_group_size=row_group_rows)
+        return digests
+
+    monkeypatch.setattr(compaction, "_write", write_then_drop_a_row)
+    with pytest.raises(StorageError, match="check failed: 954 rows where 955 were expected"):
+        compact(rec, event_types=["Quote"])
+    assert sorted(rec.glob("Quote/*/*")) == before
+
+
+def test_the_digest_sees_every_bit_and_every_position():
+    digest = compaction._digest
+    base = pa.table(
+        {
+            "f": pa.array([1.0, float("nan"), None, 0.0]),
+            "s": pa.array(["a", None, "bc", ""]),
+            "t": pa.array([1, 2, 3, None], pa.timestamp("ns", tz="UTC")),
+        }
+    )
+    same = pa.Table.from_batches(base.to_batches(max_chunksize=3))  # other chunking, same rows
+    assert digest(base)[1] == digest(same)[1]
+    negzero = base.set_column(0, "f", pa.array([1.0, float("nan"), None, -0.0]))
+    swapped = base.set_column(1, "s", pa.array(["bc", None, "a", ""]))
+    moved = base.set_column(1, "s", pa.array(["ab", None, "c", ""]))
+    null = base.set_column(2, "t", pa.array([1, 2, None, None], pa.timestamp("ns", tz="UTC")))
+    for other, col in [(negzero, 0), (swapped, 1), (moved, 1), (null, 2)]:
+        assert digest(other)[1][col] != digest(base)[1][col]
