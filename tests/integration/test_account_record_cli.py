@@ -129,3 +129,23 @@ def test_kill_9_while_recording_accounts_loses_nothing_journaled(cli: Any) -> No
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_compact_keeps_account_tables_exactly(cli: Any) -> None:
+    out = cli.workdir / "rec"
+    proc = cli.run("record", "--demo", "--account", "5WT00000", "--symbols", "SPY",
+                   "--order-every", "200ms", "--rotate-age", "1s", "--for", "4s",
+                   "--out", str(out), "--no-status", timeout=60)  # fmt: skip
+    assert proc.popen.returncode == 0, proc.stderr
+    assert len(list((out / "PlacedOrder").glob("date=*/*.parquet"))) >= 2
+    query = (
+        "SELECT o.id, o.status, f.fill_id, f.quantity, f.fill_price, o.recv_ns FROM PlacedOrder o, "
+        "UNNEST(o.legs) AS t(l), UNNEST(l.fills) AS u(f) ORDER BY ALL"
+    )
+    before = tastyrec.connect(out).sql(query).fetchall()
+    orders_before = tastyrec.connect(out).sql("SELECT count(*) FROM PlacedOrder").fetchall()
+    compacted = cli.run("compact", str(out), timeout=60)
+    assert compacted.popen.returncode == 0, compacted.stderr
+    assert len(list((out / "PlacedOrder").glob("date=*/*.parquet"))) == 1
+    assert tastyrec.connect(out).sql(query).fetchall() == before and before
+    assert tastyrec.connect(out).sql("SELECT count(*) FROM PlacedOrder").fetchall() == orders_before
