@@ -11,16 +11,32 @@
   recorder's files *and* the rows not yet in Parquet.
 
 Every function lists files through :mod:`tastyrec.catalog`. The command line is in
-:mod:`tastyrec.query.commands` (imported only by the CLI: it needs click and rich).
+:mod:`tastyrec.query.commands` (imported only by the CLI: it needs click and rich). Names are
+imported on first use (:mod:`tastyrec._lazy`): ``tastyrec sql`` loads DuckDB, not polars.
 """
 
 from __future__ import annotations
 
-from ._analysis import asof_quotes, mid_bars, ohlcv, quote_metrics, spread_stats
-from ._compact import DEFAULT_MAX_ROWS, CompactionResult, compact
-from ._duck import connect, refresh
-from ._inventory import Inventory, TypeInventory, inventory
-from ._scan import scan
+from typing import TYPE_CHECKING, Final
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._analysis import asof_quotes, mid_bars, ohlcv, quote_metrics, spread_stats
+    from ._compact import DEFAULT_MAX_ROWS, CompactionResult, compact
+    from ._duck import connect, refresh
+    from ._inventory import Inventory, TypeInventory, inventory
+    from ._scan import scan
+
+_EXPORTS: Final = {
+    **dict.fromkeys(
+        ("asof_quotes", "mid_bars", "ohlcv", "quote_metrics", "spread_stats"), "._analysis"
+    ),
+    **dict.fromkeys(("DEFAULT_MAX_ROWS", "CompactionResult", "compact"), "._compact"),
+    **dict.fromkeys(("connect", "refresh"), "._duck"),
+    **dict.fromkeys(("Inventory", "TypeInventory", "inventory"), "._inventory"),
+    "scan": "._scan",
+}
 
 __all__ = (
     "DEFAULT_MAX_ROWS",
@@ -38,3 +54,5 @@ __all__ = (
     "scan",
     "spread_stats",
 )
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -27,7 +27,7 @@ import pyarrow as pa
 from .. import catalog
 from ..exceptions import StorageError
 from ..record import layout
-from ..record.recorder import GAP_SCHEMA, SESSION_SCHEMA
+from ..record.tables import GAP_SCHEMA, SESSION_SCHEMA
 
 __all__ = ("connect", "parquet_source", "refresh")
 

@@ -84,6 +84,7 @@ from .sink import (
     prune_journal,
 )
 from .status import RecorderStats
+from .tables import GAP_SCHEMA, SESSION_SCHEMA
 
 if TYPE_CHECKING:
     import duckdb
@@ -106,31 +107,6 @@ ACCOUNT_BATCH: Final = 4096
 #: ``stream`` values of the gaps table.
 DXLINK_STREAM: Final = "dxlink"
 ACCOUNT_STREAM: Final = "account"
-
-SESSION_SCHEMA: Final = pa.schema(
-    [
-        pa.field("session_id", pa.string(), nullable=False),
-        pa.field("start", RECV_TYPE, nullable=False),
-        pa.field("end", RECV_TYPE),
-        pa.field("source", pa.string()),
-        pa.field("symbols", pa.list_(pa.string())),
-        pa.field("event_types", pa.list_(pa.string())),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("rows", pa.int64(), nullable=False),
-        pa.field("files", pa.int64(), nullable=False),
-        pa.field("tastyrec_version", pa.string(), nullable=False),
-    ]
-)
-GAP_SCHEMA: Final = pa.schema(
-    [
-        pa.field("session_id", pa.string(), nullable=False),
-        pa.field("last_received", RECV_TYPE),
-        pa.field("disconnected", RECV_TYPE, nullable=False),
-        pa.field("resumed", RECV_TYPE),
-        pa.field("reason", pa.string()),
-        pa.field("stream", pa.string()),
-    ]
-)
 
 
 def safe_source(url: str) -> str:
