@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from ._lazy import lazy_exports
+from ._lazy import lazy_exports as _lazy_exports
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -267,4 +267,4 @@ __all__ = (
 )
 
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, globals(), _EXPORTS)

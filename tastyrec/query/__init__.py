@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from .._lazy import lazy_exports
+from .._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from ._analysis import asof_quotes, mid_bars, ohlcv, quote_metrics, spread_stats
@@ -55,4 +55,4 @@ __all__ = (
     "spread_stats",
 )
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, globals(), _EXPORTS)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from .._lazy import lazy_exports
+from .._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from .journal import FsyncPolicy
@@ -42,4 +42,4 @@ __all__ = (
     "recover",
 )
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, globals(), _EXPORTS)
