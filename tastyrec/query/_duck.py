@@ -121,6 +121,15 @@ def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None
         raise StorageError(f"cannot read the {name} files: {exc}") from exc
 
 
+#: DuckDB types of the bookkeeping tables' Arrow types
+_SQL_TYPES: Final = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "timestamp[ns, tz=UTC]": "TIMESTAMPTZ_NS",
+    "list<item: string>": "VARCHAR[]",
+}
+
+
 def _bookkeeping_view(
     con: duckdb.DuckDBPyConnection, name: str, folder: Path, schema: pa.Schema
 ) -> None:
@@ -128,6 +137,9 @@ def _bookkeeping_view(
     if files:
         _create_view(con, name, parquet_source(files, hive=False))
         return
-    empty = f"_empty_{name}"
-    con.register(empty, schema.empty_table())
-    _create_view(con, name, quote_ident(empty))
+    # no files yet: the same columns, no rows (in SQL: registering an Arrow table would make
+    # DuckDB import pandas, a third of a second for `tastyrec sql`)
+    columns = ", ".join(
+        f"CAST(NULL AS {_SQL_TYPES[str(f.type)]}) AS {quote_ident(f.name)}" for f in schema
+    )
+    _create_view(con, name, f"(SELECT {columns} WHERE false)")
