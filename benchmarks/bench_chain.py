@@ -5,7 +5,8 @@ this process to CPU 0), takes the SPX chain the fake REST API serves (``tastyrec
 SPX and SPXW roots, 0-45 DTE, strikes +-15 % of the simulated spot on a 5-point grid) through
 ``Session`` and ``get_option_chain`` as a user would, keeps the first ``--symbols`` option
 symbols, and subscribes Greeks and Quote for all of them on one ``DXLinkStreamer`` read through
-a tap (``queue_size=0``, as the recorder reads it). It measures:
+a tap (``queue_size=0``, as the recorder reads it); with ``--record``, a ``Recorder`` also records
+everything into Parquet (a temp dir), and its rows are checked against the events. It measures:
 
 * **subscription**: FEED_SUBSCRIPTION messages and their largest size (the streamer chunks at
   <= 500 entries / 16 KiB, DXLINK.md §12), and the time until every symbol has sent both types;
@@ -29,11 +30,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,6 +45,7 @@ from typing import Any
 
 import anyio
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
@@ -175,7 +180,16 @@ async def run(args: argparse.Namespace, sim: SimProcess) -> dict[str, Any]:
         streamer = DXLinkStreamer(
             session, queue_size=0, tap_interval=0.05, keepalive_timeout=60, connect_timeout=30
         )
-        async with streamer:
+        out = Path(tempfile.mkdtemp(prefix="bench_chain_")) if args.record else None
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(streamer)
+            recorder = None
+            # the recorder closes (flushes, converts) before its files are counted
+            recording = await stack.enter_async_context(contextlib.AsyncExitStack())
+            if out is not None:  # recording: the Recorder's own tap, journal and Parquet
+                from tastyrec.record.recorder import Recorder
+
+                recorder = await recording.enter_async_context(Recorder(out, streamer))
             proto = streamer.protocol
             sizes: list[int] = []
             original = proto._send
@@ -243,6 +257,20 @@ async def run(args: argparse.Namespace, sim: SimProcess) -> dict[str, Any]:
                     while streamer.stats.frames < sent["frames"]:
                         await anyio.sleep(0.1)
                         sent = sim.sent()
+            await recording.aclose()
+            result["rss_recording_closed_kib"] = rss_kib()
+            if out is not None and recorder is not None:
+                # after the recorder closed: every event it received is in a Parquet file
+                parquet = {
+                    name: sum(
+                        pq.read_metadata(f).num_rows for f in (out / name).glob("*/*.parquet")
+                    )
+                    for name in ("Greeks", "Quote")
+                }
+                result["parquet_rows"] = parquet
+                result["recorded_rows"] = dict(recorder.stats.rows)
+                result["parquet_bytes"] = sum(f.stat().st_size for f in out.glob("*/*/*.parquet"))
+                shutil.rmtree(out, ignore_errors=True)
             result["sent"] = sent
             stats = streamer.stats
             result.update(
@@ -276,6 +304,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--json", type=Path, help="write the result here too")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also record everything with a Recorder (Parquet in a temp dir) and check its rows",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.quote_rate, args.greeks_rate, args.seed)
@@ -300,6 +333,7 @@ def main() -> None:
         and not result["dropped"]
         and result["bad_frames"] == 0
         and result["disconnects"] == 0
+        and (not args.record or sum(result["parquet_rows"].values()) == result["events"])
     )
     print("zero loss: " + ("yes" if ok else "NO"))
     sys.exit(0 if ok else 1)

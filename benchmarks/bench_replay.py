@@ -1,4 +1,4 @@
-"""Replay speed (issue 4): ReplayStreamer.listen() and replay_frames() against the SDK's from_stream.
+"""Replay speed (issue 4): ReplayStreamer.listen() and replay_frames() against the SDK.
 
 A script, not a test. It writes a synthetic Quote recording with the recorder's own Parquet writer
 (``tastyrec.record.sink._write_parquet``: zstd, dictionary, delta-encoded ``recv_ns``, row groups of
@@ -160,7 +160,9 @@ def main() -> None:
         table = make_quotes(args.rows, args.symbols, args.seed)
         files = write_recording(folder, table, args.file_rows)
         size = sum(f.stat().st_size for f in files)
-        print(f"recording: {len(files)} files, {size / 2**20:.1f} MiB ({size / args.rows:.1f} B/row)")
+        print(
+            f"recording: {len(files)} files, {size / 2**20:.1f} MiB ({size / args.rows:.1f} B/row)"
+        )
         messages = sdk_messages(table, min(args.sdk_rows, args.rows))
         del table
         rates: dict[str, list[float]] = {"sdk": [], "listen": [], "frames": []}
@@ -174,8 +176,8 @@ def main() -> None:
             assert n == args.rows, (n, args.rows)
             rates["frames"].append(n / s)
             print(
-                f"  repeat {r + 1}: SDK {rates['sdk'][-1]:,.0f}/s  listen {rates['listen'][-1]:,.0f}/s"
-                f"  frames {rates['frames'][-1]:,.0f} rows/s"
+                f"  repeat {r + 1}: SDK {rates['sdk'][-1]:,.0f}/s  "
+                f"listen {rates['listen'][-1]:,.0f}/s  frames {rates['frames'][-1]:,.0f} rows/s"
             )
         med = {k: statistics.median(v) for k, v in rates.items()}
         ratios = [b / a for a, b in zip(rates["sdk"], rates["listen"], strict=True)]

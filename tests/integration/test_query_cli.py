@@ -106,7 +106,8 @@ def test_compact_then_the_same_answers(cli, tmp_path):
     rec = tmp_path / "rec"
     shutil.copytree(SAMPLE, rec)
     query = (  # order-independent aggregates (a float sum depends on the row order)
-        "SELECT event_symbol, count(*), min(bid_price), max(recv_ns) FROM Quote GROUP BY 1 ORDER BY 1"
+        "SELECT event_symbol, count(*), min(bid_price), max(recv_ns) FROM Quote "
+        "GROUP BY 1 ORDER BY 1"
     )
     before = cli.run("sql", query, "-d", str(rec)).stdout
     proc = cli.run("compact", str(rec))
