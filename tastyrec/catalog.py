@@ -37,8 +37,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Final
 
-import pyarrow.parquet as pq
-
 from .exceptions import StorageError
 from .record import layout
 
@@ -231,6 +229,8 @@ def compacted_from(path: Path) -> list[str] | None:
         StorageError: the footer is unreadable or its list is malformed.
     """
     try:
+        import pyarrow.parquet as pq  # here: listing files must not cost pyarrow's import
+
         meta = pq.read_metadata(path).metadata or {}
     except FileNotFoundError:
         return None
@@ -268,6 +268,8 @@ def _time_key(path: Path) -> tuple[int, str]:
 def _ends_before(path: Path, start_ns: int) -> bool:
     """Whether every row of ``path`` was received before ``start_ns`` (from the footer stats)."""
     try:
+        import pyarrow.parquet as pq
+
         meta = pq.read_metadata(path)
         index = meta.schema.to_arrow_schema().get_field_index("recv_ns")
         if index < 0:

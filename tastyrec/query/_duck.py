@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Final
 
 import duckdb
-import pyarrow as pa
 
 from .. import catalog
 from ..exceptions import StorageError
 from ..record import layout
-from ..record.tables import GAP_SCHEMA, SESSION_SCHEMA
+from ..record.tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
 
 __all__ = ("connect", "parquet_source", "refresh")
 
@@ -109,8 +108,8 @@ def refresh(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]) -> lis
         if files:
             _create_view(con, event_type, parquet_source(files))
             created.append(event_type)
-    _bookkeeping_view(con, SESSIONS_VIEW, root / layout.SESSIONS_DIR, SESSION_SCHEMA)
-    _bookkeeping_view(con, GAPS_VIEW, root / layout.GAPS_DIR, GAP_SCHEMA)
+    _bookkeeping_view(con, SESSIONS_VIEW, root / layout.SESSIONS_DIR, SESSION_COLUMNS)
+    _bookkeeping_view(con, GAPS_VIEW, root / layout.GAPS_DIR, GAP_COLUMNS)
     return created
 
 
@@ -121,17 +120,8 @@ def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None
         raise StorageError(f"cannot read the {name} files: {exc}") from exc
 
 
-#: DuckDB types of the bookkeeping tables' Arrow types
-_SQL_TYPES: Final = {
-    "string": "VARCHAR",
-    "int64": "BIGINT",
-    "timestamp[ns, tz=UTC]": "TIMESTAMPTZ_NS",
-    "list<item: string>": "VARCHAR[]",
-}
-
-
 def _bookkeeping_view(
-    con: duckdb.DuckDBPyConnection, name: str, folder: Path, schema: pa.Schema
+    con: duckdb.DuckDBPyConnection, name: str, folder: Path, schema: tuple[Column, ...]
 ) -> None:
     files = sorted(folder.glob("*" + layout.PARQUET_SUFFIX)) if folder.is_dir() else []
     if files:
@@ -140,6 +130,7 @@ def _bookkeeping_view(
     # no files yet: the same columns, no rows (in SQL: registering an Arrow table would make
     # DuckDB import pandas, a third of a second for `tastyrec sql`)
     columns = ", ".join(
-        f"CAST(NULL AS {_SQL_TYPES[str(f.type)]}) AS {quote_ident(f.name)}" for f in schema
+        f"CAST(NULL AS {sql_type}) AS {quote_ident(column)}"
+        for column, sql_type in sql_columns(schema)
     )
     _create_view(con, name, f"(SELECT {columns} WHERE false)")

@@ -84,7 +84,7 @@ from .sink import (
     prune_journal,
 )
 from .status import RecorderStats
-from .tables import GAP_SCHEMA, SESSION_SCHEMA
+from .tables import gap_schema, session_schema
 
 if TYPE_CHECKING:
     import duckdb
@@ -169,7 +169,7 @@ class _Session:
         name = _session_name(self.start_ns, self.session_id)
         _write_small_table(
             root / layout.SESSIONS_DIR / f"{name}.parquet",
-            pa.table(row, schema=SESSION_SCHEMA),
+            pa.table(row, schema=session_schema()),
         )
 
 
@@ -910,7 +910,7 @@ class Recorder:
                 "reason": [g.reason for _, g in gaps],
                 "stream": [stream for stream, _ in gaps],
             },
-            schema=GAP_SCHEMA,
+            schema=gap_schema(),
         )
         name = _session_name(self._session.start_ns, self.session_id)
         _write_small_table(self.root / layout.GAPS_DIR / f"{name}.parquet", table)

@@ -1,42 +1,80 @@
-"""Schemas of the bookkeeping tables: ``_sessions/`` (one row per recording session) and
+"""Columns of the bookkeeping tables: ``_sessions/`` (one row per recording session) and
 ``_gaps/`` (one row per disconnect -> reconnect).
 
-Kept apart from :mod:`.recorder` so that readers (``tastyrec.connect``, ``tastyrec sql``) get
-them without importing the recorder and its dependencies. Imports pyarrow only.
+Each column is declared once, as ``(name, kind, nullable)``; the Arrow schemas the recorder
+writes (:func:`session_schema`, :func:`gap_schema`) and the DuckDB types of the empty views
+``tastyrec.connect`` makes before any file exists (:func:`sql_columns`) are derived from that.
+Kept apart from :mod:`.recorder`, and importing pyarrow only inside the schema functions, so
+that ``tastyrec sql`` starts without pyarrow.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import functools
+from typing import TYPE_CHECKING, Final
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-__all__ = ("GAP_SCHEMA", "SESSION_SCHEMA")
+__all__ = ("GAP_COLUMNS", "SESSION_COLUMNS", "gap_schema", "session_schema", "sql_columns")
 
-#: the receipt-time type (same as :data:`tastyrec.schema.RECV_TYPE`, without importing polars)
-RECV_TYPE: Final = pa.timestamp("ns", tz="UTC")
+Column = tuple[str, str, bool]  # (name, kind, nullable)
 
-SESSION_SCHEMA: Final = pa.schema(
-    [
-        pa.field("session_id", pa.string(), nullable=False),
-        pa.field("start", RECV_TYPE, nullable=False),
-        pa.field("end", RECV_TYPE),
-        pa.field("source", pa.string()),
-        pa.field("symbols", pa.list_(pa.string())),
-        pa.field("event_types", pa.list_(pa.string())),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("rows", pa.int64(), nullable=False),
-        pa.field("files", pa.int64(), nullable=False),
-        pa.field("tastyrec_version", pa.string(), nullable=False),
-    ]
+SESSION_COLUMNS: Final[tuple[Column, ...]] = (
+    ("session_id", "string", False),
+    ("start", "time", False),
+    ("end", "time", True),
+    ("source", "string", True),
+    ("symbols", "strings", True),
+    ("event_types", "strings", True),
+    ("status", "string", False),
+    ("rows", "int64", False),
+    ("files", "int64", False),
+    ("tastyrec_version", "string", False),
 )
-GAP_SCHEMA: Final = pa.schema(
-    [
-        pa.field("session_id", pa.string(), nullable=False),
-        pa.field("last_received", RECV_TYPE),
-        pa.field("disconnected", RECV_TYPE, nullable=False),
-        pa.field("resumed", RECV_TYPE),
-        pa.field("reason", pa.string()),
-        pa.field("stream", pa.string()),
-    ]
+GAP_COLUMNS: Final[tuple[Column, ...]] = (
+    ("session_id", "string", False),
+    ("last_received", "time", True),
+    ("disconnected", "time", False),
+    ("resumed", "time", True),
+    ("reason", "string", True),
+    ("stream", "string", True),
 )
+
+#: DuckDB type of each kind
+_SQL: Final = {
+    "string": "VARCHAR",
+    "time": "TIMESTAMPTZ_NS",
+    "strings": "VARCHAR[]",
+    "int64": "BIGINT",
+}
+
+
+def _arrow(columns: tuple[Column, ...]) -> pa.Schema:
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        # the receipt-time type (tastyrec.schema.RECV_TYPE)
+        "time": pa.timestamp("ns", tz="UTC"),
+        "strings": pa.list_(pa.string()),
+        "int64": pa.int64(),
+    }
+    return pa.schema([pa.field(n, types[kind], nullable=null) for n, kind, null in columns])
+
+
+@functools.cache
+def session_schema() -> pa.Schema:
+    """The Arrow schema of ``_sessions/*.parquet``."""
+    return _arrow(SESSION_COLUMNS)
+
+
+@functools.cache
+def gap_schema() -> pa.Schema:
+    """The Arrow schema of ``_gaps/*.parquet``."""
+    return _arrow(GAP_COLUMNS)
+
+
+def sql_columns(columns: tuple[Column, ...]) -> list[tuple[str, str]]:
+    """``(name, DuckDB type)`` of each column."""
+    return [(name, _SQL[kind]) for name, kind, _ in columns]
