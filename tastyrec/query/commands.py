@@ -83,6 +83,12 @@ def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
         raise _fail(exc) from None
     try:
         relation = con.sql(query)
+        if relation is not None and fmt == "csv" and (output is not None or _stdout_is_a_pipe()):
+            # DuckDB writes CSV itself: no pyarrow to import, no Arrow copy of the result
+            if output is None:
+                sys.stdout.flush()
+            relation.write_csv(str(output) if output is not None else "/dev/stdout", header=True)
+            return
         table = relation.to_arrow_table() if relation is not None else None
     except duckdb.Error as exc:
         views = sorted(r[0] for r in con.sql("SHOW TABLES").fetchall())
@@ -101,6 +107,18 @@ def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
     else:
         _write(table, fmt, sys.stdout.buffer)
         sys.stdout.buffer.flush()
+
+
+def _stdout_is_a_pipe() -> bool:
+    """Whether DuckDB can write to ``/dev/stdout``: a pipe, not a file (reopening a file
+    opened with ``>>`` would truncate it) nor a terminal."""
+    import os
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError):  # no real file descriptor (e.g. captured in tests)
+        return False
 
 
 def _write(table: pa.Table, fmt: str, sink: IO[bytes]) -> None:

@@ -121,3 +121,26 @@ def test_compact_then_the_same_answers(cli, tmp_path):
     assert none.stdout.strip() == f"nothing recorded in {str(rec)!r} on 2026-11-22"
     bad = cli.run("compact", str(rec), "--date", "yesterday")
     assert bad.popen.returncode == 2 and "is not a date such as" in bad.stderr
+
+
+def test_sql_csv_into_a_pipe_is_written_by_duckdb_with_the_same_rows(tmp_path):
+    import subprocess
+    import sys
+
+    query = (
+        "SELECT event_symbol, count(*) AS n, min(bid_price) AS low FROM Quote GROUP BY 1 ORDER BY 1"
+    )
+    piped = subprocess.run(  # stdout is a pipe: DuckDB writes the CSV
+        [sys.executable, "-m", "tastyrec", "sql", query, "--data", str(SAMPLE)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    into_file = tmp_path / "out.csv"
+    with open(into_file, "w") as fh:  # stdout is a file: the Arrow path
+        subprocess.run(
+            [sys.executable, "-m", "tastyrec", "sql", query, "--data", str(SAMPLE)],
+            stdout=fh, timeout=60, check=True,
+        )  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(piped.stdout)))
+    assert rows == list(csv.DictReader(io.StringIO(into_file.read_text())))
+    assert [r["event_symbol"] for r in rows] == sorted(r["event_symbol"] for r in rows)
+    assert len(rows) == 5 and all(int(r["n"]) > 0 for r in rows)
