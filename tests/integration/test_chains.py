@@ -11,7 +11,6 @@ decoded independently with json and the FEED_CONFIG field lists.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
 from collections import defaultdict
@@ -20,16 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tastyrec.chain import get_option_chain, select_strikes
 from tastyrec.dxlink import messages as m
 from tastyrec.dxlink.streamer import DXLinkStreamer
-from tastyrec.events.base import Event
 from tastyrec.events.market import Greeks, Quote, Summary
-from tastyrec.events.registry import spec
 from tastyrec.exceptions import ApiError, LocalProtocolError
 from tastyrec.record.chains import (
     SUBSCRIPTION_SCHEMA,
@@ -43,6 +39,7 @@ from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.market import Market
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, ApiSimulator
+from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
 
@@ -322,57 +319,6 @@ async def test_record_chains_demo(tmp_path: Path) -> None:
 
 
 # --- quote-token renewal while recording: nothing lost, nothing twice ----------------------------
-
-
-def sent_events(frames: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    """Events in the server's FEED_DATA frames, decoded with json and the FEED_CONFIG fields."""
-    fields: dict[tuple[int, str], list[str]] = {}
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for frame in frames:
-        msg = json.loads(frame)
-        if msg["type"] == "FEED_CONFIG":
-            for name, names in (msg.get("eventFields") or {}).items():
-                fields[(msg["channel"], name)] = names
-        elif msg["type"] == "FEED_DATA":
-            data = msg["data"]
-            for name, values in zip(data[0::2], data[1::2], strict=True):
-                names = fields[(msg["channel"], name)]
-                for i in range(0, len(values), len(names)):
-                    out[name].append(dict(zip(names, values[i : i + len(names)], strict=True)))
-    return out
-
-
-def normalise(value: Any) -> Any:
-    if value in ("NaN", "Infinity", "-Infinity"):
-        return float(value)
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    return value
-
-
-def expected_rows(event_type: type[Event], events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    rows = []
-    for event in events:
-        row = []
-        for f in spec(event_type).fields:
-            value = normalise(event.get(f.wire_name, f.default))
-            if f.kind.name == "DOUBLE" and not isinstance(value, str):
-                value = normalise(float(value))
-            row.append(value)
-        rows.append(tuple(row))
-    return rows
-
-
-def recorded_rows(root: Path, event_type: type[Event]) -> list[tuple[Any, ...]]:
-    files = sorted((root / event_type.__name__).glob("date=*/*.parquet"))
-    table = pa.concat_tables(pq.read_table(f) for f in files).sort_by("recv_ns")
-    names = [f.name for f in spec(event_type).fields]
-    columns = [
-        table[n].cast(pa.int64()) if pa.types.is_timestamp(table[n].type) else table[n]
-        for n in names
-    ]
-    lists = [c.to_pylist() for c in columns]
-    return [tuple(normalise(v) for v in row) for row in zip(*lists, strict=True)]
 
 
 async def test_token_renewal_mid_recording_loses_nothing(
