@@ -188,8 +188,12 @@ async def run(args: argparse.Namespace, sim: SimProcess) -> dict[str, Any]:
             recording = await stack.enter_async_context(contextlib.AsyncExitStack())
             if out is not None:  # recording: the Recorder's own tap, journal and Parquet
                 from tastyrec.record.recorder import Recorder
+                from tastyrec.record.sink import RotationPolicy
 
-                recorder = await recording.enter_async_context(Recorder(out, streamer))
+                rotation = RotationPolicy(max_rows=args.rotate_rows) if args.rotate_rows else None
+                recorder = await recording.enter_async_context(
+                    Recorder(out, streamer, rotation=rotation)
+                )
             proto = streamer.protocol
             sizes: list[int] = []
             original = proto._send
@@ -308,6 +312,9 @@ def main() -> None:
         "--record",
         action="store_true",
         help="also record everything with a Recorder (Parquet in a temp dir) and check its rows",
+    )
+    parser.add_argument(
+        "--rotate-rows", type=int, default=None, help="with --record: rotation bound in rows"
     )
     args = parser.parse_args()
     if args.serve:
