@@ -486,6 +486,11 @@ def record(
     login = not demo and url is None and bool(symbol_list or chain_list)
     if login and not (os.environ.get(SECRET_ENV) and os.environ.get(REFRESH_ENV)):
         raise click.UsageError(NO_CREDENTIALS.format(env=TOKEN_ENV))
+    if chain_list and account_list:
+        raise click.UsageError(
+            "--chain and --account cannot be combined yet: record the account in a second "
+            "`tastyrec record --account ...` into the same --out folder"
+        )
     if chain_list and url is not None:
         raise click.UsageError(
             "--chain needs tastytrade's option chains: use the TASTYTRADE_* credentials (or "

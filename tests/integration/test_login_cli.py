@@ -85,3 +85,9 @@ def test_without_any_credentials_the_message_names_all_three_ways(cli: Any) -> N
     proc = cli.run("record", "--chain", "SPY")
     assert proc.popen.returncode == 2
     assert "TASTYTRADE_CLIENT_SECRET" in proc.stderr and "--demo" in proc.stderr
+
+
+def test_chain_and_account_together_are_refused_with_what_to_do(cli: Any) -> None:
+    proc = cli.run("record", "--chain", "SPY", "--account", "5WT00000", "--demo")
+    assert proc.popen.returncode == 2
+    assert "--chain and --account" in proc.stderr and "same --out folder" in proc.stderr
