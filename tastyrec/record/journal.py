@@ -44,7 +44,14 @@ import pyarrow.ipc as ipc
 
 from ..exceptions import StorageError
 
-__all__ = ("FsyncPolicy", "JournalWriter", "SegmentContents", "fsync_dir", "read_segment")
+__all__ = (
+    "FsyncPolicy",
+    "JournalWriter",
+    "SegmentContents",
+    "SegmentReader",
+    "fsync_dir",
+    "read_segment",
+)
 
 MAGIC: Final = b"TRJ1"
 _HEADER = struct.Struct("<QI")
@@ -198,6 +205,16 @@ class SegmentContents:
         return sum(b.num_rows for b in self.batches)
 
 
+def _intact(length: int, crc: int, payload: memoryview | bytes | None) -> bool:
+    """Whether a record's header and payload are whole and match their checksum."""
+    return (
+        0 < length <= MAX_RECORD_BYTES
+        and payload is not None
+        and len(payload) == length
+        and zlib.crc32(payload) == crc
+    )
+
+
 def _records(data: memoryview) -> Iterator[tuple[int, memoryview]]:
     """(end offset, payload) of every intact record; stops at the first damaged one."""
     pos = len(MAGIC)
@@ -205,13 +222,96 @@ def _records(data: memoryview) -> Iterator[tuple[int, memoryview]]:
         length, crc = _HEADER.unpack_from(data, pos)
         start = pos + _HEADER.size
         end = start + length
-        if length == 0 or length > MAX_RECORD_BYTES or end > len(data):
+        payload = data[start:end] if 0 < length <= MAX_RECORD_BYTES else None
+        if not _intact(length, crc, payload):
             return
-        payload = data[start:end]
-        if zlib.crc32(payload) != crc:
-            return
+        assert payload is not None
         yield end, payload
         pos = end
+
+
+class SegmentReader:
+    """The intact batches of a journal segment, one record at a time (for conversion).
+
+    Unlike :func:`read_segment`, which maps the whole segment, this reads each record into its
+    own buffer, so converting a segment holds one row group in memory, not the segment (a
+    mapped segment's pages count in RSS until it is unmapped). Same rules: it stops at the
+    first damaged record, and :attr:`torn_bytes` is what follows the last intact one.
+
+    Example usage::
+
+        reader = SegmentReader(path)
+        for batch in reader:  # after the schema record
+            ...
+        print(reader.rows, reader.torn_bytes)
+
+    Raises:
+        StorageError: the file cannot be read, or it is not a journal segment.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        #: the segment's schema (``None``: killed before it was written)
+        self.schema: pa.Schema | None = None
+        #: rows in the intact batches read so far
+        self.rows = 0
+        #: bytes after the last intact record, once iterated to the end
+        self.torn_bytes = 0
+        try:
+            self._fh = open(path, "rb")
+            self._size = os.fstat(self._fh.fileno()).st_size
+            magic = self._fh.read(len(MAGIC))
+        except OSError as exc:
+            raise _storage_error("cannot read the journal segment", path, exc) from exc
+        self._good = len(magic)
+        if len(magic) < len(MAGIC):  # created, killed before the header was written
+            self._fh.close()
+            self.torn_bytes = self._size
+            return
+        if magic != MAGIC:
+            self._fh.close()
+            raise StorageError(f"{str(path)!r} is not a tastyrec journal segment")
+        first = self._next()
+        if first is not None:
+            try:
+                self.schema = ipc.read_schema(pa.py_buffer(first))
+            except (pa.ArrowException, ValueError):
+                self.schema = None
+            else:
+                self._good = self._fh.tell()
+        if self.schema is None:
+            self._finish()
+
+    def _next(self) -> bytes | None:
+        try:
+            header = self._fh.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                return None
+            length, crc = _HEADER.unpack(header)
+            payload = self._fh.read(length) if 0 < length <= MAX_RECORD_BYTES else None
+        except OSError as exc:
+            raise _storage_error("cannot read the journal segment", self.path, exc) from exc
+        return payload if _intact(length, crc, payload) else None
+
+    def _finish(self) -> None:
+        self.torn_bytes = self._size - self._good
+        self._fh.close()
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        if self.schema is None or self._fh.closed:
+            return
+        try:
+            while (payload := self._next()) is not None:
+                try:
+                    batch = ipc.read_record_batch(pa.py_buffer(payload), self.schema)
+                    batch.validate(full=True)
+                except (pa.ArrowException, ValueError):
+                    break  # checksum intact but not Arrow: treat like a torn tail
+                self._good = self._fh.tell()
+                self.rows += batch.num_rows
+                yield batch
+        finally:
+            self._finish()
 
 
 def read_segment(path: Path) -> SegmentContents:

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from ..exceptions import StorageError
 from ..schema import RECV_COLUMN
 from . import layout
-from .journal import FsyncPolicy, JournalWriter, fsync_dir, read_segment
+from .journal import FsyncPolicy, JournalWriter, SegmentReader, fsync_dir
 
 __all__ = (
     "ROW_GROUP_ROWS",
@@ -248,21 +248,33 @@ def convert_segment(root: Path, segment: Path) -> WrittenFile | None:
         meta = pq.read_metadata(target)
         _unlink(segment)
         return WrittenFile(target, event_type, meta.num_rows, target.stat().st_size)
-    contents = read_segment(segment)
-    if contents.torn_bytes:
-        logger.warning(
-            "dropped a torn tail of %d bytes from %s (intact: %d rows)",
-            contents.torn_bytes,
-            segment.name,
-            contents.rows,
-        )
-    if contents.schema is None or not contents.rows:
-        _unlink(segment)
-        return None
+    # one record at a time: a conversion holds a row group in memory, not the segment
+    reader = SegmentReader(segment)
+    last_ns: list[int] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            if batch.num_rows:
+                last_ns.append(int(pc.max(batch.column(RECV_COLUMN)).value))
+            yield batch
+
     tmp = target.with_name(target.name + ".tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_parquet(tmp, contents.schema, contents.batches)
+        if reader.schema is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_parquet(tmp, reader.schema, batches())
+        if reader.torn_bytes:
+            logger.warning(
+                "dropped a torn tail of %d bytes from %s (intact: %d rows)",
+                reader.torn_bytes,
+                segment.name,
+                reader.rows,
+            )
+        if reader.schema is None or not reader.rows:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            _unlink(segment)
+            return None
         os.replace(tmp, target)
         fsync_dir(target.parent)
     except OSError as exc:
@@ -274,14 +286,17 @@ def convert_segment(root: Path, segment: Path) -> WrittenFile | None:
             f"`tastyrec recover {root}`"
         ) from exc
     _unlink(segment)
-    last = max(int(pc.max(b.column(RECV_COLUMN)).value) for b in contents.batches if b.num_rows)
     return WrittenFile(
-        target, event_type, contents.rows, target.stat().st_size, contents.torn_bytes, last
+        target, event_type, reader.rows, target.stat().st_size, reader.torn_bytes, max(last_ns)
     )
 
 
-def _write_parquet(path: Path, schema: pa.Schema, batches: list[pa.RecordBatch]) -> None:
-    """Write ``batches`` in row groups of exactly ROW_GROUP_ROWS rows (the last one smaller)."""
+def _write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+    """Write ``batches`` in row groups of exactly ROW_GROUP_ROWS rows (the last one smaller).
+
+    ``batches`` is consumed once, as it goes: only the rows of the row group being filled are
+    held (when it is an iterator).
+    """
     with open(path, "wb") as fh:
         with pq.ParquetWriter(fh, schema, **_parquet_options(schema)) as writer:
             pending: list[pa.RecordBatch] = []

@@ -11,8 +11,30 @@ import pytest
 
 from tastyrec.events import Quote
 from tastyrec.exceptions import StorageError
-from tastyrec.record.journal import MAGIC, FsyncPolicy, JournalWriter, read_segment
+from tastyrec.record.journal import (
+    MAGIC,
+    FsyncPolicy,
+    JournalWriter,
+    SegmentContents,
+    SegmentReader,
+    read_segment,
+)
 from tastyrec.schema import arrow_schema
+
+
+def read_streamed(path):
+    """SegmentReader's view of a segment, in read_segment's terms."""
+    reader = SegmentReader(path)
+    batches = list(reader)
+    assert reader.rows == sum(b.num_rows for b in batches)
+    return SegmentContents(reader.schema, batches, reader.torn_bytes)
+
+
+@pytest.fixture(params=["mapped", "streamed"])
+def read(request):
+    """Both readers of a segment (read_segment maps it, SegmentReader streams it) obey the
+    same rules."""
+    return read_segment if request.param == "mapped" else read_streamed
 
 
 def write(path: Path, batches, fsync=FsyncPolicy.NEVER) -> JournalWriter:
@@ -36,18 +58,18 @@ def same(a: pa.RecordBatch, b: pa.RecordBatch) -> bool:
 
 
 @pytest.mark.parametrize("policy", list(FsyncPolicy))
-def test_round_trip(tmp_path, make_quotes, policy):
+def test_round_trip(tmp_path, make_quotes, policy, read):
     batches = [make_quotes(range(i * 10, i * 10 + 10), start=i * 10) for i in range(5)]
     journal = write(tmp_path / "a" / "s.arrows", batches, policy)
     assert journal.rows == 50 and journal.closed
-    contents = read_segment(tmp_path / "a" / "s.arrows")
+    contents = read(tmp_path / "a" / "s.arrows")
     assert contents.torn_bytes == 0 and contents.rows == 50
     assert contents.schema == batches[0].schema
     assert contents.schema.metadata == arrow_schema(Quote).metadata
     assert all(same(a, b) for a, b in zip(contents.batches, batches, strict=True))
 
 
-def test_every_cut_keeps_exactly_the_complete_records(tmp_path, make_quotes):
+def test_every_cut_keeps_exactly_the_complete_records(tmp_path, make_quotes, read):
     batches = [make_quotes(range(i, i + 3), start=i) for i in range(4)]
     path = tmp_path / "s.arrows"
     write(path, batches)
@@ -63,7 +85,7 @@ def test_every_cut_keeps_exactly_the_complete_records(tmp_path, make_quotes):
     journal.close()
     for cut in range(0, len(data), 7):
         path.write_bytes(data[:cut])
-        contents = read_segment(path)
+        contents = read(path)
         complete = sum(1 for e in ends if e <= cut)
         assert len(contents.batches) == complete, cut
         assert contents.rows == 3 * complete
@@ -72,17 +94,17 @@ def test_every_cut_keeps_exactly_the_complete_records(tmp_path, make_quotes):
 
 
 @pytest.mark.parametrize("tail", [b"\x00" * 4096, b"\xff" * 100, os.urandom(333)])
-def test_garbage_or_zeroed_tail_is_dropped(tmp_path, make_quotes, tail):
+def test_garbage_or_zeroed_tail_is_dropped(tmp_path, make_quotes, tail, read):
     batches = [make_quotes(range(i, i + 3), start=i) for i in range(3)]
     path = tmp_path / "s.arrows"
     write(path, batches)
     with open(path, "ab") as fh:
         fh.write(tail)
-    contents = read_segment(path)
+    contents = read(path)
     assert contents.rows == 9 and contents.torn_bytes == len(tail)
 
 
-def test_flipped_byte_stops_at_the_damaged_record(tmp_path, make_quotes):
+def test_flipped_byte_stops_at_the_damaged_record(tmp_path, make_quotes, read):
     batches = [make_quotes(range(i, i + 3), start=i) for i in range(3)]
     path = tmp_path / "s.arrows"
     journal = JournalWriter(path, batches[0].schema, fsync=FsyncPolicy.NEVER)
@@ -94,24 +116,24 @@ def test_flipped_byte_stops_at_the_damaged_record(tmp_path, make_quotes):
     data = bytearray(path.read_bytes())
     data[first_end + 20] ^= 0xFF  # inside the second record's payload
     path.write_bytes(bytes(data))
-    contents = read_segment(path)
+    contents = read(path)
     assert contents.rows == 3 and contents.torn_bytes == len(data) - first_end
 
 
-def test_not_a_journal(tmp_path):
+def test_not_a_journal(tmp_path, read):
     path = tmp_path / "x.arrows"
     path.write_bytes(b"PAR1 and more")
     with pytest.raises(StorageError, match="not a tastyrec journal"):
-        read_segment(path)
+        read(path)
 
 
-def test_empty_and_header_only_segments(tmp_path, make_quotes):
+def test_empty_and_header_only_segments(tmp_path, make_quotes, read):
     empty = tmp_path / "e.arrows"
     empty.write_bytes(b"")
-    assert read_segment(empty).rows == 0
+    assert read(empty).rows == 0
     path = tmp_path / "h.arrows"
     JournalWriter(path, make_quotes([1]).schema, fsync=FsyncPolicy.NEVER).close()
-    contents = read_segment(path)
+    contents = read(path)
     assert contents.schema is not None and contents.rows == 0 and contents.torn_bytes == 0
     assert path.read_bytes().startswith(MAGIC)
 
@@ -141,7 +163,7 @@ def test_write_errors_become_storage_errors(tmp_path, make_quotes, monkeypatch):
     assert journal.rows == 0  # not counted
 
 
-def test_sync_later_runs_after_close(tmp_path, make_quotes):
+def test_sync_later_runs_after_close(tmp_path, make_quotes, read):
     journal = JournalWriter(tmp_path / "s.arrows", make_quotes([1]).schema, fsync=FsyncPolicy.NEVER)
     assert journal.sync_later() is not None  # the header (never synced with "never")
     assert journal.sync_later() is None  # nothing new
@@ -150,4 +172,4 @@ def test_sync_later_runs_after_close(tmp_path, make_quotes):
     assert sync is not None and journal.sync_later() is None
     journal.close()
     sync()  # its own descriptor: the segment being closed does not matter
-    assert read_segment(tmp_path / "s.arrows").rows == 2
+    assert read(tmp_path / "s.arrows").rows == 2
