@@ -14,13 +14,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from types import TracebackType
 from typing import Any, Final
 
+import anyio
 import websockets
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
 
-from .exceptions import ConnectionClosedError, ConnectionClosedOK
+from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, _unwrap_group
 
 __all__ = (
     "DEFAULT_MAX_SIZE",
@@ -29,6 +33,8 @@ __all__ = (
     "connections",
     "map_exceptions",
     "redacting_logger",
+    "start_streaming",
+    "stop_streaming",
 )
 
 #: Largest inbound message accepted: candle snapshots exceed websockets' 1 MiB default.
@@ -128,3 +134,57 @@ async def connections(
     )
     async for ws in client:
         yield Transport(ws)
+
+
+# --- the lifecycle both streamers share (DXLink and account) ---------------------------------
+
+
+async def start_streaming(
+    tg: TaskGroup,
+    run: Callable[..., Coroutine[Any, Any, Any]],
+    connect_timeout: float,
+    timeout_message: str,
+) -> None:
+    """Enter ``tg`` and start ``run`` in it (``await tg.start(run)``) within ``connect_timeout``.
+
+    On failure the task group is closed and the real cause raised: ``ConnectionClosed`` with
+    ``timeout_message`` when ``run`` was not ready in time, else the one meaningful exception
+    of the group (a tastyrec error such as an authentication failure).
+    """
+    await tg.__aenter__()
+    try:
+        with anyio.fail_after(connect_timeout):
+            await tg.start(run)
+    except BaseException as exc:
+        tg.cancel_scope.cancel()
+        try:
+            await tg.__aexit__(None, None, None)
+        except BaseExceptionGroup as eg:
+            raise _unwrap_group(eg) from None
+        if isinstance(exc, TimeoutError):
+            raise ConnectionClosed(None, timeout_message) from None
+        if isinstance(exc, BaseExceptionGroup):  # run failed before it was ready
+            raise _unwrap_group(exc) from None
+        raise
+
+
+async def stop_streaming(
+    tg: TaskGroup,
+    conn: Transport | None,
+    taps: Iterable[MemoryObjectSendStream[Any]],
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> bool | None:
+    """Close ``conn`` politely (2 s at most), cancel and leave ``tg``, close every tap."""
+    if conn is not None:
+        with anyio.move_on_after(2, shield=True):
+            await conn.close(1000, "bye")
+    tg.cancel_scope.cancel()
+    try:
+        return await tg.__aexit__(exc_type, exc, tb)
+    except BaseExceptionGroup as eg:
+        raise _unwrap_group(eg) from None
+    finally:
+        for tap in taps:
+            tap.close()

@@ -283,27 +283,14 @@ class DXLinkStreamer:
     async def __aenter__(self) -> Self:
         if self.url is None or (self._token is None and self.session is not None):
             await self._fetch_quote_token()
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        try:
-            with anyio.fail_after(self.connect_timeout):
-                await tg.start(self._run)
-        except BaseException as exc:
-            tg.cancel_scope.cancel()
-            try:
-                await tg.__aexit__(None, None, None)
-            except BaseExceptionGroup as eg:
-                raise _unwrap(eg) from None
-            if isinstance(exc, TimeoutError):
-                raise ConnectionClosed(
-                    None,
-                    f"no authorised DXLink connection to {self.url!r} within "
-                    f"{self.connect_timeout} s; check the URL and that the server is up",
-                ) from None
-            if isinstance(exc, BaseExceptionGroup):  # _run failed before it was ready
-                raise _unwrap(exc) from None
-            raise
+        self._tg = anyio.create_task_group()
+        await transport.start_streaming(
+            self._tg,
+            self._run,
+            self.connect_timeout,
+            f"no authorised DXLink connection to {self.url!r} within {self.connect_timeout} s; "
+            "check the URL and that the server is up",
+        )
         return self
 
     async def __aexit__(
@@ -314,19 +301,12 @@ class DXLinkStreamer:
     ) -> bool | None:
         assert self._tg is not None
         self._closing = True
-        conn = self._transport
-        if conn is not None:
-            with anyio.move_on_after(2, shield=True):
-                await conn.close(1000, "bye")
-        self._tg.cancel_scope.cancel()
         try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as eg:
-            raise _unwrap(eg) from None
+            return await transport.stop_streaming(
+                self._tg, self._transport, self._taps, exc_type, exc, tb
+            )
         finally:
             self._tg = None
-            for tap in self._taps:
-                tap.close()
 
     async def aclose(self) -> None:
         """Stop streaming (the same as leaving ``async with``)."""
