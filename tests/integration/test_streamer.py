@@ -243,6 +243,7 @@ async def test_unsubscribe(sim: Simulator) -> None:
         await _wait_until(lambda: any(msg.reset for msg in subscriptions_sent(sim, start)))
         await barrier(sim, streamer)
         drain(streamer, Quote)
+        drain(streamer, Trade)  # the Trade awaited below must be one received after this
         trades_before = streamer.stats.events
         with anyio.move_on_after(0.5):  # 10 aggregation periods: no Quote may come
             quote = await streamer.get_event(Quote)
