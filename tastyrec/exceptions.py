@@ -25,7 +25,6 @@ This module imports nothing from the rest of tastyrec.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 __all__ = (
@@ -175,6 +174,8 @@ def _unwrap_group(eg: BaseExceptionGroup[BaseException]) -> BaseException:
     A tastyrec error if there is one; else the only exception that is not a cancellation or an
     interrupt; else the group itself (several unrelated failures stay visible).
     """
+    import asyncio  # here: only a failed task group calls this, and asyncio is loaded by then
+
     leaves = list(_leaves(eg))
     for exc in leaves:
         if isinstance(exc, TastyrecError):

@@ -68,7 +68,7 @@ def replay(
 
         tastyrec replay data --events Quote --symbols SPY | jq .bid_price
     """
-    from ..cli import _event_types, _run, parse_symbols
+    from .._cli import event_types as _event_types, parse_symbols, run as _run
     from . import ReplayStreamer
     from .streamer import to_ns
 
@@ -142,7 +142,7 @@ def serve(
     Ctrl-C. Each connection gets its own replay, from the start of the recording (or --start)
     at --speed, of whatever it subscribes to.
     """
-    from ..cli import _run
+    from .._cli import run as _run
     from ..sim import Simulator
     from .feed import ReplayFeed
 

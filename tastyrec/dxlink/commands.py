@@ -1,0 +1,95 @@
+"""The ``tastyrec listen`` command (click): a DXLink stream as JSON lines. Registered on the
+``tastyrec`` group by :mod:`tastyrec.cli`."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import anyio
+import click
+import msgspec
+
+from .._cli import TOKEN_ENV, parse_duration, run as _run
+from ..events.registry import EVENT_TYPES, event_class
+from ..exceptions import TastyrecError
+
+__all__ = ("listen",)
+
+
+@click.command()
+@click.option(
+    "--symbols", required=True, help="Comma-separated symbols, e.g. SPY,QQQ,.SPY261218C600."
+)
+@click.option(
+    "--events",
+    default="Quote",
+    show_default=True,
+    help=f"Comma-separated event types: {', '.join(EVENT_TYPES)}.",
+)
+@click.option("--url", help="DXLink websocket URL.")
+@click.option("--token", envvar=TOKEN_ENV, help=f"Quote token (or ${TOKEN_ENV}).")
+@click.option("--demo", is_flag=True, help="Use a built-in simulator; no account needed.")
+@click.option("--for", "duration", default=None, help="Stop after this long (30s, 5m, 1h).")
+@click.option("--count", default=None, type=int, help="Stop after this many events.")
+def listen(
+    symbols: str,
+    events: str,
+    url: str | None,
+    token: str | None,
+    demo: bool,
+    duration: str | None,
+    count: int | None,
+) -> None:
+    """Print events from a DXLink server as JSON lines (snake_case fields plus event_type)."""
+    from ..sim import Simulator
+    from .streamer import DXLinkStreamer
+
+    try:
+        types = [event_class(name.strip()) for name in events.split(",") if name.strip()]
+    except TastyrecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--events") from None
+    symbol_list = [s.strip() for s in symbols.split(",") if s.strip()]
+    if not demo and url is None:
+        raise click.UsageError(
+            f"give --url and --token (or ${TOKEN_ENV}) for a DXLink server, or try --demo "
+            "for the built-in simulator"
+        )
+    seconds = parse_duration(duration) if duration else math.inf
+    encoder = msgspec.json.Encoder()
+
+    async def stream(server_url: str, server_token: str | None) -> None:
+        printed = 0
+        async with DXLinkStreamer(url=server_url, token=server_token) as streamer:
+            for cls in types:
+                await streamer.subscribe(cls, symbol_list)
+            with anyio.move_on_after(seconds):
+                async with anyio.create_task_group() as tg:
+                    send, receive = anyio.create_memory_object_stream[Any](1000)
+
+                    async def pump(cls: Any) -> None:
+                        async for event in streamer.listen(cls):
+                            await send.send(event)
+
+                    for cls in types:
+                        tg.start_soon(pump, cls)
+                    async for event in receive:
+                        row = msgspec.structs.asdict(event)
+                        row["event_type"] = type(event).__name__
+                        sys.stdout.write(encoder.encode(row).decode() + "\n")
+                        printed += 1
+                        if count is not None and printed >= count:
+                            tg.cancel_scope.cancel()
+                            break
+        sys.stdout.flush()
+
+    async def run() -> None:
+        if demo:
+            async with Simulator(token=None) as sim:
+                await stream(sim.url, None)
+        else:
+            assert url is not None
+            await stream(url, token)
+
+    _run(run)
