@@ -8,7 +8,11 @@ Both sides run the same aggregation on the same files in the same run; medians o
 * in-process: a fresh ``tastyrec.query.connect(root)`` (listing included) + the query, against a
   fresh ``duckdb.connect()`` + the query over ``read_parquet('<root>/Quote/*/*.parquet')``;
 * command line: ``tastyrec sql`` as a subprocess against ``python -c "import duckdb; ..."``
-  (both pay interpreter start-up; tastyrec's imports are reported separately).
+  (both pay interpreter start-up; tastyrec's imports are reported separately). Bytecode is
+  cached, as after ``pip install`` (in a temporary ``PYTHONPYCACHEPREFIX``, warmed by one run of
+  each command, for both sides). ``--no-bytecode`` also times both with
+  ``PYTHONDONTWRITEBYTECODE=1``: with an editable install, tastyrec's modules are then compiled
+  from source on every run, which no installed copy does.
 
 Run: python benchmarks/bench_sql.py [--rows 10000000] [--repeats 5] [--keep DIR]
 """
@@ -98,6 +102,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, default=None, help="generate into (or reuse) DIR")
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="also time the commands with PYTHONDONTWRITEBYTECODE=1 (modules compiled each run)",
+    )
     args = parser.parse_args()
 
     import duckdb
@@ -129,7 +138,6 @@ def main() -> None:
         print(f"in-process  raw DuckDB {t_raw:.3f} s   connect() {t_ours:.3f} s", end="   ")
         print(f"ratio {t_ours / t_raw:.2f}x")
 
-        env = dict(os.environ)
         cli = [
             sys.executable,
             "-m",
@@ -145,26 +153,41 @@ def main() -> None:
             "import duckdb, sys; duckdb.sql(sys.argv[1]).write_csv('/dev/stdout')",
             QUERY.format(source=glob),
         ]
+        cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        cached["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        setups = [("bytecode cached", cached)]
+        if args.no_bytecode:
+            setups.append(("PYTHONDONTWRITEBYTECODE=1", {**cached, "PYTHONDONTWRITEBYTECODE": "1"}))
+        for label, env in setups:
+            command_line(label, env, cli, raw_cli, root, args.repeats)
 
-        def run(cmd: list[str]) -> object:
-            return subprocess.run(cmd, capture_output=True, check=True, env=env).stdout
 
-        t_cli_raw, _ = median_s(lambda: run(raw_cli), args.repeats)
-        t_cli, _ = median_s(lambda: run(cli), args.repeats)
-        t_start, _ = median_s(
-            lambda: run([*cli[:4], "SELECT 1", "--data", str(root)]), args.repeats
-        )
-        t_py, _ = median_s(lambda: run([sys.executable, "-c", "import duckdb"]), args.repeats)
-        print(
-            f"command line  python+duckdb {t_cli_raw:.3f} s   tastyrec sql {t_cli:.3f} s   "
-            f"ratio {t_cli / t_cli_raw:.2f}x"
-        )
-        q_ours, q_raw = t_cli - t_start, t_cli_raw - t_py
-        print(f"start-up alone  `tastyrec sql 'SELECT 1'` {t_start:.3f} s, ", end="")
-        print(f"`python -c 'import duckdb'` {t_py:.3f} s")
-        print(
-            f"query part  tastyrec sql {q_ours:.3f} s vs raw {q_raw:.3f} s ({q_ours / q_raw:.2f}x)"
-        )
+def command_line(
+    label: str, env: dict[str, str], cli: list[str], raw_cli: list[str], root: Path, repeats: int
+) -> None:
+    """Time ``tastyrec sql`` against the raw ``python -c`` as subprocesses under ``env``."""
+
+    def run(cmd: list[str]) -> object:
+        return subprocess.run(cmd, capture_output=True, check=True, env=env).stdout
+
+    start_cli = [*cli[:4], "SELECT 1", "--data", str(root)]
+    import_duckdb = [sys.executable, "-c", "import duckdb"]
+    for cmd in (raw_cli, cli, start_cli, import_duckdb):  # warm-up: writes the bytecode cache
+        run(cmd)
+    assert run(cli) == run(raw_cli), "different CSV"
+    t_cli_raw, _ = median_s(lambda: run(raw_cli), repeats)
+    t_cli, _ = median_s(lambda: run(cli), repeats)
+    t_start, _ = median_s(lambda: run(start_cli), repeats)
+    t_py, _ = median_s(lambda: run(import_duckdb), repeats)
+    print(f"command line ({label})")
+    print(
+        f"  python+duckdb {t_cli_raw:.3f} s   tastyrec sql {t_cli:.3f} s   "
+        f"ratio {t_cli / t_cli_raw:.2f}x"
+    )
+    q_ours, q_raw = t_cli - t_start, t_cli_raw - t_py
+    print(f"  start-up alone  `tastyrec sql 'SELECT 1'` {t_start:.3f} s, ", end="")
+    print(f"`python -c 'import duckdb'` {t_py:.3f} s")
+    print(f"  query part  tastyrec sql {q_ours:.3f} s vs raw {q_raw:.3f} s ({q_ours / q_raw:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ DuckDB, no polars), so every reader can use it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -242,6 +241,8 @@ def compacted_from(path: Path) -> list[str] | None:
     raw = meta.get(COMPACTED_FROM_KEY)
     if raw is None:
         return []
+    import json  # here: only compacted files need it, and `tastyrec sql` starts without it
+
     try:
         names = json.loads(raw)
     except ValueError:
