@@ -144,3 +144,30 @@ def test_sql_csv_into_a_pipe_is_written_by_duckdb_with_the_same_rows(tmp_path):
     assert rows == list(csv.DictReader(io.StringIO(into_file.read_text())))
     assert [r["event_symbol"] for r in rows] == sorted(r["event_symbol"] for r in rows)
     assert len(rows) == 5 and all(int(r["n"]) > 0 for r in rows)
+
+
+def test_sql_starts_without_the_recording_stack():
+    """``tastyrec sql`` into a pipe imports click and DuckDB, not the streamers, the event
+    classes, polars or pyarrow: its start-up counts in the within-1.2x-of-raw-DuckDB target."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tastyrec.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = ('anyio', 'msgspec', 'websockets', 'polars', 'pyarrow', 'numpy', 'rich')\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
+        "ours = ('tastyrec.events', 'tastyrec.dxlink', 'tastyrec.record.recorder')\n"
+        "loaded += [m for m in sys.modules if m.startswith(ours)]\n"
+        "print('LOADED', sorted(loaded), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "sql", "SELECT count(*) AS n FROM Quote", "-d", str(SAMPLE)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert proc.stdout.splitlines()[0] == "n" and int(proc.stdout.splitlines()[1]) > 0
+    assert proc.stderr.strip().splitlines()[-1] == "LOADED []"
