@@ -24,16 +24,14 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, Final, Self
 
 import anyio
-from websockets.asyncio.server import Server, ServerConnection as WsConnection, serve
+from websockets.asyncio.server import ServerConnection as WsConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..account.messages import Request
 from ..account.protocol import authorization_value
-from ..transport import redacting_logger
 from .account_engine import (
     DEFAULT_ACCOUNT,
     AccountBook,
@@ -42,7 +40,7 @@ from .account_engine import (
 )
 from .engine import SimConfig
 from .market import Market
-from .server import Simulator
+from .server import LoopbackServer, Simulator
 
 __all__ = ("AccountSimulator", "open_simulators", "run_simulators")
 
@@ -51,7 +49,7 @@ logger = logging.getLogger(__name__)
 _MAX_IDLE_S: Final = 0.25
 
 
-class AccountSimulator:
+class AccountSimulator(LoopbackServer):
     """A local tastytrade account streamer with a simulated account that trades.
 
     Example usage::
@@ -101,8 +99,6 @@ class AccountSimulator:
         #: decoded client requests of every connection, in arrival order (for tests)
         self.received: list[Request] = []
         self._conns: dict[WsConnection, _Conn] = {}
-        self._server: Server | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
         self._wake = anyio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -123,19 +119,8 @@ class AccountSimulator:
         return len(self._conns)
 
     async def __aenter__(self) -> Self:
-        self._server = await serve(
-            self._handler,
-            self.host,
-            self.port,
-            ping_interval=None,
-            compression=None,
-            logger=redacting_logger("websockets.server"),
-        )
-        sock = next(iter(self._server.sockets))
-        self.port = sock.getsockname()[1]
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._pump)
+        tg = await self._listen(self._handler)
+        tg.start_soon(self._pump)
         logger.info(
             "= account simulator listening on %s (account %s, auth %s)",
             self.url,
@@ -143,29 +128,6 @@ class AccountSimulator:
             self.token is not None,
         )
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop the pump, close every connection and stop listening."""
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(None, None, None)
-            self._tg = None
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled (e.g. by Ctrl-C in a CLI)."""
-        await anyio.sleep_forever()
 
     # -- driving the account ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, Self
 
@@ -32,7 +32,7 @@ from ..transport import redacting_logger
 from .engine import Feed, ServerConnection, SimConfig
 from .market import Market
 
-__all__ = ("Simulator",)
+__all__ = ("LoopbackServer", "Simulator")
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,64 @@ MALFORMED_FRAME: Final = "this is not JSON {"
 CHAOS_KINDS: Final = frozenset({"drop", "stall", "malformed", "error", "expire"})
 
 
-class Simulator:
+class LoopbackServer:
+    """What both simulators share: listening for websocket clients, a task group for the
+    background tasks, and closing.
+
+    Subclasses set ``host`` and ``port`` before :meth:`_listen`, and start their background tasks
+    in the task group it returns.
+    """
+
+    host: str
+    port: int
+    _server: Server | None = None
+    _tg: anyio.abc.TaskGroup | None = None
+
+    async def _listen(
+        self,
+        handler: Callable[[WsConnection], Awaitable[None]],
+        max_size: int | None = 2**20,
+    ) -> anyio.abc.TaskGroup:
+        """Listen on ``host:port`` (``port`` becomes the bound port) and enter the task group."""
+        self._server = await serve(
+            handler,
+            self.host,
+            self.port,
+            max_size=max_size,
+            ping_interval=None,
+            compression=None,
+            logger=redacting_logger("websockets.server"),  # its DEBUG frame dumps show tokens
+        )
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self._tg
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the background tasks, close every connection and stop listening."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+            self._tg = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled (e.g. by Ctrl-C in a CLI)."""
+        await anyio.sleep_forever()
+
+
+class Simulator(LoopbackServer):
     """A local DXLink server with a deterministic synthetic market and fault injection.
 
     Example usage::
@@ -98,8 +155,6 @@ class Simulator:
         self.feed_factory = feed_factory
         self._conns: dict[WsConnection, _Conn] = {}
         self._stalled = False
-        self._server: Server | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -114,48 +169,13 @@ class Simulator:
         return len(self._conns)
 
     async def __aenter__(self) -> Self:
-        self._server = await serve(
-            self._handler,
-            self.host,
-            self.port,
-            max_size=self.config.max_inbound_bytes,
-            ping_interval=None,
-            compression=None,
-            logger=redacting_logger("websockets.server"),  # its DEBUG frame dumps show AUTH
-        )
-        sock = next(iter(self._server.sockets))
-        self.port = sock.getsockname()[1]
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        tg = await self._listen(self._handler, self.config.max_inbound_bytes)
         for kind, every in self.config.chaos:
-            self._tg.start_soon(self._chaos, kind, every)
+            tg.start_soon(self._chaos, kind, every)
         logger.info(
             "= DXLink simulator listening on %s (auth %s)", self.url, self.token is not None
         )
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop the chaos tasks, close every connection and stop listening."""
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(None, None, None)
-            self._tg = None
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled (e.g. by Ctrl-C in a CLI)."""
-        await anyio.sleep_forever()
 
     # -- fault injection -----------------------------------------------------------------------
 
