@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -57,7 +57,7 @@ from ..dxlink.messages import (
     redact,
 )
 from ..events.base import Event
-from ..events.market import TradeETH
+from ..events.market import Candle, TradeETH
 from ..events.registry import EVENT_TYPES, EventSpec, FieldKind, spec
 from ..exceptions import RemoteProtocolError
 from .market import CandleSymbol, Market, parse_candle_symbol
@@ -85,6 +85,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
         max_inbound_bytes: a larger client frame closes the connection with 1009.
         candle_cap: per-connection Candle subscription cap (``ERROR BAD_ACTION`` over it).
         candle_snapshot_limit: at most this many candles per snapshot (newest kept, SNIP flag).
+        candle_snapshot_part: a snapshot is priced and queued this many candles per tick, so a
+            long history never holds up other subscriptions or connections for long.
         max_frame_bytes: FEED_DATA frames are split to stay at or below this size.
         default_aggregation_s: aggregation period of a channel before any FEED_SETUP.
         max_auth_failures: invalid AUTHs in a row before ``ERROR UNAUTHORIZED`` and close.
@@ -106,7 +108,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     time_and_sale_rate_hz: float = 4.0
     max_inbound_bytes: int = 128 * 1024
     candle_cap: int | None = None
-    candle_snapshot_limit: int = 1000
+    candle_snapshot_limit: int = 10_000
+    candle_snapshot_part: int = 256
     max_frame_bytes: int = 60_000
     default_aggregation_s: float = 0.1
     max_auth_failures: int = 3
@@ -154,6 +157,8 @@ class _Sub:
     candle: CandleSymbol | None = None
     #: Candle: slot of the last candle sent; TimeAndSale/Trade: time (ms) of the last print sent
     last: int | None = None
+    #: Candle: the rest of the history snapshot, queued a part per tick before live candles
+    snapshot: Iterator[list[Candle]] | None = None
 
 
 @dataclass
@@ -457,14 +462,28 @@ class ServerConnection:
     # -- outbound data -------------------------------------------------------------------------
 
     def _candle_snapshot(self, ch: _Channel, sub: _Sub, now: float) -> None:
+        """Start the history snapshot: a part per :meth:`tick` from the next one on (so a long
+        history never holds up other channels or connections), then live candles."""
         cs = sub.candle
         if cs is None or not cs.supported:
             return
         now_ms = int(now * 1000)
         from_ms = sub.from_time if sub.from_time is not None else now_ms
-        snap = self.market.candle_snapshot(cs, from_ms, now_ms, self.config.candle_snapshot_limit)
-        ch.stream.extend(snap)
+        sub.snapshot = self.market.candle_snapshot_parts(
+            cs, from_ms, now_ms, self.config.candle_snapshot_limit, self.config.candle_snapshot_part
+        )
         sub.last = cs.slot(now_ms)
+        sub.next_due = now
+
+    def _snapshot_part(self, ch: _Channel, sub: _Sub, now: float) -> None:
+        """Queue the next part of ``sub``'s snapshot; live candles are due once it is all sent."""
+        assert sub.snapshot is not None
+        part = next(sub.snapshot, None)
+        if part is not None:
+            ch.stream.extend(part)
+            sub.next_due = now  # the next part at the next tick
+            return
+        sub.snapshot = None
         rate = self.config.rate_hz("Candle")
         sub.next_due = now + (1.0 / rate if rate > 0 else math.inf)
 
@@ -558,6 +577,9 @@ class ServerConnection:
 
     def _tick_channel(self, ch: _Channel, now: float) -> None:
         for sub in ch.subs.values():
+            if sub.snapshot is not None:
+                self._snapshot_part(ch, sub, now)
+                continue
             rate = self.config.rate_hz(sub.type)
             if rate <= 0:
                 continue

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,35 @@ class Proc:
             time.sleep(0.02)
 
 
+def faketime_library() -> Path | None:
+    """libfaketime's shared library, as the ``libfaketime`` test dependency ships it."""
+    found = importlib.util.find_spec("libfaketime")
+    if found is None or not found.submodule_search_locations or sys.platform != "linux":
+        return None
+    lib = Path(found.submodule_search_locations[0], "vendor/libfaketime/src/libfaketime.so.1")
+    return lib if lib.is_file() else None
+
+
+def pinned_clock_env(when: datetime) -> dict[str, str]:
+    """Environment variables under which a subprocess's wall clock reads ``when`` now and runs
+    on from there (libfaketime, preloaded); monotonic clocks stay real, so timeouts still work.
+
+    The clock is given as an offset from the real one, so it needs no time-zone parsing and a
+    child of the pinned process (which inherits the variables) reads the same time.
+    """
+    lib = faketime_library()
+    if lib is None:
+        pytest.skip("pinning the clock needs libfaketime (the test extras) on Linux")
+    offset = round(when.timestamp() - time.time())
+    preload = os.environ.get("LD_PRELOAD")
+    return {
+        "LD_PRELOAD": f"{lib}:{preload}" if preload and str(lib) not in preload else str(lib),
+        "FAKETIME": f"{offset:+d}s",
+        "DONT_FAKE_MONOTONIC": "1",
+        "FAKETIME_NO_CACHE": "1",
+    }
+
+
 class Cli:
     """Starts ``python -m tastyrec ...`` subprocesses; kills whatever is left at teardown."""
 
@@ -74,6 +105,11 @@ class Cli:
             if k != TOKEN_ENV and not k.startswith("TASTYTRADE_")
         }
         self._procs: list[Proc] = []
+
+    def pin_clock(self, when: datetime) -> None:
+        """Subprocesses started from now on see ``when`` as the current time (see
+        :func:`pinned_clock_env`)."""
+        self.env.update(pinned_clock_env(when))
 
     def start(self, *args: str, cwd: Path | None = None) -> Proc:
         n = len(self._procs)

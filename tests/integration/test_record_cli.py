@@ -271,24 +271,71 @@ def test_symbols_file_that_does_not_exist_is_a_usage_error(cli):
     assert not out.exists()
 
 
-def test_candles_from_the_start_of_the_new_york_day(cli):
+def journal_rows(out: Path) -> dict[str, int]:
+    """Rows journaled so far per type (segments being written or removed are read as they are)."""
+    rows: dict[str, int] = {}
+    for seg in out.glob("_journal/*/date=*/*.arrows"):
+        try:
+            n = read_segment(seg).rows
+        except (StorageError, FileNotFoundError):
+            continue  # being created, or converted and removed meanwhile
+        rows[seg.parent.parent.name] = rows.get(seg.parent.parent.name, 0) + n
+    return rows
+
+
+def record_until(cli, out: Path, enough, *args: str, symbols: str = "SPY") -> dict[str, int]:
+    """Record from the demo until ``enough(journal_rows)`` holds, then stop it as a user does
+    (Ctrl-C); the recording must finish cleanly. Returns the rows per type in the files."""
+    proc = cli.start(
+        "record", "--symbols", symbols, "--demo", "--for", "10m", "--out", str(out),
+        "--no-status", *args,
+    )  # fmt: skip
+    proc.wait_for("the rows to be journaled", lambda: enough(journal_rows(out)), timeout=60)
+    proc.popen.send_signal(signal.SIGINT)
+    assert proc.wait(30, "exit after Ctrl-C") == 0, proc.stderr
+    return assert_finished_cleanly(out, proc)
+
+
+#: late evening in New York (already the next day in UTC), both DST changes, a morning
+PINNED = {
+    "ny-23:30": datetime(2026, 12, 7, 23, 30, tzinfo=MARKET_TZ),
+    "spring-forward-23:30": datetime(2026, 3, 8, 23, 30, tzinfo=MARKET_TZ),  # a 23-hour day
+    "fall-back-23:30": datetime(2026, 11, 1, 23, 30, tzinfo=MARKET_TZ),  # a 25-hour day
+    "ny-09:35": datetime(2026, 12, 7, 9, 35, tzinfo=MARKET_TZ),
+}
+
+
+@pytest.mark.parametrize("now", PINNED.values(), ids=PINNED.keys())
+def test_candles_from_the_start_of_the_new_york_day(cli, now: datetime):
+    cli.pin_clock(now)
     out = cli.workdir / "rec"
-    today = ny_today()
-    proc = record_demo(cli, out, "--events", "Quote", "--candles", "1m", symbols="SPY,QQQ")
-    assert proc.popen.returncode == 0, proc.stderr
-    counts = assert_finished_cleanly(out, proc)
+    midnight = datetime.combine(now.date(), dtime(0), MARKET_TZ)
+    # elapsed time, not wall-clock difference: 1,350 minutes on the 23-hour day
+    minutes = int(now.timestamp() - midnight.timestamp()) // 60
+    counts = record_until(
+        cli,
+        out,
+        lambda rows: rows.get("Candle", 0) > 2 * (minutes + 1) and rows.get("Quote", 0) > 0,
+        "--events", "Quote", "--candles", "1m", symbols="SPY,QQQ",
+    )  # fmt: skip
     assert set(counts) == {"Quote", "Candle"}
     candles = read_type(out, "Candle")
     symbols = set(candles.column("event_symbol").to_pylist())
-    assert len(symbols) == 2, symbols
+    # the SDK's candle symbol; the server sends 1m as m
+    assert symbols == {"SPY{=m,tho=true}", "QQQ{=m,tho=true}"}, symbols
     for symbol in symbols:
-        # the SDK's candle symbol; the server sends 1m as m
-        assert re.fullmatch(r"(SPY|QQQ)\{=m(,tho=true)?\}", symbol), symbol
-    times = candles.column("time").cast(pa.int64())
-    midnight = datetime.combine(today, dtime(0), MARKET_TZ).timestamp() * 1000
-    first = pc.min(times).as_py()
-    assert midnight <= first < midnight + 60_000  # history from the New York midnight on
-    assert pc.max(times).as_py() <= time.time() * 1000
+        times = set(
+            candles.filter(pc.equal(candles.column("event_symbol"), symbol))
+            .column("time")
+            .cast(pa.int64())
+            .to_pylist()
+        )
+        start = int(midnight.timestamp()) * 1000
+        # history from the New York midnight on, every minute of it, then the live candle
+        assert min(times) == start
+        assert set(range(start, start + (minutes + 1) * 60_000, 60_000)) <= times
+    # partitioned by the New York date of receipt, the pinned day, not the UTC one
+    assert {p.parent.name for p in data_files(out)} == {f"date={now.date()}"}
 
 
 def test_unknown_event_type_is_exit_2_and_writes_nothing(cli):

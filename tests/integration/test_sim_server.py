@@ -114,14 +114,15 @@ async def test_big_candle_snapshot_frames_stay_below_64k():
         await handshake(ws, sim.token)
         await subscribe(ws, 1, {"type": "Candle", "symbol": "SPY{=1m}", "fromTime": 1_000_000_000})
         flags = []
+        limit = SimConfig().candle_snapshot_limit  # the newest `limit` of ~29 M candles
         with anyio.fail_after(TIMEOUT):
-            while len(flags) < 1000:
+            while len(flags) < limit:
                 raw = await ws.recv()
                 assert len(raw) < 60_000 + 1 and len(raw.encode()) < 64 * 1024
                 msg = json.loads(raw)
                 if msg["type"] == "FEED_DATA":
                     flags.extend(msg["data"][1][2::17])
-        assert flags[0] == 0x04 and flags[999] == 0x10
+        assert flags[0] == 0x04 and flags[limit - 1] == 0x10 and not any(flags[1 : limit - 1])
 
 
 async def test_oversized_client_frame_closes_with_1009():

@@ -631,9 +631,11 @@ async def test_sdk_session(sim: Simulator) -> None:
 
 
 async def test_large_inbound_frames_are_accepted() -> None:
-    # the simulator builds a snapshot on its event loop (shared with the client here): give it time
     config = sim_config(
-        max_frame_bytes=8_000_000, candle_snapshot_limit=50_000, keepalive_timeout=30
+        max_frame_bytes=8_000_000,
+        candle_snapshot_limit=50_000,
+        candle_snapshot_part=50_000,  # the whole snapshot in one part, so in one frame
+        keepalive_timeout=30,
     )
     async with Simulator(seed=7, token=TOKEN, config=config) as server:
         frames: list[int] = []

@@ -10,7 +10,7 @@ from tastyrec.events import SNAPSHOT_BEGIN, SNAPSHOT_END, SNAPSHOT_SNIP, Candle,
 from tastyrec.events.registry import spec
 from tastyrec.sim import SimConfig
 from tastyrec.sim.engine import CANDLE_TOO_BIG, ServerConnection
-from tastyrec.sim.market import Market, ts_index
+from tastyrec.sim.market import Market, parse_candle_symbol, ts_index
 
 T0 = 1721664000.0  # 2024-07-22T16:00:00Z, in seconds
 TOKEN = "secret-token"
@@ -344,10 +344,47 @@ def test_frames_stay_below_the_limit():
         channel=1,
         add=[{"type": "Candle", "symbol": "SPY{=1m}", "fromTime": 0}],
     )
-    c.tick(0.05)
+    c.tick(0.2)
     assert len(c.raw) > 10
     assert all(len(f.encode()) <= 8_000 for f in c.raw)
     assert len(rows([json.loads(f) for f in c.raw], 17)) == 1000
+
+
+def test_a_long_candle_history_is_served_in_parts_then_live():
+    """A day of 1-minute candles is priced a part per tick (never all in one call that holds up
+    every other connection), newest first, then live updates of the newest one follow."""
+    c = Client(SimConfig(candle_rate_hz=1.0, default_aggregation_s=0.0))
+    c.handshake()
+    c.open(1)
+    day = int(T0 * 1000) - 86_400_000
+    c.send(
+        type="FEED_SUBSCRIPTION",
+        channel=1,
+        add=[{"type": "Candle", "symbol": "SPY{=1m}", "fromTime": day}],
+    )
+    per_tick = []
+    while True:
+        c.now += 0.001
+        c.conn.tick(c.now)
+        got = rows(c.out(), 17)
+        if not got:
+            break
+        per_tick.append(got)
+    assert len(per_tick) >= 5 and max(len(p) for p in per_tick) <= 256
+    snap = [r for p in per_tick for r in p]
+    assert len(snap) == 1441
+    assert snap[0][2] == SNAPSHOT_BEGIN and snap[-1][2] == SNAPSHOT_END
+    assert all(r[2] == 0 for r in snap[1:-1])
+    times = [r[4] for r in snap]
+    assert times == sorted(times, reverse=True) and times[-1] == day
+    market = Market(0)
+    cs = parse_candle_symbol("SPY{=1m}")
+    assert cs is not None
+    for r in (snap[0], snap[700], snap[-1]):  # the values one candle at a time gives
+        one = market.candle(cs, cs.slot(r[4]), int(T0 * 1000))
+        assert [r[13], r[14], r[15], r[16]] == [one.open, one.high, one.low, one.close]
+    live = rows(c.tick(2.0), 17)
+    assert live and all(r[2] == 0 and r[4] == times[0] for r in live)
 
 
 def test_keepalive_and_client_timeout():
