@@ -134,11 +134,12 @@ def _unit(key: int, n: int) -> float:
 
 
 def _mix_array(x: np.ndarray) -> np.ndarray:
-    """:func:`_mix` of every element of a uint64 array (numpy integer arithmetic wraps mod 2**64)."""
+    """:func:`_mix` of every element of a uint64 array (numpy's integer arithmetic wraps)."""
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    out: np.ndarray = x ^ (x >> np.uint64(31))
+    return out
 
 
 def _unit_array(key: int, n: np.ndarray) -> np.ndarray:
@@ -373,7 +374,7 @@ class Market:
         opt = parse_option_symbol(symbol)
         if opt is not None:
             spots = self.paths(opt.underlying, times_ms)
-            return [self._bs(opt, t, spot).theo for t, spot in zip(times_ms.tolist(), spots)]
+            return [self._bs(opt, t, spot).theo for t, spot in zip(times_ms.tolist(), spots, strict=True)]
         info = self.info(symbol)
         sigma_s = info.vol / math.sqrt(365.0 * 86_400.0)
         t = times_ms / 1000.0
