@@ -374,7 +374,8 @@ class Market:
         opt = parse_option_symbol(symbol)
         if opt is not None:
             spots = self.paths(opt.underlying, times_ms)
-            return [self._bs(opt, t, spot).theo for t, spot in zip(times_ms.tolist(), spots, strict=True)]
+            pairs = zip(times_ms.tolist(), spots, strict=True)
+            return [self._bs(opt, t, spot).theo for t, spot in pairs]
         info = self.info(symbol)
         sigma_s = info.vol / math.sqrt(365.0 * 86_400.0)
         t = times_ms / 1000.0
