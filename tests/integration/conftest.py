@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +65,21 @@ class Proc:
             time.sleep(0.02)
 
 
+def journal_rows(out: Path) -> dict[str, int]:
+    """Rows a running recorder has journaled so far into ``out``, per type."""
+    from tastyrec.exceptions import StorageError
+    from tastyrec.record.journal import read_segment
+
+    rows: dict[str, int] = {}
+    for seg in out.glob("_journal/*/date=*/*.arrows"):
+        try:
+            n = read_segment(seg).rows
+        except (StorageError, FileNotFoundError):
+            continue  # being created, or converted and removed meanwhile
+        rows[seg.parent.parent.name] = rows.get(seg.parent.parent.name, 0) + n
+    return rows
+
+
 def faketime_library() -> Path | None:
     """libfaketime's shared library, as the ``libfaketime`` test dependency ships it."""
     found = importlib.util.find_spec("libfaketime")
@@ -84,6 +100,9 @@ def pinned_clock_env(when: datetime) -> dict[str, str]:
     if lib is None:
         pytest.skip("pinning the clock needs libfaketime (the test extras) on Linux")
     offset = round(when.timestamp() - time.time())
+    already = os.environ.get("FAKETIME", "")  # this process is pinned too: time.time() is fake
+    if already[:1] in "+-" and already.endswith("s") and already[1:-1].isdigit():
+        offset += int(already[:-1])
     preload = os.environ.get("LD_PRELOAD")
     return {
         "LD_PRELOAD": f"{lib}:{preload}" if preload and str(lib) not in preload else str(lib),
@@ -131,6 +150,18 @@ class Cli:
         """Run to completion (bounded by ``timeout``)."""
         proc = self.start(*args, cwd=cwd)
         proc.wait(timeout, f"finish `{' '.join(args)}`")
+        return proc
+
+    def record_until(
+        self, out: Path, enough: Callable[[dict[str, int]], bool], *args: str, timeout: float = 60
+    ) -> Proc:
+        """``tastyrec record --out OUT ARGS`` until ``enough(journal_rows(out))`` holds, then
+        stopped as a user does (Ctrl-C), which must end it with exit 0: waits for the rows
+        needed, however loaded the machine, instead of recording for a fixed time."""
+        proc = self.start("record", "--for", "10m", "--out", str(out), "--no-status", *args)
+        proc.wait_for("the rows to be journaled", lambda: enough(journal_rows(out)), timeout)
+        proc.popen.send_signal(signal.SIGINT)
+        assert proc.wait(30, "exit after Ctrl-C") == 0, proc.stderr
         return proc
 
     def close(self) -> None:

@@ -55,9 +55,11 @@ def test_record_symbols_logs_in_with_environment_credentials(cli: Any, api: dict
 def test_record_chain_follows_the_chain_around_the_money(cli: Any, api: dict[str, str]) -> None:
     login(cli, api)
     out = cli.workdir / "data"
-    proc = cli.run("record", "--chain", "SPY", "--strikes", "2", "--dte", "0-30", "--for", "3s",
-                   "--out", str(out), "--no-status", timeout=90)  # fmt: skip
-    assert proc.popen.returncode == 0, proc.stderr
+    proc = cli.record_until(
+        out,
+        lambda rows: rows.get("Greeks", 0) > 0 and rows.get("Quote", 0) > 0,
+        "--chain", "SPY", "--strikes", "2", "--dte", "0-30", timeout=90,
+    )  # fmt: skip
     symbols = set(pq.read_table(out / "Greeks", columns=["event_symbol"]).column(0).to_pylist())
     assert symbols and all(s.startswith(".SPY") for s in symbols)
     underlying = pq.read_table(out / "Quote", columns=["event_symbol"]).column(0).to_pylist()

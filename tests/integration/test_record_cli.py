@@ -271,28 +271,10 @@ def test_symbols_file_that_does_not_exist_is_a_usage_error(cli):
     assert not out.exists()
 
 
-def journal_rows(out: Path) -> dict[str, int]:
-    """Rows journaled so far per type (segments being written or removed are read as they are)."""
-    rows: dict[str, int] = {}
-    for seg in out.glob("_journal/*/date=*/*.arrows"):
-        try:
-            n = read_segment(seg).rows
-        except (StorageError, FileNotFoundError):
-            continue  # being created, or converted and removed meanwhile
-        rows[seg.parent.parent.name] = rows.get(seg.parent.parent.name, 0) + n
-    return rows
-
-
 def record_until(cli, out: Path, enough, *args: str, symbols: str = "SPY") -> dict[str, int]:
-    """Record from the demo until ``enough(journal_rows)`` holds, then stop it as a user does
-    (Ctrl-C); the recording must finish cleanly. Returns the rows per type in the files."""
-    proc = cli.start(
-        "record", "--symbols", symbols, "--demo", "--for", "10m", "--out", str(out),
-        "--no-status", *args,
-    )  # fmt: skip
-    proc.wait_for("the rows to be journaled", lambda: enough(journal_rows(out)), timeout=60)
-    proc.popen.send_signal(signal.SIGINT)
-    assert proc.wait(30, "exit after Ctrl-C") == 0, proc.stderr
+    """Record from the demo until ``enough(journal_rows)`` holds, then Ctrl-C; the recording
+    finished cleanly. Returns the rows per type in the files."""
+    proc = cli.record_until(out, enough, "--symbols", symbols, "--demo", *args)
     return assert_finished_cleanly(out, proc)
 
 
