@@ -41,23 +41,12 @@ async def test_simulate_announces_the_account_streamer_after_the_dxlink_line(cli
 
 def test_record_demo_account_writes_order_tables_beside_market_data(cli: Any) -> None:
     out = cli.workdir / "rec"
-    proc = cli.run(
-        "record",
-        "--demo",
-        "--account",
-        "5WT00000",
-        "--symbols",
-        "SPY",
-        "--order-every",
-        "300ms",
-        "--for",
-        "3s",
-        "--out",
-        str(out),
-        "--no-status",
-        timeout=60,
-    )
-    assert proc.popen.returncode == 0, proc.stderr
+    proc = cli.record_until(
+        out,
+        # orders placed and at least one filled (a fill moves the position)
+        lambda rows: rows.get("PlacedOrder", 0) >= 10 and rows.get("CurrentPosition", 0) >= 1,
+        "--demo", "--account", "5WT00000", "--symbols", "SPY", "--order-every", "300ms",
+    )  # fmt: skip
     assert "PlacedOrder" in proc.stdout and "Quote" in proc.stdout
     assert list((out / "PlacedOrder").glob("date=*/*.parquet"))
     assert not (out / "Order").exists()
@@ -133,10 +122,12 @@ def anyio_backend() -> str:
 
 def test_compact_keeps_account_tables_exactly(cli: Any) -> None:
     out = cli.workdir / "rec"
-    proc = cli.run("record", "--demo", "--account", "5WT00000", "--symbols", "SPY",
-                   "--order-every", "200ms", "--rotate-age", "1s", "--for", "4s",
-                   "--out", str(out), "--no-status", timeout=60)  # fmt: skip
-    assert proc.popen.returncode == 0, proc.stderr
+    cli.record_until(
+        out,
+        lambda rows: len(list((out / "PlacedOrder").glob("date=*/*.parquet"))) >= 2,
+        "--demo", "--account", "5WT00000", "--symbols", "SPY", "--order-every", "200ms",
+        "--rotate-age", "1s",
+    )  # fmt: skip
     assert len(list((out / "PlacedOrder").glob("date=*/*.parquet"))) >= 2
     query = (
         "SELECT o.id, o.status, f.fill_id, f.quantity, f.fill_price, o.recv_ns FROM PlacedOrder o, "

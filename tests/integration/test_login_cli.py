@@ -41,9 +41,7 @@ def no_secrets_in(*texts: str, folder: Path | None = None) -> None:
 def test_record_symbols_logs_in_with_environment_credentials(cli: Any, api: dict[str, str]) -> None:
     login(cli, api)
     out = cli.workdir / "data"
-    proc = cli.run("record", "--symbols", "SPY,QQQ", "--for", "2s", "--out", str(out),
-                   "--no-status", timeout=60)  # fmt: skip
-    assert proc.popen.returncode == 0, proc.stderr
+    proc = cli.record_until(out, lambda rows: rows.get("Quote", 0) > 10, "--symbols", "SPY,QQQ")
     files = list(out.glob("Quote/date=*/*.parquet"))
     assert files and sum(pq.read_metadata(f).num_rows for f in files) > 10
     (session_file,) = out.glob("_sessions/*.parquet")

@@ -24,10 +24,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     cli = Cli(tmp_path_factory.mktemp("demo"))
     try:
-        proc = cli.run(
-            "record", "--symbols", "SPY,QQQ,.SPY261218C600", "--demo", "--for", "3s", timeout=60
-        )
-        assert proc.popen.returncode == 0, proc.stderr
+        types = ("Quote", "Trade", "Greeks", "Summary", "Profile")
+        cli.record_until(
+            cli.workdir / "data",
+            lambda rows: all(rows.get(t) for t in types) and rows["Quote"] >= 30,
+            "--symbols", "SPY,QQQ,.SPY261218C600", "--demo",
+        )  # fmt: skip
     finally:
         cli.close()
     assert list((cli.workdir / "data").glob("Quote/date=*/*.parquet"))

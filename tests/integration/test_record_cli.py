@@ -150,9 +150,13 @@ def test_no_url_and_no_token_is_one_clear_message_and_writes_nothing(cli):
 def test_demo_recording_layout_metadata_and_duckdb_types(cli):
     out = cli.workdir / "rec"
     day_before = ny_today()
-    proc = record_demo(cli, out, symbols=f"SPY,QQQ,{OPTION}", duration="2s")
-    assert proc.popen.returncode == 0, proc.stderr
-    counts = assert_finished_cleanly(out, proc)
+    types = ("Quote", "Trade", "Summary", "Profile", "Greeks")
+    counts = record_until(
+        cli,
+        out,
+        lambda rows: all(rows.get(t) for t in types) and rows["Quote"] >= 30,
+        symbols=f"SPY,QQQ,{OPTION}",
+    )
     days = {day_before, ny_today()}
 
     # default event types; Greeks only for the option
@@ -362,23 +366,13 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_record_from_a_url_with_a_token(cli, simulator):
     out = cli.workdir / "rec"
-    proc = cli.run(
-        "record",
-        "--symbols",
-        "SPY",
-        "--url",
-        simulator,
-        "--token",
-        "sim-token",
-        "--for",
-        "1s",
-        "--out",
-        str(out),
-        "--no-status",
-    )
-    assert proc.popen.returncode == 0, proc.stderr
+    proc = cli.record_until(
+        out, lambda rows: rows.get("Quote", 0) > 0,
+        "--symbols", "SPY", "--url", simulator, "--token", "sim-token",
+    )  # fmt: skip
     assert_finished_cleanly(out, proc)
     assert sessions(out)[0]["source"] == simulator
+    assert data_files(out)
     for path in data_files(out):
         meta = pq.read_metadata(path).metadata
         assert meta[b"tastyrec.source"] == simulator.encode()
