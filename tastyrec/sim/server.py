@@ -188,12 +188,23 @@ class Simulator(LoopbackServer):
             ws.transport.abort()
 
     def stall(self, stalled: bool = True) -> None:
-        """Stop (True) or resume (False) sending anything, keepalives too; sockets stay open."""
+        """Stop (True) or resume (False) sending anything, keepalives too; sockets stay open.
+
+        Frames already being sent when the stall begins still go out: :meth:`quiesce` waits for
+        them.
+        """
         self._stalled = stalled
         logger.info("= stall %s", stalled)
         if not stalled:
             for c in self._conns.values():
                 c.wake.set()
+
+    async def quiesce(self) -> None:
+        """After :meth:`stall`: wait until no send is under way, so nothing more is sent and
+        :attr:`sent` is complete (then a test can wait for the client to receive exactly that)."""
+        for c in list(self._conns.values()):
+            async with c.lock:
+                pass
 
     async def send_malformed(self) -> None:
         """Send a non-JSON text frame to every client."""
@@ -292,6 +303,8 @@ class Simulator(LoopbackServer):
         if self._stalled:
             return
         async with c.lock:
+            if self._stalled:  # stalled while this waited for the lock
+                return
             frames = c.engine.data_to_send()
             for frame in frames:
                 await ws.send(frame)

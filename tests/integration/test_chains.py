@@ -172,7 +172,7 @@ async def test_chain_follows_the_underlying(
 
             # a small move: no re-centre
             market.factor["SPY"] = 1 + 0.5 / first
-            await anyio.sleep(0.3)
+            await wait_until(lambda: chains.mid["SPY"] > first + 0.3)  # it saw the move
             assert chains.recentres["SPY"] == 0 and chains.symbols() == initial
 
             # the underlying moves 1%: new strikes in, old out
@@ -186,7 +186,8 @@ async def test_chain_follows_the_underlying(
             assert added and removed
             for cls in (Greeks, Quote, Summary):
                 assert subscribed(streamer, cls) & (added | set(initial)) == set(now)
-                assert removed <= removed_on_the_wire(sim, cls.__name__)
+                # the server gets the removal a moment after the streamer sends it
+                await wait_until(lambda c=cls: removed <= removed_on_the_wire(sim, c.__name__))
             await wait_until(lambda: added <= set(recorder.latest(Greeks)["event_symbol"]))
             await wait_until(lambda: added <= set(recorder.latest(Quote)["event_symbol"]))
             # several more rounds of Greeks, long after the old options were unsubscribed
@@ -337,7 +338,7 @@ async def test_token_renewal_mid_recording_loses_nothing(
             n = streamer.stats.events
             await wait_until(lambda: streamer.stats.events >= n + 50)
             sim.stall(True)  # nothing more is sent; what was sent must all arrive
-            await anyio.sleep(0.2)
+            await sim.quiesce()
             assert sim.sent is not None
             sent = sent_events(sim.sent)
             await wait_until(lambda: streamer.stats.events == len(sent["Quote"]))
