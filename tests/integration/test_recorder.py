@@ -80,9 +80,10 @@ def every_type(quotes: int = 20) -> Callable[[Recorder], bool]:
 async def record_and_stop(
     server: Simulator,
     root: Path,
-    until: Callable[[Recorder], bool] = every_type(),
+    until: Callable[[Recorder], bool] | None = None,
     **recorder_options: Any,
 ) -> tuple[Recorder, DXLinkStreamer]:
+    until = until or every_type()
     async with streamer_for(server) as streamer:
         async with Recorder(root, streamer, **recorder_options) as recorder:
             await streamer.subscribe(Quote, SYMBOLS)
