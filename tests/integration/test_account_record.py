@@ -121,7 +121,8 @@ async def test_orders_fills_and_quotes_are_recorded_queried_and_replayed_in_rece
         with anyio.fail_after(WAIT_S):  # balances and positions follow the fills
             await s.alerts.get_event(CurrentPosition)
             await s.alerts.get_event(ExternalTransaction)
-        await anyio.sleep(0.1)  # a few more quotes after the last fill
+        quotes = recorder.stats.rows["Quote"]
+        await wait_until(lambda: recorder.stats.rows["Quote"] >= quotes + 2)  # more after the fill
     # what the live listener has not taken yet was delivered live too
     while (order := s.alerts.get_event_nowait(PlacedOrder)) is not None:
         live.append(order)

@@ -21,6 +21,7 @@ from tastyrec.record.sink import RotationPolicy
 from tastyrec.replay import ReplayStreamer
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
+from tests.integration.wire import sent_events
 
 pytestmark = pytest.mark.anyio
 
@@ -67,6 +68,7 @@ async def recorded(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, list[A
 
                 async with anyio.create_task_group() as tg:
                     for cls in TYPES:
+                        streamer.queued(cls)  # each listener's queue exists before any event
                         tg.start_soon(collect, cls)
                     await streamer.subscribe(Quote, [*EQUITIES, OPTION])
                     await streamer.subscribe(Trade, EQUITIES)
@@ -75,10 +77,19 @@ async def recorded(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, list[A
                     await streamer.subscribe(Profile, EQUITIES)
                     await streamer.subscribe(TimeAndSale, EQUITIES)
                     await streamer.subscribe_candle(["SPY"], "1m")
-                    await anyio.sleep(2.0)
-                    for cls in TYPES:
-                        await streamer.unsubscribe_all(cls)
-                    await anyio.sleep(0.5)  # whatever was in flight arrives
+                    with anyio.fail_after(60):
+                        while not (  # noqa: ASYNC110
+                            len(live["Quote"]) > 80
+                            and all(live[cls.__name__] for cls in TYPES)
+                            and len(list((tmp_path / "Quote").glob("date=*/*.parquet"))) >= 2
+                        ):
+                            await anyio.sleep(0.02)
+                        sim.stall(True)  # nothing more is sent; what was sent all arrives
+                        await sim.quiesce()
+                        assert sim.sent is not None
+                        sent = sum(len(v) for v in sent_events(sim.sent).values())
+                        while sum(len(v) for v in live.values()) < sent:  # noqa: ASYNC110
+                            await anyio.sleep(0.02)
                     tg.cancel_scope.cancel()
         frames = list(sim.sent or [])
     yield tmp_path, live, frames

@@ -134,9 +134,9 @@ async def test_the_replay_server_gives_a_dxlink_client_the_recorded_events() -> 
                     got[cls.__name__].append(event)
 
             async with anyio.create_task_group() as tg:
-                tg.start_soon(take, Quote)
-                tg.start_soon(take, Candle)
-                await anyio.sleep(0.05)  # the listeners' queues exist before anything arrives
+                for cls in (Quote, Candle):
+                    streamer.queued(cls)  # its listener's queue exists before anything arrives
+                    tg.start_soon(take, cls)
                 await streamer.subscribe(Quote, ["SPY", "QQQ"])
                 await streamer.subscribe_candle(["SPY"], "1m")
                 with anyio.fail_after(20):

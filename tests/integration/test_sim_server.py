@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from typing import Any
 
 import anyio
@@ -11,7 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tastyrec.dxlink.messages import Auth, FeedSubscription
+from tastyrec.dxlink.messages import Auth, FeedSubscription, Keepalive
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.server import MALFORMED_FRAME
 
@@ -200,13 +201,21 @@ async def test_keepalives_and_timeout_on_client_silence():
 
 
 async def test_client_keepalives_keep_the_connection_open():
-    async with Simulator(port=0, config=SimConfig(keepalive_timeout=0.5)) as sim:
+    now = [time.time()]  # the simulator's clock, moved by the test: no real waiting
+    config = SimConfig(keepalive_timeout=0.5)
+    async with Simulator(port=0, config=config, clock=lambda: now[0]) as sim:
         async with connect(sim.url) as ws:
             await handshake(ws, sim.token)
-            for _ in range(8):  # 0.8 s > keepalive_timeout
+            for i in range(8):  # 0.8 s > keepalive_timeout
                 await send(ws, type="KEEPALIVE", channel=0)
-                await anyio.sleep(0.1)
+                with anyio.fail_after(TIMEOUT):  # the server has read it
+                    while sum(isinstance(m, Keepalive) for m in sim.received) <= i:  # noqa: ASYNC110
+                        await anyio.sleep(0.005)
+                now[0] += 0.1
             assert sim.connection_count == 1
+            now[0] += 0.6  # then silence for longer than the timeout: the server hangs up
+            err = await recv_until(ws, "ERROR")
+            assert err["error"] == "TIMEOUT"
 
 
 async def test_chaos_schedule():
