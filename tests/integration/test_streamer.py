@@ -408,8 +408,9 @@ async def test_stall_detected_by_watchdog(sim: Simulator, monkeypatch: pytest.Mo
         try:
             with anyio.fail_after(WAIT_S):
                 await rec.disconnected.wait()
-            silent = time.monotonic() - stalled_at
-            assert 0.4 <= silent < 2.0
+            # not before the keepalive timeout (0.5 s after the last frame, which came a little
+            # before the stall); how late depends on the machine's load, bounded by WAIT_S
+            assert time.monotonic() - stalled_at >= 0.4
         finally:
             sim.stall(False)
         with anyio.fail_after(WAIT_S):
