@@ -473,16 +473,14 @@ async def test_expired_token_reauthorises(sim: Simulator) -> None:
 
 
 async def test_rotated_token_is_fatal(sim: Simulator) -> None:
-    t0 = time.monotonic()
     with anyio.fail_after(WAIT_S), pytest.raises(AuthenticationError) as info:
         async with make_streamer(sim) as streamer:
             await streamer.subscribe(Quote, ["SPY"])
             await next_for(streamer, Quote, "SPY")
-            t0 = time.monotonic()
             await sim.expire_token(new_token="other")
             await anyio.sleep_forever()
-    assert type(info.value) is AuthenticationError
-    assert time.monotonic() - t0 < 1.0
+    assert type(info.value) is AuthenticationError  # at once: no reconnect, no retried AUTH
+    assert sum(isinstance(x, m.Auth) for x in sim.received) <= 2
     assert TOKEN not in str(info.value)
     assert streamer.stats.connects == 1
 
