@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import signal
+import sys
 import time
 
 
-def burn(seconds: float) -> None:
+def burn(seconds: float, parent: int) -> None:
     end = time.monotonic() + seconds
     x = 0
-    while time.monotonic() < end:
+    while time.monotonic() < end and os.getppid() == parent:  # never outlive the parent
         for i in range(100_000):
             x = (x * 31 + i) & 0xFFFFFFFF
 
@@ -32,8 +34,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--seconds", type=float, default=3600.0, help="stop after (bound)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # exit cleanly: workers stop too
     procs = [
-        multiprocessing.Process(target=burn, args=(args.seconds,), daemon=True)
+        multiprocessing.Process(target=burn, args=(args.seconds, os.getpid()), daemon=True)
         for _ in range(args.workers)
     ]
     for p in procs:
