@@ -87,7 +87,7 @@ def make_streamer(session: Any, **kwargs: Any) -> DXLinkStreamer:
     options: dict[str, Any] = {
         "queue_size": 0,
         "tap_interval": 0.05,
-        "keepalive_timeout": 2.0,
+        "keepalive_timeout": 10.0,  # the watchdog is tested on its own: no false alarms here
         "connect_timeout": WAIT_S,
         "reconnect_delays": fast_delays,
         **kwargs,
@@ -98,7 +98,7 @@ def make_streamer(session: Any, **kwargs: Any) -> DXLinkStreamer:
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     config = SimConfig(
-        keepalive_timeout=5.0, quote_rate_hz=20.0, greeks_rate_hz=5.0, summary_rate_hz=1.0
+        keepalive_timeout=30.0, quote_rate_hz=20.0, greeks_rate_hz=5.0, summary_rate_hz=1.0
     )
     async with Simulator(seed=5, token=TOKEN, config=config, keep_sent=True) as server:
         server.market = MovableMarket(5)  # before any connection: each takes sim.market

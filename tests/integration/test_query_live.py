@@ -58,7 +58,7 @@ async def test_live_views_cover_files_and_the_tail_through_rotations(sim, tmp_pa
         token=None,
         queue_size=0,
         tap_interval=0.05,
-        keepalive_timeout=2.0,
+        keepalive_timeout=10.0,  # the watchdog is tested on its own: no false alarms here
         reconnect_delays=fast_delays,
     )
     mixed = 0

@@ -55,7 +55,7 @@ def streamer_for(server: Simulator, **kwargs: Any) -> DXLinkStreamer:
         "token": None,
         "queue_size": 0,
         "tap_interval": 0.05,
-        "keepalive_timeout": 2.0,
+        "keepalive_timeout": 10.0,  # the watchdog is tested on its own: no false alarms here
         "reconnect_delays": fast_delays,
         **kwargs,
     }

@@ -68,7 +68,7 @@ def make_session(api: ApiSimulator, **kwargs: Any) -> Session:
 def make_streamer(session: Any, **kwargs: Any) -> DXLinkStreamer:
     return DXLinkStreamer(
         session,
-        keepalive_timeout=2.0,
+        keepalive_timeout=10.0,  # the watchdog is tested on its own: no false alarms here
         connect_timeout=WAIT_S,
         reconnect_delays=fast_delays,
         **kwargs,

@@ -73,7 +73,7 @@ def make_streamer(server: Simulator, **kwargs: Any) -> DXLinkStreamer:
     options: dict[str, Any] = {
         "url": server.url,
         "token": server.token,
-        "keepalive_timeout": 2.0,
+        "keepalive_timeout": 10.0,  # the watchdog is tested on its own: no false alarms here
         "connect_timeout": WAIT_S,
         "reconnect_delays": fast_delays,
         **kwargs,
