@@ -107,7 +107,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> PlainInstall:
             pytest.fail(f"{VENV_ENV}={given!r} has no bin/tastyrec: run `pip install .` into it")
     else:
         install = PlainInstall(tmp_path_factory.mktemp("plain") / "venv")
-        _build(install)
+        _build(install.venv)
     # the installed package is this checkout's (a venv built from an older one proves nothing)
     where = subprocess.run(
         [str(install.python), "-c", "import tastyrec; print(tastyrec.__file__)"],
