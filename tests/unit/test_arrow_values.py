@@ -214,3 +214,27 @@ def test_an_empty_result_too_wide_still_names_its_columns():
     table = duck_table(QUOTES + " LIMIT 0")
     text = render(table, 40, fit=True)
     assert "columns: event_symbol, recv_ns" in text and "0 rows" in text
+
+
+def test_inventory_times_are_exact_epoch_nanoseconds():
+    import tastyrec
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    inv = tastyrec.inventory(sample)
+    quote = next(t for t in inv.types if t.event_type == "Quote")
+    first, last = (
+        duckdb.connect()
+        .execute(
+            "SELECT epoch_ns(min(recv_ns)), epoch_ns(max(recv_ns)) "
+            f"FROM read_parquet('{sample}/Quote/*/*.parquet')"
+        )
+        .fetchone()
+    )
+    assert (quote.first_ns, quote.last_ns) == (first, last)
+    assert quote.first is not None and quote.first.tzinfo is not None
+    assert round(quote.first.timestamp() * 1e6) == first // 1000  # to the microsecond
+    (session,) = inv.sessions
+    assert isinstance(session["start"], int) and isinstance(session["end"], int)
+    assert session["start"] <= first <= last <= session["end"]
+    (gap,) = inv.gaps
+    assert isinstance(gap["disconnected"], int)
