@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = ("format_ns", "rows", "text_columns")
 
@@ -125,6 +124,8 @@ def _values(array: pa.Array, leaf: Leaf) -> list[Any]:
             for ok, *values in zip(valid, *fields, strict=True)
         ]
     if pa.types.is_map(t) or _is_list(t):
+        import pyarrow.compute as pc  # here: flat tables (the usual case) need none of it
+
         # a map's layout is that of a list of key/value structs
         lists = array.view(pa.list_(t.field(0))) if pa.types.is_map(t) else array
         items = _values(pc.list_flatten(lists), leaf)  # the slots of non-null lists, in order
