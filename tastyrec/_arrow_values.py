@@ -139,7 +139,7 @@ def _values(array: pa.Array, leaf: Leaf) -> list[Any]:
             part = items[start : start + n]
             start += n
             # as pyarrow does: a map is a list of (key, value) pairs
-            out.append([(e["key"], e["value"]) for e in part] if pa.types.is_map(t) else part)
+            out.append([tuple(e.values()) for e in part] if pa.types.is_map(t) else part)
         return out
     # a union or another layout DuckDB does not produce: whatever pyarrow makes of it
     return list(array.to_pylist())
