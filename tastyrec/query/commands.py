@@ -78,6 +78,8 @@ def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
         fmt = "table" if output is None and sys.stdout.isatty() else "csv"
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise click.UsageError("parquet is binary: give -o FILE or pipe the output")
+    if output is not None and not output.parent.is_dir():
+        raise click.UsageError(f"no folder {str(output.parent)!r} for -o: create it first")
     try:
         con = connect(data)
     except TastyrecError as exc:
@@ -98,15 +100,19 @@ def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
         ) from None
     if table is None:  # a statement (SET, CREATE VIEW...): nothing to show
         return
-    if fmt == "table":
-        _print_table(table, output)
-        return
-    if output is not None:
-        with open(output, "wb") as fh:
-            _write(table, fmt, fh)
-    else:
-        _write(table, fmt, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+    try:
+        if fmt == "table":
+            _print_table(table, output)
+        elif output is not None:
+            with open(output, "wb") as fh:
+                _write(table, fmt, fh)
+        else:
+            _write(table, fmt, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+    except OSError as exc:
+        if output is None:
+            raise
+        raise click.ClickException(f"cannot write {str(output)!r}: {exc.strerror or exc}") from None
 
 
 def _write_csv(relation: duckdb.DuckDBPyRelation, output: Path | None) -> None:

@@ -83,6 +83,11 @@ def test_sql_errors_say_what_to_do(cli, demo, tmp_path):
     assert "Quote" in proc.stderr and "tastyrec info data" in proc.stderr
     proc = cli.run("sql", "SELECT 1", "--data", str(tmp_path / "missing"))
     assert proc.popen.returncode == 1 and "no recording at" in proc.stderr
+    for fmt in ("csv", "json", "table"):
+        proc = cli.run("sql", "SELECT 1", "--format", fmt, "-o", str(tmp_path / "no" / "x"))
+        assert proc.popen.returncode == 2, proc.stderr
+        assert f"no folder {str(tmp_path / 'no')!r} for -o: create it first" in proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 def test_info_shows_types_sessions_and_gaps(cli, tmp_path):
