@@ -61,6 +61,8 @@ COMPACT_SESSION_PREFIX: Final = "compact"
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
 _STAMP = re.compile(r"^(\d{8}T\d{6})\.(\d{9})Z-")
 _NS: Final = 1_000_000_000
+#: a timestamp unit -> nanoseconds
+_UNIT_NS: Final = {"ns": 1, "us": 1_000, "ms": 1_000_000}
 #: listing again when a listed file vanished under us (a compaction finished meanwhile)
 _LIST_ATTEMPTS: Final = 5
 
@@ -272,15 +274,22 @@ def _ends_before(path: Path, start_ns: int) -> bool:
         import pyarrow.parquet as pq
 
         meta = pq.read_metadata(path)
-        index = meta.schema.to_arrow_schema().get_field_index("recv_ns")
+        # the Parquet leaf column (nested columns before it have several leaves each)
+        leaves = [meta.schema.column(i) for i in range(meta.num_columns)]
+        index = next((i for i, c in enumerate(leaves) if c.path == "recv_ns"), -1)
         if index < 0:
+            return False
+        recv_type = meta.schema.to_arrow_schema().field("recv_ns").type
+        scale = _UNIT_NS.get(getattr(recv_type, "unit", ""))
+        if scale is None or leaves[index].physical_type != "INT64":
             return False
         newest = None
         for rg in range(meta.num_row_groups):
             stats = meta.row_group(rg).column(index).statistics
             if stats is None or not stats.has_min_max:
                 return False
-            value = _as_ns(stats.max)
+            # the raw int64, not `stats.max`: pyarrow hands nanoseconds to Python through pandas
+            value = int(stats.max_raw) * scale
             newest = value if newest is None else max(newest, value)
     except (OSError, ValueError):
         return False  # list it; the reader reports what is wrong with it

@@ -2,13 +2,16 @@
 
 Row counts and bytes come from file footers and sizes; symbols and the first and last receipt
 times from one DuckDB pass over the ``event_symbol`` and ``recv_ns`` columns of each type.
+
+Times are integer epoch nanoseconds (exact; a ``datetime`` holds microseconds only, and pyarrow
+hands nanosecond timestamps to Python only through pandas, which tastyrec does not need).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -16,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import catalog
+from .._arrow_values import rows as python_rows
 from ..exceptions import StorageError
 from ._duck import connect, parquet_source, quote_ident
 
@@ -31,11 +35,22 @@ class TypeInventory:
     rows: int
     bytes: int
     symbols: int
-    first: datetime | None
-    last: datetime | None
+    #: receipt time of the first and last row, epoch ns (UTC)
+    first_ns: int | None
+    last_ns: int | None
     dates: tuple[date, ...]
     #: files that are the product of compaction
     compacted: int = 0
+
+    @property
+    def first(self) -> datetime | None:
+        """:attr:`first_ns` as a UTC datetime (to the microsecond)."""
+        return _datetime(self.first_ns)
+
+    @property
+    def last(self) -> datetime | None:
+        """:attr:`last_ns` as a UTC datetime (to the microsecond)."""
+        return _datetime(self.last_ns)
 
 
 @dataclass
@@ -44,9 +59,9 @@ class Inventory:
 
     root: Path
     types: list[TypeInventory] = field(default_factory=list)
-    #: rows of the ``sessions`` table, as dicts (newest start last)
+    #: rows of the ``sessions`` table, as dicts (newest start last); times in epoch ns
     sessions: list[dict[str, object]] = field(default_factory=list)
-    #: rows of the ``gaps`` table, as dicts
+    #: rows of the ``gaps`` table, as dicts; times in epoch ns
     gaps: list[dict[str, object]] = field(default_factory=list)
 
     @property
@@ -79,16 +94,15 @@ def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
             names = pq.read_schema(files[0]).names
             key = next((c for c in ("event_symbol", "account_number") if c in names), None)
             distinct = f"count(DISTINCT {key})" if key else "0"
-            # through Arrow: DuckDB's own conversion of time zones needs pytz
-            symbols, first, last = (
+            # through Arrow, times as integers: DuckDB's own conversion of time zones needs
+            # pytz, pyarrow's of nanosecond timestamps pandas
+            symbols, first, last = python_rows(
                 _arrow(
                     con,
                     f"SELECT {distinct}, min(recv_ns), max(recv_ns) FROM "
                     + parquet_source(files, hive=False),
                 )
-                .to_pylist()[0]
-                .values()
-            )
+            )[0].values()
             result.types.append(
                 TypeInventory(
                     event_type,
@@ -113,11 +127,16 @@ def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
 
 def _rows(con: duckdb.DuckDBPyConnection, view: str, order: str) -> list[dict[str, object]]:
     query = f"SELECT * FROM {quote_ident(view)} ORDER BY {quote_ident(order)}"
-    rows: list[dict[str, object]] = _arrow(con, query).to_pylist()
-    return rows
+    return python_rows(_arrow(con, query))
 
 
 def _arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
     table = con.sql(query).to_arrow_table()
     assert table is not None  # a query, not a statement
     return table
+
+
+def _datetime(epoch_ns: int | None) -> datetime | None:
+    if epoch_ns is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=epoch_ns // 1000)

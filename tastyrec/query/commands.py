@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
     from rich.console import Console
 
@@ -77,17 +78,18 @@ def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
         fmt = "table" if output is None and sys.stdout.isatty() else "csv"
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise click.UsageError("parquet is binary: give -o FILE or pipe the output")
+    if output is not None and not output.parent.is_dir():
+        raise click.UsageError(f"no folder {str(output.parent)!r} for -o: create it first")
     try:
         con = connect(data)
     except TastyrecError as exc:
         raise _fail(exc) from None
     try:
         relation = con.sql(query)
-        if relation is not None and fmt == "csv" and (output is not None or _stdout_is_a_pipe()):
-            # DuckDB writes CSV itself: no pyarrow to import, no Arrow copy of the result
-            if output is None:
-                sys.stdout.flush()
-            relation.write_csv(str(output) if output is not None else "/dev/stdout", header=True)
+        if relation is not None and fmt == "csv":
+            # DuckDB writes CSV itself: no pyarrow to import, no Arrow copy of the result, and
+            # the same text into a pipe, a file or -o FILE
+            _write_csv(relation, output)
             return
         table = relation.to_arrow_table() if relation is not None else None
     except duckdb.Error as exc:
@@ -98,15 +100,40 @@ def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
         ) from None
     if table is None:  # a statement (SET, CREATE VIEW...): nothing to show
         return
-    if fmt == "table":
-        _print_table(table, output)
-        return
+    try:
+        if fmt == "table":
+            _print_table(table, output)
+        elif output is not None:
+            with open(output, "wb") as fh:
+                _write(table, fmt, fh)
+        else:
+            _write(table, fmt, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+    except OSError as exc:
+        if output is None:
+            raise
+        raise click.ClickException(f"cannot write {str(output)!r}: {exc.strerror or exc}") from None
+
+
+def _write_csv(relation: duckdb.DuckDBPyRelation, output: Path | None) -> None:
     if output is not None:
-        with open(output, "wb") as fh:
-            _write(table, fmt, fh)
-    else:
-        _write(table, fmt, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        relation.write_csv(str(output), header=True)
+        return
+    sys.stdout.flush()
+    if _stdout_is_a_pipe():
+        relation.write_csv("/dev/stdout", header=True)
+        return
+    # a file (DuckDB reopening /dev/stdout would truncate what `>>` appended to) or a
+    # terminal: through a temporary file
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tastyrec-sql-") as folder:
+        path = Path(folder) / "result.csv"
+        relation.write_csv(str(path), header=True)
+        with open(path, "rb") as fh:
+            shutil.copyfileobj(fh, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
 
 
 def _stdout_is_a_pipe() -> bool:
@@ -122,11 +149,7 @@ def _stdout_is_a_pipe() -> bool:
 
 
 def _write(table: pa.Table, fmt: str, sink: IO[bytes]) -> None:
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, sink)
-    elif fmt == "json":  # JSON lines: one object per row
+    if fmt == "json":  # JSON lines: one object per row
         import polars as pl
 
         frame = pl.from_arrow(table)
@@ -141,8 +164,6 @@ def _write(table: pa.Table, fmt: str, sink: IO[bytes]) -> None:
 def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
     if isinstance(value, float):
         return repr(value)
     return str(value)
@@ -157,28 +178,75 @@ def _console(fh: IO[str] | None = None) -> Console:
 
 
 def _print_table(table: pa.Table, output: Path | None) -> None:
-    from rich.table import Table
+    """Show ``table`` as a table; on a terminal too narrow for it, one record per block.
 
-    view = Table(show_lines=False, header_style="bold")
+    A file, or standard output that is not a terminal, gets the table at its full width: no
+    cell is ever cut short.
+    """
+    console = _console(open(output, "w", encoding="utf-8") if output is not None else None)
+    try:
+        _render_table(table, console, fit=output is None and sys.stdout.isatty())
+    finally:
+        if output is not None:
+            console.file.close()
+
+
+def _render_table(table: pa.Table, console: Console, *, fit: bool) -> None:
+    """Print up to :data:`TABLE_ROWS` rows of ``table`` on ``console``.
+
+    Args:
+        table: the query's result.
+        console: where to print.
+        fit: the console's width is a hard limit (a terminal): when the table is wider, print
+            records vertically (``column: value`` lines, like psql's ``\\x``) instead of cutting
+            every cell short. Otherwise the table is printed at its natural width.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from .._arrow_values import text_columns
+
+    shown = table.slice(0, TABLE_ROWS)
+    cells = text_columns(shown, _cell)
+    caption = f"{table.num_rows:,} rows"
+    more = table.num_rows - TABLE_ROWS
+    if more > 0:
+        caption += f" ({more:,} not shown: use --format csv or -o FILE for all)"
+    view = Table(show_lines=False, header_style="bold", caption=caption)
     for field in table.schema:
         numeric = field.type.num_fields == 0 and str(field.type).startswith(
             ("int", "uint", "double", "float", "decimal")
         )
-        view.add_column(
-            f"{field.name}\n[dim]{field.type}[/dim]", justify="right" if numeric else "left"
-        )
-    for row in table.slice(0, TABLE_ROWS).to_pylist():
-        view.add_row(*(_cell(v) for v in row.values()))
-    more = table.num_rows - TABLE_ROWS
-    caption = f"{table.num_rows:,} rows"
-    if more > 0:
-        caption += f" ({more:,} not shown: use --format csv or -o FILE for all)"
-    view.caption = caption
-    if output is not None:
-        with open(output, "w", encoding="utf-8") as fh:
-            _console(fh=fh).print(view)
+        header = Text(field.name) + Text(f"\n{field.type}", style="dim")
+        view.add_column(header, justify="right" if numeric else "left")
+    for row in zip(*cells, strict=True):
+        view.add_row(*(Text(c) for c in row))  # Text: a value's brackets are not markup
+    natural = console.measure(view, options=console.options.update(max_width=1 << 20)).maximum
+    if not fit:
+        console.width = max(console.width, natural)
+        console.print(view)
+    elif natural <= console.width:
+        console.print(view)
     else:
-        _console().print(view)
+        _print_vertical(table.column_names, cells, caption, console)
+
+
+def _print_vertical(
+    names: list[str], cells: list[list[str]], caption: str, console: Console
+) -> None:
+    """One block per record: a ``-[ row N ]`` rule, then ``column: value`` lines."""
+    from rich.text import Text
+
+    width = max(len(n) for n in names) + 1
+    for number, row in enumerate(zip(*cells, strict=True), start=1):
+        title = f"-[ row {number} ]"
+        console.print(Text(title + "-" * max(0, min(console.width, 60) - len(title)), "dim"))
+        for name, value in zip(names, row, strict=True):
+            line = Text.assemble((f"{name + ':':<{width}} ", "bold"), value)
+            console.print(line, soft_wrap=True)  # a long value wraps; nothing is cut
+    if not cells or not cells[0]:
+        console.print(Text("columns: " + ", ".join(names), "dim"), soft_wrap=True)
+    console.print(Text(caption, "dim italic"))
 
 
 @click.command()
@@ -216,8 +284,8 @@ def info(path: Path) -> None:
                 f"{t.rows:,}",
                 _bytes(t.bytes),
                 f"{t.symbols:,}",
-                _time(t.first),
-                _time(t.last),
+                _time(t.first_ns),
+                _time(t.last_ns),
                 _dates(t.dates),
             )
         console.print(types)
@@ -250,10 +318,12 @@ def info(path: Path) -> None:
 
 
 def _time(value: object) -> str:
-    if not isinstance(value, datetime):
+    """An epoch-ns time of :func:`~tastyrec.query.inventory` in UTC, nanoseconds in full."""
+    if not isinstance(value, int):
         return "" if value is None else str(value)
-    text = value.isoformat(sep=" ")
-    return text.removesuffix("+00:00")
+    from .._arrow_values import format_ns
+
+    return format_ns(value)
 
 
 def _dates(days: tuple[date, ...]) -> str:

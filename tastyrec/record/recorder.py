@@ -58,6 +58,7 @@ import pyarrow.parquet as pq
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from .._arrow_values import rows as python_rows
 from .._version import __version__
 from ..dxlink.compact import ColumnBatch
 from ..dxlink.streamer import Gap
@@ -295,28 +296,22 @@ def _mark_recovered(root: Path, session_id: str, written: list[WrittenFile]) -> 
     metas = [pq.read_metadata(f) for f in files]
     ends = [w.last_recv_ns for w in written if w.last_recv_ns is not None]
     for path in (root / layout.SESSIONS_DIR).glob(f"*-{session_id}-*.parquet"):
-        row = pq.read_table(path).to_pylist()[0]
+        # times as epoch ns: pyarrow gives nanosecond timestamps to Python only through pandas
+        row = python_rows(pq.read_table(path))[0]
         if row["status"] != "recording":
             continue
         session = _Session(
             session_id,
-            _ns(row["start"]),
+            row["start"],
             row["source"],
             list(row["symbols"] or ()),
             sorted({f.parent.parent.name for f in files} | set(row["event_types"] or ())),
             status="recovered",
-            end_ns=max(ends) if ends else _ns(row["end"]) if row["end"] else None,
+            end_ns=max(ends) if ends else row["end"],
             rows=sum(m.num_rows for m in metas),
             files=len(files),
         )
         session.write(root)
-
-
-def _ns(value: Any) -> int:
-    """Epoch ns of a timestamp value read back by pyarrow's ``to_pylist``."""
-    if isinstance(value, int):
-        return value
-    return int(pa.scalar(value, RECV_TYPE).value)
 
 
 # --- the recorder --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -115,8 +115,10 @@ def pinned_clock_env(when: datetime) -> dict[str, str]:
 class Cli:
     """Starts ``python -m tastyrec ...`` subprocesses; kills whatever is left at teardown."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, command: Sequence[str] = tuple(TASTYREC)) -> None:
         self.workdir = workdir
+        #: what runs ``tastyrec`` (another venv's executable in tests/plain_install)
+        self.command = list(command)
         # no credentials leak in from the environment of whoever runs the tests
         self.env = {
             k: v
@@ -135,7 +137,7 @@ class Cli:
         out, err = self.workdir / f"proc{n}.stdout", self.workdir / f"proc{n}.stderr"
         with open(out, "wb") as fo, open(err, "wb") as fe:
             popen = subprocess.Popen(
-                [*TASTYREC, *args],
+                [*self.command, *args],
                 stdout=fo,
                 stderr=fe,
                 stdin=subprocess.DEVNULL,

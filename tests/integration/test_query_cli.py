@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_sql_over_bookkeeping_and_a_data_option(cli, tmp_path):
     proc = cli.run(
         "sql", "SELECT session_id, status FROM sessions", "--data", str(tmp_path / "rec")
     )
-    assert proc.stdout.splitlines() == ['"session_id","status"', '"44f3ceba","ended"']
+    assert proc.stdout.splitlines() == ["session_id,status", "44f3ceba,ended"]
     proc = cli.run("sql", "SELECT count(*) AS gaps FROM gaps", "-d", str(tmp_path / "rec"))
     assert proc.stdout.splitlines()[1] == "1"
 
@@ -84,6 +85,11 @@ def test_sql_errors_say_what_to_do(cli, demo, tmp_path):
     assert "Quote" in proc.stderr and "tastyrec info data" in proc.stderr
     proc = cli.run("sql", "SELECT 1", "--data", str(tmp_path / "missing"))
     assert proc.popen.returncode == 1 and "no recording at" in proc.stderr
+    for fmt in ("csv", "json", "table"):
+        proc = cli.run("sql", "SELECT 1", "--format", fmt, "-o", str(tmp_path / "no" / "x"))
+        assert proc.popen.returncode == 2, proc.stderr
+        assert f"no folder {str(tmp_path / 'no')!r} for -o: create it first" in proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 def test_info_shows_types_sessions_and_gaps(cli, tmp_path):
@@ -125,27 +131,32 @@ def test_compact_then_the_same_answers(cli, tmp_path):
     assert bad.popen.returncode == 2 and "is not a date such as" in bad.stderr
 
 
-def test_sql_csv_into_a_pipe_is_written_by_duckdb_with_the_same_rows(tmp_path):
+def test_sql_csv_is_the_same_text_into_a_pipe_a_file_or_o_file(tmp_path):
+    """DuckDB writes the CSV whatever stdout is (into a file through a temporary file): times
+    keep their nanoseconds and look the same however the output is taken."""
     import subprocess
     import sys
 
     query = (
-        "SELECT event_symbol, count(*) AS n, min(bid_price) AS low FROM Quote GROUP BY 1 ORDER BY 1"
+        "SELECT event_symbol, count(*) AS n, min(bid_price) AS low, max(recv_ns) AS last, "
+        "max(bid_time) AS bid_time FROM Quote GROUP BY 1 ORDER BY 1"
     )
-    piped = subprocess.run(  # stdout is a pipe: DuckDB writes the CSV
-        [sys.executable, "-m", "tastyrec", "sql", query, "--data", str(SAMPLE)],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "tastyrec", "sql", query, "--data", str(SAMPLE)]
+    piped = subprocess.run(  # stdout is a pipe: DuckDB writes to /dev/stdout
+        command, capture_output=True, text=True, timeout=60, check=True
+    )
     into_file = tmp_path / "out.csv"
-    with open(into_file, "w") as fh:  # stdout is a file: the Arrow path
-        subprocess.run(
-            [sys.executable, "-m", "tastyrec", "sql", query, "--data", str(SAMPLE)],
-            stdout=fh, timeout=60, check=True,
-        )  # fmt: skip
+    into_file.write_text("kept\n")
+    with open(into_file, "a") as fh:  # `>>`: what the file held stays
+        subprocess.run(command, stdout=fh, timeout=60, check=True)
+    named = tmp_path / "named.csv"
+    subprocess.run([*command, "-o", str(named)], timeout=60, check=True)
+    assert into_file.read_text() == "kept\n" + piped.stdout
+    assert named.read_text() == piped.stdout
     rows = list(csv.DictReader(io.StringIO(piped.stdout)))
-    assert rows == list(csv.DictReader(io.StringIO(into_file.read_text())))
     assert [r["event_symbol"] for r in rows] == sorted(r["event_symbol"] for r in rows)
     assert len(rows) == 5 and all(int(r["n"]) > 0 for r in rows)
+    assert all(re.fullmatch(r"2026-11-2\d \d\d:\d\d:\d\d\.\d{1,9}\+00", r["last"]) for r in rows)
 
 
 def test_sql_starts_without_the_recording_stack():
