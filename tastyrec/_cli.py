@@ -135,8 +135,8 @@ def recording_folder(ctx: click.Context, param: click.Parameter, value: Path | s
     if path.is_file():
         raise click.BadParameter(f"{str(path)!r} is a file, not a recording folder: {what}")
     if not path.is_dir():
-        default = " (its default is data)" if str(value) == DEFAULT_DATA else ""
-        raise click.BadParameter(f"there is no folder {str(path)!r}: {what}{default}")
+        here = " in the current folder (the default)" if str(value) == DEFAULT_DATA else ""
+        raise click.BadParameter(f"there is no folder {str(path)!r}{here}: {what}")
     return path
 
 

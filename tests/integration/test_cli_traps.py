@@ -6,10 +6,13 @@ Every subprocess is bounded by ``cli.run``'s timeout, which only bounds failure.
 
 from __future__ import annotations
 
+import shutil
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.integration.test_record_cli import all_files, assert_one_clear_error, record_demo
@@ -132,3 +135,113 @@ def test_good_values_still_record(cli):
     )  # fmt: skip
     assert proc.popen.returncode == 0, proc.stderr
     assert list(Path(out).glob("Quote/date=*/*.parquet"))
+
+
+# --- 3. the recording folder: one rule for every command that reads one ----------------------
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+#: every command that reads a recording, with what it needs besides the folder
+READERS = {
+    "info": [],
+    "recover": [],
+    "compact": [],
+    "replay": ["--events", "Quote"],
+    "serve": [],
+    "sql": ["SELECT count(*) AS n FROM Quote"],
+}
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def data(cli) -> Path:
+    """A copy of the sample recording at ``data`` in the subprocesses' working folder."""
+    folder = cli.workdir / "data"
+    shutil.copytree(SAMPLE, folder)
+    return folder
+
+
+@pytest.mark.parametrize("command", ["info", "recover", "replay", "sql", "compact"])
+def test_every_reader_defaults_to_the_data_folder(cli, data, command):
+    proc = cli.run(command, *READERS[command])
+    assert proc.popen.returncode == 0, proc.stderr
+    expected = {
+        "info": "Quote",
+        "recover": "recovered 0 rows",
+        "replay": '"event_type":"Quote"',
+        "sql": str(sum(pq.read_metadata(f).num_rows for f in data.glob("Quote/*/*.parquet"))),
+        "compact": "",
+    }[command]
+    assert expected in proc.stdout
+    if command == "compact":
+        assert "compacted" in proc.stdout or "up to date" in proc.stdout
+
+
+def test_serve_defaults_to_the_data_folder(cli, data):
+    proc = cli.start("serve")
+    proc.wait_for("the URL", lambda: proc.stdout.startswith("dxlink ws://"))
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, proc.stderr
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_a_missing_default_folder_says_what_to_do(cli, command):
+    proc = cli.run(command, *READERS[command])
+    assert proc.popen.returncode == 2
+    assert_one_clear_error(proc.stderr, "no folder 'data'", "tastyrec record --out")
+    assert not (cli.workdir / "data").exists()
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_a_file_instead_of_a_folder_says_it_is_a_file(cli, command):
+    (cli.workdir / "notes.txt").write_text("keep me\n")
+    where = ["--data", "notes.txt"] if command == "sql" else ["notes.txt"]
+    proc = cli.run(command, *where, *READERS[command])
+    assert proc.popen.returncode == 2
+    assert_one_clear_error(proc.stderr, "'notes.txt' is a file", "tastyrec record --out")
+    assert (cli.workdir / "notes.txt").read_text() == "keep me\n"
+
+
+def test_compact_removes_its_lock_when_done(cli, data):
+    proc = cli.run("compact")
+    assert proc.popen.returncode == 0, proc.stderr
+    assert "compacted" in proc.stdout
+    assert not (data / "_compact.lock").exists()
+    again = cli.run("compact")
+    assert again.popen.returncode == 0, again.stderr
+    assert not (data / "_compact.lock").exists()
+
+
+def test_compact_refuses_a_folder_that_is_not_a_recording_and_creates_nothing(cli):
+    folder = cli.workdir / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(b"\xff\xd8")
+    (folder / "2026").mkdir()
+    before = tree(folder)
+    proc = cli.run("compact", "photos")
+    assert proc.popen.returncode == 1
+    assert_one_clear_error(proc.stderr, "'photos' is not a recording", "tastyrec record --out")
+    assert tree(folder) == before
+
+
+def test_replay_of_symbols_never_recorded_says_what_is_there(cli, data):
+    proc = cli.run("replay", "--symbols", "XYZ,ABC")
+    assert proc.popen.returncode == 1
+    assert proc.stdout == ""
+    assert_one_clear_error(proc.stderr, "no events for --symbols XYZ,ABC", "'data'", "QQQ, SPY")
+
+
+def test_replay_with_nothing_in_the_window_says_so(cli, data):
+    proc = cli.run("replay", "--events", "Quote", "--symbols", "SPY", "--start", "2030-01-01")
+    assert proc.popen.returncode == 1
+    assert proc.stdout == ""
+    assert_one_clear_error(proc.stderr, "no Quote events for --symbols SPY", "--start 2030-01-01")
+
+
+def test_replay_speed_errors_name_the_option(cli, data):
+    for value in ("fast-ish", "0"):
+        proc = cli.run("replay", "--speed", value)
+        assert proc.popen.returncode == 2
+        assert "--speed" in error_line(proc.stderr)

@@ -425,5 +425,5 @@ def test_recover_a_folder_without_a_journal_and_a_path_that_is_not_a_folder(cli)
     missing = cli.workdir / "missing"
     proc = cli.run("recover", str(missing))
     assert proc.popen.returncode == 2
-    assert_one_clear_error(proc.stderr, "is not a folder", str(missing))
+    assert_one_clear_error(proc.stderr, "there is no folder", str(missing))
     assert not missing.exists()
