@@ -323,7 +323,7 @@ def record(
                 fsync_interval_s=sync_s,
                 source="simulator" if demo else _tastytrade(sandbox),
             )
-            click.echo(recorder.stats.summary(time.time_ns()))
+            click.echo(recorder.stats.summary(time.time_ns(), out=str(recorder.root)))
 
     async def _record(
         server: str | None,
@@ -381,7 +381,7 @@ def record(
                     await _show_status(recorder, seconds, status)
             finally:
                 if entered:  # also after Ctrl-C: the recorder has flushed by now
-                    click.echo(recorder.stats.summary(time.time_ns()))
+                    click.echo(recorder.stats.summary(time.time_ns(), out=str(recorder.root)))
 
     _run(run)
 
@@ -425,8 +425,13 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
 
     from .status import StatusDisplay
 
+    ends_ns = None if math.isinf(seconds) else time.time_ns() + round(seconds * 1e9)
     display = StatusDisplay(
-        recorder.stats, out=str(recorder.root), console=Console(stderr=True), live=status
+        recorder.stats,
+        out=str(recorder.root),
+        console=Console(stderr=True),
+        live=status,
+        ends_ns=ends_ns,
     )
     root = logging.getLogger()
     handlers = root.handlers[:]

@@ -6,15 +6,22 @@ Every subprocess is bounded by ``cli.run``'s timeout, which only bounds failure.
 
 from __future__ import annotations
 
+import os
+import pty
+import re
+import select
 import shutil
 import signal
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from tests.integration.conftest import TASTYREC
 from tests.integration.test_record_cli import all_files, assert_one_clear_error, record_demo
 
 
@@ -245,3 +252,60 @@ def test_replay_speed_errors_name_the_option(cli, data):
         proc = cli.run("replay", "--speed", value)
         assert proc.popen.returncode == 2
         assert "--speed" in error_line(proc.stderr)
+
+
+# --- 4. the status display during `tastyrec record` --------------------------------------------
+
+
+def test_the_summary_names_the_output_folder(cli):
+    out = cli.workdir / "rec"
+    proc = record_demo(cli, out)
+    assert proc.popen.returncode == 0, proc.stderr
+    assert f") in {out}; " in proc.stdout
+
+
+def test_the_live_status_on_a_terminal_names_the_folder_time_left_and_ctrl_c(cli):
+    """``tastyrec record`` with its stderr on a real terminal (a pty), as a user sees it."""
+    out = cli.workdir / "rec"
+    master, slave = pty.openpty()
+    with open(cli.workdir / "stdout", "wb") as stdout:
+        proc = subprocess.Popen(
+            [*TASTYREC, "record", "--demo", "--symbols", "SPY", "--for", "3s", "--out", str(out)],
+            stdout=stdout,
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+            env={**cli.env, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"},
+            cwd=cli.workdir,
+        )
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + 30  # bounds failure only: the recording stops after 3 s
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the process exited and the terminal closed
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+        assert proc.wait(10) == 0, screen.decode(errors="replace")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = screen.decode()
+    summary = (cli.workdir / "stdout").read_text()
+    assert summary.startswith("recorded ") and f"in {out}; " in summary
+    frames = re.findall(rf"recording to {re.escape(str(out))} for [^\r\n]*", text)
+    assert frames, text
+    assert all(f.endswith(" left; Ctrl-C to stop") for f in frames), frames
+    assert "saved " in text and "journaled" in text
+    assert "0 B written" not in text
+    # the last frame is erased when the recording ends: up-and-clear for each of its lines
+    last = text.rindex("recording to ")
+    shown = text.index("\x1b[?25h", last)
+    assert text[shown:].count("\x1b[1A\x1b[2K") >= text[last:shown].count("\n") > 5

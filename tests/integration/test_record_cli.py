@@ -31,7 +31,7 @@ from tastyrec.record.layout import MARKET_TZ, parquet_for_journal, partition_dat
 TOKEN_ENV = "TASTYREC_DXLINK_TOKEN"
 OPTION = ".SPY261218C600"
 SUMMARY = re.compile(
-    r"^recorded ([\d,]+) events(?: \((?P<types>[^)]*)\))? in .+ into (\d+) files? \(.+\); "
+    r"^recorded ([\d,]+) events(?: \((?P<types>[^)]*)\))? in .+ into (\d+) files? \([^)]+\) in .+; "
 )
 
 
