@@ -8,6 +8,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -220,7 +221,7 @@ def record(
         )
     symbol_list = parse_symbols(symbols) if symbols is not None else []
     types = event_types(events)
-    periods = [p.strip() for p in candles.split(",") if p.strip()] if candles else []
+    periods = _candle_periods(candles)
     # a tastytrade login (env credentials) when neither --demo nor --url says otherwise
     login = not demo and url is None and bool(symbol_list or chain_list)
     if login and not (os.environ.get(SECRET_ENV) and os.environ.get(REFRESH_ENV)):
@@ -384,6 +385,24 @@ def record(
                     click.echo(recorder.stats.summary(time.time_ns(), out=str(recorder.root)))
 
     _run(run)
+
+
+#: a dxFeed candle period: an optional positive multiplier and a unit (ticks, seconds, minutes,
+#: hours, days, weeks, months, option expirations, years, volume, price, price momentum/renko)
+_CANDLE_PERIOD: Final = re.compile(r"^(\d*\.?\d+)?(t|s|m|h|d|w|mo|o|y|v|p|pm|pr)$")
+
+
+def _candle_periods(text: str | None) -> list[str]:
+    """``--candles 1m,5m`` -> ``["1m", "5m"]``; anything that is not a period is refused."""
+    periods = [p.strip() for p in text.split(",") if p.strip()] if text else []
+    for period in periods:
+        match = _CANDLE_PERIOD.match(period)
+        if match is None or (match.group(1) is not None and not float(match.group(1)) > 0):
+            raise click.BadParameter(
+                f"{period!r} is not a candle period such as 1m, 5m, 1h or 1d",
+                param_hint="--candles",
+            )
+    return periods
 
 
 def _tastytrade(sandbox: bool) -> str:

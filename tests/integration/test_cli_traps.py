@@ -101,6 +101,8 @@ def test_demo_with_a_url_is_refused(cli, command):
         ("--fsync-interval", "often"),
         ("--order-every", "1 minute"),
         ("--strikes", "0"),
+        ("--candles", "banana"),
+        ("--candles", "1m,0m"),
     ],
 )
 def test_a_bad_value_names_its_option(cli, option, value):
@@ -108,7 +110,7 @@ def test_a_bad_value_names_its_option(cli, option, value):
     proc = record_demo(cli, out, option, value)
     assert proc.popen.returncode == 2
     line = error_line(proc.stderr)
-    assert f"'{option}'" in line, line
+    assert f"for '{option}':" in line or f"for {option}:" in line, line
     assert "RotationPolicy" not in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
 
