@@ -311,3 +311,20 @@ def test_the_live_status_on_a_terminal_names_the_folder_time_left_and_ctrl_c(cli
     last = text.rindex("recording to ")
     shown = text.index("\x1b[?25h", last)
     assert text[shown:].count("\x1b[1A\x1b[2K") >= text[last:shown].count("\n") > 5
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--order-every", "often"),
+        ("--chaos", "drop:soon"),
+        ("--chaos", "banana"),
+        ("--chaos", "drop:0"),
+    ],
+)
+def test_simulate_bad_values_name_their_option(cli, option, value):
+    proc = cli.run("simulate", option, value)
+    assert proc.popen.returncode == 2
+    line = error_line(proc.stderr)
+    assert f"for '{option}':" in line or f"for {option}:" in line, line
+    assert "Traceback" not in proc.stderr
