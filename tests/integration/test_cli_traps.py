@@ -167,7 +167,7 @@ def tree(folder: Path) -> list[str]:
 @pytest.fixture
 def data(cli) -> Path:
     """A copy of the sample recording at ``data`` in the subprocesses' working folder."""
-    folder = cli.workdir / "data"
+    folder = Path(cli.workdir, "data")
     shutil.copytree(SAMPLE, folder)
     return folder
 

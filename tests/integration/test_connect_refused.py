@@ -9,7 +9,8 @@ for its next backoff delay (it has just been refused), not after a sleep.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from typing import cast
 
 import anyio
 import pytest
@@ -60,7 +61,7 @@ async def test_streamers_report_a_refused_url_without_waiting_for_connect_timeou
     refused_url: str, streamer: type[DXLinkStreamer] | type[AlertStreamer]
 ) -> None:
     # connect_timeout far beyond the bound: only the refusal itself can end this in time
-    client = streamer(url=refused_url, token="t", connect_timeout=3600)  # type: ignore[call-arg]
+    client = streamer(url=refused_url, token="t", connect_timeout=3600)
     with anyio.fail_after(WAIT_S), pytest.raises(ConnectionClosedError) as caught:
         async with client:
             pytest.fail("nothing listens there")
@@ -85,7 +86,10 @@ async def test_after_a_successful_connection_a_refused_reconnect_is_retried() ->
     second = None
     try:
         with anyio.fail_after(WAIT_S):
-            conns = transport.connections(url, reconnect_delays=delays)
+            conns = cast(
+                AsyncGenerator[transport.Transport, None],
+                transport.connections(url, reconnect_delays=delays),
+            )
             conn = await anext(conns)
             await conn.send(b'"one"')
             assert await conn.recv() == b'"one"'
