@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 from typing import Any, Final
 
 import click
 
 __all__ = (
+    "DEFAULT_DATA",
     "TOKEN_ENV",
+    "Duration",
+    "Size",
+    "check_out_folder",
     "event_types",
     "parse_duration",
     "parse_size",
     "parse_symbols",
+    "recording_folder",
     "run",
     "setup_logging",
+    "ws_url",
 )
 
 TOKEN_ENV: Final = "TASTYREC_DXLINK_TOKEN"
+#: The folder ``record`` writes and every command reading a recording reads, unless told.
+DEFAULT_DATA: Final = "data"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -49,6 +58,100 @@ def parse_size(text: str) -> int:
     prefix = unit.rstrip("b").rstrip("i")
     scale = 1024 ** " kmgt".index(prefix or " ") if binary else _SIZE_UNITS[prefix]
     return int(float(match.group(1)) * scale)
+
+
+class Duration(click.ParamType[float, Any]):
+    """A click type for durations (``30s``, ``5m``, ``1h``): errors name the option."""
+
+    name = "duration"
+
+    def __init__(self, *, positive: bool = False) -> None:
+        self.positive = positive
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = parse_duration(str(value))
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+        if self.positive and not seconds > 0:
+            self.fail(f"{value!r} is not a positive duration such as 30s, 5m or 1h", param, ctx)
+        return seconds
+
+
+class Size(click.ParamType[int, Any]):
+    """A click type for positive sizes in bytes (``64MB``, ``1GB``): errors name the option."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            size = parse_size(str(value))
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+        if size < 1:
+            self.fail(f"{value!r} is not a positive size such as 64MB or 1GB", param, ctx)
+        return size
+
+
+#: a real URL for each URL option, shown when the one given is not a websocket URL
+_URL_EXAMPLES: Final = {
+    "url": "wss://tasty-openapi-ws.dxfeed.com/realtime",
+    "account_url": "wss://streamer.tastyworks.com",
+}
+
+
+def ws_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: ``value`` must be a ``ws://`` or ``wss://`` URL with a host."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number 0-65535)
+    except ValueError:
+        ok = False
+    if not ok:
+        example = _URL_EXAMPLES.get(param.name or "", _URL_EXAMPLES["url"])
+        raise click.BadParameter(
+            f"{value!r} is not a websocket URL: give ws://HOST:PORT/PATH or wss://HOST/PATH, "
+            f"e.g. {example}"
+        )
+    return value
+
+
+def recording_folder(ctx: click.Context, param: click.Parameter, value: Path | str) -> Path:
+    """Click callback for the recording folder every reading command takes (default ``data``):
+    it must exist and be a folder. Checked before anything is opened, created or imported."""
+    path = Path(value)
+    what = "give the folder `tastyrec record --out` wrote"
+    if path.is_file():
+        raise click.BadParameter(f"{str(path)!r} is a file, not a recording folder: {what}")
+    if not path.is_dir():
+        here = " in the current folder (the default)" if str(value) == DEFAULT_DATA else ""
+        raise click.BadParameter(f"there is no folder {str(path)!r}{here}: {what}")
+    return path
+
+
+def check_out_folder(out: str) -> None:
+    """Refuse an output folder that is a file or lies under one (``record --out``), exit 2."""
+    path = Path(out)
+    for folder in (path, *path.parents):
+        if folder.is_file():
+            where = "is a file" if folder == path else f"is under {str(folder)!r}, a file"
+            raise click.BadParameter(
+                f"{out!r} {where}: give a folder to record into (it is created if missing)",
+                param_hint="--out",
+            )
+        if folder.exists():
+            return
 
 
 def parse_symbols(text: str) -> list[str]:

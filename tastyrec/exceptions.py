@@ -68,13 +68,17 @@ class ConnectionClosed(TastyrecError):
 
     Attributes:
         code: the websocket close code, or ``None`` when no close frame was received.
-        reason: the close reason sent by the peer (may be empty).
+        reason: the close reason sent by the peer (may be empty); with no ``code``, tastyrec's
+            own account of why there is no connection, which is then the whole message.
     """
 
     def __init__(self, code: int | None, reason: str = "") -> None:
         self.code = code
         self.reason = reason
-        super().__init__(f"connection closed: code={code!r} reason={reason!r}")
+        if code is None and reason:  # no close frame: our words, not the peer's
+            super().__init__(reason)
+        else:
+            super().__init__(f"connection closed: code={code!r} reason={reason!r}")
 
 
 class ConnectionClosedOK(ConnectionClosed):

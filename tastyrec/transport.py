@@ -12,6 +12,7 @@ tastyrec runs on anyio's asyncio backend because websockets' client is asyncio-b
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
@@ -118,11 +119,31 @@ async def connections(
     """Yield a new :class:`Transport` each time the previous one is done with.
 
     Failed connection attempts are retried with websockets' backoff; a fatal error (bad URL,
-    HTTP 4xx) is raised. WebSocket pings are off: DXLink needs application KEEPALIVEs, not pings
-    (DXLINK.md §1). Compression is off: permessage-deflate costs far more CPU than it saves on
-    loopback and LAN (PERFORMANCE.md).
+    HTTP 4xx) is raised. So is a refused connection before any connection succeeded: nothing
+    listens at that address, which a wrong URL or port explains far more often than a server
+    restarting, and waiting out ``connect_timeout`` would only delay saying so. Once a
+    connection has succeeded, a refused reconnect is retried like any network error.
+
+    WebSocket pings are off: DXLink needs application KEEPALIVEs, not pings (DXLINK.md §1).
+    Compression is off: permessage-deflate costs far more CPU than it saves on loopback and LAN
+    (PERFORMANCE.md).
+
+    Raises:
+        ConnectionClosedError: the first attempt was refused (``code`` is ``None``).
     """
     kwargs = {} if reconnect_delays is None else {"reconnect_delays": reconnect_delays}
+    connected = False
+
+    def process_exception(exc: Exception) -> Exception | None:
+        # the one place deciding retry vs fatal for both streamers (websockets' pattern)
+        if not connected and _refused(exc):
+            return ConnectionClosedError(
+                None,
+                f"cannot connect to {url!r}: connection refused; check the URL (host and "
+                "port) and that the server is up",
+            )
+        return websockets.client.process_exception(exc)
+
     client = connect(
         url,
         max_size=max_size,
@@ -130,10 +151,31 @@ async def connections(
         ping_interval=None,
         compression=None,
         logger=redacting_logger("websockets.client"),
+        process_exception=process_exception,
         **kwargs,  # type: ignore[arg-type]
     )
     async for ws in client:
+        connected = True
         yield Transport(ws)
+
+
+#: errnos of an address that cannot be reached, asyncio's ``Multiple exceptions`` included
+_UNREACHABLE: Final = frozenset({errno.ECONNREFUSED, errno.EADDRNOTAVAIL, errno.ENETUNREACH})
+_ERRNO_RE: Final = re.compile(r"\[Errno (\d+)\]")
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether a connection attempt was refused (every address of the host tried).
+
+    A host with several addresses (``localhost``: ``::1`` and ``127.0.0.1``) fails with a plain
+    ``OSError("Multiple exceptions: [Errno 111] ..., [Errno 99] ...")`` on Python 3.11.
+    """
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    if type(exc) is not OSError or not str(exc).startswith("Multiple exceptions"):
+        return False
+    codes = {int(n) for n in _ERRNO_RE.findall(str(exc))}
+    return errno.ECONNREFUSED in codes and codes <= _UNREACHABLE
 
 
 # --- the lifecycle both streamers share (DXLink and account) ---------------------------------

@@ -11,7 +11,7 @@ import anyio
 import click
 import msgspec
 
-from .._cli import TOKEN_ENV, parse_duration, run as _run
+from .._cli import TOKEN_ENV, Duration, run as _run, ws_url
 from ..events.registry import EVENT_TYPES, event_class
 from ..exceptions import TastyrecError
 
@@ -28,18 +28,26 @@ __all__ = ("listen",)
     show_default=True,
     help=f"Comma-separated event types: {', '.join(EVENT_TYPES)}.",
 )
-@click.option("--url", help="DXLink websocket URL.")
+@click.option("--url", callback=ws_url, help="DXLink websocket URL (ws://... or wss://...).")
 @click.option("--token", envvar=TOKEN_ENV, help=f"Quote token (or ${TOKEN_ENV}).")
 @click.option("--demo", is_flag=True, help="Use a built-in simulator; no account needed.")
-@click.option("--for", "duration", default=None, help="Stop after this long (30s, 5m, 1h).")
-@click.option("--count", default=None, type=int, help="Stop after this many events.")
+@click.option(
+    "--for",
+    "duration",
+    type=Duration(positive=True),
+    default=None,
+    help="Stop after this long (30s, 5m, 1h).",
+)
+@click.option(
+    "--count", default=None, type=click.IntRange(min=1), help="Stop after this many events."
+)
 def listen(
     symbols: str,
     events: str,
     url: str | None,
     token: str | None,
     demo: bool,
-    duration: str | None,
+    duration: float | None,
     count: int | None,
 ) -> None:
     """Print events from a DXLink server as JSON lines (snake_case fields plus event_type)."""
@@ -51,12 +59,17 @@ def listen(
     except TastyrecError as exc:
         raise click.BadParameter(str(exc), param_hint="--events") from None
     symbol_list = [s.strip() for s in symbols.split(",") if s.strip()]
+    if demo and url is not None:
+        raise click.UsageError(
+            "--demo listens to the built-in simulator and cannot be combined with --url: "
+            "drop --demo to listen to --url, or drop --url"
+        )
     if not demo and url is None:
         raise click.UsageError(
             f"give --url and --token (or ${TOKEN_ENV}) for a DXLink server, or try --demo "
             "for the built-in simulator"
         )
-    seconds = parse_duration(duration) if duration else math.inf
+    seconds = duration if duration is not None else math.inf
     encoder = msgspec.json.Encoder()
 
     async def stream(server_url: str, server_token: str | None) -> None:

@@ -2,8 +2,10 @@
 
 Theory of operation
 -------------------
-A partition is ``<root>/<EventType>/date=YYYY-MM-DD``. For each one, under an exclusive lock on
-``<root>/_compact.lock`` (one compaction per recording at a time):
+A partition is ``<root>/<EventType>/date=YYYY-MM-DD``. A folder that is not a recording (no
+event type folder, no ``_sessions``, ``_journal`` or ``_gaps``) is refused before anything is
+created in it. For each partition, under an exclusive lock on ``<root>/_compact.lock`` (one
+compaction per recording at a time; the file is removed when the compaction ends):
 
 0. *Finish earlier work.* Files that an existing compacted file replaces (see below) are deleted,
    and temporary files of an interrupted compaction (``*-compact*.parquet.tmp``) are removed.
@@ -153,6 +155,11 @@ def compact(
     root = Path(path)
     if not root.is_dir():
         raise StorageError(f"no recording at {str(root)!r}: give the folder a recording wrote")
+    if not _is_recording(root):
+        raise StorageError(
+            f"{str(root)!r} is not a recording (no event type folders, no {layout.SESSIONS_DIR}): "
+            "give the folder `tastyrec record --out` wrote; nothing was changed"
+        )
     if max_rows < 1 or row_group_rows < 1:
         raise ValueError("max_rows and row_group_rows must be positive")
     results = []
@@ -166,23 +173,55 @@ def compact(
     return results
 
 
+def _is_recording(root: Path) -> bool:
+    """Whether ``root`` holds a recording: bookkeeping folders or an event type's partitions."""
+    bookkeeping = (layout.SESSIONS_DIR, layout.JOURNAL_DIR, layout.GAPS_DIR)
+    return any((root / name).is_dir() for name in bookkeeping) or bool(catalog.event_types(root))
+
+
 @contextlib.contextmanager
 def _lock(root: Path) -> Iterator[None]:
+    """Hold ``<root>/_compact.lock`` exclusively; remove it at the end, still holding it.
+
+    A compaction that opened the file just before the holder removed it would lock a file no
+    longer at that path, beside a third one that creates it anew: so the lock counts only if
+    the locked file is still the one at the path, else the file there is opened again.
+    """
     path = root / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StorageError(f"cannot create {str(path)!r}: {exc.strerror or exc}") from exc
-    try:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot create {str(path)!r}: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise StorageError(
                 f"another `tastyrec compact` is running on {str(root)!r}; wait for it to finish"
             ) from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)
+    try:
         yield
     finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # harmless: the next compaction locks the same file
+            logger.warning("= could not remove %s: %s", path, exc.strerror or exc)
         os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 def _step(name: str) -> None:

@@ -4,7 +4,11 @@
   readable table on a terminal; CSV when piped (or the format asked for).
 * ``tastyrec info [PATH]`` — per event type: files, rows, bytes, symbols, first and last time;
   then the sessions and gaps.
-* ``tastyrec compact PATH [--date D]`` — merge each partition's small files into large ones.
+* ``tastyrec compact [PATH] [--date D]`` — merge each partition's small files into large ones.
+
+Every command reading a recording takes its folder the same way: ``PATH`` (``--data`` for
+``sql``) defaults to ``data``, the folder ``tastyrec record`` writes by default, and a missing
+folder or a file is refused before anything is opened (:func:`tastyrec._cli.recording_folder`).
 
 Registered on the main group by :mod:`tastyrec.cli`. Heavy imports happen inside the commands.
 """
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
+
+from .._cli import DEFAULT_DATA, recording_folder
 
 if TYPE_CHECKING:
     import duckdb
@@ -42,9 +48,10 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option(
     "--data",
     "-d",
-    default="data",
+    default=DEFAULT_DATA,
     show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
+    callback=recording_folder,
     help="Recording folder (what `tastyrec record --out` wrote).",
 )
 @click.option(
@@ -251,7 +258,11 @@ def _print_vertical(
 
 @click.command()
 @click.argument(
-    "path", default="data", required=False, type=click.Path(file_okay=False, path_type=Path)
+    "path",
+    default=DEFAULT_DATA,
+    required=False,
+    type=click.Path(path_type=Path),
+    callback=recording_folder,
 )
 def info(path: Path) -> None:
     """Show what the recording at PATH holds (default: data).
@@ -353,7 +364,13 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @click.command()
-@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.argument(
+    "path",
+    default=DEFAULT_DATA,
+    required=False,
+    type=click.Path(path_type=Path),
+    callback=recording_folder,
+)
 @click.option(
     "--date",
     "day",
@@ -362,7 +379,8 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Only partitions of this New York date (YYYY-MM-DD) [default: all].",
 )
 def compact(path: Path, day: date | None) -> None:
-    """Merge each partition's small files at PATH into large ones, sorted by symbol and time.
+    """Merge each partition's small files at PATH (default: data) into large ones, sorted by
+    symbol and time.
 
     Safe while a recorder writes into PATH (only finished files are merged), idempotent, and
     checked: the merged file is read back and compared before the old files are deleted.

@@ -8,14 +8,27 @@ import contextlib
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
 import click
 
-from .._cli import TOKEN_ENV, event_types, parse_duration, parse_size, parse_symbols, run as _run
+from .._cli import (
+    DEFAULT_DATA,
+    TOKEN_ENV,
+    Duration,
+    Size,
+    check_out_folder,
+    event_types,
+    parse_symbols,
+    recording_folder,
+    run as _run,
+    ws_url,
+)
 from ..events.registry import EVENT_TYPES, event_class
 from ..exceptions import TastyrecError
 
@@ -61,24 +74,38 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     metavar="1m,5m",
     help="Also record candles of these periods, from the start of the New York day.",
 )
-@click.option("--out", default="data", show_default=True, help="Recording folder.")
-@click.option("--for", "duration", default=None, help="Stop cleanly after this long (30s, 5m, 1h).")
-@click.option("--url", help="DXLink websocket URL.")
+@click.option("--out", default=DEFAULT_DATA, show_default=True, help="Recording folder.")
+@click.option(
+    "--for",
+    "duration",
+    type=Duration(positive=True),
+    default=None,
+    help="Stop cleanly after this long (30s, 5m, 1h).",
+)
+@click.option("--url", callback=ws_url, help="DXLink websocket URL (ws://... or wss://...).")
 @click.option("--token", envvar=TOKEN_ENV, help=f"Quote token (or ${TOKEN_ENV}).")
 @click.option("--demo", is_flag=True, help="Record from a built-in simulator; no account needed.")
 @click.option(
     "--rotate-rows",
+    type=click.IntRange(min=1),
     default=5_000_000,
     show_default=True,
     help="Start a new file after this many rows.",
 )
 @click.option(
     "--rotate-bytes",
+    type=Size(),
     default="512MB",
     show_default=True,
     help="... or after this much uncompressed data (the Parquet file is several times smaller).",
 )
-@click.option("--rotate-age", default="1h", show_default=True, help="... or after this long.")
+@click.option(
+    "--rotate-age",
+    type=Duration(positive=True),
+    default="1h",
+    show_default=True,
+    help="... or after this long.",
+)
 @click.option(
     "--fsync",
     type=click.Choice(["interval", "always", "never"]),
@@ -87,7 +114,13 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     help="When the journal is forced to disk: every --fsync-interval, after every batch, or "
     "when the OS likes (safe against a killed process, not against power loss).",
 )
-@click.option("--fsync-interval", default="1s", show_default=True, help="For --fsync interval.")
+@click.option(
+    "--fsync-interval",
+    type=Duration(),
+    default="1s",
+    show_default=True,
+    help="For --fsync interval.",
+)
 @click.option(
     "--status/--no-status",
     default=None,
@@ -113,12 +146,17 @@ NO_ACCOUNT_CREDENTIALS: Final = (
 )
 @click.option(
     "--strikes",
+    type=click.IntRange(min=1),
     default=10,
     show_default=True,
     help="With --chain: strikes either side of the price.",
 )
 @click.option("--sandbox", is_flag=True, help="Use tastytrade's sandbox (cert) environment.")
-@click.option("--account-url", help="Account streamer URL (wss://streamer.tastyworks.com).")
+@click.option(
+    "--account-url",
+    callback=ws_url,
+    help="Account streamer URL (wss://streamer.tastyworks.com).",
+)
 @click.option(
     "--account-token",
     envvar=ACCOUNT_TOKEN_ENV,
@@ -126,6 +164,7 @@ NO_ACCOUNT_CREDENTIALS: Final = (
 )
 @click.option(
     "--order-every",
+    type=Duration(),
     default=DEMO_ORDER_EVERY,
     show_default=True,
     metavar="SECONDS",
@@ -136,15 +175,15 @@ def record(
     events: str | None,
     candles: str | None,
     out: str,
-    duration: str | None,
+    duration: float | None,
     url: str | None,
     token: str | None,
     demo: bool,
     rotate_rows: int,
-    rotate_bytes: str,
-    rotate_age: str,
+    rotate_bytes: int,
+    rotate_age: float,
     fsync: str,
-    fsync_interval: str,
+    fsync_interval: float,
     status: bool | None,
     accounts: Sequence[str],
     chain: str | None,
@@ -153,7 +192,7 @@ def record(
     sandbox: bool,
     account_url: str | None,
     account_token: str | None,
-    order_every: str,
+    order_every: float,
 ) -> None:
     """Record a DXLink stream into rotating Parquet files under --out (the main job).
 
@@ -168,6 +207,12 @@ def record(
     from .recorder import Recorder
     from .sink import RotationPolicy
 
+    if demo and (url is not None or account_url is not None):
+        option = "--url" if url is not None else "--account-url"
+        raise click.UsageError(
+            f"--demo records from the built-in simulator and cannot be combined with {option}: "
+            f"drop --demo to record from {option}, or drop {option}"
+        )
     account_list = list(dict.fromkeys(a.strip() for a in accounts if a.strip()))
     chain_list = parse_symbols(chain) if chain else []
     if symbols is None and not account_list and not chain_list:
@@ -176,7 +221,7 @@ def record(
         )
     symbol_list = parse_symbols(symbols) if symbols is not None else []
     types = event_types(events)
-    periods = [p.strip() for p in candles.split(",") if p.strip()] if candles else []
+    periods = _candle_periods(candles)
     # a tastytrade login (env credentials) when neither --demo nor --url says otherwise
     login = not demo and url is None and bool(symbol_list or chain_list)
     if login and not (os.environ.get(SECRET_ENV) and os.environ.get(REFRESH_ENV)):
@@ -201,17 +246,12 @@ def record(
             raise click.BadParameter(str(exc), param_hint="--dte") from None
     if not demo and account_list and (account_url is None or not account_token):
         raise click.UsageError(NO_ACCOUNT_CREDENTIALS.format(env=ACCOUNT_TOKEN_ENV))
-    every_s = parse_duration(order_every)
-    seconds = parse_duration(duration) if duration else math.inf
-    try:
-        rotation = RotationPolicy(
-            max_rows=rotate_rows,
-            max_bytes=parse_size(rotate_bytes),
-            max_age_s=parse_duration(rotate_age),
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    sync_s = parse_duration(fsync_interval)
+    check_out_folder(out)
+    every_s = order_every
+    seconds = duration if duration is not None else math.inf
+    # each limit was checked (positive) by its option's type, which names the option
+    rotation = RotationPolicy(max_rows=rotate_rows, max_bytes=rotate_bytes, max_age_s=rotate_age)
+    sync_s = fsync_interval
     plan = _subscription_plan(symbol_list, types)
 
     async def run() -> None:
@@ -284,7 +324,7 @@ def record(
                 fsync_interval_s=sync_s,
                 source="simulator" if demo else _tastytrade(sandbox),
             )
-            click.echo(recorder.stats.summary(time.time_ns()))
+            click.echo(recorder.stats.summary(time.time_ns(), out=str(recorder.root)))
 
     async def _record(
         server: str | None,
@@ -342,9 +382,27 @@ def record(
                     await _show_status(recorder, seconds, status)
             finally:
                 if entered:  # also after Ctrl-C: the recorder has flushed by now
-                    click.echo(recorder.stats.summary(time.time_ns()))
+                    click.echo(recorder.stats.summary(time.time_ns(), out=str(recorder.root)))
 
     _run(run)
+
+
+#: a dxFeed candle period: an optional positive multiplier and a unit (ticks, seconds, minutes,
+#: hours, days, weeks, months, option expirations, years, volume, price, price momentum/renko)
+_CANDLE_PERIOD: Final = re.compile(r"^(\d*\.?\d+)?(t|s|m|h|d|w|mo|o|y|v|p|pm|pr)$")
+
+
+def _candle_periods(text: str | None) -> list[str]:
+    """``--candles 1m,5m`` -> ``["1m", "5m"]``; anything that is not a period is refused."""
+    periods = [p.strip() for p in text.split(",") if p.strip()] if text else []
+    for period in periods:
+        match = _CANDLE_PERIOD.match(period)
+        if match is None or (match.group(1) is not None and not float(match.group(1)) > 0):
+            raise click.BadParameter(
+                f"{period!r} is not a candle period such as 1m, 5m, 1h or 1d",
+                param_hint="--candles",
+            )
+    return periods
 
 
 def _tastytrade(sandbox: bool) -> str:
@@ -386,8 +444,13 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
 
     from .status import StatusDisplay
 
+    ends_ns = None if math.isinf(seconds) else time.time_ns() + round(seconds * 1e9)
     display = StatusDisplay(
-        recorder.stats, out=str(recorder.root), console=Console(stderr=True), live=status
+        recorder.stats,
+        out=str(recorder.root),
+        console=Console(stderr=True),
+        live=status,
+        ends_ns=ends_ns,
     )
     root = logging.getLogger()
     handlers = root.handlers[:]
@@ -407,19 +470,15 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
 
 
 @click.command()
-@click.argument("path", default="data")
-def recover(path: str) -> None:
-    """Turn journals left by a crashed recorder under PATH into Parquet files.
+@click.argument("path", default=DEFAULT_DATA, required=False, callback=recording_folder)
+def recover(path: Path) -> None:
+    """Turn journals left by a crashed recorder under PATH (default: data) into Parquet files.
 
     Keeps every complete record and drops only a torn tail. Journals of recorders still
     running are left alone. Running it twice is harmless.
     """
-    from pathlib import Path
-
     from .recorder import recover as run_recover
 
-    if not Path(path).is_dir():
-        raise click.BadParameter(f"{path!r} is not a folder", param_hint="PATH")
     try:
         report = run_recover(path)
     except TastyrecError as exc:

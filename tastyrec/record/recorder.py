@@ -738,8 +738,10 @@ class Recorder:
                 self._live[name] = LiveFrame(
                     event_type, max_rows=self.live_rows, max_age_s=self.live_age_s
                 )
+        journaled = sink.journaled_bytes
         self._seal(sink.append(batch))  # raises StorageError: nothing is counted then
         self.stats.rows[name] += batch.num_rows
+        self.stats.journal_bytes += sink.journaled_bytes - journaled
         last = int(batch.column(RECV_COLUMN)[-1].value)
         self.stats.last_recv_ns[name] = max(last, self.stats.last_recv_ns.get(name, 0))
         if account:

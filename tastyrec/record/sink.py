@@ -132,6 +132,7 @@ class EventSink:
     clock: Callable[[], float] = time.monotonic
     _open: _Open | None = field(default=None, init=False, repr=False)
     _seq: int = field(default=0, init=False, repr=False)
+    _sealed_bytes: int = field(default=0, init=False, repr=False)
 
     @property
     def event_type(self) -> str:
@@ -142,6 +143,11 @@ class EventSink:
     def journal(self) -> JournalWriter | None:
         """The open segment, if any."""
         return None if self._open is None else self._open.journal
+
+    @property
+    def journaled_bytes(self) -> int:
+        """Bytes written to every journal segment of this sink so far, the open one included."""
+        return self._sealed_bytes + (0 if self._open is None else self._open.journal.bytes)
 
     def append(self, batch: pa.RecordBatch) -> list[Path]:
         """Journal one batch; returns the segments this sealed (to be converted).
@@ -200,6 +206,7 @@ class EventSink:
         current, self._open = self._open, None
         if current is None:
             return []
+        self._sealed_bytes += current.journal.bytes
         current.journal.close()
         return [current.journal.path]
 

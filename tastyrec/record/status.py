@@ -3,10 +3,18 @@
 :class:`RecorderStats` holds the recorder's counters. The recorder owns and mutates it, and this
 module only reads it. :class:`StatusDisplay` turns those counters into a view:
 
-* On a terminal (``console.is_terminal``) it shows a rich ``Live`` table with rows and events/s
-  per event type, the age of the newest event, files, rows and bytes written, and reconnects, gaps
-  and skipped input.
+* On a terminal (``console.is_terminal``) it shows a rich ``Live`` table: its first line names
+  the output folder, the time recorded, the time left (with ``--for``) and how to stop (Ctrl-C);
+  then rows and events/s per event type and the age of the newest event; then what is safely
+  recorded so far, the Parquet files finished, and reconnects, gaps and skipped input. The table
+  is transient: it is erased when the display stops, so no stale last frame stays on screen
+  above the final summary.
 * Otherwise it logs one INFO line every ``log_interval_s`` (10 x ``interval_s`` by default).
+
+"Safely recorded" counts the rows and bytes in the journal, not in Parquet files: a recorder
+journals every batch at once and makes a Parquet file of it only at rotation (every hour by
+default) and at the end, so during the first hour "0 files written" would tell a user that
+nothing is saved, while everything journaled survives a crash (``tastyrec recover``).
 
 It starts no threads. ``Live`` runs with ``auto_refresh=False``, and the recorder's event loop calls
 :meth:`StatusDisplay.refresh` every ``interval_s``. Rates are deltas of the row counters between
@@ -30,7 +38,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -59,6 +67,8 @@ class RecorderStats:
     started_ns: int
     #: Rows recorded (journaled) per event type name.
     rows: Counter[str] = field(default_factory=Counter)
+    #: Bytes written to the journal (what survives a crash before the rows reach Parquet).
+    journal_bytes: int = 0
     #: Newest local receipt time (epoch ns) per event type name.
     last_recv_ns: dict[str, int] = field(default_factory=dict)
     #: Parquet files written this session.
@@ -74,15 +84,16 @@ class RecorderStats:
     #: Other skips by reason (unknown event types...).
     skipped: Counter[str] = field(default_factory=Counter)
 
-    def summary(self, now_ns: int) -> str:
+    def summary(self, now_ns: int, out: str | None = None) -> str:
         """One line for the end of the session.
 
         Example: ``recorded 1,234,567 events (Quote 1,000,000, Trade 234,567) in 60.0 s into 12
-        files (45.6 MB); 1 reconnect, 0 gaps, 0 bad``, followed by ``, 3 skipped (...)`` when
-        anything else was skipped.
+        files (45.6 MB) in data; 1 reconnect, 0 gaps, 0 bad``, followed by ``, 3 skipped (...)``
+        when anything else was skipped.
 
         Args:
             now_ns: The wall clock (epoch ns) at the end of the session.
+            out: The output folder, named after the files when given.
 
         Returns:
             The line, without a trailing newline.
@@ -92,9 +103,10 @@ class RecorderStats:
         if per_type:
             line += f" ({per_type})"
         elapsed = _duration((now_ns - self.started_ns) / 1e9)
+        where = "" if out is None else f" in {out}"
         return (
             f"recorded {line} in {elapsed} into {_plural(self.files, 'file')}"
-            f" ({_bytes(self.bytes_written)}); {_problems(self)}"
+            f" ({_bytes(self.bytes_written)}){where}; {_problems(self)}"
         )
 
 
@@ -124,6 +136,8 @@ class StatusDisplay:
             ``stats.last_recv_ns``.
         live: ``True`` for the live table, ``False`` for log lines, ``None`` for the live table
             exactly when the console is a terminal.
+        ends_ns: When the recording stops by itself (``--for``), on ``clock``; the time left is
+            shown. ``None``: it runs until stopped.
     """
 
     def __init__(
@@ -136,6 +150,7 @@ class StatusDisplay:
         log_interval_s: float | None = None,
         clock: Callable[[], int] = time.time_ns,
         live: bool | None = None,
+        ends_ns: int | None = None,
     ) -> None:
         self.stats = stats
         self.out = out
@@ -144,6 +159,7 @@ class StatusDisplay:
         self.log_interval_s = 10 * interval_s if log_interval_s is None else log_interval_s
         self.clock = clock
         self.live = self.console.is_terminal if live is None else live
+        self.ends_ns = ends_ns
         self._live: Live | None = None
         # Rates are deltas since the previous render; the first one is taken from the start.
         self._prev_ns = stats.started_ns
@@ -152,7 +168,7 @@ class StatusDisplay:
         self._log_interval_ns = round(self.log_interval_s * 1e9)
         self._last_log_ns = clock()
 
-    def render(self) -> Table | str:
+    def render(self) -> Group | str:
         """Build the current view from the stats.
 
         Events/s per type are the rows added since the previous render divided by the time since
@@ -160,7 +176,8 @@ class StatusDisplay:
         renders at the same instant keep the previous rates.
 
         Returns:
-            A rich table in live mode, or a one-line string in log mode.
+            In live mode a rich group (a title line, the table, the lines under it: as wide as
+            the terminal, not wrapped to the table's width); in log mode a one-line string.
         """
         now = self.clock()
         self._update_rates(now)
@@ -179,8 +196,13 @@ class StatusDisplay:
 
     def __enter__(self) -> StatusDisplay:
         if self.live and self._live is None:
+            # transient on a terminal: erased at stop, so that the summary printed next is not
+            # under a stale last frame; elsewhere (--status into a file) the last frame stays
             self._live = Live(
-                self.render(), console=self.console, auto_refresh=False, transient=False
+                self.render(),
+                console=self.console,
+                auto_refresh=False,
+                transient=self.console.is_terminal,
             )
             self._live.start(refresh=True)
         return self
@@ -193,7 +215,6 @@ class StatusDisplay:
     ) -> None:
         if self._live is not None:
             live, self._live = self._live, None
-            live.update(self.render(), refresh=True)
             live.stop()
 
     def _update_rates(self, now_ns: int) -> None:
@@ -211,12 +232,26 @@ class StatusDisplay:
         recv_ns = self.stats.last_recv_ns.get(name)
         return None if recv_ns is None else max(now_ns - recv_ns, 0) / 1e9
 
+    def _saved(self) -> str:
+        """What survives a crash now: every journaled row."""
+        s = self.stats
+        return f"saved {_plural(s.rows.total(), 'row')} ({_bytes(s.journal_bytes)} journaled)"
+
     def _written(self) -> str:
         s = self.stats
+        if not s.files:
+            return "no Parquet file yet (made at each rotation and at the end)"
         return (
-            f"{_plural(s.files, 'file')}, {_plural(s.rows_written, 'row')},"
-            f" {_bytes(s.bytes_written)} written"
+            f"{_plural(s.files, 'Parquet file')} finished ({_plural(s.rows_written, 'row')},"
+            f" {_bytes(s.bytes_written)})"
         )
+
+    def _title(self, now_ns: int) -> str:
+        s = self.stats
+        title = f"recording to {self.out} for {_duration((now_ns - s.started_ns) / 1e9)}"
+        if self.ends_ns is not None:
+            title += f", {_duration((self.ends_ns - now_ns) / 1e9)} left"
+        return title + "; Ctrl-C to stop"
 
     def _line(self, now_ns: int) -> str:
         s = self.stats
@@ -229,20 +264,14 @@ class StatusDisplay:
         head = f"{_plural(s.rows.total(), 'event')}, {_rate(total)}"
         if per_type:
             head += ": " + ", ".join(per_type)
-        return f"{head}; {self._written()}; {_problems(s)}"
+        return f"{head}; {self._saved()}; {self._written()}; {_problems(s)}"
 
-    def _table(self, now_ns: int) -> Table:
+    def _table(self, now_ns: int) -> Group:
         s = self.stats
-        elapsed = _duration((now_ns - s.started_ns) / 1e9)
-        caption = f"{self._written()}\n{_problems(s, skipped=False)}"
+        caption = f"{self._saved()}\n{self._written()}\n{_problems(s, skipped=False)}"
         if s.skipped:
             caption += f"\n{_skipped(s)}"
-        table = Table(
-            title=Text(f"recording to {self.out} for {elapsed}"),
-            caption=Text(caption),
-            title_justify="left",
-            caption_justify="left",
-        )
+        table = Table()
         table.add_column("event")
         table.add_column("rows", justify="right")
         table.add_column("events/s", justify="right")
@@ -268,7 +297,7 @@ class StatusDisplay:
             _rate(sum(self._rates.values())),
             _age_text(min(ages, default=None)),
         )
-        return table
+        return Group(Text(self._title(now_ns)), table, Text(caption))
 
 
 def _problems(stats: RecorderStats, *, skipped: bool = True) -> str:

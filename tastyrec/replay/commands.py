@@ -13,6 +13,7 @@ from typing import Any
 import click
 import msgspec
 
+from .._cli import DEFAULT_DATA, recording_folder
 from ..events.base import Event
 
 __all__ = ("replay", "serve")
@@ -34,15 +35,25 @@ def _speed(text: str) -> float:
         speed = float(value)
     except ValueError:
         raise click.BadParameter(
-            f"{text!r} is not a speed: give a multiple of real time (1, 10, 0.5) or 'max'"
+            f"{text!r} is not a speed: give a multiple of real time (1, 10, 0.5) or 'max'",
+            param_hint="--speed",
         ) from None
     if not speed > 0:
-        raise click.BadParameter("the speed must be positive")
+        raise click.BadParameter(
+            f"{text!r} is not a positive speed: give a multiple of real time (1, 10, 0.5) or 'max'",
+            param_hint="--speed",
+        )
     return speed
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "path",
+    default=DEFAULT_DATA,
+    required=False,
+    type=click.Path(path_type=Path),
+    callback=recording_folder,
+)
 @click.option("--events", help="Event types, e.g. Quote,Trade [default: every type recorded].")
 @click.option("--symbols", help="Symbols, comma-separated or @FILE [default: all].")
 @click.option("--start", help="From this receipt time (ISO; naive = New York time).")
@@ -61,7 +72,7 @@ def replay(
     end: str | None,
     speed: str,
 ) -> None:
-    """Print a recording's events as JSON lines, in receipt order.
+    """Print a recording's events (PATH, default: data) as JSON lines, in receipt order.
 
     Each line has the event's fields (snake_case, as in the tastytrade SDK) and `event_type`;
     NaN prints as null. For jq and friends:
@@ -89,13 +100,16 @@ def replay(
                 ) from None
     encoder = msgspec.json.Encoder()
     out = sys.stdout.buffer
+    printed = 0
 
     async def run() -> None:
+        nonlocal printed
         async with ReplayStreamer(path, start=start, end=end, speed=pace) as streamer:
             for cls in types:
                 await streamer.subscribe(cls, names)
             lines: list[bytes] = []
             async for event in streamer.listen(*types):
+                printed += 1
                 row: dict[str, Any] = msgspec.structs.asdict(event)
                 row["event_type"] = type(event).__name__
                 lines.append(encoder.encode(row))
@@ -112,10 +126,81 @@ def replay(
         _run(run)
     except BrokenPipeError:  # `| head`: the reader has gone, which is fine
         sys.stderr.close()
+        return
+    if not printed:
+        # like grep: exit 1 when the filters selected nothing, so that a script (and a user
+        # who mistyped a symbol) can tell that from a replay that printed events
+        raise click.ClickException(
+            _nothing_matched(path, types if events else [], names if symbols else None, start, end)
+        )
+
+
+#: recorded symbols shown at most when none of --symbols matched
+SHOWN_SYMBOLS = 20
+
+
+def _nothing_matched(
+    path: Path,
+    types: list[type[Event]],
+    names: list[str] | None,
+    start: str | None,
+    end: str | None,
+) -> str:
+    """Why a replay printed nothing, and what the recording holds instead.
+
+    Args:
+        types: the event types asked for with ``--events`` (empty: every type recorded).
+        names: the symbols asked for with ``--symbols``, if any.
+    """
+    kinds = (" " + ", ".join(cls.__name__ for cls in types)) if types else ""
+    window = " with" if start or end else ""
+    window += "".join(
+        f" {option} {value}" for option, value in (("--start", start), ("--end", end)) if value
+    )
+    if not types:
+        types = _recorded_types(path)
+    if not names:
+        return f"no{kinds} events in {str(path)!r}{window}"
+    recorded = _recorded_symbols(path, types)
+    wanted = ",".join(names)
+    if recorded and not set(names) & set(recorded):
+        shown = ", ".join(recorded[:SHOWN_SYMBOLS])
+        if len(recorded) > SHOWN_SYMBOLS:
+            shown += f"... ({len(recorded):,} in all)"
+        return (
+            f"no{kinds} events for --symbols {wanted} in {str(path)!r}: the recording has {shown}"
+        )
+    if not recorded:
+        return f"no{kinds} events for --symbols {wanted} in {str(path)!r}: it has no symbols"
+    return f"no{kinds} events for --symbols {wanted} in {str(path)!r}{window}"
+
+
+def _recorded_symbols(path: Path, types: list[type[Event]]) -> list[str]:
+    """The symbols recorded for ``types`` (read from the ``event_symbol`` columns only)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .reader import recording_files, table_name
+
+    found: set[str] = set()
+    for cls in types:
+        for file in recording_files(path, table_name(cls)):
+            parquet = pq.ParquetFile(file)
+            if "event_symbol" not in parquet.schema_arrow.names:
+                continue  # account tables have no symbols
+            column = parquet.read(columns=["event_symbol"]).column(0)
+            found.update(s for s in pc.unique(column.cast("string")).to_pylist() if s)
+    return sorted(found)
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "path",
+    default=DEFAULT_DATA,
+    required=False,
+    type=click.Path(path_type=Path),
+    callback=recording_folder,
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=0, show_default=True, help="TCP port; 0 picks a free one.")
 @click.option(
@@ -136,7 +221,8 @@ def serve(
     end: str | None,
     token: str | None,
 ) -> None:
-    """Serve a recording over DXLink: any DXLink client can run against a recorded day.
+    """Serve a recording (PATH, default: data) over DXLink: any DXLink client can run against
+    a recorded day.
 
     Prints `dxlink ws://HOST:PORT/realtime` as the first line of stdout, then serves until
     Ctrl-C. Each connection gets its own replay, from the start of the recording (or --start)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import click
 
-from .._cli import parse_duration, run as _run
+from .._cli import Duration, parse_duration, run as _run
 
 __all__ = ("simulate",)
 
@@ -43,6 +43,7 @@ __all__ = ("simulate",)
 )
 @click.option(
     "--order-every",
+    type=Duration(),
     default="15s",
     show_default=True,
     metavar="SECONDS",
@@ -58,7 +59,7 @@ def simulate(
     keepalive_timeout: float,
     quote_rate: float,
     account_port: int,
-    order_every: str,
+    order_every: float,
 ) -> None:
     """Run a local DXLink server and account streamer on one synthetic market, until interrupted.
 
@@ -81,11 +82,23 @@ def simulate(
     schedule = []
     for item in chaos:
         kind, _, every = item.partition(":")
-        schedule.append((kind, parse_duration(every) if every else 30.0))
+        from .server import CHAOS_KINDS
+
+        try:
+            seconds = parse_duration(every) if every else 30.0
+        except click.BadParameter as exc:
+            raise click.BadParameter(exc.message, param_hint="--chaos") from None
+        if kind not in CHAOS_KINDS or not seconds > 0:
+            raise click.BadParameter(
+                f"{item!r} is not KIND[:EVERY]: KIND is one of {', '.join(sorted(CHAOS_KINDS))}; "
+                "EVERY is a positive duration such as 30s",
+                param_hint="--chaos",
+            )
+        schedule.append((kind, seconds))
     config = SimConfig(
         keepalive_timeout=keepalive_timeout, quote_rate_hz=quote_rate, chaos=tuple(schedule)
     )
-    every_s = parse_duration(order_every)
+    every_s = order_every
     auth_token = None if no_auth else token
 
     async def run() -> None:

@@ -130,6 +130,45 @@ def test_a_second_compaction_at_the_same_time_is_refused(rec):
         os.close(fd)
 
 
+def test_the_lock_file_is_removed_when_done_and_a_folder_not_a_recording_is_refused(rec, tmp_path):
+    compact(rec)
+    assert not (rec / compaction.LOCK_NAME).exists()
+    other = tmp_path / "not-a-recording"
+    (other / "2026").mkdir(parents=True)
+    (other / "notes.txt").write_text("keep me\n")
+    with pytest.raises(StorageError, match="is not a recording"):
+        compact(other)
+    assert sorted(p.name for p in other.iterdir()) == ["2026", "notes.txt"]
+
+
+def test_a_lock_on_a_file_its_holder_just_removed_does_not_count(rec, monkeypatch):
+    """A compaction opening the lock file just before the one holding it removes it (when it
+    ends) must not run beside a third that creates the file anew: it opens the file again."""
+    import os
+
+    path = rec / compaction.LOCK_NAME
+    opened = []
+    real_open = os.open
+
+    def open_then_removed(file, flags, mode=0o777):
+        fd = real_open(file, flags, mode)
+        if not opened:  # the holder ends and removes the file right after our open
+            os.unlink(file)
+        opened.append(fd)
+        return fd
+
+    monkeypatch.setattr(compaction.os, "open", open_then_removed)
+    with compaction._lock(rec):
+        monkeypatch.undo()
+        held = os.stat(path)  # the file at the path is the one locked
+        assert len(opened) == 2
+        assert (held.st_dev, held.st_ino) == (
+            os.fstat(opened[1]).st_dev,
+            os.fstat(opened[1]).st_ino,
+        )
+    assert not path.exists()
+
+
 def test_a_bad_written_file_is_never_published(rec, monkeypatch):
     before = sorted(rec.glob("Quote/*/*"))
 

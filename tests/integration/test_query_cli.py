@@ -84,7 +84,7 @@ def test_sql_errors_say_what_to_do(cli, demo, tmp_path):
     assert "Nope" in proc.stderr and "tables in 'data': " in proc.stderr
     assert "Quote" in proc.stderr and "tastyrec info data" in proc.stderr
     proc = cli.run("sql", "SELECT 1", "--data", str(tmp_path / "missing"))
-    assert proc.popen.returncode == 1 and "no recording at" in proc.stderr
+    assert proc.popen.returncode == 2 and "there is no folder" in proc.stderr
     for fmt in ("csv", "json", "table"):
         proc = cli.run("sql", "SELECT 1", "--format", fmt, "-o", str(tmp_path / "no" / "x"))
         assert proc.popen.returncode == 2, proc.stderr

@@ -20,6 +20,7 @@ import pytest
 from tastyrec.dxlink.streamer import DXLinkStreamer
 from tastyrec.events import Greeks, Profile, Quote, Summary, Trade
 from tastyrec.exceptions import SchemaError
+from tastyrec.record.layout import partition_date
 from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
@@ -115,6 +116,24 @@ async def test_every_sent_event_is_recorded_exactly_once(sim: Simulator, tmp_pat
     total = sum(len(v) for v in sent.values())
     assert recorder.stats.rows_written == total == streamer.stats.events
     assert not list(tmp_path.rglob("*.arrows")) and not list(tmp_path.rglob("*.tmp"))
+
+
+async def test_journaled_bytes_are_what_the_journal_holds_before_any_file(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The status display's "saved" figures: rows and bytes in the journal, while no Parquet
+    file exists yet (files appear only at rotation, an hour by default)."""
+    async with streamer_for(sim) as streamer, Recorder(tmp_path, streamer) as recorder:
+        day = partition_date(time.time_ns())
+        await streamer.subscribe(Quote, SYMBOLS)
+        await wait_until(lambda: recorder.stats.rows["Quote"] >= 20)
+        # no await between a journal write and its count: this holds at any await point
+        on_disk = sum(p.stat().st_size for p in tmp_path.rglob("*.arrows"))
+        stats = recorder.stats
+        if partition_date(time.time_ns()) != day:  # a New York midnight sealed a segment
+            pytest.skip("crossed a New York midnight while recording; run it again")
+        assert stats.files == 0
+        assert stats.journal_bytes == on_disk > 0
 
 
 async def test_rotation_during_recording_loses_nothing(sim: Simulator, tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def test_replay_start_end_and_bad_input() -> None:
     unknown = run("replay", str(SAMPLE), "--events", "Quotes")
     assert unknown.returncode == 2 and "unknown event type 'Quotes'" in unknown.stderr
     missing = run("replay", str(SAMPLE / "nope"))
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.returncode == 2 and "there is no folder" in missing.stderr
 
 
 def test_replay_into_a_closed_pipe_is_quiet() -> None:

@@ -64,6 +64,21 @@ def test_rotation_by_rows(tmp_path, make_quotes):
     assert journal_segments(tmp_path) == []
 
 
+def test_journaled_bytes_count_every_segment_on_disk(tmp_path, make_quotes):
+    """What the status display shows as saved before any Parquet file exists."""
+    s = sink(tmp_path, make_quotes, RotationPolicy(max_rows=100))
+    assert s.journaled_bytes == 0
+    sealed = []
+    for i in range(25):
+        sealed += s.append(make_quotes(range(T0 + i * 10, T0 + i * 10 + 10), start=i * 10))
+        segments = [*sealed, *([s.journal.path] if s.journal is not None else [])]
+        assert s.journaled_bytes == sum(p.stat().st_size for p in segments)
+    assert len(sealed) == 2
+    total = s.journaled_bytes
+    sealed += s.seal()
+    assert s.journaled_bytes == total == sum(p.stat().st_size for p in sealed)
+
+
 def test_rotation_by_bytes(tmp_path, make_quotes):
     one = make_quotes(range(T0, T0 + 100))
     s = sink(tmp_path, make_quotes, RotationPolicy(max_bytes=one.nbytes * 3))

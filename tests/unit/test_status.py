@@ -6,8 +6,7 @@ import io
 import logging
 
 import pytest
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, Group
 
 from tastyrec.record.status import RecorderStats, StatusDisplay, _age, _bytes, _duration, _rate
 
@@ -45,6 +44,7 @@ def make(
     console: Console | None = None,
     interval_s: float = 1.0,
     log_interval_s: float | None = None,
+    for_s: float | None = None,
 ) -> tuple[RecorderStats, StatusDisplay, FakeClock]:
     clock = FakeClock()
     stats = RecorderStats(started_ns=clock())
@@ -56,6 +56,7 @@ def make(
         log_interval_s=log_interval_s,
         clock=clock,
         live=live,
+        ends_ns=None if for_s is None else clock() + round(for_s * S),
     )
     return stats, display, clock
 
@@ -166,6 +167,15 @@ def test_summary_of_an_empty_session() -> None:
     )
 
 
+def test_summary_names_the_output_folder() -> None:
+    stats = RecorderStats(started_ns=T0, files=2, bytes_written=2_000)
+    stats.rows["Quote"] = 10
+    assert stats.summary(T0 + S, out="/srv/rec") == (
+        "recorded 10 events (Quote 10) in 1.0 s into 2 files (2.0 kB) in /srv/rec;"
+        " 0 reconnects, 0 gaps, 0 bad"
+    )
+
+
 def test_summary_lists_skips_by_reason() -> None:
     stats = RecorderStats(started_ns=T0)
     stats.skipped.update({"unknown event type": 3, "unsubscribed symbol": 1_200})
@@ -219,12 +229,14 @@ def test_age_of_the_newest_event() -> None:
 
 def test_log_line_shows_files_and_problems() -> None:
     stats, display, clock = make()
+    stats.rows["Quote"], stats.journal_bytes = 1_500, 3_100_000
     stats.files, stats.rows_written, stats.bytes_written = 1, 1_000, 2_500_000
     stats.reconnects, stats.bad = 1, 2
     stats.skipped["unknown event type"] = 4
     text = line(display)
     assert text == (
-        "0 events, 0/s; 1 file, 1,000 rows, 2.5 MB written;"
+        "1,500 events, 0/s: Quote 0/s; saved 1,500 rows (3.1 MB journaled);"
+        " 1 Parquet file finished (1,000 rows, 2.5 MB);"
         " 1 reconnect, 0 gaps, 2 bad, 4 skipped (unknown event type 4)"
     )
 
@@ -243,10 +255,12 @@ def test_log_mode_emits_a_line_every_ten_intervals(caplog: pytest.LogCaptureFixt
             display.refresh()
     records = [r for r in caplog.records if r.name == LOGGER]
     assert [r.levelno for r in records] == [logging.INFO, logging.INFO]
+    none_yet = "no Parquet file yet (made at each rotation and at the end)"
     assert [r.getMessage() for r in records] == [
-        "500 events, 100/s: Quote 100/s; 0 files, 0 rows, 0 B written; 0 reconnects, 0 gaps, 0 bad",
-        "1,000 events, 100/s: Quote 100/s; 0 files, 0 rows, 0 B written; 0 reconnects, 0 gaps,"
-        " 0 bad",
+        f"500 events, 100/s: Quote 100/s; saved 500 rows (0 B journaled); {none_yet};"
+        " 0 reconnects, 0 gaps, 0 bad",
+        f"1,000 events, 100/s: Quote 100/s; saved 1,000 rows (0 B journaled); {none_yet};"
+        " 0 reconnects, 0 gaps, 0 bad",
     ]
 
 
@@ -293,16 +307,18 @@ def test_table_contains_type_names_and_numbers() -> None:
     clock.advance(1)
     stats.last_recv_ns["Trade"] -= 179 * S  # 180 s old
     stats.files, stats.rows_written, stats.bytes_written, stats.gaps = 12, 12_000, 45_600_000, 1
+    stats.journal_bytes = 51_200_000
     stats.skipped["unknown event type"] = 3
-    table = display.render()
-    assert isinstance(table, Table)
-    text = printed(table)
+    view = display.render()
+    assert isinstance(view, Group)
+    text = printed(view)
     for expected in (
-        "recording to data for 1.0 s",
+        "recording to data for 1.0 s; Ctrl-C to stop",
         "Quote", "12,000", "12.0 k/s", "1.0 s",
         "Trade", "300/s", "3 m",
         "total", "12,300", "12.3 k/s",
-        "12 files, 12,000 rows, 45.6 MB written",
+        "saved 12,300 rows (51.2 MB journaled)",
+        "12 Parquet files finished (12,000 rows, 45.6 MB)",
         "0 reconnects, 1 gap, 0 bad",
         "3 skipped (unknown event type 3)",
     ):  # fmt: skip
@@ -313,7 +329,57 @@ def test_table_before_the_first_event() -> None:
     _, display, _ = make(live=True)
     text = printed(display.render())
     assert "no events yet" in text
-    assert "0 files, 0 rows, 0 B written" in text
+    assert "saved 0 rows (0 B journaled)" in text
+    assert "no Parquet file yet (made at each rotation and at the end)" in text
+
+
+def test_before_the_first_rotation_the_table_shows_what_is_saved() -> None:
+    """The trap: files appear only at rotation, so "0 files written" for the first hour read
+    as "nothing is saved". The journaled rows and bytes are what is safe."""
+    stats, display, clock = make(live=True)
+    stats.rows.update({"Quote": 41_000, "Trade": 1_000})
+    stats.journal_bytes = 7_300_000
+    clock.advance(30 * 60)
+    text = printed(display.render())
+    assert "saved 42,000 rows (7.3 MB journaled)" in text
+    assert "no Parquet file yet" in text
+    assert "0 files" not in text and "0 B written" not in text
+
+
+def test_the_first_line_names_the_folder_the_time_left_and_how_to_stop() -> None:
+    _, display, clock = make(live=True, for_s=300)
+    clock.advance(65)
+    first = printed(display.render()).splitlines()[0].strip()
+    assert first == "recording to data for 1 m 5 s, 3 m 55 s left; Ctrl-C to stop"
+    clock.advance(240)  # past the end (the last refresh may come late): never negative
+    first = printed(display.render()).splitlines()[0].strip()
+    assert first == "recording to data for 5 m 5 s, 0.0 s left; Ctrl-C to stop"
+
+
+def test_without_an_end_no_time_left_is_shown() -> None:
+    _, display, clock = make(live=True)
+    clock.advance(5)
+    first = printed(display.render()).splitlines()[0].strip()
+    assert first == "recording to data for 5.0 s; Ctrl-C to stop"
+
+
+def test_the_live_table_is_erased_when_the_display_stops() -> None:
+    """No stale last frame stays above the summary printed after the recording."""
+    console = terminal()
+    stats, display, clock = make(console=console, live=True)
+    with display:
+        clock.advance(1)
+        stats.rows["Quote"] += 2_000
+        display.refresh()
+    console.print("recorded 2,000 events", highlight=False)
+    screen = console.file.getvalue()  # type: ignore[attr-defined]
+    last_frame = screen.rindex("recording to data for")
+    stopped = screen.index("\x1b[?25h", last_frame)  # the cursor shown again: the display stopped
+    assert "2,000" in screen[last_frame:stopped]  # the last frame was drawn...
+    frame_lines = screen[last_frame:stopped].count("\n")
+    summary = screen.index("recorded 2,000 events")
+    # ...then erased before the summary: the cursor moves up over each line and clears it
+    assert screen[stopped:summary].count("\x1b[1A\x1b[2K") >= frame_lines > 5
 
 
 def test_live_display_draws_on_the_console_and_logs_nothing(
