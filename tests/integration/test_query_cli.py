@@ -86,7 +86,8 @@ def test_sql_errors_say_what_to_do(cli, demo, tmp_path):
     proc = cli.run("sql", "SELECT 1", "--data", str(tmp_path / "missing"))
     assert proc.popen.returncode == 2 and "there is no folder" in proc.stderr
     for fmt in ("csv", "json", "table"):
-        proc = cli.run("sql", "SELECT 1", "--format", fmt, "-o", str(tmp_path / "no" / "x"))
+        out = str(tmp_path / "no" / "x")
+        proc = cli.run("sql", "SELECT 1", "--data", str(SAMPLE), "--format", fmt, "-o", out)
         assert proc.popen.returncode == 2, proc.stderr
         assert f"no folder {str(tmp_path / 'no')!r} for -o: create it first" in proc.stderr
         assert "Traceback" not in proc.stderr
