@@ -22,9 +22,14 @@ Theory of operation:
   itself.
 * **Speed.** ``speed=math.inf`` (the default) replays as fast as the consumer takes events;
   ``speed=1`` in real time; any other value is a multiplier of real time. Pacing follows the
-  receipt times, from ``start`` (or the first event) on. :attr:`ReplayStreamer.time` is the
-  virtual time: the receipt time of the latest event handed out, or, when paced, the replayed
-  clock.
+  receipt times, from ``start`` (or the first event) on.
+* **Time.** :attr:`ReplayStreamer.time_ns` (and :attr:`~ReplayStreamer.time`) is the recorded
+  receipt time (``recv_ns``) of the event ``listen()`` / ``get_event`` handed out last, at every
+  speed: read right after an event arrives, it is that event's receipt time, which is what a
+  backtest timestamps its decisions with. Events reach a listener's buffer a step at a time, so
+  the time is set as each event is yielded, not when its step is released (one store per event
+  in ``listen``'s loop; the loop is the hot path). Inside ``disconnect_fn`` / ``reconnect_fn``
+  it is the recorded disconnect / reconnect time.
 * **Account events.** A recording's account tables (``tastyrec record --account``) replay
   through the same interface: ``subscribe(PlacedOrder, ["5WT00000"])`` (account numbers, or
   ``"*"`` for every account) or, as with the live ``AlertStreamer``,
@@ -149,7 +154,10 @@ def normalized_candle_symbol(symbol: str) -> str:
 
 
 class _Sink:
-    """One listener's buffer: chunks of events in order, at most ``max_events``."""
+    """One listener's buffer: chunks of events in order, at most ``max_events``.
+
+    Each chunk is a pair of lists: the events, and the receipt time (epoch ns) of each.
+    """
 
     __slots__ = ("chunks", "head", "max_events", "name", "size", "types")
 
@@ -157,23 +165,24 @@ class _Sink:
         self.types = frozenset(types)
         self.name = "+".join(cls.__name__ for cls in types)
         self.max_events = max_events
-        self.chunks: deque[list[Any]] = deque()
+        self.chunks: deque[tuple[list[Any], list[int]]] = deque()
         self.head = 0  # events already taken from chunks[0]
         self.size = 0
 
-    def put(self, events: list[Any]) -> int:
-        """Append; the number of oldest events dropped to stay within the bound.
+    def put(self, events: list[Any], recv: list[int]) -> int:
+        """Append events and their receipt times; the number of oldest events dropped to stay
+        within the bound.
 
         Only events queued before are dropped: a listener always gets the newest step whole.
         """
         if not events:
             return 0
-        self.chunks.append(events)
+        self.chunks.append((events, recv))
         self.size += len(events)
         limit = max(self.max_events, len(events))
         dropped = 0
         while self.size > limit:
-            first = len(self.chunks[0]) - self.head
+            first = len(self.chunks[0][0]) - self.head
             excess = self.size - limit
             if first <= excess:
                 self.chunks.popleft()
@@ -186,26 +195,29 @@ class _Sink:
                 dropped += excess
         return dropped
 
-    def take_chunk(self) -> list[Any] | None:
+    def take_chunk(self) -> tuple[list[Any], list[int]] | None:
+        """The oldest chunk not taken yet: (events, receipt times)."""
         if not self.chunks:
             return None
-        chunk = self.chunks.popleft()
+        events, recv = self.chunks.popleft()
         if self.head:
-            chunk, self.head = chunk[self.head :], 0
-        self.size -= len(chunk)
-        return chunk
+            events, recv, self.head = events[self.head :], recv[self.head :], 0
+        self.size -= len(events)
+        return events, recv
 
-    def take_one(self) -> Any | None:
+    def take_one(self) -> tuple[Any, int] | None:
+        """The oldest event not taken yet and its receipt time."""
         if not self.chunks:
             return None
-        chunk = self.chunks[0]
-        event = chunk[self.head]
-        self.head += 1
+        events, recv = self.chunks[0]
+        head = self.head
+        taken = events[head], recv[head]
+        self.head = head + 1
         self.size -= 1
-        if self.head == len(chunk):
+        if self.head == len(events):
             self.chunks.popleft()
             self.head = 0
-        return event
+        return taken
 
 
 @dataclass
@@ -359,17 +371,23 @@ class ReplayStreamer:
 
     @property
     def time_ns(self) -> int | None:
-        """The virtual time, epoch ns: the receipt time the replay has reached."""
-        if self._anchor is not None and not self._finished:
-            wall, virtual = self._anchor
-            return virtual + round((self._clock() - wall) * self.speed * _NS)
+        """The replay's time, epoch ns: the recorded receipt time (``recv_ns``) of the event
+        ``listen()`` / ``get_event`` / ``get_event_nowait`` handed out last, at every speed.
+
+        Before the first event it is ``start`` (``None`` without one); inside ``disconnect_fn``
+        / ``reconnect_fn``, the recorded disconnect / reconnect time.
+        """
         return self._time_ns
 
     @property
     def time(self) -> datetime | None:
-        """The virtual time as a UTC datetime (``None`` before the first event)."""
+        """:attr:`time_ns` as a UTC datetime, to the microsecond (``None`` before the first
+        event without a ``start``)."""
         ns = self.time_ns
-        return None if ns is None else datetime.fromtimestamp(ns / _NS, UTC)
+        if ns is None:
+            return None
+        seconds, rest = divmod(ns, _NS)  # exact: a float of epoch seconds is not, to the µs
+        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
 
     # --- subscriptions -----------------------------------------------------------------------
 
@@ -462,12 +480,14 @@ class ReplayStreamer:
 
     async def _listen(self, sink: _Sink) -> AsyncIterator[Any]:
         while True:
-            chunk = sink.take_chunk()
-            if chunk is None:
+            taken = sink.take_chunk()
+            if taken is None:
                 if not await self._advance(sink):
                     return
                 continue
-            for event in chunk:
+            events, recv = taken
+            for ns, event in zip(recv, events, strict=True):
+                self._time_ns = ns  # the clock is the receipt time of the event handed out
                 yield event
             await anyio.lowlevel.checkpoint()  # let listeners in other tasks take theirs
 
@@ -479,9 +499,10 @@ class ReplayStreamer:
         """
         sink = self._sink((event_type,))
         while True:
-            event = sink.take_one()
-            if event is not None:
-                return cast(E, event)
+            taken = sink.take_one()
+            if taken is not None:
+                self._time_ns = taken[1]
+                return cast(E, taken[0])
             if not await self._advance(sink):
                 raise EndOfReplay(f"the replay of {str(self.path)!r} has no more events")
 
@@ -494,9 +515,17 @@ class ReplayStreamer:
         events whose time has come.
         """
         sink = self._sink((event_type,))
-        event = sink.take_one()
-        if event is not None or self._finished or self._lock.locked():
-            return cast(E, event)
+        taken = sink.take_one()
+        if taken is None and not self._finished and not self._lock.locked():
+            taken = self._read_on(sink)
+        if taken is None:
+            return None
+        self._time_ns = taken[1]
+        return cast(E, taken[0])
+
+    def _read_on(self, sink: _Sink) -> tuple[Any, int] | None:
+        """:meth:`get_event_nowait`'s synchronous advance: the next event of ``sink``, if any
+        is due without awaiting."""
         while not self._release(sink):
             if self.speed != math.inf:
                 return None  # not due yet
@@ -514,7 +543,7 @@ class ReplayStreamer:
             if step is None:
                 return None
             self._stage(step)
-        return cast(E | None, sink.take_one())
+        return sink.take_one()
 
     def queued(self, event_type: RecordClass) -> int:
         """Events of one type waiting in its :meth:`listen` / :meth:`get_event` buffer."""
@@ -579,8 +608,6 @@ class ReplayStreamer:
                 built.append(to_events(cls, batch))
         if not pieces:
             self._staged = None
-            if self.speed == math.inf:
-                self._time_ns = max(self._time_ns or 0, step.horizon_ns)
             return
         if len(pieces) == 1:
             events, recv = built[0], pieces[0].recv
@@ -610,8 +637,8 @@ class ReplayStreamer:
         start, staged.pos = staged.pos, limit
         events = staged.events[start:limit]
         types = staged.types[start:limit]
-        if self.speed == math.inf:
-            self._time_ns = max(self._time_ns or 0, int(staged.recv[limit - 1]))
+        recv = staged.recv[start:limit]
+        recv_list: list[int] | None = None
         self.stats.events += len(events)
         classes = self._timeline.event_types
         for other in self._sinks.values():
@@ -621,11 +648,15 @@ class ReplayStreamer:
             mask = np.isin(types, wanted)
             if mask.all():
                 mine = events
+                if recv_list is None:
+                    recv_list = recv.tolist()
+                mine_recv = recv_list
             elif mask.any():
                 mine = [e for e, keep in zip(events, mask.tolist(), strict=True) if keep]
+                mine_recv = recv[mask].tolist()
             else:
                 continue
-            dropped = other.put(mine)
+            dropped = other.put(mine, mine_recv)
             if dropped:
                 self.stats.dropped[other.name] += dropped
         return sink.size > 0
@@ -649,8 +680,7 @@ class ReplayStreamer:
     def _apply_marker(self) -> tuple[Callback | None, tuple[Any, ...]]:
         """Pass the next marker: the state a live streamer would be in; its callback."""
         at, disconnect, gap = self._markers.popleft()
-        if self.speed == math.inf:
-            self._time_ns = max(self._time_ns or 0, at)
+        self._time_ns = at  # what the callback sees; the next event handed out moves it on
         if disconnect:
             self._connected = False
             self.stats.disconnects += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,12 @@ async def test_recorded_gaps_fire_the_callbacks_between_the_right_events() -> No
 
     async def on_disconnect(streamer: ReplayStreamer, tag: str) -> None:
         assert not streamer.connected
+        assert streamer.time_ns == lost  # the recorded moment the connection was lost
         log.append(("disconnect", tag))
 
     async def on_reconnect(streamer: ReplayStreamer, tag: str, n: int) -> None:
         assert streamer.connected
+        assert streamer.time_ns == back
         log.append(("reconnect", (tag, n)))
 
     async with ReplayStreamer(
@@ -221,19 +224,22 @@ def test_replay_frames_several_types_interleave_with_an_event_type_column() -> N
     assert trades["price"].null_count() == 0 and not math.isnan(trades["price"][0])
 
 
+class FakeTime:
+    """A monotonic clock that only moves when the replay sleeps (no real waiting)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 async def test_pacing_follows_receipt_times_under_an_injected_clock() -> None:
-    class FakeTime:
-        def __init__(self) -> None:
-            self.now = 1000.0
-            self.slept: list[float] = []
-
-        def clock(self) -> float:
-            return self.now
-
-        async def sleep(self, seconds: float) -> None:
-            self.slept.append(seconds)
-            self.now += seconds
-
     fake = FakeTime()
     speed = 4.0
     released: list[tuple[float, int]] = []  # (fake wall clock, recv_ns) of each event
@@ -252,3 +258,60 @@ async def test_pacing_follows_receipt_times_under_an_injected_clock() -> None:
         assert due - 1e-6 <= wall <= due + 1e-3  # never early, and not late
     # the replay slept through the recording's span at 4x, with nothing real
     assert sum(fake.slept) == pytest.approx((recv[-1] - first) / speed / 1e9, abs=1e-3)
+
+
+def _in_receipt_order(*types: tuple[str, str]) -> list[tuple[str, str, int]]:
+    """(type, symbol, recv_ns) of the recorded events of ``(type, where)``, in the order a
+    replay hands them out: by receipt time; one frame's events by the types' order given."""
+    rows = [
+        (ns, order, i, name, symbol)
+        for order, (name, where) in enumerate(types)
+        for i, (symbol, ns) in enumerate(_recorded(name, where))
+    ]
+    return [(name, symbol, ns) for ns, _, _, name, symbol in sorted(rows)]
+
+
+@pytest.mark.parametrize("speed", [math.inf, 1.0, 10.0], ids=["inf", "1x", "10x"])
+async def test_the_time_is_the_receipt_time_of_the_event_just_handed_out(speed: float) -> None:
+    fake = FakeTime()
+    expected = _in_receipt_order(
+        ("Quote", "event_symbol IN ('SPY', 'QQQ')"), ("Trade", "event_symbol = 'SPY'")
+    )
+    seen: list[tuple[str, str, int | None]] = []
+    async with ReplayStreamer(SAMPLE, speed=speed, clock=fake.clock, sleep=fake.sleep) as replay:
+        await replay.subscribe(Quote, ["SPY", "QQQ"])
+        await replay.subscribe(Trade, ["SPY"])
+        async for event in replay.listen(Quote, Trade):
+            seen.append((type(event).__name__, event.event_symbol, replay.time_ns))
+            ns = replay.time_ns
+            assert ns is not None and replay.time is not None
+            assert replay.time == datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(
+                microsecond=ns % 1_000_000_000 // 1000
+            )
+    assert len(seen) > 300  # a few steps' worth: the clock used to run a step ahead
+    assert seen == expected
+    if speed != math.inf:  # paced: each event came out when its time was due, not before
+        first = expected[0][2]
+        assert fake.now == pytest.approx(1000.0 + (expected[-1][2] - first) / speed / 1e9)
+
+
+@pytest.mark.parametrize("speed", [math.inf, 10.0], ids=["inf", "10x"])
+async def test_get_event_sets_the_time_to_the_receipt_time_of_its_event(speed: float) -> None:
+    fake = FakeTime()
+    expected = _in_receipt_order(("Quote", "event_symbol = 'SPY'"))
+    seen: list[tuple[str, str, int | None]] = []
+    async with ReplayStreamer(
+        SAMPLE, speed=speed, clock=fake.clock, sleep=fake.sleep, chunk_rows=64
+    ) as replay:
+        await replay.subscribe(Quote, ["SPY"])
+        with pytest.raises(EndOfReplay):
+            while True:
+                quote = await replay.get_event(Quote)
+                seen.append(("Quote", quote.event_symbol, replay.time_ns))
+    assert seen == expected and len(seen) > 100
+    polled: list[tuple[str, str, int | None]] = []
+    async with ReplayStreamer(SAMPLE, chunk_rows=64) as replay:
+        await replay.subscribe(Quote, ["SPY"])
+        while (quote := replay.get_event_nowait(Quote)) is not None:
+            polled.append(("Quote", quote.event_symbol, replay.time_ns))
+    assert polled == expected
