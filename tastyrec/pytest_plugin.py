@@ -23,9 +23,10 @@ Fixtures:
 
 Async tests: an ``async def`` test that uses these fixtures runs even in a project with no async
 test plugin configured. Only a test that nothing else ran reaches this plugin's
-``pytest_pyfunc_call`` (``trylast``, so it comes after anyio's and pytest-asyncio's and before
-pytest's own, which would fail it with "async def functions are not natively supported"); it runs
-the test with ``anyio.run`` on asyncio, tastyrec's backend. A test that anyio's plugin runs
+``pytest_pyfunc_call`` (an ordinary hook: after anyio's, which is ``tryfirst``, and
+pytest-asyncio's wrapper, and before pytest's own, which is ``trylast`` and would fail it with
+"async def functions are not natively supported"); it runs the test with ``anyio.run`` on
+asyncio, tastyrec's backend. A test that anyio's plugin runs
 (``pytest.mark.anyio`` or ``anyio_mode = "auto"``: it has the ``anyio_backend`` fixture) or that
 pytest-asyncio runs (which hands pytest a synchronous wrapper) is left to them, so nothing runs
 twice and nothing changes for projects that already have a runner. Async *fixtures* of your own
@@ -129,7 +130,6 @@ def replay_streamer(
     return replay_recording(path, **options)
 
 
-@pytest.hookimpl(trylast=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run an ``async def`` test that uses the replay fixtures and no other plugin ran."""
     test = pyfuncitem.obj
