@@ -27,9 +27,13 @@ Theory of operation:
   receipt time (``recv_ns``) of the event ``listen()`` / ``get_event`` handed out last, at every
   speed: read right after an event arrives, it is that event's receipt time, which is what a
   backtest timestamps its decisions with. Events reach a listener's buffer a step at a time, so
-  the time is set as each event is yielded, not when its step is released (one store per event
-  in ``listen``'s loop; the loop is the hot path). Inside ``disconnect_fn`` / ``reconnect_fn``
-  it is the recorded disconnect / reconnect time.
+  the time follows the events as they are yielded, not as steps are released. ``listen``'s loop
+  is the hot path, so the usual case -- one listener -- does no per-event work for it: the time
+  is read off the position of the chunk's list iterator (``operator.length_hint``, exact for a
+  list iterator) when asked for. With several listeners (or ``get_event`` beside one), each
+  event handed out sets the time, and marks the lone listener's position so that whichever
+  handed out an event last wins. Inside ``disconnect_fn`` / ``reconnect_fn`` it is the recorded
+  disconnect / reconnect time.
 * **Account events.** A recording's account tables (``tastyrec record --account``) replay
   through the same interface: ``subscribe(PlacedOrder, ["5WT00000"])`` (account numbers, or
   ``"*"`` for every account) or, as with the live ``AlertStreamer``,
@@ -54,9 +58,10 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -159,7 +164,7 @@ class _Sink:
     Each chunk is a pair of lists: the events, and the receipt time (epoch ns) of each.
     """
 
-    __slots__ = ("chunks", "head", "max_events", "name", "size", "types")
+    __slots__ = ("chunks", "head", "listeners", "max_events", "name", "size", "types")
 
     def __init__(self, types: tuple[RecordClass, ...], max_events: int) -> None:
         self.types = frozenset(types)
@@ -168,6 +173,7 @@ class _Sink:
         self.chunks: deque[tuple[list[Any], list[int]]] = deque()
         self.head = 0  # events already taken from chunks[0]
         self.size = 0
+        self.listeners = 0  # listen() iterators running on this buffer
 
     def put(self, events: list[Any], recv: list[int]) -> int:
         """Append events and their receipt times; the number of oldest events dropped to stay
@@ -303,6 +309,9 @@ class ReplayStreamer:
         self._markers: deque[tuple[int, bool, Gap]] = deque()  # (time, is_disconnect, gap)
         self._lock = anyio.Lock()
         self._time_ns: int | None = self.start_ns
+        # a lone listener's chunk in flight: (its iterator, the receipt times); see time_ns
+        self._cursor: tuple[Iterator[Any], list[int]] | None = None
+        self._cursor_mark = 0  # the cursor's events left when something else last set the time
         self._anchor: tuple[float, int] | None = None  # (wall clock, virtual ns) of pacing
         self._connected = False
         self._finished = False
@@ -377,7 +386,24 @@ class ReplayStreamer:
         Before the first event it is ``start`` (``None`` without one); inside ``disconnect_fn``
         / ``reconnect_fn``, the recorded disconnect / reconnect time.
         """
+        cursor = self._cursor
+        if cursor is not None:
+            # a lone listener's events are handed out with no per-event work (the hot path of a
+            # backtest): its position in the chunk is read off the list iterator, and wins if it
+            # moved since anything else set the time
+            left = operator.length_hint(cursor[0])
+            if left != self._cursor_mark:
+                recv = cursor[1]
+                return recv[len(recv) - left - 1]
         return self._time_ns
+
+    def _set_time(self, ns: int) -> None:
+        """Set the time to the receipt time of an event handed out other than by the lone
+        listener's chunk (another listener, ``get_event``) or of a recorded gap's edge."""
+        self._time_ns = ns
+        cursor = self._cursor
+        if cursor is not None:  # its next event moves the time on again
+            self._cursor_mark = operator.length_hint(cursor[0])
 
     @property
     def time(self) -> datetime | None:
@@ -479,17 +505,29 @@ class ReplayStreamer:
         return self._listen(self._sink(event_types))
 
     async def _listen(self, sink: _Sink) -> AsyncIterator[Any]:
-        while True:
-            taken = sink.take_chunk()
-            if taken is None:
-                if not await self._advance(sink):
-                    return
-                continue
-            events, recv = taken
-            for ns, event in zip(recv, events, strict=True):
-                self._time_ns = ns  # the clock is the receipt time of the event handed out
-                yield event
-            await anyio.lowlevel.checkpoint()  # let listeners in other tasks take theirs
+        sink.listeners += 1
+        try:
+            while True:
+                taken = sink.take_chunk()
+                if taken is None:
+                    if not await self._advance(sink):
+                        return
+                    continue
+                events, recv = taken
+                if sink.listeners == 1 and len(self._sinks) == 1:
+                    # the only listener: time_ns reads the receipt time off the iterator
+                    it = iter(events)
+                    self._time_ns = self.time_ns  # the previous chunk's, before it is replaced
+                    self._cursor, self._cursor_mark = (it, recv), len(recv)
+                    for event in it:
+                        yield event
+                else:  # several: each sets the time as it hands an event out
+                    for ns, event in zip(recv, events, strict=True):
+                        self._set_time(ns)
+                        yield event
+                await anyio.lowlevel.checkpoint()  # let listeners in other tasks take theirs
+        finally:
+            sink.listeners -= 1
 
     async def get_event(self, event_type: type[E]) -> E:
         """The next event of one type.
@@ -501,7 +539,7 @@ class ReplayStreamer:
         while True:
             taken = sink.take_one()
             if taken is not None:
-                self._time_ns = taken[1]
+                self._set_time(taken[1])
                 return cast(E, taken[0])
             if not await self._advance(sink):
                 raise EndOfReplay(f"the replay of {str(self.path)!r} has no more events")
@@ -520,7 +558,7 @@ class ReplayStreamer:
             taken = self._read_on(sink)
         if taken is None:
             return None
-        self._time_ns = taken[1]
+        self._set_time(taken[1])
         return cast(E, taken[0])
 
     def _read_on(self, sink: _Sink) -> tuple[Any, int] | None:
@@ -680,7 +718,7 @@ class ReplayStreamer:
     def _apply_marker(self) -> tuple[Callback | None, tuple[Any, ...]]:
         """Pass the next marker: the state a live streamer would be in; its callback."""
         at, disconnect, gap = self._markers.popleft()
-        self._time_ns = at  # what the callback sees; the next event handed out moves it on
+        self._set_time(at)  # what the callback sees; the next event handed out moves it on
         if disconnect:
             self._connected = False
             self.stats.disconnects += 1

@@ -315,3 +315,60 @@ async def test_get_event_sets_the_time_to_the_receipt_time_of_its_event(speed: f
         while (quote := replay.get_event_nowait(Quote)) is not None:
             polled.append(("Quote", quote.event_symbol, replay.time_ns))
     assert polled == expected
+
+
+def _trade_recv() -> dict[tuple[str, float], int]:
+    """Recorded trades by (symbol, day volume) -- cumulative, so one trade each -- to recv_ns."""
+    files = sorted((SAMPLE / "Trade").glob("date=*/*.parquet"))
+    frame = pl.concat([pl.read_parquet(f) for f in files])
+    ns = frame["recv_ns"].dt.epoch("ns").to_list()
+    keys = zip(frame["event_symbol"].to_list(), frame["day_volume"].to_list(), strict=True)
+    recv = dict(zip(keys, ns, strict=True))
+    assert len(recv) == frame.height  # the key is unique
+    return recv
+
+
+async def test_get_event_beside_a_listener_takes_the_time_and_the_listener_takes_it_back() -> None:
+    expected = _in_receipt_order(("Quote", "event_symbol = 'SPY'"))
+    trade_recv = _trade_recv()
+    seen: list[tuple[str, str, int | None]] = []
+    trades = 0
+    async with ReplayStreamer(SAMPLE) as replay:
+        await replay.subscribe(Quote, ["SPY"])
+        await replay.subscribe(Trade, ["SPY"])
+        async for quote in replay.listen(Quote):
+            seen.append(("Quote", quote.event_symbol, replay.time_ns))
+            if len(seen) % 40 == 10:  # in the middle of a chunk the listener is handing out
+                trade = await replay.get_event(Trade)
+                assert replay.time_ns == trade_recv[trade.event_symbol, trade.day_volume]
+                trades += 1
+    assert trades > 3
+    assert seen == expected
+
+
+async def test_listeners_in_two_tasks_each_see_the_time_of_their_own_event() -> None:
+    quotes = _in_receipt_order(("Quote", "true"))
+    trades = _in_receipt_order(("Trade", "true"))
+    seen: dict[str, list[tuple[str, str, int | None]]] = {"Quote": [], "Trade": []}
+    async with ReplayStreamer(SAMPLE) as replay:
+        await replay.subscribe(Quote, ["*"])
+        await replay.subscribe(Trade, ["*"])
+        quotes_started = anyio.Event()
+
+        async def take(cls: type[Any]) -> None:
+            if cls is Trade:  # start while the quote listener, alone so far, is mid-chunk
+                await quotes_started.wait()
+            async for event in replay.listen(cls):
+                seen[cls.__name__].append((cls.__name__, event.event_symbol, replay.time_ns))
+                if len(seen["Quote"]) == 5:
+                    quotes_started.set()
+                await anyio.lowlevel.checkpoint()  # the other task runs between any two events
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take, Quote)
+                tg.start_soon(take, Trade)
+    assert seen["Quote"] == quotes
+    # the trade listener got what was released from when it started (the types are released
+    # together, and a type with no listener yet keeps nothing): a tail of the recorded trades
+    assert seen["Trade"] == trades[len(trades) - len(seen["Trade"]) :] and len(seen["Trade"]) > 50
