@@ -18,6 +18,7 @@ Any other comment there is an error.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -35,7 +36,7 @@ LANGUAGES: Final = {
 }
 NOT_RUN: Final = "not run"
 UNTIL_STOPPED: Final = "runs until stopped"
-_FENCE = re.compile(r"^```(\S*)\s*$")
+_FENCE = re.compile(r"^\s*```(\S*)\s*$")  # indented too (in a list item)
 _MARK = re.compile(r"^<!--\s*(?P<kind>[^:]*?)\s*(?::\s*(?P<reason>.*?))?\s*-->$")
 
 
@@ -100,7 +101,7 @@ def blocks(text: str | None = None) -> list[Block]:
             end += 1
         if end == len(lines):
             raise ReadmeError(f"line {i + 1}: the code block is never closed")
-        code = "\n".join(lines[i + 1 : end]) + "\n"
+        code = textwrap.dedent("\n".join(lines[i + 1 : end]) + "\n")
         found.append(Block(i + 1, heading, LANGUAGES[tag], code, mark, reason))
         i = end + 1
     return found

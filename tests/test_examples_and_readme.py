@@ -256,6 +256,12 @@ raise SystemExit(3)
 ```
 a file listing, never run
 ```
+
+- in a list:
+
+  ```sh
+  echo indented >> fine.txt
+  ```
 """
 
 
@@ -266,11 +272,12 @@ def test_an_unmarked_block_that_fails_fails_and_a_marked_one_is_skipped(tmp_path
         ("sh", NOT_RUN),
         ("python", None),
         ("", None),
+        ("sh", None),
     ]
     outcomes = run_blocks(found, tmp_path, port=1)
-    assert [(o.block.line, o.ok) for o in outcomes] == [(3, True), (12, False)]
+    assert [(o.block.line, o.ok) for o in outcomes] == [(3, True), (12, False), (22, True)]
     assert outcomes[1].detail == "exit status 3"
-    assert (tmp_path / "fine.txt").read_text() == "fine\n"
+    assert (tmp_path / "fine.txt").read_text() == "fine\nindented\n"
     assert "README.md:12 (A): exit status 3" in report(outcomes, tmp_path)
 
 
