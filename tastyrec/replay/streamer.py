@@ -471,9 +471,11 @@ class ReplayStreamer:
     ) -> None:
         """Replay candles of ``interval`` for ``symbols``, matched as the server names them.
 
-        The recorded candle symbols are the server's normalised ones (``SPY{=1m}`` arrives as
-        ``SPY{=m}``); this subscribes to those. ``start_time`` is accepted for compatibility:
-        the history a live server sent from it is part of the recording.
+        The recorded candle symbols are the server's normalised ones: ``("SPY", "1m")`` asks for
+        ``SPY{=1m,tho=true}``, which arrives (and is recorded) as ``SPY{=m,tho=true}``; with
+        ``extended_trading_hours=True``, ``SPY{=1m}`` as ``SPY{=m}``. This subscribes to those.
+        ``start_time`` is accepted for compatibility: the history a live server sent from it is
+        part of the recording.
         """
         names = [
             normalized_candle_symbol(candle_symbol(s, interval, extended_trading_hours))
