@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.readme import NOT_RUN, UNTIL_STOPPED, Block, ReadmeError, blocks
@@ -233,8 +234,14 @@ def test_every_readme_block_runs(simulator: int, tmp_path: Path) -> None:
     # what the blocks did, seen from outside: the README's recordings and the --out of the
     # Recording section; the query block's Parquet export
     assert list(tmp_path.glob("data/Quote/date=*/*.parquet"))
-    assert list(tmp_path.glob("data/Candle/date=*/*.parquet"))
     assert (tmp_path / "trades.parquet").stat().st_size > 0
+    # the candle symbols the README says are recorded (`--candles 1m,5m`) are the ones recorded
+    candles = duckdb.sql(
+        f"SELECT DISTINCT event_symbol FROM '{tmp_path}/data/Candle/*/*.parquet' ORDER BY 1"
+    ).fetchall()
+    assert candles == [("SPY{=5m,tho=true}",), ("SPY{=m,tho=true}",)]
+    readme_words = " ".join((ROOT / "README.md").read_text().split())
+    assert "which is recorded as `SPY{=m,tho=true}`" in readme_words
 
 
 SYNTHETIC = """\
