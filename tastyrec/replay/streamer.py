@@ -158,10 +158,14 @@ def normalized_candle_symbol(symbol: str) -> str:
     return symbol if parsed is None else parsed.normalized
 
 
+_Times = np.ndarray[Any, np.dtype[np.int64]]  # receipt times, epoch ns
+
+
 class _Sink:
     """One listener's buffer: chunks of events in order, at most ``max_events``.
 
-    Each chunk is a pair of lists: the events, and the receipt time (epoch ns) of each.
+    Each chunk is a pair: the events (a list), and the receipt time (epoch ns) of each (an
+    array: converted to Python ints only when read, off the hot path).
     """
 
     __slots__ = ("chunks", "head", "listeners", "max_events", "name", "size", "types")
@@ -170,12 +174,12 @@ class _Sink:
         self.types = frozenset(types)
         self.name = "+".join(cls.__name__ for cls in types)
         self.max_events = max_events
-        self.chunks: deque[tuple[list[Any], list[int]]] = deque()
+        self.chunks: deque[tuple[list[Any], _Times]] = deque()
         self.head = 0  # events already taken from chunks[0]
         self.size = 0
         self.listeners = 0  # listen() iterators running on this buffer
 
-    def put(self, events: list[Any], recv: list[int]) -> int:
+    def put(self, events: list[Any], recv: _Times) -> int:
         """Append events and their receipt times; the number of oldest events dropped to stay
         within the bound.
 
@@ -201,7 +205,7 @@ class _Sink:
                 dropped += excess
         return dropped
 
-    def take_chunk(self) -> tuple[list[Any], list[int]] | None:
+    def take_chunk(self) -> tuple[list[Any], _Times] | None:
         """The oldest chunk not taken yet: (events, receipt times)."""
         if not self.chunks:
             return None
@@ -217,7 +221,7 @@ class _Sink:
             return None
         events, recv = self.chunks[0]
         head = self.head
-        taken = events[head], recv[head]
+        taken = events[head], int(recv[head])
         self.head = head + 1
         self.size -= 1
         if self.head == len(events):
@@ -230,7 +234,7 @@ class _Sink:
 class _Staged:
     """A step's events, filtered and built, in receipt order, not yet handed out."""
 
-    recv: np.ndarray[Any, np.dtype[np.int64]]  # receipt time of each event, ascending
+    recv: _Times  # receipt time of each event, ascending
     events: list[Any]
     types: np.ndarray[Any, np.dtype[np.int64]]  # type index of each event
     pos: int = 0
@@ -310,7 +314,7 @@ class ReplayStreamer:
         self._lock = anyio.Lock()
         self._time_ns: int | None = self.start_ns
         # a lone listener's chunk in flight: (its iterator, the receipt times); see time_ns
-        self._cursor: tuple[Iterator[Any], list[int]] | None = None
+        self._cursor: tuple[Iterator[Any], _Times] | None = None
         self._cursor_mark = 0  # the cursor's events left when something else last set the time
         self._anchor: tuple[float, int] | None = None  # (wall clock, virtual ns) of pacing
         self._connected = False
@@ -394,7 +398,7 @@ class ReplayStreamer:
             left = operator.length_hint(cursor[0])
             if left != self._cursor_mark:
                 recv = cursor[1]
-                return recv[len(recv) - left - 1]
+                return int(recv[len(recv) - left - 1])
         return self._time_ns
 
     def _set_time(self, ns: int) -> None:
@@ -524,7 +528,7 @@ class ReplayStreamer:
                     for event in it:
                         yield event
                 else:  # several: each sets the time as it hands an event out
-                    for ns, event in zip(recv, events, strict=True):
+                    for ns, event in zip(recv.tolist(), events, strict=True):
                         self._set_time(ns)
                         yield event
                 await anyio.lowlevel.checkpoint()  # let listeners in other tasks take theirs
@@ -678,7 +682,6 @@ class ReplayStreamer:
         events = staged.events[start:limit]
         types = staged.types[start:limit]
         recv = staged.recv[start:limit]
-        recv_list: list[int] | None = None
         self.stats.events += len(events)
         classes = self._timeline.event_types
         for other in self._sinks.values():
@@ -687,13 +690,10 @@ class ReplayStreamer:
                 continue
             mask = np.isin(types, wanted)
             if mask.all():
-                mine = events
-                if recv_list is None:
-                    recv_list = recv.tolist()
-                mine_recv = recv_list
+                mine, mine_recv = events, recv
             elif mask.any():
                 mine = [e for e, keep in zip(events, mask.tolist(), strict=True) if keep]
-                mine_recv = recv[mask].tolist()
+                mine_recv = recv[mask]
             else:
                 continue
             dropped = other.put(mine, mine_recv)
