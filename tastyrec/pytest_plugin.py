@@ -21,6 +21,17 @@ Fixtures:
 * ``replay_recording`` -- a factory, ``replay_recording(path, **options)``, for tests that need
   several replays or other options; every replay it makes is closed after the test.
 
+Async tests: an ``async def`` test that uses these fixtures runs even in a project with no async
+test plugin configured. Only a test that nothing else ran reaches this plugin's
+``pytest_pyfunc_call`` (an ordinary hook: after anyio's, which is ``tryfirst``, and
+pytest-asyncio's wrapper, and before pytest's own, which is ``trylast`` and would fail it with
+"async def functions are not natively supported"); it runs the test with ``anyio.run`` on
+asyncio, tastyrec's backend. A test that anyio's plugin runs
+(``pytest.mark.anyio`` or ``anyio_mode = "auto"``: it has the ``anyio_backend`` fixture) or that
+pytest-asyncio runs (which hands pytest a synchronous wrapper) is left to them, so nothing runs
+twice and nothing changes for projects that already have a runner. Async *fixtures* of your own
+still need one of those runners.
+
 Paths are resolved against the folder of the test file (then the rootdir), so recordings can live
 beside the tests that use them. Marker keyword arguments (``start``, ``end``, ``speed``,
 ``queue_size``...) are passed to :class:`~tastyrec.ReplayStreamer`.
@@ -28,9 +39,11 @@ beside the tests that use them. Marker keyword arguments (``start``, ``end``, ``
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -40,6 +53,8 @@ if TYPE_CHECKING:  # imported when a fixture is used: pytest starts fast in othe
 __all__ = ("replay_recording", "replay_streamer")
 
 MARKER = "tastyrec_recording"
+#: the fixtures whose async tests this plugin runs when no other plugin does
+FIXTURES: Final = frozenset({"replay_streamer", "replay_recording"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,3 +128,20 @@ def replay_streamer(
             f"set `{MARKER} = PATH` in the pytest ini options, or pass --tastyrec-recording PATH"
         )
     return replay_recording(path, **options)
+
+
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an ``async def`` test that uses the replay fixtures and no other plugin ran."""
+    test = pyfuncitem.obj
+    if (
+        not inspect.iscoroutinefunction(test)
+        or "anyio_backend" in pyfuncitem.funcargs  # anyio's plugin runs it
+        or FIXTURES.isdisjoint(pyfuncitem.fixturenames)
+    ):
+        return None
+    import anyio
+
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    anyio.run(functools.partial(test, **kwargs), backend="asyncio")
+    return True

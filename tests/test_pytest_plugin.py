@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.readme import block_under
+
 SAMPLE = Path(__file__).resolve().parent / "data" / "sample"
 
 
@@ -100,3 +102,78 @@ def test_the_ini_option_names_a_default_recording(suite: pytest.Pytester) -> Non
 def test_the_marker_is_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--markers")
     result.stdout.fnmatch_lines(["*tastyrec_recording(path, **options)*"])
+
+
+def test_the_readme_example_passes_as_written_in_a_fresh_project(pytester: pytest.Pytester) -> None:
+    """The README's test file, taken from README.md, in a project with no pytest configuration:
+    no ini file, no conftest, no async test plugin configured (only the plugins installed with
+    tastyrec: its own and anyio's)."""
+    example = block_under("Recordings in your tests")
+    shutil.copytree(SAMPLE, pytester.path / "tests" / "recordings" / "spy_open")
+    (pytester.path / "tests" / "test_strategy.py").write_text(example.code)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_test_that_fails_inside_the_replay_fails(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        **{
+            "tests/test_fails.py": """
+                import pytest
+                from tastyrec import Quote
+
+                @pytest.mark.tastyrec_recording("recordings/day")
+                async def test_wrong(replay_streamer):
+                    await replay_streamer.subscribe(Quote, ["SPY"])
+                    quotes = [q async for q in replay_streamer.listen(Quote)]
+                    assert len(quotes) == -1, "fails on purpose"
+            """
+        }
+    )
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*fails on purpose*"])
+
+
+def test_tests_that_anyio_runs_are_left_to_it(suite: pytest.Pytester) -> None:
+    """With anyio's plugin in charge (auto mode here), every test runs once, under anyio, and
+    the async tests that do not use the replay fixtures are anyio's as before."""
+    suite.makeini("[pytest]\nanyio_mode = auto\n")
+    suite.makepyfile(
+        **{
+            "tests/test_anyio.py": """
+                import pytest
+                from tastyrec import Quote
+
+                RUNS = []
+
+                @pytest.mark.tastyrec_recording("recordings/day")
+                async def test_replay(replay_streamer, anyio_backend_name):
+                    RUNS.append(anyio_backend_name)
+                    await replay_streamer.subscribe(Quote, ["SPY"])
+                    assert await replay_streamer.get_event(Quote)
+
+                async def test_other(anyio_backend_name):
+                    RUNS.append(anyio_backend_name)
+
+                def test_each_ran_once():
+                    assert RUNS == ["asyncio", "asyncio"]
+            """
+        }
+    )
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+def test_async_tests_without_the_replay_fixtures_are_not_taken_over(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_plain="""
+            async def test_plain():
+                pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])

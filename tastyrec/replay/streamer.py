@@ -22,9 +22,18 @@ Theory of operation:
   itself.
 * **Speed.** ``speed=math.inf`` (the default) replays as fast as the consumer takes events;
   ``speed=1`` in real time; any other value is a multiplier of real time. Pacing follows the
-  receipt times, from ``start`` (or the first event) on. :attr:`ReplayStreamer.time` is the
-  virtual time: the receipt time of the latest event handed out, or, when paced, the replayed
-  clock.
+  receipt times, from ``start`` (or the first event) on.
+* **Time.** :attr:`ReplayStreamer.time_ns` (and :attr:`~ReplayStreamer.time`) is the recorded
+  receipt time (``recv_ns``) of the event ``listen()`` / ``get_event`` handed out last, at every
+  speed: read right after an event arrives, it is that event's receipt time, which is what a
+  backtest timestamps its decisions with. Events reach a listener's buffer a step at a time, so
+  the time follows the events as they are yielded, not as steps are released. ``listen``'s loop
+  is the hot path, so the usual case -- one listener -- does no per-event work for it: the time
+  is read off the position of the chunk's list iterator (``operator.length_hint``, exact for a
+  list iterator) when asked for. With several listeners (or ``get_event`` beside one), each
+  event handed out sets the time, and marks the lone listener's position so that whichever
+  handed out an event last wins. Inside ``disconnect_fn`` / ``reconnect_fn`` it is the recorded
+  disconnect / reconnect time.
 * **Account events.** A recording's account tables (``tastyrec record --account``) replay
   through the same interface: ``subscribe(PlacedOrder, ["5WT00000"])`` (account numbers, or
   ``"*"`` for every account) or, as with the live ``AlertStreamer``,
@@ -49,9 +58,10 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -148,32 +158,41 @@ def normalized_candle_symbol(symbol: str) -> str:
     return symbol if parsed is None else parsed.normalized
 
 
-class _Sink:
-    """One listener's buffer: chunks of events in order, at most ``max_events``."""
+_Times = np.ndarray[Any, np.dtype[np.int64]]  # receipt times, epoch ns
 
-    __slots__ = ("chunks", "head", "max_events", "name", "size", "types")
+
+class _Sink:
+    """One listener's buffer: chunks of events in order, at most ``max_events``.
+
+    Each chunk is a pair: the events (a list), and the receipt time (epoch ns) of each (an
+    array: converted to Python ints only when read, off the hot path).
+    """
+
+    __slots__ = ("chunks", "head", "listeners", "max_events", "name", "size", "types")
 
     def __init__(self, types: tuple[RecordClass, ...], max_events: int) -> None:
         self.types = frozenset(types)
         self.name = "+".join(cls.__name__ for cls in types)
         self.max_events = max_events
-        self.chunks: deque[list[Any]] = deque()
+        self.chunks: deque[tuple[list[Any], _Times]] = deque()
         self.head = 0  # events already taken from chunks[0]
         self.size = 0
+        self.listeners = 0  # listen() iterators running on this buffer
 
-    def put(self, events: list[Any]) -> int:
-        """Append; the number of oldest events dropped to stay within the bound.
+    def put(self, events: list[Any], recv: _Times) -> int:
+        """Append events and their receipt times; the number of oldest events dropped to stay
+        within the bound.
 
         Only events queued before are dropped: a listener always gets the newest step whole.
         """
         if not events:
             return 0
-        self.chunks.append(events)
+        self.chunks.append((events, recv))
         self.size += len(events)
         limit = max(self.max_events, len(events))
         dropped = 0
         while self.size > limit:
-            first = len(self.chunks[0]) - self.head
+            first = len(self.chunks[0][0]) - self.head
             excess = self.size - limit
             if first <= excess:
                 self.chunks.popleft()
@@ -186,33 +205,36 @@ class _Sink:
                 dropped += excess
         return dropped
 
-    def take_chunk(self) -> list[Any] | None:
+    def take_chunk(self) -> tuple[list[Any], _Times] | None:
+        """The oldest chunk not taken yet: (events, receipt times)."""
         if not self.chunks:
             return None
-        chunk = self.chunks.popleft()
+        events, recv = self.chunks.popleft()
         if self.head:
-            chunk, self.head = chunk[self.head :], 0
-        self.size -= len(chunk)
-        return chunk
+            events, recv, self.head = events[self.head :], recv[self.head :], 0
+        self.size -= len(events)
+        return events, recv
 
-    def take_one(self) -> Any | None:
+    def take_one(self) -> tuple[Any, int] | None:
+        """The oldest event not taken yet and its receipt time."""
         if not self.chunks:
             return None
-        chunk = self.chunks[0]
-        event = chunk[self.head]
-        self.head += 1
+        events, recv = self.chunks[0]
+        head = self.head
+        taken = events[head], int(recv[head])
+        self.head = head + 1
         self.size -= 1
-        if self.head == len(chunk):
+        if self.head == len(events):
             self.chunks.popleft()
             self.head = 0
-        return event
+        return taken
 
 
 @dataclass
 class _Staged:
     """A step's events, filtered and built, in receipt order, not yet handed out."""
 
-    recv: np.ndarray[Any, np.dtype[np.int64]]  # receipt time of each event, ascending
+    recv: _Times  # receipt time of each event, ascending
     events: list[Any]
     types: np.ndarray[Any, np.dtype[np.int64]]  # type index of each event
     pos: int = 0
@@ -291,6 +313,9 @@ class ReplayStreamer:
         self._markers: deque[tuple[int, bool, Gap]] = deque()  # (time, is_disconnect, gap)
         self._lock = anyio.Lock()
         self._time_ns: int | None = self.start_ns
+        # a lone listener's chunk in flight: (its iterator, the receipt times); see time_ns
+        self._cursor: tuple[Iterator[Any], _Times] | None = None
+        self._cursor_mark = 0  # the cursor's events left when something else last set the time
         self._anchor: tuple[float, int] | None = None  # (wall clock, virtual ns) of pacing
         self._connected = False
         self._finished = False
@@ -359,17 +384,40 @@ class ReplayStreamer:
 
     @property
     def time_ns(self) -> int | None:
-        """The virtual time, epoch ns: the receipt time the replay has reached."""
-        if self._anchor is not None and not self._finished:
-            wall, virtual = self._anchor
-            return virtual + round((self._clock() - wall) * self.speed * _NS)
+        """The replay's time, epoch ns: the recorded receipt time (``recv_ns``) of the event
+        ``listen()`` / ``get_event`` / ``get_event_nowait`` handed out last, at every speed.
+
+        Before the first event it is ``start`` (``None`` without one); inside ``disconnect_fn``
+        / ``reconnect_fn``, the recorded disconnect / reconnect time.
+        """
+        cursor = self._cursor
+        if cursor is not None:
+            # a lone listener's events are handed out with no per-event work (the hot path of a
+            # backtest): its position in the chunk is read off the list iterator, and wins if it
+            # moved since anything else set the time
+            left = operator.length_hint(cursor[0])
+            if left != self._cursor_mark:
+                recv = cursor[1]
+                return int(recv[len(recv) - left - 1])
         return self._time_ns
+
+    def _set_time(self, ns: int) -> None:
+        """Set the time to the receipt time of an event handed out other than by the lone
+        listener's chunk (another listener, ``get_event``) or of a recorded gap's edge."""
+        self._time_ns = ns
+        cursor = self._cursor
+        if cursor is not None:  # its next event moves the time on again
+            self._cursor_mark = operator.length_hint(cursor[0])
 
     @property
     def time(self) -> datetime | None:
-        """The virtual time as a UTC datetime (``None`` before the first event)."""
+        """:attr:`time_ns` as a UTC datetime, to the microsecond (``None`` before the first
+        event without a ``start``)."""
         ns = self.time_ns
-        return None if ns is None else datetime.fromtimestamp(ns / _NS, UTC)
+        if ns is None:
+            return None
+        seconds, rest = divmod(ns, _NS)  # exact: a float of epoch seconds is not, to the µs
+        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
 
     # --- subscriptions -----------------------------------------------------------------------
 
@@ -427,9 +475,11 @@ class ReplayStreamer:
     ) -> None:
         """Replay candles of ``interval`` for ``symbols``, matched as the server names them.
 
-        The recorded candle symbols are the server's normalised ones (``SPY{=1m}`` arrives as
-        ``SPY{=m}``); this subscribes to those. ``start_time`` is accepted for compatibility:
-        the history a live server sent from it is part of the recording.
+        The recorded candle symbols are the server's normalised ones: ``("SPY", "1m")`` asks for
+        ``SPY{=1m,tho=true}``, which arrives (and is recorded) as ``SPY{=m,tho=true}``; with
+        ``extended_trading_hours=True``, ``SPY{=1m}`` as ``SPY{=m}``. This subscribes to those.
+        ``start_time`` is accepted for compatibility: the history a live server sent from it is
+        part of the recording.
         """
         names = [
             normalized_candle_symbol(candle_symbol(s, interval, extended_trading_hours))
@@ -461,15 +511,29 @@ class ReplayStreamer:
         return self._listen(self._sink(event_types))
 
     async def _listen(self, sink: _Sink) -> AsyncIterator[Any]:
-        while True:
-            chunk = sink.take_chunk()
-            if chunk is None:
-                if not await self._advance(sink):
-                    return
-                continue
-            for event in chunk:
-                yield event
-            await anyio.lowlevel.checkpoint()  # let listeners in other tasks take theirs
+        sink.listeners += 1
+        try:
+            while True:
+                taken = sink.take_chunk()
+                if taken is None:
+                    if not await self._advance(sink):
+                        return
+                    continue
+                events, recv = taken
+                if sink.listeners == 1 and len(self._sinks) == 1:
+                    # the only listener: time_ns reads the receipt time off the iterator
+                    it = iter(events)
+                    self._time_ns = self.time_ns  # the previous chunk's, before it is replaced
+                    self._cursor, self._cursor_mark = (it, recv), len(recv)
+                    for event in it:
+                        yield event
+                else:  # several: each sets the time as it hands an event out
+                    for ns, event in zip(recv.tolist(), events, strict=True):
+                        self._set_time(ns)
+                        yield event
+                await anyio.lowlevel.checkpoint()  # let listeners in other tasks take theirs
+        finally:
+            sink.listeners -= 1
 
     async def get_event(self, event_type: type[E]) -> E:
         """The next event of one type.
@@ -479,9 +543,10 @@ class ReplayStreamer:
         """
         sink = self._sink((event_type,))
         while True:
-            event = sink.take_one()
-            if event is not None:
-                return cast(E, event)
+            taken = sink.take_one()
+            if taken is not None:
+                self._set_time(taken[1])
+                return cast(E, taken[0])
             if not await self._advance(sink):
                 raise EndOfReplay(f"the replay of {str(self.path)!r} has no more events")
 
@@ -494,9 +559,17 @@ class ReplayStreamer:
         events whose time has come.
         """
         sink = self._sink((event_type,))
-        event = sink.take_one()
-        if event is not None or self._finished or self._lock.locked():
-            return cast(E, event)
+        taken = sink.take_one()
+        if taken is None and not self._finished and not self._lock.locked():
+            taken = self._read_on(sink)
+        if taken is None:
+            return None
+        self._set_time(taken[1])
+        return cast(E, taken[0])
+
+    def _read_on(self, sink: _Sink) -> tuple[Any, int] | None:
+        """:meth:`get_event_nowait`'s synchronous advance: the next event of ``sink``, if any
+        is due without awaiting."""
         while not self._release(sink):
             if self.speed != math.inf:
                 return None  # not due yet
@@ -514,7 +587,7 @@ class ReplayStreamer:
             if step is None:
                 return None
             self._stage(step)
-        return cast(E | None, sink.take_one())
+        return sink.take_one()
 
     def queued(self, event_type: RecordClass) -> int:
         """Events of one type waiting in its :meth:`listen` / :meth:`get_event` buffer."""
@@ -579,8 +652,6 @@ class ReplayStreamer:
                 built.append(to_events(cls, batch))
         if not pieces:
             self._staged = None
-            if self.speed == math.inf:
-                self._time_ns = max(self._time_ns or 0, step.horizon_ns)
             return
         if len(pieces) == 1:
             events, recv = built[0], pieces[0].recv
@@ -610,8 +681,7 @@ class ReplayStreamer:
         start, staged.pos = staged.pos, limit
         events = staged.events[start:limit]
         types = staged.types[start:limit]
-        if self.speed == math.inf:
-            self._time_ns = max(self._time_ns or 0, int(staged.recv[limit - 1]))
+        recv = staged.recv[start:limit]
         self.stats.events += len(events)
         classes = self._timeline.event_types
         for other in self._sinks.values():
@@ -620,12 +690,13 @@ class ReplayStreamer:
                 continue
             mask = np.isin(types, wanted)
             if mask.all():
-                mine = events
+                mine, mine_recv = events, recv
             elif mask.any():
                 mine = [e for e, keep in zip(events, mask.tolist(), strict=True) if keep]
+                mine_recv = recv[mask]
             else:
                 continue
-            dropped = other.put(mine)
+            dropped = other.put(mine, mine_recv)
             if dropped:
                 self.stats.dropped[other.name] += dropped
         return sink.size > 0
@@ -649,8 +720,7 @@ class ReplayStreamer:
     def _apply_marker(self) -> tuple[Callback | None, tuple[Any, ...]]:
         """Pass the next marker: the state a live streamer would be in; its callback."""
         at, disconnect, gap = self._markers.popleft()
-        if self.speed == math.inf:
-            self._time_ns = max(self._time_ns or 0, at)
+        self._set_time(at)  # what the callback sees; the next event handed out moves it on
         if disconnect:
             self._connected = False
             self.stats.disconnects += 1

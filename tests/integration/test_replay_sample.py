@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,12 @@ async def test_recorded_gaps_fire_the_callbacks_between_the_right_events() -> No
 
     async def on_disconnect(streamer: ReplayStreamer, tag: str) -> None:
         assert not streamer.connected
+        assert streamer.time_ns == lost  # the recorded moment the connection was lost
         log.append(("disconnect", tag))
 
     async def on_reconnect(streamer: ReplayStreamer, tag: str, n: int) -> None:
         assert streamer.connected
+        assert streamer.time_ns == back
         log.append(("reconnect", (tag, n)))
 
     async with ReplayStreamer(
@@ -221,19 +224,22 @@ def test_replay_frames_several_types_interleave_with_an_event_type_column() -> N
     assert trades["price"].null_count() == 0 and not math.isnan(trades["price"][0])
 
 
+class FakeTime:
+    """A monotonic clock that only moves when the replay sleeps (no real waiting)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 async def test_pacing_follows_receipt_times_under_an_injected_clock() -> None:
-    class FakeTime:
-        def __init__(self) -> None:
-            self.now = 1000.0
-            self.slept: list[float] = []
-
-        def clock(self) -> float:
-            return self.now
-
-        async def sleep(self, seconds: float) -> None:
-            self.slept.append(seconds)
-            self.now += seconds
-
     fake = FakeTime()
     speed = 4.0
     released: list[tuple[float, int]] = []  # (fake wall clock, recv_ns) of each event
@@ -252,3 +258,117 @@ async def test_pacing_follows_receipt_times_under_an_injected_clock() -> None:
         assert due - 1e-6 <= wall <= due + 1e-3  # never early, and not late
     # the replay slept through the recording's span at 4x, with nothing real
     assert sum(fake.slept) == pytest.approx((recv[-1] - first) / speed / 1e9, abs=1e-3)
+
+
+def _in_receipt_order(*types: tuple[str, str]) -> list[tuple[str, str, int]]:
+    """(type, symbol, recv_ns) of the recorded events of ``(type, where)``, in the order a
+    replay hands them out: by receipt time; one frame's events by the types' order given."""
+    rows = [
+        (ns, order, i, name, symbol)
+        for order, (name, where) in enumerate(types)
+        for i, (symbol, ns) in enumerate(_recorded(name, where))
+    ]
+    return [(name, symbol, ns) for ns, _, _, name, symbol in sorted(rows)]
+
+
+@pytest.mark.parametrize("speed", [math.inf, 1.0, 10.0], ids=["inf", "1x", "10x"])
+async def test_the_time_is_the_receipt_time_of_the_event_just_handed_out(speed: float) -> None:
+    fake = FakeTime()
+    expected = _in_receipt_order(
+        ("Quote", "event_symbol IN ('SPY', 'QQQ')"), ("Trade", "event_symbol = 'SPY'")
+    )
+    seen: list[tuple[str, str, int | None]] = []
+    async with ReplayStreamer(SAMPLE, speed=speed, clock=fake.clock, sleep=fake.sleep) as replay:
+        await replay.subscribe(Quote, ["SPY", "QQQ"])
+        await replay.subscribe(Trade, ["SPY"])
+        async for event in replay.listen(Quote, Trade):
+            seen.append((type(event).__name__, event.event_symbol, replay.time_ns))
+            ns = replay.time_ns
+            assert ns is not None and replay.time is not None
+            assert replay.time == datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(
+                microsecond=ns % 1_000_000_000 // 1000
+            )
+    assert len(seen) > 300  # a few steps' worth: the clock used to run a step ahead
+    assert seen == expected
+    if speed != math.inf:  # paced: each event came out when its time was due, not before
+        first = expected[0][2]
+        assert fake.now == pytest.approx(1000.0 + (expected[-1][2] - first) / speed / 1e9)
+
+
+@pytest.mark.parametrize("speed", [math.inf, 10.0], ids=["inf", "10x"])
+async def test_get_event_sets_the_time_to_the_receipt_time_of_its_event(speed: float) -> None:
+    fake = FakeTime()
+    expected = _in_receipt_order(("Quote", "event_symbol = 'SPY'"))
+    seen: list[tuple[str, str, int | None]] = []
+    async with ReplayStreamer(
+        SAMPLE, speed=speed, clock=fake.clock, sleep=fake.sleep, chunk_rows=64
+    ) as replay:
+        await replay.subscribe(Quote, ["SPY"])
+        with pytest.raises(EndOfReplay):
+            while True:
+                quote = await replay.get_event(Quote)
+                seen.append(("Quote", quote.event_symbol, replay.time_ns))
+    assert seen == expected and len(seen) > 100
+    polled: list[tuple[str, str, int | None]] = []
+    async with ReplayStreamer(SAMPLE, chunk_rows=64) as replay:
+        await replay.subscribe(Quote, ["SPY"])
+        while (quote := replay.get_event_nowait(Quote)) is not None:
+            polled.append(("Quote", quote.event_symbol, replay.time_ns))
+    assert polled == expected
+
+
+def _trade_recv() -> dict[tuple[str, float], int]:
+    """Recorded trades by (symbol, day volume) -- cumulative, so one trade each -- to recv_ns."""
+    files = sorted((SAMPLE / "Trade").glob("date=*/*.parquet"))
+    frame = pl.concat([pl.read_parquet(f) for f in files])
+    ns = frame["recv_ns"].dt.epoch("ns").to_list()
+    keys = zip(frame["event_symbol"].to_list(), frame["day_volume"].to_list(), strict=True)
+    recv = dict(zip(keys, ns, strict=True))
+    assert len(recv) == frame.height  # the key is unique
+    return recv
+
+
+async def test_get_event_beside_a_listener_takes_the_time_and_the_listener_takes_it_back() -> None:
+    expected = _in_receipt_order(("Quote", "event_symbol = 'SPY'"))
+    trade_recv = _trade_recv()
+    seen: list[tuple[str, str, int | None]] = []
+    trades = 0
+    async with ReplayStreamer(SAMPLE) as replay:
+        await replay.subscribe(Quote, ["SPY"])
+        await replay.subscribe(Trade, ["SPY"])
+        async for quote in replay.listen(Quote):
+            seen.append(("Quote", quote.event_symbol, replay.time_ns))
+            if len(seen) % 40 == 10:  # in the middle of a chunk the listener is handing out
+                trade = await replay.get_event(Trade)
+                assert replay.time_ns == trade_recv[trade.event_symbol, trade.day_volume]
+                trades += 1
+    assert trades > 3
+    assert seen == expected
+
+
+async def test_listeners_in_two_tasks_each_see_the_time_of_their_own_event() -> None:
+    quotes = _in_receipt_order(("Quote", "true"))
+    trades = _in_receipt_order(("Trade", "true"))
+    seen: dict[str, list[tuple[str, str, int | None]]] = {"Quote": [], "Trade": []}
+    async with ReplayStreamer(SAMPLE) as replay:
+        await replay.subscribe(Quote, ["*"])
+        await replay.subscribe(Trade, ["*"])
+        quotes_started = anyio.Event()
+
+        async def take(cls: type[Any]) -> None:
+            if cls is Trade:  # start while the quote listener, alone so far, is mid-chunk
+                await quotes_started.wait()
+            async for event in replay.listen(cls):
+                seen[cls.__name__].append((cls.__name__, event.event_symbol, replay.time_ns))
+                if len(seen["Quote"]) == 5:
+                    quotes_started.set()
+                await anyio.lowlevel.checkpoint()  # the other task runs between any two events
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take, Quote)
+                tg.start_soon(take, Trade)
+    assert seen["Quote"] == quotes
+    # the trade listener got what was released from when it started (the types are released
+    # together, and a type with no listener yet keeps nothing): a tail of the recorded trades
+    assert seen["Trade"] == trades[len(trades) - len(seen["Trade"]) :] and len(seen["Trade"]) > 50
