@@ -222,7 +222,7 @@ class DXLinkStreamer:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         keepalive_timeout: float = 60,
         connect_timeout: float = 30,
-        max_message_bytes: int = 16 * 1024,
+        max_message_bytes: int = p.MAX_SUBSCRIPTION_BYTES,
         reconnect_delays: Callable[[], Iterator[float]] | None = None,
         tap_rows: int = 4096,
         tap_interval: float = 0.1,
