@@ -216,6 +216,8 @@ async def test_bad_input_is_counted_and_the_stream_continues(
             await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
             channel = next(c.id for c in streamer.protocol.channels.values())
             width = len(streamer.protocol.channels[channel].event_fields["Quote"])
+            deep_arrays = "[" * 1000 + "]" * 1000
+            deep_objects = '{"a":' * 1000 + "1" + "}" * 1000
             bad = [
                 "this is not JSON {",
                 json.dumps({"type": "FEED_DATA", "channel": channel, "data": ["Quote", [1, 2]]}),
@@ -230,14 +232,18 @@ async def test_bad_input_is_counted_and_the_stream_continues(
                     }
                 ),
                 json.dumps({"type": "MYSTERY"}),
+                # ~2 KB nesting 1,000 deep: msgspec's RecursionError used to end the recording
+                f'{{"type":"FEED_DATA","channel":{channel},"data":["Quote",{deep_arrays}]}}',
+                f'{{"type":"FEED_DATA","channel":{channel},"data":[{deep_objects}]}}',
             ]
             for frame in bad:
                 await sim.send_raw(frame)
-            await wait_until(lambda: recorder.stats.bad >= 3 and recorder.stats.skipped)
+            await wait_until(lambda: recorder.stats.bad >= 5 and recorder.stats.skipped)
             before = recorder.stats.rows["Quote"]
             await wait_until(lambda: recorder.stats.rows["Quote"] > before)  # still recording
-    assert recorder.stats.bad >= 3
+    assert recorder.stats.bad >= 5
     assert sum(recorder.stats.skipped.values()) >= 1
+    assert streamer.stats.connects == 1 and streamer.stats.disconnects == 0
     quotes = pl.read_parquet(tmp_path / "Quote" / "*" / "*.parquet")
     assert quotes.height == recorder.stats.rows["Quote"]
     assert quotes["event_symbol"].unique().to_list() == ["SPY"]

@@ -435,6 +435,30 @@ async def test_malformed_frame_is_counted(sim: Simulator) -> None:
         assert sim.connection_count == 1
 
 
+@pytest.mark.parametrize("open_, close", [("[", "]"), ('{"a":', "}")], ids=["arrays", "objects"])
+async def test_deeply_nested_frames_are_counted_not_fatal(
+    sim: Simulator, open_: str, close: str
+) -> None:
+    """A ~2 KB frame nesting 1,000 deep (RecursionError in msgspec) is a skipped bad frame."""
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        deep = open_ * 1000 + "1" + close * 1000
+        frames = [
+            f'{{"type":"FEED_DATA","channel":1,"data":["Quote",[{deep}]]}}',
+            f'{{"type":"FEED_DATA","channel":1,"data":[{deep}]}}',
+            f'{{"type":"MYSTERY","channel":1,"x":{deep}}}',
+            deep,
+        ]
+        for frame in frames:
+            await sim.send_raw(frame)
+        await barrier(sim, streamer)
+        assert streamer.stats.bad_frames == len(frames)
+        drain(streamer, Quote)
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+        assert streamer.stats.connects == 1 and streamer.stats.disconnects == 0
+
+
 async def test_server_error_is_kept(sim: Simulator) -> None:
     async with make_streamer(sim) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
