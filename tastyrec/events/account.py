@@ -529,6 +529,8 @@ def decode_payload(type_name: str, data: Any, timestamp: int | None = None) -> A
         raise SchemaError(f"{type_name} notification data is not an object: {type(data).__name__}")
     try:
         return msgspec.convert(_prepare(cls, data), cls)
+    except RecursionError:
+        raise SchemaError(f"invalid {type_name} notification: nested too deeply") from None
     except msgspec.ValidationError as exc:
         raise SchemaError(f"invalid {type_name} notification: {exc}") from None
 

@@ -256,11 +256,12 @@ async def test_malformed_frames_and_payloads_are_counted_not_fatal(sim: AccountS
     async with make_streamer(sim) as streamer:
         await streamer.subscribe_accounts([sim.account_number])
         await sim.send_raw("this is not JSON {")
+        await sim.send_raw('{"type":"Order","data":' + "[" * 1000 + "]" * 1000 + "}")  # too deep
         await sim.send_notification("Order", {"id": "bad"})
         with anyio.fail_after(WAIT_S):
             oid = await sim.place_order([("SPY", "Buy to Open", 1)])
             await until_status(streamer, oid, "Received")
-        assert streamer.stats.bad_frames == 2
+        assert streamer.stats.bad_frames == 3
         assert streamer.stats.skipped == {"bad Order": 1}
 
 

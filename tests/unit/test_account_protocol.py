@@ -133,7 +133,19 @@ def test_notifications_batches_unknown_types_and_bad_payloads():
     assert isinstance(bad, p.Skipped) and bad.reason == "bad Order"
 
 
-@pytest.mark.parametrize("frame", ["not json", "[1, 2]", '{"hello": 1}', '{"type": 5}'])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "[1, 2]",
+        '{"hello": 1}',
+        '{"type": 5}',
+        # nesting 1,000 deep (~2 KB): msgspec raises RecursionError, not a DecodeError
+        '{"type":"Order","data":' + '{"a":' * 1000 + "1" + "}" * 1000 + "}",
+        '{"results":[' + "[" * 1000 + "]" * 1000 + "]}",
+        '{"action":"heartbeat","status":"ok","value":' + "[" * 1000 + "]" * 1000 + "}",
+    ],
+)
 def test_malformed_frames_raise_remote_protocol_error(frame):
     proto = p.AccountProtocol()
     proto.connect(TOKEN)
