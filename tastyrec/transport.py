@@ -6,6 +6,12 @@ reconnection uses websockets' own exponential backoff, which users tune with the
 ``WEBSOCKETS_BACKOFF_MAX_DELAY`` and ``WEBSOCKETS_BACKOFF_FACTOR`` environment variables (read by
 websockets when it is imported). Foreign exceptions are mapped to tastyrec's at this boundary.
 
+Secrets: :func:`redact` is the one token redactor. Every log line and error message that shows a
+URL or a frame passes through it: a token in a URL's userinfo or query (``--url
+"wss://user:TOKEN@host/realtime?token=TOKEN"``) and the ``token``/``auth-token`` of a frame are
+replaced, and websockets' own DEBUG lines (request line, ``Authorization`` header, frame dumps)
+go through it by the logger adapter both streamers and both simulators use.
+
 tastyrec runs on anyio's asyncio backend because websockets' client is asyncio-based.
 """
 
@@ -23,6 +29,7 @@ import websockets
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.uri import parse_uri
 
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, _unwrap_group
 
@@ -32,6 +39,7 @@ __all__ = (
     "backoff",
     "connections",
     "map_exceptions",
+    "redact",
     "redacting_logger",
     "start_streaming",
     "stop_streaming",
@@ -44,22 +52,64 @@ DEFAULT_MAX_SIZE: Final = 64 * 1024 * 1024
 backoff: Final = websockets.client.backoff
 
 
-_TOKEN_RE: Final = re.compile(r'"token"\s*:\s*"[^"]*"?')
+#: DXLink AUTH ``"token"`` and account-streamer ``"auth-token"`` values in a frame
+_TOKEN_RE: Final = re.compile(r'"(token|auth-token)"\s*:\s*"[^"\']*"?')
+#: the userinfo of a URL: ``scheme://user:password@`` (up to the last ``@`` of the authority)
+_USERINFO_RE: Final = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
+#: a query or fragment parameter whose name looks secret, e.g. ``?token=``, ``&api_key=``
+_SECRET_PARAM_RE: Final = re.compile(
+    r"([?&;#][^=&;#\s]*(?:token|key|secret|passw|pwd|auth|sig|cred)[^=&;#\s]*=)[^&;#\s'\"]*",
+    re.IGNORECASE,
+)
+#: websockets logs request and response headers at DEBUG; these carry credentials
+_SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+REDACTED: Final = "<redacted>"
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, a frame, a log argument, an error message) with its secrets replaced.
+
+    Removes a URL's userinfo (``wss://user:TOKEN@host`` becomes ``wss://host``) and replaces the
+    values of query and fragment parameters named like a token, key, secret, password,
+    authorisation, signature or credential, and of ``"token"``/``"auth-token"`` JSON fields, with
+    ``<redacted>``. Everything else is kept, so a redacted URL still says where it points.
+
+    Example::
+
+        >>> redact("wss://u:TOKEN@host/realtime?token=TOKEN&v=1")
+        'wss://host/realtime?token=<redacted>&v=1'
+    """
+    if "@" in text:
+        text = _USERINFO_RE.sub(r"\1", text)
+    if "=" in text:
+        text = _SECRET_PARAM_RE.sub(rf"\1{REDACTED}", text)
+    if "token" in text:
+        text = _TOKEN_RE.sub(rf'"\1":{REDACTED}', text)
+    return text
 
 
 class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
-    """websockets' client logger with AUTH tokens removed from its frame dumps.
+    """websockets' logger with secrets removed from what it logs.
 
-    At DEBUG, websockets logs every frame it sends (``> TEXT '{"type":"AUTH","token":...}'``).
+    At DEBUG, websockets logs the request line (``> GET /realtime?token=... HTTP/1.1``), every
+    header (``> Authorization: Basic ...`` when the URL has userinfo) and every frame (``> TEXT
+    '{"type":"AUTH","token":...}'``).
     """
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if self.isEnabledFor(level):
+            if (
+                len(args) == 2
+                and isinstance(args[0], str)
+                and args[0].lower() in _SECRET_HEADERS
+                and msg in ("> %s: %s", "< %s: %s")
+            ):
+                args = (args[0], REDACTED)
             super().log(level, msg, *(_redact_arg(a) for a in args), **kwargs)
 
 
 def redacting_logger(name: str) -> logging.LoggerAdapter[logging.Logger]:
-    """A websockets logger (``websockets.client``/``websockets.server``) that redacts tokens."""
+    """A websockets logger (``websockets.client``/``websockets.server``) that redacts secrets."""
     return _RedactingLogger(logging.getLogger(name), {})
 
 
@@ -67,7 +117,8 @@ def _redact_arg(arg: object) -> object:
     if isinstance(arg, int | float):
         return arg
     text = str(arg)
-    return _TOKEN_RE.sub('"token":<redacted>', text) if '"token"' in text else arg
+    redacted = redact(text)
+    return arg if redacted == text else redacted
 
 
 @contextlib.contextmanager
@@ -122,6 +173,10 @@ async def connections(
     (DXLINK.md §1). Compression is off: permessage-deflate costs far more CPU than it saves on
     loopback and LAN (PERFORMANCE.md).
     """
+    try:
+        parse_uri(url)  # as connect() will, but its InvalidURI quotes the URL, credentials and all
+    except websockets.InvalidURI as exc:
+        raise websockets.InvalidURI(redact(exc.uri), exc.msg) from None
     kwargs = {} if reconnect_delays is None else {"reconnect_delays": reconnect_delays}
     client = connect(
         url,

@@ -34,7 +34,8 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   receipt time, without per-event objects: the recorder's input. A tap never drops: when its
   buffer is full the receive loop waits (backpressure on the socket).
 
-Tokens are never logged and never part of a repr or an exception.
+Tokens are never logged and never part of a repr or an exception, not even one inside the URL
+(its userinfo or query, see :func:`tastyrec.transport.redact`).
 """
 
 from __future__ import annotations
@@ -271,12 +272,17 @@ class DXLinkStreamer:
         self.quote_token_renewals = 0
 
     def __repr__(self) -> str:
-        return f"DXLinkStreamer(url={self.url!r}, connected={self.connected})"
+        return f"DXLinkStreamer(url={self._shown_url!r}, connected={self.connected})"
 
     @property
     def connected(self) -> bool:
         """Whether a connection is open and authorised."""
         return self._transport is not None and self.protocol.state is p.ConnectionState.AUTHORIZED
+
+    @property
+    def _shown_url(self) -> str | None:
+        """The URL as logs, reprs and errors show it: credentials redacted."""
+        return None if self.url is None else transport.redact(self.url)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -288,7 +294,8 @@ class DXLinkStreamer:
             self._tg,
             self._run,
             self.connect_timeout,
-            f"no authorised DXLink connection to {self.url!r} within {self.connect_timeout} s; "
+            f"no authorised DXLink connection to {self._shown_url!r} within "
+            f"{self.connect_timeout} s; "
             "check the URL and that the server is up",
         )
         return self
@@ -330,7 +337,10 @@ class DXLinkStreamer:
             self.url = url
         elif url != self.url:
             self._log_once(
-                "url-change", "= the session's DXLink URL is now %s; kept %s", url, self.url
+                "url-change",
+                "= the session's DXLink URL is now %s; kept %s",
+                transport.redact(url),
+                self._shown_url,
             )
         if token != self._token:
             self.quote_token_renewals += 1
@@ -407,10 +417,10 @@ class DXLinkStreamer:
                     self.stats.connects += 1
                     if not started:
                         started = True
-                        logger.info("= connected to %s", self.url)
+                        logger.info("= connected to %s", self._shown_url)
                         task_status.started()
                     else:
-                        logger.info("= reconnected to %s; subscriptions restored", self.url)
+                        logger.info("= reconnected to %s; subscriptions restored", self._shown_url)
                         if self.gaps and self.gaps[-1].resumed_ns is None:
                             self.gaps[-1].resumed_ns = time.time_ns()
                         if self.reconnect_fn is not None:
@@ -418,7 +428,7 @@ class DXLinkStreamer:
             except* (ConnectionClosed, _Reconnect, OSError) as eg:
                 fatal = self._process_exception(eg)
                 if not self._closing and fatal is None:
-                    logger.warning("= connection to %s lost: %s", self.url, eg.exceptions[0])
+                    logger.warning("= connection to %s lost: %s", self._shown_url, eg.exceptions[0])
                     if started and (not self.gaps or self.gaps[-1].resumed_ns is not None):
                         reason = _reason(eg)
                         self.gaps.append(Gap(self._last_event_ns, time.time_ns(), reason))
@@ -500,7 +510,7 @@ class DXLinkStreamer:
             self._authorized.set()
         elif isinstance(event, p.AuthRejected):
             raise AuthenticationError(
-                f"DXLink server at {self.url!r} rejected the token: {event.reason}; "
+                f"DXLink server at {self._shown_url!r} rejected the token: {event.reason}; "
                 "get a new quote token (they are valid for 24 hours)"
             )
         elif isinstance(event, p.AuthExpired):
@@ -516,7 +526,7 @@ class DXLinkStreamer:
                 "< server error %s on channel %d: %s", event.error, event.channel, event.message
             )
             if event.error == "UNAUTHORIZED" and not self._authorized.is_set():
-                raise AuthenticationError(f"DXLink server at {self.url!r}: {event.message}")
+                raise AuthenticationError(f"DXLink server at {self._shown_url!r}: {event.message}")
         elif isinstance(event, p.Skipped):
             self.stats.skipped[event.reason] += 1
             self._log_once(
@@ -563,7 +573,7 @@ class DXLinkStreamer:
             if now >= deadline:
                 logger.warning(
                     "= no message from %s for %.1f s: connection is dead, reconnecting",
-                    self.url,
+                    self._shown_url,
                     now - self._last_recv,
                 )
                 conn.abort()
