@@ -69,12 +69,15 @@ class ConnectionClosed(TastyrecError):
     Attributes:
         code: the websocket close code, or ``None`` when no close frame was received.
         reason: the close reason sent by the peer (may be empty).
+
+    ``message`` replaces the default text when more is known than code and reason (e.g. that
+    we closed the connection because the server sent a message over our size limit).
     """
 
-    def __init__(self, code: int | None, reason: str = "") -> None:
+    def __init__(self, code: int | None, reason: str = "", *, message: str | None = None) -> None:
         self.code = code
         self.reason = reason
-        super().__init__(f"connection closed: code={code!r} reason={reason!r}")
+        super().__init__(message or f"connection closed: code={code!r} reason={reason!r}")
 
 
 class ConnectionClosedOK(ConnectionClosed):

@@ -122,8 +122,13 @@ def _redact_arg(arg: object) -> object:
 
 
 @contextlib.contextmanager
-def map_exceptions() -> Iterator[None]:
-    """Map websockets' close exceptions to :class:`~tastyrec.exceptions.ConnectionClosed`."""
+def map_exceptions(max_size: int | None = None) -> Iterator[None]:
+    """Map websockets' close exceptions to :class:`~tastyrec.exceptions.ConnectionClosed`.
+
+    Args:
+        max_size: the connection's inbound message limit, named in the error when websockets
+            closed the connection (1009) because a message from the peer exceeded it.
+    """
     try:
         yield
     except websockets.ConnectionClosedOK as exc:
@@ -131,14 +136,32 @@ def map_exceptions() -> Iterator[None]:
         raise ConnectionClosedOK(code, exc.rcvd.reason if exc.rcvd else "") from exc
     except websockets.ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd else None
-        raise ConnectionClosedError(code, exc.rcvd.reason if exc.rcvd else "") from exc
+        reason = exc.rcvd.reason if exc.rcvd else ""
+        message = None
+        if exc.sent is not None and exc.sent.code == 1009 and not exc.rcvd_then_sent:
+            # we closed first, with 1009: websockets' PayloadTooBig (its text is the close reason)
+            limit = "the" if max_size is None else f"the {_size(max_size)}"
+            message = (
+                f"message too big: the server sent a message over {limit} inbound limit "
+                f"({exc.sent.reason}); closed the connection with 1009"
+            )
+        raise ConnectionClosedError(code, reason, message=message) from exc
+
+
+def _size(n: int) -> str:
+    """``67108864`` as ``"64 MiB"``; sizes that are not whole KiB/MiB in bytes."""
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
 
 
 class Transport:
     """One open websocket: send and receive text frames, close."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, max_size: int | None = None) -> None:
         self._ws = ws
+        self._max_size = max_size
 
     async def send(self, data: bytes) -> None:
         """Send UTF-8 JSON bytes as one text frame."""
@@ -147,7 +170,7 @@ class Transport:
 
     async def recv(self) -> bytes:
         """Receive one frame (as bytes, without decoding text to str)."""
-        with map_exceptions():
+        with map_exceptions(self._max_size):
             return await self._ws.recv(decode=False)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -188,7 +211,7 @@ async def connections(
         **kwargs,  # type: ignore[arg-type]
     )
     async for ws in client:
-        yield Transport(ws)
+        yield Transport(ws, max_size)
 
 
 # --- the lifecycle both streamers share (DXLink and account) ---------------------------------

@@ -206,6 +206,11 @@ class DXLinkStreamer:
         keepalive_timeout: seconds of silence after which the connection is considered dead.
         connect_timeout: seconds ``async with`` waits for the first authorised connection.
         reconnect_delays: backoff generator factory (default: websockets' backoff).
+        max_message_bytes: largest FEED_SUBSCRIPTION sent (8,192, where the official JS client
+            splits; larger subscriptions go in several messages).
+        max_inbound_bytes: largest message accepted from the server (64 MiB: candle snapshots
+            are large); a larger one closes the connection with 1009, which is logged, recorded
+            as the gap's reason, and followed by a reconnect. ``None``: no limit.
         tap_rows: rows gathered per event type before a tap batch is flushed.
         tap_interval: seconds between tap flushes of whatever is gathered.
     """
@@ -224,6 +229,7 @@ class DXLinkStreamer:
         keepalive_timeout: float = 60,
         connect_timeout: float = 30,
         max_message_bytes: int = p.MAX_SUBSCRIPTION_BYTES,
+        max_inbound_bytes: int | None = transport.DEFAULT_MAX_SIZE,
         reconnect_delays: Callable[[], Iterator[float]] | None = None,
         tap_rows: int = 4096,
         tap_interval: float = 0.1,
@@ -241,6 +247,7 @@ class DXLinkStreamer:
         self.keepalive_timeout = keepalive_timeout
         self.connect_timeout = connect_timeout
         self.reconnect_delays = reconnect_delays
+        self.max_inbound_bytes = max_inbound_bytes
         self.tap_interval = tap_interval
         self.protocol = p.DXLinkProtocol(
             keepalive_timeout=keepalive_timeout,
@@ -395,7 +402,9 @@ class DXLinkStreamer:
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         assert self.url is not None
         started = False
-        async for conn in transport.connections(self.url, reconnect_delays=self.reconnect_delays):
+        async for conn in transport.connections(
+            self.url, max_size=self.max_inbound_bytes, reconnect_delays=self.reconnect_delays
+        ):
             self._transport = conn
             self._authorized = anyio.Event()
             self._restored = anyio.Event()

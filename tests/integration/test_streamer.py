@@ -459,6 +459,31 @@ async def test_deeply_nested_frames_are_counted_not_fatal(
         assert streamer.stats.connects == 1 and streamer.stats.disconnects == 0
 
 
+async def test_inbound_message_over_the_limit_is_named_and_reconnected(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """websockets closes with 1009 when the server sends more than max_size: the warning and
+    the gap say a message was too big and what the limit is, not ``code=None reason=''``."""
+    limit = 64 * 1024
+    async with make_streamer(sim, max_inbound_bytes=limit) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        await sim.send_raw("x" * (limit + 1))
+        await _wait_until(lambda: streamer.stats.connects == 2)
+        drain(streamer, Quote)
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+    (gap,) = streamer.gaps
+    assert "too big" in gap.reason and "64 KiB" in gap.reason and "1009" in gap.reason, gap
+    assert f"{limit + 1} bytes" in gap.reason  # websockets knew the frame's size
+    (warning,) = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "lost" in r.getMessage()
+    ]
+    assert gap.reason in warning and "code=None" not in warning
+    assert streamer.stats.disconnects == 1
+
+
 async def test_server_error_is_kept(sim: Simulator) -> None:
     async with make_streamer(sim) as streamer:
         await streamer.subscribe(Quote, ["SPY"])

@@ -1,12 +1,16 @@
-"""tastyrec.transport.redact: the one token redactor, on URLs, frames and log lines."""
+"""tastyrec.transport without sockets: the one token redactor (URLs, frames, log lines) and the
+mapping of websockets' close exceptions."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+import websockets
+from websockets.frames import Close
 
-from tastyrec.transport import redact, redacting_logger
+from tastyrec.exceptions import ConnectionClosedError
+from tastyrec.transport import map_exceptions, redact, redacting_logger
 
 S = "s3cr3t-T0KEN"
 
@@ -67,3 +71,42 @@ def test_websockets_header_lines_are_redacted(caplog: pytest.LogCaptureFixture) 
         "< Set-Cookie: <redacted>",
         "> Host: 127.0.0.1:9",
     ]
+
+
+def _closed(exc: Exception, max_size: int | None) -> ConnectionClosedError:
+    with pytest.raises(ConnectionClosedError) as info, map_exceptions(max_size):
+        raise exc
+    assert info.value.__cause__ is exc
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("max_size", "limit"), [(64 * 2**20, "64 MiB"), (8192, "8 KiB"), (1000, "1000 bytes")]
+)
+def test_our_1009_for_an_inbound_message_says_too_big_and_the_limit(max_size, limit):
+    # what websockets raises from recv() after its parser hit PayloadTooBig: it sent 1009 and
+    # dropped the connection, so no close frame was received (this used to read
+    # "connection closed: code=None reason=''")
+    reason = f"frame with {max_size + 1} bytes exceeds limit of {max_size} bytes"
+    for rcvd in (None, Close(1009, reason)):  # the peer may echo our close before we go
+        exc = websockets.ConnectionClosedError(
+            rcvd, Close(1009, reason), rcvd_then_sent=None if rcvd is None else False
+        )
+        closed = _closed(exc, max_size)
+        assert str(closed) == (
+            f"message too big: the server sent a message over the {limit} inbound limit "
+            f"({reason}); closed the connection with 1009"
+        )
+        assert closed.code == (None if rcvd is None else 1009)
+
+
+def test_other_closes_keep_code_and_reason():
+    # the server closing with 1009 (a message of ours too big) is the server's code, not ours
+    exc = websockets.ConnectionClosedError(
+        Close(1009, "too long"), Close(1009, "too long"), rcvd_then_sent=True
+    )
+    closed = _closed(exc, 2**20)
+    assert (closed.code, closed.reason) == (1009, "too long")
+    assert str(closed) == "connection closed: code=1009 reason='too long'"
+    closed = _closed(websockets.ConnectionClosedError(None, None), 2**20)
+    assert str(closed) == "connection closed: code=None reason=''"
