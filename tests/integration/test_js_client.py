@@ -23,15 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pyarrow.parquet as pq
 import pytest
 from anyio.abc import ByteReceiveStream
 
+from tastyrec.replay.feed import ReplayFeed
 from tastyrec.sim import Simulator
 from tastyrec.sim.market import Market
 
 NODE = shutil.which("node")
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 CLIENT = JS_DIR / "client.mjs"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 pytestmark = [
     pytest.mark.node,
@@ -530,3 +533,46 @@ async def test_feed_setup_variants_deliver_the_markets_values(setup: str) -> Non
         for e in run.events:
             assert set(e) <= {*fields[e["eventType"]], "eventType"}, e
     assert_market_values(run, market)
+
+
+def _value(v: Any) -> Any:
+    """A wire value comparable with a recorded one: "NaN" and NaN both become None."""
+    if isinstance(v, str) and v in NAN_STRINGS:
+        v = float(v)
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+@pytest.mark.parametrize(
+    "setup", ["fields", "format,fields,eventType"], ids=["no-format", "eventType"]
+)
+async def test_serve_gives_the_official_client_the_recorded_values(setup: str) -> None:
+    """``tastyrec serve`` (the engine over a ReplayFeed) speaks the same wire: with no format
+    asked for, or eventType asked for, the client gets every recorded SPY quote and trade."""
+
+    def feed() -> ReplayFeed:
+        return ReplayFeed(SAMPLE, speed=math.inf)
+
+    async with Simulator(host="127.0.0.1", port=0, token=TOKEN, feed_factory=feed) as sim:
+        run = await run_client(sim.url, sim.token, (STOCK,), seconds=2.5, setup=setup)
+
+    assert_clean(run)
+    assert run.errors == [], run.describe()
+    assert run.configs and all(c["dataFormat"] == "COMPACT" for c in run.configs), run.configs
+    for event_type, columns in (
+        ("Quote", ("bid_price", "ask_price", "bid_size")),
+        ("Trade", ("price", "size", "day_volume")),
+    ):
+        recorded = pq.read_table(
+            SAMPLE / event_type, columns=list(columns), filters=[("event_symbol", "=", STOCK)]
+        ).to_pylist()
+        wire = (
+            ["bidPrice", "askPrice", "bidSize"]
+            if event_type == "Quote"
+            else ["price", "size", "dayVolume"]
+        )
+        got = run.of(event_type)
+        assert recorded and len(got) == len(recorded), (event_type, len(got), len(recorded))
+        assert all(e["eventType"] == event_type and e["eventSymbol"] == STOCK for e in got)
+        assert [[_value(e[w]) for w in wire] for e in got] == [
+            [_value(r[c]) for c in columns] for r in recorded
+        ]
