@@ -139,7 +139,10 @@ def map_exceptions(max_size: int | None = None) -> Iterator[None]:
         reason = exc.rcvd.reason if exc.rcvd else ""
         message = None
         if exc.sent is not None and exc.sent.code == 1009 and not exc.rcvd_then_sent:
-            # we closed first, with 1009: websockets' PayloadTooBig (its text is the close reason)
+            # we closed first, with 1009: websockets' PayloadTooBig (its text is the close reason).
+            # A close frame received now only echoes ours: not the server's 1009 (which would
+            # mean a message of *ours* was too big), so no code.
+            code, reason = None, ""
             limit = "the" if max_size is None else f"the {_size(max_size)}"
             message = (
                 f"message too big: the server sent a message over {limit} inbound limit "

@@ -645,7 +645,8 @@ class DXLinkProtocol:
         empty = m.FeedSubscription(channel=channel_id, reset=reset or None, **{key: []})
         size = len(m.encode(empty))
         chunk: list[m.Subscription] = []
-        for entry in entries[start:]:
+        for i in range(start, len(entries)):
+            entry = entries[i]
             entry_size = len(m.encode(entry)) + (1 if chunk else 0)
             if chunk and (
                 size + entry_size > self.max_message_bytes or len(chunk) >= self.max_entries

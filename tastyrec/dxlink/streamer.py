@@ -13,7 +13,9 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   ``async with`` block instead of looping; server ``ERROR`` messages are logged at WARNING and kept
   in :attr:`DXLinkStreamer.server_errors`; a close with 1009 (a message of ours over the server's
   size limit) raises :class:`~tastyrec.exceptions.LocalProtocolError`, since the restore on a new
-  connection would be refused the same way; malformed frames and unknown event types are counted in
+  connection would be refused the same way, while a message from the server over
+  ``max_inbound_bytes`` (websockets then closes with 1009 itself) is a lost connection whose
+  reason says so; malformed frames and unknown event types are counted in
   :attr:`DXLinkStreamer.stats` and logged once per kind, never fatal.
 * **Bounded memory.** Each event type's queue holds at most ``queue_size`` events; when a listener
   falls behind, the *oldest* events are dropped and counted (``stats.dropped``). Structs are built
