@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -443,7 +444,8 @@ async def test_deeply_nested_frames_are_counted_not_fatal(
     async with make_streamer(sim) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
         await next_for(streamer, Quote, "SPY")
-        deep = open_ * 1000 + "1" + close * 1000
+        depth = max(1000, sys.getrecursionlimit())  # deep enough whatever the process's limit
+        deep = open_ * depth + "1" + close * depth
         frames = [
             f'{{"type":"FEED_DATA","channel":1,"data":["Quote",[{deep}]]}}',
             f'{{"type":"FEED_DATA","channel":1,"data":[{deep}]}}',

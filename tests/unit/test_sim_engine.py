@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -191,7 +192,8 @@ def test_inbound_keepalive_error_and_garbage_are_tolerated():
 def test_deeply_nested_client_frames_are_invalid_messages(open_, close):
     c = Client()
     c.handshake()
-    deep = open_ * 1000 + "1" + close * 1000
+    depth = max(1000, sys.getrecursionlimit())  # deep enough whatever the process's limit
+    deep = open_ * depth + "1" + close * depth
     for frame in (
         f'{{"type":"FEED_SUBSCRIPTION","channel":1,"add":{deep}}}',
         f'{{"type":"CHANNEL_REQUEST","channel":1,"service":"FEED","parameters":{{"x":{deep}}}}}',
