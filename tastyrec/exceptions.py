@@ -70,12 +70,17 @@ class ConnectionClosed(TastyrecError):
         code: the websocket close code, or ``None`` when no close frame was received.
         reason: the close reason sent by the peer (may be empty); with no ``code``, tastyrec's
             own account of why there is no connection, which is then the whole message.
+
+    ``message`` replaces the default text when more is known than code and reason (e.g. that
+    we closed the connection because the server sent a message over our size limit).
     """
 
-    def __init__(self, code: int | None, reason: str = "") -> None:
+    def __init__(self, code: int | None, reason: str = "", *, message: str | None = None) -> None:
         self.code = code
         self.reason = reason
-        if code is None and reason:  # no close frame: our words, not the peer's
+        if message is not None:
+            super().__init__(message)
+        elif code is None and reason:  # no close frame: our words, not the peer's
             super().__init__(reason)
         else:
             super().__init__(f"connection closed: code={code!r} reason={reason!r}")

@@ -6,6 +6,12 @@ reconnection uses websockets' own exponential backoff, which users tune with the
 ``WEBSOCKETS_BACKOFF_MAX_DELAY`` and ``WEBSOCKETS_BACKOFF_FACTOR`` environment variables (read by
 websockets when it is imported). Foreign exceptions are mapped to tastyrec's at this boundary.
 
+Secrets: :func:`redact` is the one token redactor. Every log line and error message that shows a
+URL or a frame passes through it: a token in a URL's userinfo or query (``--url
+"wss://user:TOKEN@host/realtime?token=TOKEN"``) and the ``token``/``auth-token`` of a frame are
+replaced, and websockets' own DEBUG lines (request line, ``Authorization`` header, frame dumps)
+go through it by the logger adapter both streamers and both simulators use.
+
 tastyrec runs on anyio's asyncio backend because websockets' client is asyncio-based.
 """
 
@@ -24,6 +30,7 @@ import websockets
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.uri import parse_uri
 
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, _unwrap_group
 
@@ -33,6 +40,7 @@ __all__ = (
     "backoff",
     "connections",
     "map_exceptions",
+    "redact",
     "redacting_logger",
     "start_streaming",
     "stop_streaming",
@@ -45,22 +53,64 @@ DEFAULT_MAX_SIZE: Final = 64 * 1024 * 1024
 backoff: Final = websockets.client.backoff
 
 
-_TOKEN_RE: Final = re.compile(r'"token"\s*:\s*"[^"]*"?')
+#: DXLink AUTH ``"token"`` and account-streamer ``"auth-token"`` values in a frame
+_TOKEN_RE: Final = re.compile(r'"(token|auth-token)"\s*:\s*"[^"\']*"?')
+#: the userinfo of a URL: ``scheme://user:password@`` (up to the last ``@`` of the authority)
+_USERINFO_RE: Final = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
+#: a query or fragment parameter whose name looks secret, e.g. ``?token=``, ``&api_key=``
+_SECRET_PARAM_RE: Final = re.compile(
+    r"([?&;#][^=&;#\s]*(?:token|key|secret|passw|pwd|auth|sig|cred)[^=&;#\s]*=)[^&;#\s'\"]*",
+    re.IGNORECASE,
+)
+#: websockets logs request and response headers at DEBUG; these carry credentials
+_SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+REDACTED: Final = "<redacted>"
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, a frame, a log argument, an error message) with its secrets replaced.
+
+    Removes a URL's userinfo (``wss://user:TOKEN@host`` becomes ``wss://host``) and replaces the
+    values of query and fragment parameters named like a token, key, secret, password,
+    authorisation, signature or credential, and of ``"token"``/``"auth-token"`` JSON fields, with
+    ``<redacted>``. Everything else is kept, so a redacted URL still says where it points.
+
+    Example::
+
+        >>> redact("wss://u:TOKEN@host/realtime?token=TOKEN&v=1")
+        'wss://host/realtime?token=<redacted>&v=1'
+    """
+    if "@" in text:
+        text = _USERINFO_RE.sub(r"\1", text)
+    if "=" in text:
+        text = _SECRET_PARAM_RE.sub(rf"\1{REDACTED}", text)
+    if "token" in text:
+        text = _TOKEN_RE.sub(rf'"\1":{REDACTED}', text)
+    return text
 
 
 class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
-    """websockets' client logger with AUTH tokens removed from its frame dumps.
+    """websockets' logger with secrets removed from what it logs.
 
-    At DEBUG, websockets logs every frame it sends (``> TEXT '{"type":"AUTH","token":...}'``).
+    At DEBUG, websockets logs the request line (``> GET /realtime?token=... HTTP/1.1``), every
+    header (``> Authorization: Basic ...`` when the URL has userinfo) and every frame (``> TEXT
+    '{"type":"AUTH","token":...}'``).
     """
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if self.isEnabledFor(level):
+            if (
+                len(args) == 2
+                and isinstance(args[0], str)
+                and args[0].lower() in _SECRET_HEADERS
+                and msg in ("> %s: %s", "< %s: %s")
+            ):
+                args = (args[0], REDACTED)
             super().log(level, msg, *(_redact_arg(a) for a in args), **kwargs)
 
 
 def redacting_logger(name: str) -> logging.LoggerAdapter[logging.Logger]:
-    """A websockets logger (``websockets.client``/``websockets.server``) that redacts tokens."""
+    """A websockets logger (``websockets.client``/``websockets.server``) that redacts secrets."""
     return _RedactingLogger(logging.getLogger(name), {})
 
 
@@ -68,12 +118,18 @@ def _redact_arg(arg: object) -> object:
     if isinstance(arg, int | float):
         return arg
     text = str(arg)
-    return _TOKEN_RE.sub('"token":<redacted>', text) if '"token"' in text else arg
+    redacted = redact(text)
+    return arg if redacted == text else redacted
 
 
 @contextlib.contextmanager
-def map_exceptions() -> Iterator[None]:
-    """Map websockets' close exceptions to :class:`~tastyrec.exceptions.ConnectionClosed`."""
+def map_exceptions(max_size: int | None = None) -> Iterator[None]:
+    """Map websockets' close exceptions to :class:`~tastyrec.exceptions.ConnectionClosed`.
+
+    Args:
+        max_size: the connection's inbound message limit, named in the error when websockets
+            closed the connection (1009) because a message from the peer exceeded it.
+    """
     try:
         yield
     except websockets.ConnectionClosedOK as exc:
@@ -81,14 +137,35 @@ def map_exceptions() -> Iterator[None]:
         raise ConnectionClosedOK(code, exc.rcvd.reason if exc.rcvd else "") from exc
     except websockets.ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd else None
-        raise ConnectionClosedError(code, exc.rcvd.reason if exc.rcvd else "") from exc
+        reason = exc.rcvd.reason if exc.rcvd else ""
+        message = None
+        if exc.sent is not None and exc.sent.code == 1009 and not exc.rcvd_then_sent:
+            # we closed first, with 1009: websockets' PayloadTooBig (its text is the close reason).
+            # A close frame received now only echoes ours: not the server's 1009 (which would
+            # mean a message of *ours* was too big), so no code.
+            code, reason = None, ""
+            limit = "the" if max_size is None else f"the {_size(max_size)}"
+            message = (
+                f"message too big: the server sent a message over {limit} inbound limit "
+                f"({exc.sent.reason}); closed the connection with 1009"
+            )
+        raise ConnectionClosedError(code, reason, message=message) from exc
+
+
+def _size(n: int) -> str:
+    """``67108864`` as ``"64 MiB"``; sizes that are not whole KiB/MiB in bytes."""
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
 
 
 class Transport:
     """One open websocket: send and receive text frames, close."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, max_size: int | None = None) -> None:
         self._ws = ws
+        self._max_size = max_size
 
     async def send(self, data: bytes) -> None:
         """Send UTF-8 JSON bytes as one text frame."""
@@ -97,7 +174,7 @@ class Transport:
 
     async def recv(self) -> bytes:
         """Receive one frame (as bytes, without decoding text to str)."""
-        with map_exceptions():
+        with map_exceptions(self._max_size):
             return await self._ws.recv(decode=False)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -131,6 +208,10 @@ async def connections(
     Raises:
         ConnectionClosedError: the first attempt was refused (``code`` is ``None``).
     """
+    try:
+        parse_uri(url)  # as connect() will, but its InvalidURI quotes the URL, credentials and all
+    except websockets.InvalidURI as exc:
+        raise websockets.InvalidURI(redact(exc.uri), exc.msg) from None
     kwargs = {} if reconnect_delays is None else {"reconnect_delays": reconnect_delays}
     connected = False
 
@@ -139,7 +220,7 @@ async def connections(
         if not connected and _refused(exc):
             return ConnectionClosedError(
                 None,
-                f"cannot connect to {url!r}: connection refused; check the URL (host and "
+                f"cannot connect to {redact(url)!r}: connection refused; check the URL (host and "
                 "port) and that the server is up",
             )
         return websockets.client.process_exception(exc)
@@ -156,7 +237,7 @@ async def connections(
     )
     async for ws in client:
         connected = True
-        yield Transport(ws)
+        yield Transport(ws, max_size)
 
 
 #: errnos of an address that cannot be reached, asyncio's ``Multiple exceptions`` included

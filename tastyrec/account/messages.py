@@ -113,6 +113,10 @@ def decode_frame(raw: str | bytes) -> list[StatusReply | Notification]:
             return [msgspec.json.decode(raw, type=Notification)]
         if frame.results is not None:
             return [msgspec.convert(item, Notification) for item in frame.results]
+    except RecursionError:  # msgspec's answer to JSON nested ~1,000 deep (not a DecodeError)
+        raise RemoteProtocolError(
+            f"malformed frame: nested too deeply; frame {_clip(raw)!r}"
+        ) from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise RemoteProtocolError(f"malformed frame: {exc}; frame {_clip(raw)!r}") from None
     raise RemoteProtocolError(f"frame with no action, type or results: {_clip(raw)!r}")
@@ -126,6 +130,8 @@ def decode_request(raw: str | bytes) -> Request:
     """
     try:
         return _request_decoder.decode(raw)
+    except RecursionError:
+        raise RemoteProtocolError("malformed request: nested too deeply") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise RemoteProtocolError(f"malformed request: {exc}") from None
 

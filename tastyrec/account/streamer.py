@@ -26,7 +26,6 @@ Tokens are never logged and never part of a repr or an exception.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -196,12 +195,17 @@ class AlertStreamer:
         self._closing = False
 
     def __repr__(self) -> str:
-        return f"AlertStreamer(url={self.url!r}, connected={self.connected})"
+        return f"AlertStreamer(url={self._shown_url!r}, connected={self.connected})"
 
     @property
     def connected(self) -> bool:
         """Whether a connection is open with every subscription restored."""
         return self._transport is not None and self._restored.is_set()
+
+    @property
+    def _shown_url(self) -> str:
+        """The URL as logs, reprs and errors show it: credentials redacted."""
+        return transport.redact(self.url)
 
     @property
     def session_id(self) -> str | None:
@@ -223,7 +227,8 @@ class AlertStreamer:
             self._tg,
             self._run,
             self.connect_timeout,
-            f"no account-streamer connection to {self.url!r} within {self.connect_timeout} s; "
+            f"no account-streamer connection to {self._shown_url!r} within "
+            f"{self.connect_timeout} s; "
             "check the URL and that the server is up",
         )
         return self
@@ -268,17 +273,19 @@ class AlertStreamer:
                     self.stats.connects += 1
                     if not started:
                         started = True
-                        logger.info("= connected to %s", self.url)
+                        logger.info("= connected to %s", self._shown_url)
                         task_status.started()
                     else:
                         logger.info(
-                            "= reconnected to %s; %d subscriptions restored", self.url, len(ids)
+                            "= reconnected to %s; %d subscriptions restored",
+                            self._shown_url,
+                            len(ids),
                         )
                         if self.reconnect_fn is not None:
                             await self.reconnect_fn(self, *self.reconnect_args)
             except* (ConnectionClosed, _Reconnect, OSError) as eg:
                 if not self._closing:
-                    logger.warning("= connection to %s lost: %s", self.url, eg.exceptions[0])
+                    logger.warning("= connection to %s lost: %s", self._shown_url, eg.exceptions[0])
             finally:
                 self._transport = None
                 if self._up.is_set():
@@ -405,7 +412,7 @@ class AlertStreamer:
             if now >= deadline:
                 logger.warning(
                     "= nothing from %s for %.1f s: connection is dead, reconnecting",
-                    self.url,
+                    self._shown_url,
                     now - self._last_recv,
                 )
                 conn.abort()
@@ -512,31 +519,3 @@ class AlertStreamer:
     def queued(self, alert_class: type[Any]) -> int:
         """Number of payloads of one class waiting for a listener."""
         return len(self._queue(alert_class).items)
-
-
-# websockets logs every frame at DEBUG; tastyrec.transport's adapter redacts DXLink's "token" but
-# not the account streamer's "auth-token": this filter on the same logger does.
-_AUTH_TOKEN_RE: Final = re.compile(r'"auth-token"\s*:\s*"[^"\']*"?')
-
-
-class _AuthTokenFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args and isinstance(record.args, tuple):
-            record.args = tuple(_redact_arg(a) for a in record.args)
-        return True
-
-
-def _redact_arg(arg: object) -> object:
-    if isinstance(arg, int | float):
-        return arg
-    text = str(arg)
-    return _AUTH_TOKEN_RE.sub('"auth-token":<redacted>', text) if "auth-token" in text else arg
-
-
-def _install_filter() -> None:
-    ws_logger = logging.getLogger("websockets.client")
-    if not any(isinstance(f, _AuthTokenFilter) for f in ws_logger.filters):
-        ws_logger.addFilter(_AuthTokenFilter())
-
-
-_install_filter()

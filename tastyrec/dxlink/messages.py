@@ -3,7 +3,15 @@
 Both sides use these: the client protocol (:mod:`.protocol`) and the simulator
 (:mod:`tastyrec.sim.engine`), so client and fake server cannot drift apart. Field names follow the
 asyncapi specification (``keepaliveTimeout``, ``acceptEventFields``...) through ``rename="camel"``;
-optional fields left at their default are not sent (``omit_defaults``).
+optional fields left at their default are not sent (``omit_defaults``). So the default of a field
+is ``None`` (absent) wherever absent and default mean different things: a real value equal to a
+non-``None`` default would silently vanish from the wire (a ``FEED_CONFIG`` without ``dataFormat``
+makes the official JS client drop every COMPACT message, FIELD_REPORTS.md #1).
+
+Values inside messages are typed as deep as the protocol goes (``FEED_DATA`` holds type names,
+lists of scalars or objects of scalars; channel parameters one level more), so a hostile frame
+nesting arrays a thousand deep is refused at the first nested array instead of being built, and
+any ``RecursionError`` from msgspec is a malformed message like any other.
 
 :func:`decode` maps every failure to :class:`~tastyrec.exceptions.RemoteProtocolError` or
 :class:`UnknownMessage`, never to a msgspec exception. :func:`redact` makes any message safe to log.
@@ -32,6 +40,7 @@ __all__ = (
     "FeedData",
     "FeedSetup",
     "FeedSubscription",
+    "JSONScalar",
     "Keepalive",
     "Message",
     "Setup",
@@ -41,6 +50,12 @@ __all__ = (
     "encode",
     "redact",
 )
+
+
+#: a JSON value with no structure inside (DXLINK.md §8: every event field is one of these)
+JSONScalar = str | int | float | bool | None
+#: a CHANNEL_REQUEST/CHANNEL_OPENED parameter: a scalar, or one level more (DOM ``sources``)
+_Parameter = JSONScalar | list[JSONScalar] | dict[str, JSONScalar]
 
 
 class Message(
@@ -99,14 +114,14 @@ class ChannelRequest(Message, frozen=True, tag="CHANNEL_REQUEST"):
     """Client asks to open a channel for a service (``FEED``)."""
 
     service: str
-    parameters: dict[str, Any] = {}
+    parameters: dict[str, _Parameter] = {}
 
 
 class ChannelOpened(Message, frozen=True, tag="CHANNEL_OPENED"):
     """Server opened the channel; echoes the service and parameters."""
 
     service: str = ""
-    parameters: dict[str, Any] = {}
+    parameters: dict[str, _Parameter] = {}
 
 
 class ChannelCancel(Message, frozen=True, tag="CHANNEL_CANCEL"):
@@ -126,10 +141,15 @@ class FeedSetup(Message, frozen=True, tag="FEED_SETUP"):
 
 
 class FeedConfig(Message, frozen=True, tag="FEED_CONFIG"):
-    """What the server actually applies; ``event_fields`` announces COMPACT field order."""
+    """What the server actually applies; ``event_fields`` announces COMPACT field order.
 
-    aggregation_period: float = 0
-    data_format: str = "COMPACT"
+    asyncapi FeedConfigMessage requires ``aggregationPeriod`` and ``dataFormat``, but its own
+    example omits them, so they decode as ``None`` when absent ("unchanged"); any value given is
+    always sent, ``"COMPACT"`` and ``0`` included.
+    """
+
+    aggregation_period: float | None = None
+    data_format: str | None = None
     event_fields: dict[str, list[str]] | None = None
 
 
@@ -151,9 +171,13 @@ class FeedSubscription(Message, frozen=True, tag="FEED_SUBSCRIPTION"):
 
 
 class FeedData(Message, frozen=True, tag="FEED_DATA"):
-    """Events: COMPACT (``["Quote", [values...], ...]``) or FULL (a list of objects)."""
+    """Events: COMPACT (``["Quote", [values...], ...]``) or FULL (a list of objects).
 
-    data: list[Any]
+    Typed no deeper than the protocol nests: a value that is itself an array or object is a
+    malformed message.
+    """
+
+    data: list[str | list[JSONScalar] | dict[str, JSONScalar]]
 
 
 AnyMessage = (
@@ -200,20 +224,34 @@ def decode(raw: str | bytes) -> AnyMessage | UnknownMessage:
         The message, or :class:`UnknownMessage` for a valid message of an unknown type.
 
     Raises:
-        RemoteProtocolError: not JSON, no string ``type`` / integer ``channel``, or a known type
-            with missing or mistyped fields.
+        RemoteProtocolError: not JSON, no string ``type`` / integer ``channel``, a known type
+            with missing or mistyped fields, or nesting too deep to decode.
     """
+    # msgspec raises RecursionError (not a DecodeError) on a frame nested ~1,000 deep
     try:
         msg: AnyMessage = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
+        why = _why(exc)
         try:
             env = _envelope_decoder.decode(raw)
-        except msgspec.DecodeError:
-            raise RemoteProtocolError(f"malformed message: {exc}; frame {_clip(raw)!r}") from None
+        except (msgspec.DecodeError, RecursionError):
+            raise RemoteProtocolError(f"malformed message: {why}; frame {_clip(raw)!r}") from None
         if env.type in _KNOWN_TYPES:
-            raise RemoteProtocolError(f"invalid {env.type} message: {exc}") from None
-        return UnknownMessage(env.type, env.channel, _raw_decoder.decode(raw))
+            raise RemoteProtocolError(f"invalid {env.type} message: {why}") from None
+        try:
+            fields = _raw_decoder.decode(raw)
+        except RecursionError:
+            raise RemoteProtocolError(
+                f"malformed {env.type!r} message: {_why(RecursionError())}"
+            ) from None
+        return UnknownMessage(env.type, env.channel, fields)
     return msg
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)
 
 
 def encode(msg: msgspec.Struct) -> bytes:

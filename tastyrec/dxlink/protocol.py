@@ -19,7 +19,8 @@ and kept for the life of the object, contract ``AUTO``. Channels are requested o
 *Subscriptions.* :attr:`subscriptions` is the desired state, kept across reconnects. When a channel
 opens, the protocol sends ``FEED_SETUP`` (aggregation period, ``COMPACT``, ``acceptEventFields``
 from the event Struct) and then every desired subscription; while it is open, changes are sent as
-deltas. Every ``FEED_SUBSCRIPTION`` is chunked below :attr:`max_message_bytes` and
+deltas. Every ``FEED_SUBSCRIPTION`` is chunked to at most :attr:`max_message_bytes` (8,192 by
+default: the official JS client's ``maxSendSubscriptionChunkSize``, FIELD_REPORTS.md #7) and
 :attr:`max_entries`, so a large subscription never makes the server close with 1009.
 
 *Reconnect.* Call :meth:`connect` again on a fresh socket: connection and channel states reset,
@@ -51,6 +52,7 @@ from .compact import FieldPlan, full_to_compact, plan
 
 __all__ = (
     "DXLINK_VERSION",
+    "MAX_SUBSCRIPTION_BYTES",
     "AuthExpired",
     "AuthRejected",
     "Authorized",
@@ -71,6 +73,9 @@ __all__ = (
 
 #: SETUP version: protocol 0.1, implementation tastyrec.
 DXLINK_VERSION: Final = f"0.1-tastyrec/{__version__}"
+#: Largest FEED_SUBSCRIPTION sent by default: the official dxFeed JS client splits its
+#: subscriptions at 8,192 characters (``maxSendSubscriptionChunkSize``, FIELD_REPORTS.md #7).
+MAX_SUBSCRIPTION_BYTES: Final = 8192
 
 
 class ConnectionState(enum.Enum):
@@ -149,7 +154,9 @@ class FeedConfigured:
     """FEED_CONFIG: what the server applies on a channel."""
 
     channel: int
-    aggregation_period: float
+    #: None when the server did not say (asyncapi's own FEED_CONFIG example omits it)
+    aggregation_period: float | None
+    #: the channel's data format after this FEED_CONFIG (unchanged if it did not say)
     data_format: str
     event_fields: Mapping[str, tuple[str, ...]]
 
@@ -237,7 +244,10 @@ class DXLinkProtocol:
         keepalive_timeout: seconds we wait for any server message before calling it dead (sent in
             SETUP; the server sends something at least this often).
         accept_keepalive_timeout: the timeout we would like the server to use for us.
-        max_message_bytes: largest FEED_SUBSCRIPTION we send (chunks above it).
+        max_message_bytes: largest FEED_SUBSCRIPTION we send, encoded (larger ones are split).
+            The default is the size the official dxFeed JS client splits at (8,192 characters;
+            counted here in UTF-8 bytes, which is never less). A single entry larger than this
+            is sent alone.
         max_entries: most entries in one FEED_SUBSCRIPTION.
     """
 
@@ -246,7 +256,7 @@ class DXLinkProtocol:
         *,
         keepalive_timeout: float = 60,
         accept_keepalive_timeout: float = 60,
-        max_message_bytes: int = 16 * 1024,
+        max_message_bytes: int = MAX_SUBSCRIPTION_BYTES,
         max_entries: int = 500,
     ) -> None:
         self.keepalive_timeout = keepalive_timeout
@@ -509,13 +519,14 @@ class DXLinkProtocol:
 
     def _on_feed_config(self, msg: m.FeedConfig) -> None:
         channel = self._open_channel(msg.channel, "FEED_CONFIG")
-        channel.data_format = msg.data_format
+        if msg.data_format is not None:
+            channel.data_format = msg.data_format
         if msg.event_fields:
             for name, names in msg.event_fields.items():
                 channel.event_fields[name] = tuple(names)
         self._events.append(
             FeedConfigured(
-                channel.id, msg.aggregation_period, msg.data_format, dict(channel.event_fields)
+                channel.id, msg.aggregation_period, channel.data_format, dict(channel.event_fields)
             )
         )
 
@@ -525,8 +536,8 @@ class DXLinkProtocol:
         out: list[ProtocolEvent] = []
         if data and isinstance(data[0], dict):  # FULL
             grouped, unknown = full_to_compact(data)
-            for p, values in grouped.values():
-                out.append(FeedEvents(channel.id, p, values, p.count(values), recv_ns))
+            for p, rows in grouped.values():
+                out.append(FeedEvents(channel.id, p, rows, p.count(rows), recv_ns))
             out.extend(Skipped("unknown event type", name) for name in unknown)
         else:  # COMPACT: one or more "<Type>", [values...] pairs
             if len(data) % 2:
@@ -606,39 +617,47 @@ class DXLinkProtocol:
         remove: list[m.Subscription] | None = None,
         reset: bool = False,
     ) -> None:
-        """Send FEED_SUBSCRIPTION messages, chunked below the size and entry limits."""
-        first = True
+        """Send FEED_SUBSCRIPTION messages: reset (with the first), removals, additions, each
+        message at most :attr:`max_message_bytes` encoded and :attr:`max_entries` entries."""
+        pending_reset = reset
         for key, entries in (("remove", remove or []), ("add", add or [])):
-            for chunk in self._chunks(entries):
-                kwargs: dict[str, Any] = {key: chunk}
-                if reset and first:
-                    kwargs["reset"] = True
-                self._send(m.FeedSubscription(channel=channel.id, **kwargs))
-                first = False
-        if reset and first:
+            start = 0
+            while start < len(entries):
+                chunk = self._chunk(channel.id, key, entries, start, pending_reset)
+                start += len(chunk)
+                self._send(
+                    m.FeedSubscription(
+                        channel=channel.id, reset=pending_reset or None, **{key: chunk}
+                    )
+                )
+                pending_reset = False
+        if pending_reset:
             self._send(m.FeedSubscription(channel=channel.id, reset=True))
 
-    def _chunks(self, entries: list[m.Subscription]) -> Iterable[list[m.Subscription]]:
+    def _chunk(
+        self, channel_id: int, key: str, entries: list[m.Subscription], start: int, reset: bool
+    ) -> list[m.Subscription]:
+        """The longest run of ``entries`` from ``start`` that fits one message (at least one).
+
+        Sizes are exact: the message without entries (``"add":[]``), plus each entry, plus the
+        commas between them, is what :func:`~.messages.encode` produces.
+        """
+        empty = m.FeedSubscription(channel=channel_id, reset=reset or None, **{key: []})
+        size = len(m.encode(empty))
         chunk: list[m.Subscription] = []
-        size = _ENVELOPE_BYTES
-        for entry in entries:
-            entry_size = len(m.encode(entry)) + 1
+        for i in range(start, len(entries)):
+            entry = entries[i]
+            entry_size = len(m.encode(entry)) + (1 if chunk else 0)
             if chunk and (
                 size + entry_size > self.max_message_bytes or len(chunk) >= self.max_entries
             ):
-                yield chunk
-                chunk, size = [], _ENVELOPE_BYTES
+                break
             chunk.append(entry)
             size += entry_size
-        if chunk:
-            yield chunk
+        return chunk
 
     def _send(self, msg: m.Message) -> None:
         self._outgoing.append(m.encode(msg))
-
-
-# room for {"type":"FEED_SUBSCRIPTION","reset":true,"remove":[],"channel":123}
-_ENVELOPE_BYTES: Final = 80
 
 
 def _symbols(symbols: Iterable[str]) -> list[str]:

@@ -13,7 +13,9 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   ``async with`` block instead of looping; server ``ERROR`` messages are logged at WARNING and kept
   in :attr:`DXLinkStreamer.server_errors`; a close with 1009 (a message of ours over the server's
   size limit) raises :class:`~tastyrec.exceptions.LocalProtocolError`, since the restore on a new
-  connection would be refused the same way; malformed frames and unknown event types are counted in
+  connection would be refused the same way, while a message from the server over
+  ``max_inbound_bytes`` (websockets then closes with 1009 itself) is a lost connection whose
+  reason says so; malformed frames and unknown event types are counted in
   :attr:`DXLinkStreamer.stats` and logged once per kind, never fatal.
 * **Bounded memory.** Each event type's queue holds at most ``queue_size`` events; when a listener
   falls behind, the *oldest* events are dropped and counted (``stats.dropped``). Structs are built
@@ -34,7 +36,8 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   receipt time, without per-event objects: the recorder's input. A tap never drops: when its
   buffer is full the receive loop waits (backpressure on the socket).
 
-Tokens are never logged and never part of a repr or an exception.
+Tokens are never logged and never part of a repr or an exception, not even one inside the URL
+(its userinfo or query, see :func:`tastyrec.transport.redact`).
 """
 
 from __future__ import annotations
@@ -205,6 +208,11 @@ class DXLinkStreamer:
         keepalive_timeout: seconds of silence after which the connection is considered dead.
         connect_timeout: seconds ``async with`` waits for the first authorised connection.
         reconnect_delays: backoff generator factory (default: websockets' backoff).
+        max_message_bytes: largest FEED_SUBSCRIPTION sent (8,192, where the official JS client
+            splits; larger subscriptions go in several messages).
+        max_inbound_bytes: largest message accepted from the server (64 MiB: candle snapshots
+            are large); a larger one closes the connection with 1009, which is logged, recorded
+            as the gap's reason, and followed by a reconnect. ``None``: no limit.
         tap_rows: rows gathered per event type before a tap batch is flushed.
         tap_interval: seconds between tap flushes of whatever is gathered.
     """
@@ -222,7 +230,8 @@ class DXLinkStreamer:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         keepalive_timeout: float = 60,
         connect_timeout: float = 30,
-        max_message_bytes: int = 16 * 1024,
+        max_message_bytes: int = p.MAX_SUBSCRIPTION_BYTES,
+        max_inbound_bytes: int | None = transport.DEFAULT_MAX_SIZE,
         reconnect_delays: Callable[[], Iterator[float]] | None = None,
         tap_rows: int = 4096,
         tap_interval: float = 0.1,
@@ -240,6 +249,7 @@ class DXLinkStreamer:
         self.keepalive_timeout = keepalive_timeout
         self.connect_timeout = connect_timeout
         self.reconnect_delays = reconnect_delays
+        self.max_inbound_bytes = max_inbound_bytes
         self.tap_interval = tap_interval
         self.protocol = p.DXLinkProtocol(
             keepalive_timeout=keepalive_timeout,
@@ -271,12 +281,17 @@ class DXLinkStreamer:
         self.quote_token_renewals = 0
 
     def __repr__(self) -> str:
-        return f"DXLinkStreamer(url={self.url!r}, connected={self.connected})"
+        return f"DXLinkStreamer(url={self._shown_url!r}, connected={self.connected})"
 
     @property
     def connected(self) -> bool:
         """Whether a connection is open and authorised."""
         return self._transport is not None and self.protocol.state is p.ConnectionState.AUTHORIZED
+
+    @property
+    def _shown_url(self) -> str | None:
+        """The URL as logs, reprs and errors show it: credentials redacted."""
+        return None if self.url is None else transport.redact(self.url)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -288,7 +303,8 @@ class DXLinkStreamer:
             self._tg,
             self._run,
             self.connect_timeout,
-            f"no authorised DXLink connection to {self.url!r} within {self.connect_timeout} s; "
+            f"no authorised DXLink connection to {self._shown_url!r} within "
+            f"{self.connect_timeout} s; "
             "check the URL and that the server is up",
         )
         return self
@@ -330,7 +346,10 @@ class DXLinkStreamer:
             self.url = url
         elif url != self.url:
             self._log_once(
-                "url-change", "= the session's DXLink URL is now %s; kept %s", url, self.url
+                "url-change",
+                "= the session's DXLink URL is now %s; kept %s",
+                transport.redact(url),
+                self._shown_url,
             )
         if token != self._token:
             self.quote_token_renewals += 1
@@ -385,7 +404,9 @@ class DXLinkStreamer:
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         assert self.url is not None
         started = False
-        async for conn in transport.connections(self.url, reconnect_delays=self.reconnect_delays):
+        async for conn in transport.connections(
+            self.url, max_size=self.max_inbound_bytes, reconnect_delays=self.reconnect_delays
+        ):
             self._transport = conn
             self._authorized = anyio.Event()
             self._restored = anyio.Event()
@@ -407,10 +428,10 @@ class DXLinkStreamer:
                     self.stats.connects += 1
                     if not started:
                         started = True
-                        logger.info("= connected to %s", self.url)
+                        logger.info("= connected to %s", self._shown_url)
                         task_status.started()
                     else:
-                        logger.info("= reconnected to %s; subscriptions restored", self.url)
+                        logger.info("= reconnected to %s; subscriptions restored", self._shown_url)
                         if self.gaps and self.gaps[-1].resumed_ns is None:
                             self.gaps[-1].resumed_ns = time.time_ns()
                         if self.reconnect_fn is not None:
@@ -418,7 +439,7 @@ class DXLinkStreamer:
             except* (ConnectionClosed, _Reconnect, OSError) as eg:
                 fatal = self._process_exception(eg)
                 if not self._closing and fatal is None:
-                    logger.warning("= connection to %s lost: %s", self.url, eg.exceptions[0])
+                    logger.warning("= connection to %s lost: %s", self._shown_url, eg.exceptions[0])
                     if started and (not self.gaps or self.gaps[-1].resumed_ns is not None):
                         reason = _reason(eg)
                         self.gaps.append(Gap(self._last_event_ns, time.time_ns(), reason))
@@ -500,7 +521,7 @@ class DXLinkStreamer:
             self._authorized.set()
         elif isinstance(event, p.AuthRejected):
             raise AuthenticationError(
-                f"DXLink server at {self.url!r} rejected the token: {event.reason}; "
+                f"DXLink server at {self._shown_url!r} rejected the token: {event.reason}; "
                 "get a new quote token (they are valid for 24 hours)"
             )
         elif isinstance(event, p.AuthExpired):
@@ -516,7 +537,7 @@ class DXLinkStreamer:
                 "< server error %s on channel %d: %s", event.error, event.channel, event.message
             )
             if event.error == "UNAUTHORIZED" and not self._authorized.is_set():
-                raise AuthenticationError(f"DXLink server at {self.url!r}: {event.message}")
+                raise AuthenticationError(f"DXLink server at {self._shown_url!r}: {event.message}")
         elif isinstance(event, p.Skipped):
             self.stats.skipped[event.reason] += 1
             self._log_once(
@@ -563,7 +584,7 @@ class DXLinkStreamer:
             if now >= deadline:
                 logger.warning(
                     "= no message from %s for %.1f s: connection is dead, reconnecting",
-                    self.url,
+                    self._shown_url,
                     now - self._last_recv,
                 )
                 conn.abort()

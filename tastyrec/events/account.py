@@ -29,6 +29,7 @@ raw), never an error. This module imports only msgspec and the standard library.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeAlias
@@ -508,6 +509,28 @@ def _prepare(cls: type[AccountEvent], data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: deepest nesting of arrays/objects accepted in a notification's data (real ones nest ~4 deep)
+_MAX_NESTING: Final = 64
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether decoded JSON nests more than ``limit`` arrays/objects deep (no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def decode_payload(type_name: str, data: Any, timestamp: int | None = None) -> Any:
     """Build the payload Struct of one notification.
 
@@ -520,8 +543,13 @@ def decode_payload(type_name: str, data: Any, timestamp: int | None = None) -> A
         The Struct of :data:`ACCOUNT_TYPES`, or :class:`UnknownNotification` for another type.
 
     Raises:
-        SchemaError: a known type whose data does not fit (a required key missing, a bad value).
+        SchemaError: a known type whose data does not fit (a required key missing, a bad value),
+            or data of any type nesting more than 64 arrays/objects deep.
     """
+    if _nesting_exceeds(data, _MAX_NESTING):
+        # decoded, but close enough to the recursion limit that encoding it again (the
+        # recorder stores unknown or free-form data as JSON text) could raise RecursionError
+        raise SchemaError(f"{type_name} notification data nested deeper than {_MAX_NESTING}")
     cls = ACCOUNT_TYPES.get(type_name)
     if cls is None:
         return UnknownNotification(type_name, data, timestamp)
@@ -529,6 +557,8 @@ def decode_payload(type_name: str, data: Any, timestamp: int | None = None) -> A
         raise SchemaError(f"{type_name} notification data is not an object: {type(data).__name__}")
     try:
         return msgspec.convert(_prepare(cls, data), cls)
+    except RecursionError:
+        raise SchemaError(f"invalid {type_name} notification: nested too deeply") from None
     except msgspec.ValidationError as exc:
         raise SchemaError(f"invalid {type_name} notification: {exc}") from None
 

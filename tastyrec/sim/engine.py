@@ -620,23 +620,25 @@ class ServerConnection:
                     event_fields={name: list(fields)},
                 )
             )
-        plan = [(s.by_wire_name.get(f.lower()), f) for f in fields]
+        plan = [(_field_index(s, f), f) for f in fields]
         if ch.data_format == "FULL":
             rows = [self._full_row(s, plan, name, e) for e in events]
             head = f'{{"type":"FEED_DATA","channel":{ch.id},"data":['
             tail = "]}"
         else:
-            rows = [self._compact_row(s, plan, e) for e in events]
+            rows = [self._compact_row(s, plan, name, e) for e in events]
             head = f'{{"type":"FEED_DATA","channel":{ch.id},"data":["{name}",['
             tail = "]]}"
         self._frames(head, tail, rows)
 
     @staticmethod
-    def _compact_row(s: EventSpec, plan: list[tuple[int | None, str]], e: Event) -> str:
+    def _compact_row(s: EventSpec, plan: list[tuple[int | None, str]], name: str, e: Event) -> str:
         values: list[Any] = []
         for i, _ in plan:
             if i is None:
                 values.append(None)
+            elif i == _EVENT_TYPE:  # production puts the type name there (FIELD_REPORTS #2)
+                values.append(name)
             else:
                 f = s.fields[i]
                 values.append(_json_value(f.kind, getattr(e, f.name)))
@@ -644,9 +646,9 @@ class ServerConnection:
 
     @staticmethod
     def _full_row(s: EventSpec, plan: list[tuple[int | None, str]], name: str, e: Event) -> str:
-        row: dict[str, Any] = {"eventType": name}
+        row: dict[str, Any] = {"eventType": name}  # every FULL object has it (DXLINK.md §8)
         for i, wire in plan:
-            if i is None:
+            if i is None or i == _EVENT_TYPE:
                 continue
             f = s.fields[i]
             value = getattr(e, f.name)
@@ -692,3 +694,15 @@ class ServerConnection:
 
 
 _ENCODER: Final = msgspec.json.Encoder()
+#: plan index of the ``eventType`` pseudo-field: not a Struct field, but a field clients may ask
+#: for in ``acceptEventFields``; its value is the event type's name
+_EVENT_TYPE: Final = -1
+
+
+def _field_index(s: EventSpec, wire: str) -> int | None:
+    """Index of the Struct field a requested name means (case-insensitive), ``_EVENT_TYPE``, or
+    None for a name the event does not have (sent as null)."""
+    key = wire.lower()
+    if key == "eventtype":
+        return _EVENT_TYPE
+    return s.by_wire_name.get(key)

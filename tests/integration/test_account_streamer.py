@@ -258,22 +258,30 @@ async def test_malformed_frames_and_payloads_are_counted_not_fatal(sim: AccountS
     async with make_streamer(sim) as streamer:
         await streamer.subscribe_accounts([sim.account_number])
         await sim.send_raw("this is not JSON {")
+        await sim.send_raw('{"type":"Order","data":' + "[" * 1000 + "]" * 1000 + "}")  # too deep
         await sim.send_notification("Order", {"id": "bad"})
         with anyio.fail_after(WAIT_S):
             oid = await sim.place_order([("SPY", "Buy to Open", 1)])
             await until_status(streamer, oid, "Received")
-        assert streamer.stats.bad_frames == 2
+        assert streamer.stats.bad_frames == 3
         assert streamer.stats.skipped == {"bad Order": 1}
 
 
 async def test_tokens_never_reach_the_logs(sim: AccountSimulator, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.DEBUG)
-    async with make_streamer(sim) as streamer:
+    # a token in the URL too (userinfo and query) is redacted by the same helper as DXLink's
+    url = f"ws://me:{TOKEN}@127.0.0.1:{sim.port}/?token={TOKEN}"
+    async with make_streamer(sim, url=url) as streamer:
         await streamer.subscribe_accounts([sim.account_number])
         await streamer.subscribe_quote_alerts()
         assert TOKEN not in repr(streamer)
+        await sim.drop()
+        with anyio.fail_after(WAIT_S):
+            while streamer.stats.connects < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "auth-token" in text  # frames were logged...
+    assert "GET /?token=<redacted> HTTP/1.1" in text and "lost" in text  # ...the URL too...
     assert TOKEN not in text  # ...without the token
 
 

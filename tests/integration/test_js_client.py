@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pyarrow.parquet as pq
 import pytest
 from anyio.abc import ByteReceiveStream
 
+from tastyrec.replay.feed import ReplayFeed
 from tastyrec.sim import Simulator
+from tastyrec.sim.market import Market
 
 NODE = shutil.which("node")
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 CLIENT = JS_DIR / "client.mjs"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 pytestmark = [
     pytest.mark.node,
@@ -132,7 +136,8 @@ class ClientRun:
     configs: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
-    requested: dict[str, list[str]] = field(default_factory=dict)
+    #: the acceptEventFields sent; None when the run asked for no fields
+    requested: dict[str, list[str]] | None = field(default_factory=dict)
     summary: dict[str, Any] | None = None
     #: index into ``events`` of the first event after each ``auth:AUTHORIZED``
     authorized_at: list[int] = field(default_factory=list)
@@ -191,8 +196,10 @@ async def run_client(
     seconds: float = RUN_S,
     tolerate: tuple[str, ...] = (),
     during: Any = None,
+    setup: str | None = None,
 ) -> ClientRun:
-    """Run ``client.mjs`` for ``seconds``; ``during`` (an async callable) runs alongside it."""
+    """Run ``client.mjs`` for ``seconds``; ``during`` (an async callable) runs alongside it;
+    ``setup`` is the script's DXLINK_SETUP (what FEED_SETUP asks for)."""
     if not (JS_DIR / "node_modules").is_dir():
         pytest.fail(
             "tests/js/node_modules is missing: run `npm ci --prefix tests/js` "
@@ -203,6 +210,7 @@ async def run_client(
         **os.environ,
         "DXLINK_TRACE": "1",
         "DXLINK_TOLERATE_ERRORS": ",".join(tolerate),
+        **({} if setup is None else {"DXLINK_SETUP": setup}),
     }
     command = [NODE, str(CLIENT), url, token or "-", str(seconds), *symbols]
     out: list[bytes] = []
@@ -243,11 +251,20 @@ def assert_clean(run: ClientRun) -> None:
     assert run.returncode == 0, run.describe()
 
 
+def announced(run: ClientRun) -> dict[str, list[str]]:
+    """The eventFields of every FEED_CONFIG, merged as the client merges them."""
+    merged: dict[str, list[str]] = {}
+    for config in run.configs:
+        merged.update(config.get("eventFields") or {})
+    return merged
+
+
 def assert_values_sane(run: ClientRun) -> None:
     """Every event carries exactly the configured fields, each with a value of its wire type."""
+    fields = announced(run)
     for event in run.events:
         event_type = event["eventType"]
-        expected = set(run.requested[event_type]) | {"eventType"}
+        expected = set(fields[event_type]) | {"eventType"}
         assert set(event) == expected, (event_type, sorted(set(event) ^ expected))
         for name, value in event.items():
             if name == "eventType":
@@ -296,6 +313,7 @@ async def test_token_mode_all_types() -> None:
     for config in run.configs:
         assert config["dataFormat"] == "COMPACT", config
         merged.update(config["eventFields"])
+    assert run.requested is not None
     for event_type in ALL_TYPES:
         assert merged.get(event_type) == run.requested[event_type], event_type
 
@@ -429,3 +447,132 @@ async def test_expire_token_reauths() -> None:
     assert run.states[i - 1] == "auth:UNAUTHORIZED", run.describe()
     assert "auth:AUTHORIZED" in run.states[i:], run.describe()
     assert_keeps_receiving(run)
+
+
+# --- what FEED_SETUP asks for (every field is optional) ----------------------------------------
+
+
+def assert_market_values(run: ClientRun, market: Market) -> None:
+    """The values the application receives are the simulator market's, not just well-typed:
+    each Quote is the market's quote at some instant, each print the market's print."""
+    quotes = run.of("Quote")
+    assert quotes, run.describe()
+    for q in quotes[:20]:
+        # the market's quote at t_ms has bidTime in [t_ms - 500, t_ms]
+        matches = [
+            m
+            for t_ms in range(q["bidTime"], q["bidTime"] + 501)
+            if (m := market.quote(STOCK, t_ms)).bid_time == q["bidTime"]
+            and m.ask_time == q["askTime"]
+        ]
+        assert any(
+            (m.bid_price, m.ask_price, m.bid_exchange_code, m.ask_exchange_code)
+            == (q["bidPrice"], q["askPrice"], q["bidExchangeCode"], q["askExchangeCode"])
+            and m.ask_size == num(q["askSize"])
+            for m in matches
+        ), q
+    prints = run.of("TimeAndSale")
+    assert prints, run.describe()
+    for t in prints[:20]:
+        (m,) = market.time_and_sales(STOCK, t["time"] - 1, t["time"])
+        assert (m.price, m.size, m.aggressor_side) == (t["price"], t["size"], t["aggressorSide"])
+    for t in run.of("Trade")[:20]:
+        m = market.trade(STOCK, t["time"])
+        assert m is not None and (m.time, m.price, m.size) == (t["time"], t["price"], t["size"])
+
+
+SETUPS = {
+    # no acceptDataFormat: FEED_CONFIG must still say COMPACT, or the client drops every event
+    "no-format": "period,fields",
+    "fields-only": "fields",
+    # no FEED_SETUP at all: the server's default fields, announced with the format
+    "nothing": "",
+    # eventType asked for: production puts the type name in that slot (FIELD_REPORTS #2)
+    "eventType": "format,fields,eventType",
+    "eventType-FULL": "FULL,fields,eventType",
+}
+
+
+@pytest.mark.parametrize("setup", SETUPS.values(), ids=SETUPS.keys())
+async def test_feed_setup_variants_deliver_the_markets_values(setup: str) -> None:
+    """Whatever FEED_SETUP names (or omits), the official client decodes every message, the
+    application sees ``eventType == "Quote"`` on quotes, and the prices are the market's."""
+    async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
+        run = await run_client(sim.url, sim.token, (STOCK,), seconds=2.5, setup=setup)
+        market = sim.market
+
+    assert_clean(run)  # the client logs "Cannot parse data" for each message it drops
+    assert run.errors == [], run.describe()
+    words = set(setup.split(","))
+    data_format = "FULL" if "FULL" in words else "COMPACT"
+    assert run.configs, run.describe()
+    for config in run.configs:  # FIELD_REPORTS #1: every FEED_CONFIG states the format
+        assert config["dataFormat"] == data_format, config
+    if "period" in words:
+        assert all(c["aggregationPeriod"] == 0.1 for c in run.configs), run.configs
+    fields = announced(run)
+    if "fields" in words:
+        assert run.requested is not None
+        assert {t: fields[t] for t in run.requested if t in fields} == {
+            t: run.requested[t] for t in fields
+        }
+    else:
+        assert run.requested is None
+    for event_type in (*STOCK_TYPES, "Candle"):
+        events = run.of(event_type)
+        assert events, f"no {event_type} events\n{run.describe()}"
+        assert all(e["eventSymbol"] in (STOCK, CANDLE_ECHOED) for e in events), events[:3]
+    # routing by eventType works: never null, always the type the client counted it as
+    assert run.summary is not None and set(run.summary["summary"]) == {*STOCK_TYPES, "Candle"}
+    assert all(isinstance(e["eventType"], str) for e in run.events)
+    if "eventType" in words:
+        assert all(f[0] == "eventType" for f in fields.values()), fields
+    if data_format == "COMPACT":
+        assert_values_sane(run)
+    else:  # FULL omits absent (null) fields, so check what is there
+        for e in run.events:
+            assert set(e) <= {*fields[e["eventType"]], "eventType"}, e
+    assert_market_values(run, market)
+
+
+def _value(v: Any) -> Any:
+    """A wire value comparable with a recorded one: "NaN" and NaN both become None."""
+    if isinstance(v, str) and v in NAN_STRINGS:
+        v = float(v)
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+@pytest.mark.parametrize(
+    "setup", ["fields", "format,fields,eventType"], ids=["no-format", "eventType"]
+)
+async def test_serve_gives_the_official_client_the_recorded_values(setup: str) -> None:
+    """``tastyrec serve`` (the engine over a ReplayFeed) speaks the same wire: with no format
+    asked for, or eventType asked for, the client gets every recorded SPY quote and trade."""
+
+    def feed() -> ReplayFeed:
+        return ReplayFeed(SAMPLE, speed=math.inf)
+
+    async with Simulator(host="127.0.0.1", port=0, token=TOKEN, feed_factory=feed) as sim:
+        run = await run_client(sim.url, sim.token, (STOCK,), seconds=2.5, setup=setup)
+
+    assert_clean(run)
+    assert run.errors == [], run.describe()
+    assert run.configs and all(c["dataFormat"] == "COMPACT" for c in run.configs), run.configs
+    for event_type, columns in (
+        ("Quote", ("bid_price", "ask_price", "bid_size")),
+        ("Trade", ("price", "size", "day_volume")),
+    ):
+        recorded = pq.read_table(
+            SAMPLE / event_type, columns=list(columns), filters=[("event_symbol", "=", STOCK)]
+        ).to_pylist()
+        wire = (
+            ["bidPrice", "askPrice", "bidSize"]
+            if event_type == "Quote"
+            else ["price", "size", "dayVolume"]
+        )
+        got = run.of(event_type)
+        assert recorded and len(got) == len(recorded), (event_type, len(got), len(recorded))
+        assert all(e["eventType"] == event_type and e["eventSymbol"] == STOCK for e in got)
+        assert [[_value(e[w]) for w in wire] for e in got] == [
+            [_value(r[c]) for c in columns] for r in recorded
+        ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import logging
 import math
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -201,6 +204,58 @@ async def test_source_never_carries_credentials(tmp_path: Path) -> None:
         assert b"secret" not in path.read_bytes() and b"p@h" not in path.read_bytes()
 
 
+async def test_a_token_in_the_url_reaches_no_log_error_or_file(
+    sim: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--url "ws://user:TOKEN@host/...?token=TOKEN"``: a connect, a disconnect and a reconnect
+    logged at DEBUG (ours and websockets': request line, Authorization header), reprs, errors,
+    Parquet metadata and the bookkeeping tables never show the token."""
+    caplog.set_level(logging.DEBUG)
+    secret = "url-secret-7d1e04"
+    url = f"ws://tastyuser:{secret}@127.0.0.1:{sim.port}/realtime?token={secret}&apiKey={secret}"
+    async with streamer_for(sim, url=url) as streamer:
+        async with Recorder(tmp_path, streamer) as recorder:
+            await streamer.subscribe(Quote, ["SPY"])
+            await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
+            await sim.drop()
+            await wait_until(lambda: streamer.stats.connects == 2)
+            before = recorder.stats.rows["Quote"]
+            await wait_until(lambda: recorder.stats.rows["Quote"] > before)
+        shown = repr(streamer)
+    errors = []
+    for bad_url, error in (
+        (url.replace("ws://", "http://"), Exception),  # websockets' InvalidURI quotes the URL
+        (url.replace(f"{sim.port}", "1"), Exception),  # nothing listens there
+    ):
+        with anyio.fail_after(WAIT_S + 5), pytest.raises(error) as info:
+            async with streamer_for(sim, url=bad_url, connect_timeout=1.0):
+                pass
+        errors.append("".join(traceback.format_exception(info.value)))
+
+    log = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    redacted = f"ws://127.0.0.1:{sim.port}/realtime?token=<redacted>&apiKey=<redacted>"
+    assert f"connected to {redacted}" in log and f"connection to {redacted} lost" in log
+    assert "GET /realtime?token=<redacted>&apiKey=<redacted> HTTP/1.1" in log  # websockets DEBUG
+    assert "Authorization: <redacted>" in log
+    assert redacted in shown and "InvalidURI" in errors[0]
+    basic = base64.b64encode(f"tastyuser:{secret}".encode()).decode()
+    files = {
+        str(path): path.read_bytes()
+        for path in tmp_path.rglob("*")
+        if path.is_file() and not path.name.endswith(".lock")
+    }
+    assert any("_sessions" in p for p in files) and any("_gaps" in p for p in files)
+    assert any(p.endswith(".parquet") and "Quote" in p for p in files)
+    for text in (log, shown, *errors):
+        assert secret not in text and basic not in text
+    for path, data in files.items():
+        assert secret.encode() not in data and basic.encode() not in data, path
+    (session,) = pl.read_parquet(tmp_path / "_sessions" / "*.parquet")["source"].to_list()
+    assert session == f"ws://127.0.0.1:{sim.port}/realtime"  # "URL without credentials"
+    meta = pq.read_metadata(next(tmp_path.glob("Quote/*/*.parquet"))).metadata
+    assert meta[b"tastyrec.source"] == session.encode()
+
+
 # --- gaps -----------------------------------------------------------------------------------------
 
 
@@ -244,6 +299,8 @@ async def test_bad_input_is_counted_and_the_stream_continues(
             await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
             channel = next(c.id for c in streamer.protocol.channels.values())
             width = len(streamer.protocol.channels[channel].event_fields["Quote"])
+            deep_arrays = "[" * 1000 + "]" * 1000
+            deep_objects = '{"a":' * 1000 + "1" + "}" * 1000
             bad = [
                 "this is not JSON {",
                 json.dumps({"type": "FEED_DATA", "channel": channel, "data": ["Quote", [1, 2]]}),
@@ -258,14 +315,18 @@ async def test_bad_input_is_counted_and_the_stream_continues(
                     }
                 ),
                 json.dumps({"type": "MYSTERY"}),
+                # ~2 KB nesting 1,000 deep: msgspec's RecursionError used to end the recording
+                f'{{"type":"FEED_DATA","channel":{channel},"data":["Quote",{deep_arrays}]}}',
+                f'{{"type":"FEED_DATA","channel":{channel},"data":[{deep_objects}]}}',
             ]
             for frame in bad:
                 await sim.send_raw(frame)
-            await wait_until(lambda: recorder.stats.bad >= 3 and recorder.stats.skipped)
+            await wait_until(lambda: recorder.stats.bad >= 5 and recorder.stats.skipped)
             before = recorder.stats.rows["Quote"]
             await wait_until(lambda: recorder.stats.rows["Quote"] > before)  # still recording
-    assert recorder.stats.bad >= 3
+    assert recorder.stats.bad >= 5
     assert sum(recorder.stats.skipped.values()) >= 1
+    assert streamer.stats.connects == 1 and streamer.stats.disconnects == 0
     quotes = pl.read_parquet(tmp_path / "Quote" / "*" / "*.parquet")
     assert quotes.height == recorder.stats.rows["Quote"]
     assert quotes["event_symbol"].unique().to_list() == ["SPY"]

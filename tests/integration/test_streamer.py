@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -436,6 +437,56 @@ async def test_malformed_frame_is_counted(sim: Simulator) -> None:
         assert sim.connection_count == 1
 
 
+@pytest.mark.parametrize("open_, close", [("[", "]"), ('{"a":', "}")], ids=["arrays", "objects"])
+async def test_deeply_nested_frames_are_counted_not_fatal(
+    sim: Simulator, open_: str, close: str
+) -> None:
+    """A ~2 KB frame nesting 1,000 deep (RecursionError in msgspec) is a skipped bad frame."""
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        depth = max(1000, sys.getrecursionlimit())  # deep enough whatever the process's limit
+        deep = open_ * depth + "1" + close * depth
+        frames = [
+            f'{{"type":"FEED_DATA","channel":1,"data":["Quote",[{deep}]]}}',
+            f'{{"type":"FEED_DATA","channel":1,"data":[{deep}]}}',
+            f'{{"type":"MYSTERY","channel":1,"x":{deep}}}',
+            deep,
+        ]
+        for frame in frames:
+            await sim.send_raw(frame)
+        await barrier(sim, streamer)
+        assert streamer.stats.bad_frames == len(frames)
+        drain(streamer, Quote)
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+        assert streamer.stats.connects == 1 and streamer.stats.disconnects == 0
+
+
+async def test_inbound_message_over_the_limit_is_named_and_reconnected(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """websockets closes with 1009 when the server sends more than max_size: the warning and
+    the gap say a message was too big and what the limit is, not ``code=None reason=''``."""
+    limit = 64 * 1024
+    async with make_streamer(sim, max_inbound_bytes=limit) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await next_for(streamer, Quote, "SPY")
+        await sim.send_raw("x" * (limit + 1))
+        await _wait_until(lambda: streamer.stats.connects == 2)
+        drain(streamer, Quote)
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+    (gap,) = streamer.gaps
+    assert "too big" in gap.reason and "64 KiB" in gap.reason and "1009" in gap.reason, gap
+    assert f"{limit + 1} bytes" in gap.reason  # websockets knew the frame's size
+    (warning,) = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "lost" in r.getMessage()
+    ]
+    assert gap.reason in warning and "code=None" not in warning
+    assert streamer.stats.disconnects == 1
+
+
 async def test_server_error_is_kept(sim: Simulator) -> None:
     async with make_streamer(sim) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
@@ -568,7 +619,8 @@ async def test_slow_listener_bounded_memory(sim: Simulator) -> None:
 
 
 async def test_large_subscription_is_chunked() -> None:
-    config = sim_config(quote_rate_hz=1.0)
+    # a server that refuses anything larger than the official JS client sends (FIELD_REPORTS #7)
+    config = sim_config(quote_rate_hz=1.0, max_inbound_bytes=8192)
     symbols = [f"S{i:04d}" for i in range(3000)]
     async with (
         Simulator(seed=7, token=TOKEN, config=config) as sim,
@@ -580,7 +632,7 @@ async def test_large_subscription_is_chunked() -> None:
         msgs = subscriptions_sent(sim)
         assert len(msgs) >= 6
         for msg in msgs:
-            assert len(m.encode(msg)) <= 16 * 1024
+            assert len(m.encode(msg)) <= 8192
             assert len(msg.add or ()) <= 500
         assert [s.symbol for s in added(msgs)] == symbols
         assert sim.connection_count == 1

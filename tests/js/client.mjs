@@ -13,7 +13,7 @@
 //                                                   by the client ("NaN" strings stay strings)
 //   {"state": "connection:CONNECTED", "t": ms}       client, auth and channel state changes, and
 //                                                   app actions ("app:reauth", "app:reconnect")
-//   {"requested": {type: [field...]}}                 the acceptEventFields sent (first line)
+//   {"requested": {type: [field...]} | null}          the acceptEventFields sent (first line)
 //   {"config": {...}}                                each FEED_CONFIG as merged by the client
 //   {"error": {"type": ..., "message": ...}}         DXLink errors published by the client
 //   {"log": "error"|"warn", "message": ...}          anything the client logged via console
@@ -22,6 +22,11 @@
 // types listed in the env var DXLINK_TOLERATE_ERRORS, comma separated, are reported but
 // tolerated); 2 on bad usage or an uncaught exception.
 // DXLINK_TRACE=1 writes every raw frame to stderr as {"dir": ">"|"<", "frame": "..."}.
+// DXLINK_SETUP chooses what feed.configure() asks for in FEED_SETUP (every field is optional), as
+// comma-separated words: "period" (acceptAggregationPeriod 0.1), "format" (acceptDataFormat
+// COMPACT), "FULL" (acceptDataFormat FULL), "fields" (acceptEventFields below), "eventType"
+// (with "eventType" first in every field list). Default "period,format,fields"; "" asks for
+// nothing, and the client then sends no FEED_SETUP at all.
 //
 // Node 20 has no global WebSocket and the client calls `new WebSocket(url)`, so the `ws`
 // package is installed as globalThis.WebSocket (always, so every Node version runs the same
@@ -206,18 +211,30 @@ client.addErrorListener((error) => {
   out({ error: { type: error.type, message: error.message } })
 })
 
-out({ requested: EVENT_FIELDS })
+const setupWords = new Set(
+  (process.env.DXLINK_SETUP ?? 'period,format,fields').split(',').filter((s) => s !== '')
+)
+const acceptConfig = {}
+if (setupWords.has('period')) acceptConfig.acceptAggregationPeriod = 0.1
+if (setupWords.has('format')) acceptConfig.acceptDataFormat = FeedDataFormat.COMPACT
+if (setupWords.has('FULL')) acceptConfig.acceptDataFormat = FeedDataFormat.FULL
+if (setupWords.has('fields')) {
+  acceptConfig.acceptEventFields = Object.fromEntries(
+    Object.entries(EVENT_FIELDS).map(([type, fields]) => [
+      type,
+      setupWords.has('eventType') ? ['eventType', ...fields] : fields,
+    ])
+  )
+}
+
+out({ requested: acceptConfig.acceptEventFields ?? null })
 if (token !== undefined) client.setAuthToken(token)
 client.connect(url)
 
 const feed = new DXLinkFeed(client, FeedContract.AUTO)
 feed.addStateChangeListener((next) => state('channel:' + next))
 feed.addConfigChangeListener((config) => out({ config }))
-feed.configure({
-  acceptAggregationPeriod: 0.1,
-  acceptDataFormat: FeedDataFormat.COMPACT,
-  acceptEventFields: EVENT_FIELDS,
-})
+feed.configure(acceptConfig)
 feed.addEventListener((events) => {
   for (const event of events) {
     counts[event.eventType] = (counts[event.eventType] ?? 0) + 1

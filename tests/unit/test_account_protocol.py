@@ -133,12 +133,42 @@ def test_notifications_batches_unknown_types_and_bad_payloads():
     assert isinstance(bad, p.Skipped) and bad.reason == "bad Order"
 
 
-@pytest.mark.parametrize("frame", ["not json", "[1, 2]", '{"hello": 1}', '{"type": 5}'])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "[1, 2]",
+        '{"hello": 1}',
+        '{"type": 5}',
+        # nesting 1,000 deep (~2 KB): msgspec raises RecursionError, not a DecodeError
+        '{"type":"Order","data":' + '{"a":' * 1000 + "1" + "}" * 1000 + "}",
+        '{"results":[' + "[" * 1000 + "]" * 1000 + "]}",
+        '{"action":"heartbeat","status":"ok","value":' + "[" * 1000 + "]" * 1000 + "}",
+    ],
+)
 def test_malformed_frames_raise_remote_protocol_error(frame):
     proto = p.AccountProtocol()
     proto.connect(TOKEN)
     with pytest.raises(RemoteProtocolError):
         proto.receive_text(frame, 0)
+
+
+@pytest.mark.parametrize("type_name", ["Order", "SomethingNew"])
+def test_data_nested_within_the_recursion_limit_but_absurdly_deep_is_skipped(type_name):
+    """Decodable (100 < the recursion limit) but nested so deep that storing it (unknown data
+    is kept as JSON text) could hit the limit at a deeper stack: skipped, counted, not fatal."""
+    proto = p.AccountProtocol()
+    proto.connect(TOKEN)
+    proto.data_to_send()
+    data = '{"a":' * 100 + "1" + "}" * 100
+    proto.receive_text(f'{{"type":"{type_name}","data":{data},"timestamp":5}}', 7)
+    ok = {"type": "SomethingNew", "data": {"a": {"b": [1, {"c": 2}]}}, "timestamp": 6}
+    proto.receive_text(json.dumps(ok), 8)
+    bad, fine = proto.events_received()
+    assert isinstance(bad, p.Skipped) and bad.reason == f"bad {type_name}"
+    assert "nested deeper than 64" in bad.detail
+    assert isinstance(fine, p.NotificationReceived)
+    assert fine.event == UnknownNotification("SomethingNew", ok["data"], 6)
 
 
 def test_requests_never_show_the_token():

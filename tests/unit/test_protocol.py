@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 
@@ -190,18 +191,63 @@ def test_candle_subscription_carries_from_time_in_ms():
 
 def test_large_subscriptions_are_chunked():
     proto = authorized()
+    assert proto.max_message_bytes == p.MAX_SUBSCRIPTION_BYTES == 8192  # FIELD_REPORTS #7
     proto.max_entries = 500
     symbols = [f".SPY261218C{strike}" for strike in range(1200)]
     proto.subscribe(Quote, symbols)
     sent(proto)
-    messages = open_channel(proto, 1)[1:]
+    proto.receive_text(json.dumps({"type": "CHANNEL_OPENED", "channel": 1, "service": "FEED"}))
+    raw = proto.data_to_send()[1:]
+    messages = [json.loads(x) for x in raw]
     assert len(messages) >= 3
-    assert all(
-        len(json.dumps(x, separators=(",", ":"))) <= proto.max_message_bytes for x in messages
-    )
+    assert all(len(x) <= 8192 for x in raw)
     assert all(len(x["add"]) <= 500 for x in messages)
     assert [e["symbol"] for x in messages for e in x["add"]] == symbols
     assert messages[0]["reset"] is True and all("reset" not in x for x in messages[1:])
+    # every chunk is as full as it may be: the next chunk's first entry would not have fitted
+    for chunk, following in zip(raw, messages[1:], strict=False):
+        first = json.dumps(following["add"][0], separators=(",", ":"))
+        assert len(chunk) + 1 + len(first) > 8192
+
+
+def _subscription_sizes(symbols: list[str], limit: int, reset: bool) -> list[int]:
+    """Encoded sizes of the FEED_SUBSCRIPTIONs adding ``symbols``: all of them restored with
+    ``reset`` when the channel opens, or added as a delta to a channel already open."""
+    proto = authorized()
+    proto.max_message_bytes = limit
+    if reset:
+        proto.subscribe(Quote, symbols)
+        sent(proto)
+        proto.receive_text(json.dumps({"type": "CHANNEL_OPENED", "channel": 1, "service": "FEED"}))
+        raw = proto.data_to_send()[1:]  # after FEED_SETUP
+    else:
+        proto.subscribe(Quote, ["OTHER"])
+        sent(proto)
+        open_channel(proto, 1)
+        proto.subscribe(Quote, symbols)
+        raw = proto.data_to_send()
+    messages = [json.loads(x) for x in raw]
+    assert [e["symbol"] for x in messages for e in x["add"]] == symbols
+    assert [x.get("reset", False) for x in messages] == [reset] + [False] * (len(raw) - 1)
+    return [len(x) for x in raw]
+
+
+@pytest.mark.parametrize("reset", [True, False], ids=["reset+add", "add"])
+def test_subscription_chunk_boundary_is_exact(reset):
+    """A message exactly at the limit is sent whole; at one byte less it splits in two, the
+    first as full as the limit allows."""
+    symbols = [f"SYM{i:03d}" for i in range(40)]
+    entry = len('{"type":"Quote","symbol":"SYM000"}')
+    (whole,) = _subscription_sizes(symbols, 100_000, reset)
+    assert _subscription_sizes(symbols, whole, reset) == [whole]
+    first, second = _subscription_sizes(symbols, whole - 1, reset)
+    assert first <= whole - 1 < first + 1 + entry
+    # exact accounting: the second message repeats the envelope and drops one comma
+    envelope = len('{"type":"FEED_SUBSCRIPTION","channel":1,"add":[]}')
+    assert first + second == whole + envelope - 1
+    # a limit below a single entry still sends every entry, one per message
+    sizes = _subscription_sizes(symbols[:3], 10, reset)
+    assert len(sizes) == 3 and min(sizes) > 10
 
 
 def test_reconnect_restores_channels_and_subscriptions():
@@ -321,6 +367,111 @@ def test_malformed_server_messages_are_remote_errors(message):
     with pytest.raises(RemoteProtocolError):
         proto.receive_text(message)
     assert proto.events_received() == []
+
+
+def nested(depth: int, kind: str) -> str:
+    """A JSON value nested ``depth`` arrays (``[[[1]]]``) or objects (``{"a":{"a":1}}``) deep."""
+    if kind == "arrays":
+        return "[" * depth + "1" + "]" * depth
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+#: where a hostile server can nest: event values (COMPACT, FULL), the data list itself, channel
+#: parameters, and messages of a type we do not know
+DEEP_FRAMES = {
+    "compact-value": '{{"type":"FEED_DATA","channel":1,"data":["Quote",[{}]]}}',
+    "compact-symbol": (
+        '{{"type":"FEED_DATA","channel":1,"data":["Quote",[{},0,0,0,0,"Q",0,"Q",1,2,3,4]]}}'
+    ),
+    "full-value": (
+        '{{"type":"FEED_DATA","channel":1,"data":[{{"eventType":"Quote","eventSymbol":"SPY",'
+        '"bidPrice":{}}}]}}'
+    ),
+    "data-item": '{{"type":"FEED_DATA","channel":1,"data":[{}]}}',
+    "parameters": (
+        '{{"type":"CHANNEL_OPENED","channel":1,"service":"FEED","parameters":{{"contract":{}}}}}'
+    ),
+    "unknown-type": '{{"type":"DOM_SNAPSHOT","channel":1,"bids":{}}}',
+}
+
+
+def deep_frame(where: str, depth: int, kind: str) -> str:
+    return DEEP_FRAMES[where].format(nested(depth, kind))
+
+
+@pytest.mark.parametrize("kind", ["arrays", "objects"])
+@pytest.mark.parametrize("where", sorted(DEEP_FRAMES))
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deeply_nested_frames_are_remote_errors(depth, where, kind):
+    """A ~2 KB frame nesting 1,000 deep made msgspec raise RecursionError, which escaped the
+    recorder's receive loop: it is a malformed message like any other."""
+    depth = max(depth, sys.getrecursionlimit())  # deep enough whatever the process's limit
+    frame = deep_frame(where, depth, kind)
+    assert len(frame) >= 2 * depth
+    with pytest.raises(RemoteProtocolError, match="nested too deeply|invalid|malformed"):
+        m.decode(frame)
+    proto = authorized()
+    proto.subscribe(Quote, ["SPY"])
+    sent(proto)
+    open_channel(proto, 1)
+    with pytest.raises(RemoteProtocolError):
+        proto.receive_text(frame)
+    assert proto.events_received() == []
+    # and the protocol goes on
+    (ev,) = feed(proto, {"type": "FEED_DATA", "channel": 1, "data": ["Quote", ["SPY"] + [0] * 11]})
+    assert isinstance(ev, p.FeedEvents) and ev.count == 1
+
+
+def _at_stack_depth(frames: int, fn, *args):
+    return fn(*args) if frames == 0 else _at_stack_depth(frames - 1, fn, *args)
+
+
+@pytest.mark.parametrize("kind", ["arrays", "objects"])
+@pytest.mark.parametrize("where", sorted(DEEP_FRAMES))
+def test_nesting_never_escapes_as_recursion_error_at_any_depth(where, kind):
+    """Whatever the nesting and however deep the caller's stack (the streamer calls from inside
+    anyio tasks), a frame is decoded and converted, or refused with RemoteProtocolError."""
+    for stack in (0, 150, 400):
+        for depth in (2, 3, 50, 500, 700, 900, 990):
+            proto = authorized()
+            proto.subscribe(Quote, ["SPY"])
+            sent(proto)
+            open_channel(proto, 1)
+            frame = deep_frame(where, depth, kind)
+            try:
+                _at_stack_depth(stack, proto.receive_text, frame)
+            except RemoteProtocolError:
+                continue
+            for ev in proto.events_received():
+                if isinstance(ev, p.FeedEvents):
+                    with pytest.raises(RemoteProtocolError):
+                        _at_stack_depth(stack, structs, ev.plan, ev.values)
+                else:
+                    assert isinstance(ev, p.Skipped | p.ChannelOpened), ev
+
+
+def test_feed_config_states_format_and_period_even_at_their_usual_values():
+    """FIELD_REPORTS #1: ``dataFormat`` and ``aggregationPeriod`` are always encoded (they were
+    dropped when equal to the field default); absent ones decode as "unchanged"."""
+    raw = m.encode(m.FeedConfig(channel=1, aggregation_period=0.0, data_format="COMPACT"))
+    assert json.loads(raw) == {
+        "type": "FEED_CONFIG",
+        "channel": 1,
+        "aggregationPeriod": 0.0,
+        "dataFormat": "COMPACT",
+    }
+    proto = authorized()
+    proto.subscribe(Quote, ["SPY"])
+    sent(proto)
+    open_channel(proto, 1)
+    full = {"type": "FEED_CONFIG", "channel": 1, "dataFormat": "FULL", "aggregationPeriod": 1}
+    assert feed(proto, full) == [p.FeedConfigured(1, 1.0, "FULL", {})]
+    # asyncapi's own example FEED_CONFIG carries only eventFields
+    fields = {"Quote": ["eventSymbol", "bidPrice"]}
+    assert feed(proto, {"type": "FEED_CONFIG", "channel": 1, "eventFields": fields}) == [
+        p.FeedConfigured(1, None, "FULL", {"Quote": ("eventSymbol", "bidPrice")})
+    ]
+    assert proto.channels[1].data_format == "FULL"
 
 
 def test_server_error_and_unknown_messages_are_surfaced():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from tastyrec import Candle, Greeks, Quote, Summary, TimeAndSale
 from tastyrec.dxlink import protocol as p
 from tastyrec.dxlink.compact import ColumnAccumulator, structs
+from tastyrec.events.registry import spec
 from tastyrec.schema import arrow_schema
 from tastyrec.sim.engine import ServerConnection, SimConfig
 from tastyrec.sim.market import Market
@@ -161,3 +163,66 @@ def test_unsubscribe_stops_the_symbol():
     pair.pump()
     events = pair.advance(1.0)
     assert {q.event_symbol for q in feed_events(events, Quote)} == {"QQQ"}
+
+
+def _setup_from_another_client(pair: Pair, **setup: object) -> None:
+    """A FEED_SETUP as another client library would send it, on the pair's open channel 1."""
+    pair.server.receive_text(json.dumps({"type": "FEED_SETUP", "channel": 1, **setup}), pair.now)
+
+
+def test_feed_setup_naming_no_format_gets_one_and_decodes():
+    """FIELD_REPORTS #1: every FEED_SETUP field is optional; the FEED_CONFIG answering one with
+    none still says COMPACT, and the data decodes."""
+    pair = Pair()
+    pair.client.subscribe(Quote, ["SPY"])
+    pair.pump()
+    for setup in ({}, {"acceptEventFields": {"Quote": ["eventSymbol", "bidPrice", "askPrice"]}}):
+        _setup_from_another_client(pair, **setup)
+        (frame,) = pair.server.data_to_send()
+        assert json.loads(frame) == {
+            "type": "FEED_CONFIG",
+            "channel": 1,
+            "aggregationPeriod": 0.1,
+            "dataFormat": "COMPACT",
+        }
+        pair.client.receive_text(frame)
+        configs = [e for e in pair.pump() if isinstance(e, p.FeedConfigured)]
+        assert [(c.data_format, c.aggregation_period) for c in configs] == [("COMPACT", 0.1)]
+    events = pair.advance(0.5)
+    (config, *_) = [e for e in events if isinstance(e, p.FeedConfigured)]
+    assert config.event_fields == {"Quote": ("eventSymbol", "bidPrice", "askPrice")}
+    quotes = feed_events(events, Quote)
+    assert quotes and all(q.event_symbol == "SPY" and q.bid_price < q.ask_price for q in quotes)
+    assert all(math.isnan(q.bid_size) for q in quotes)  # not asked for: the Struct default
+
+
+def test_event_type_slot_carries_the_type_name_and_decodes():
+    """FIELD_REPORTS #2: with ``eventType`` among the fields, production (and now the simulator)
+    puts the type name in that slot; the client skips it and decodes the rest."""
+    pair = Pair()
+    pair.client.subscribe(Quote, ["SPY", "QQQ"])
+    pair.pump()
+    fields = ["eventType", *spec(Quote).wire_names]
+    _setup_from_another_client(
+        pair, acceptDataFormat="COMPACT", acceptEventFields={"Quote": fields}
+    )
+    pair.pump()
+    events = pair.advance(0.5)
+    batches = [e for e in events if isinstance(e, p.FeedEvents)]
+    assert batches
+    for e in batches:
+        assert e.plan.announced == tuple(fields) and e.plan.unknown == ("eventType",)
+        assert e.values[:: e.plan.width] == ["Quote"] * e.count
+    # the values are the market's: each quote is the market's quote at one of the tick times
+    market, t, ticks = Market(7), T0, []
+    for _ in range(10):
+        ticks.append(int(t * 1000))
+        t += 0.1  # as the engine steps its 10 Hz quote schedule
+    quotes = feed_events(events, Quote)
+    assert {q.event_symbol for q in quotes} == {"SPY", "QQQ"}
+
+    def key(q: Quote) -> tuple:
+        return (q.event_symbol, q.bid_time, q.ask_time, q.bid_price, q.ask_price, q.ask_size)
+
+    for q in quotes:
+        assert key(q) in {key(market.quote(q.event_symbol, t_ms)) for t_ms in ticks}, q

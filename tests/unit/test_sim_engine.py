@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
+
+import pytest
 
 from tastyrec.dxlink.messages import Auth, Setup
 from tastyrec.events import SNAPSHOT_BEGIN, SNAPSHOT_END, SNAPSHOT_SNIP, Candle, Quote
@@ -183,6 +186,24 @@ def test_inbound_keepalive_error_and_garbage_are_tolerated():
     c.conn.receive_text("not json", c.now)
     (err,) = c.out()
     assert err["error"] == "INVALID_MESSAGE" and c.conn.close is None
+
+
+@pytest.mark.parametrize("open_, close", [("[", "]"), ('{"a":', "}")], ids=["arrays", "objects"])
+def test_deeply_nested_client_frames_are_invalid_messages(open_, close):
+    c = Client()
+    c.handshake()
+    depth = max(1000, sys.getrecursionlimit())  # deep enough whatever the process's limit
+    deep = open_ * depth + "1" + close * depth
+    for frame in (
+        f'{{"type":"FEED_SUBSCRIPTION","channel":1,"add":{deep}}}',
+        f'{{"type":"CHANNEL_REQUEST","channel":1,"service":"FEED","parameters":{{"x":{deep}}}}}',
+        f'{{"type":"MYSTERY","channel":1,"x":{deep}}}',
+        deep,
+    ):
+        c.conn.receive_text(frame, c.now)
+        (err,) = c.out()
+        assert err["error"] == "INVALID_MESSAGE" and c.conn.close is None
+    assert c.open(1)[0]["type"] == "FEED_CONFIG"  # still serving
 
 
 def test_compact_quotes_echo_requested_fields_in_order_with_nan_strings():
@@ -421,3 +442,90 @@ def test_server_error_injection():
     c.handshake()
     c.conn.send_error("UNKNOWN", "boom")
     assert c.out() == [{"type": "ERROR", "channel": 0, "error": "UNKNOWN", "message": "boom"}]
+
+
+class OneQuoteFeed:
+    """A Feed (what ``tastyrec serve`` plugs into the engine): one known Quote per poll."""
+
+    def __init__(self) -> None:
+        self.symbols: set[str] = set()
+
+    def subscribe(self, event_type: str, symbol: str, now: float) -> None:
+        self.symbols.add(symbol)
+
+    def unsubscribe(self, event_type: str, symbol: str) -> None:
+        self.symbols.discard(symbol)
+
+    def poll(self, now: float) -> list[Quote]:
+        return [
+            Quote(event_symbol=s, bid_price=101.25, ask_price=101.5, bid_size=3.0, ask_size=4.0)
+            for s in sorted(self.symbols)
+        ]
+
+    def next_due(self) -> float | None:
+        return None
+
+
+def feed_client(config: SimConfig | None = None) -> Client:
+    c = Client(config)
+    c.conn.feed = OneQuoteFeed()
+    return c
+
+
+SOURCES = pytest.mark.parametrize("make", [Client, feed_client], ids=["simulate", "serve"])
+
+
+@SOURCES
+@pytest.mark.parametrize(
+    "setup",
+    [{}, {"acceptEventFields": {"Quote": QUOTE_FIELDS}}, {"acceptAggregationPeriod": 0}],
+    ids=["nothing", "fields-only", "period-zero"],
+)
+def test_feed_config_always_states_format_and_period(make, setup):
+    """FIELD_REPORTS #1: a FEED_SETUP naming no format still gets ``dataFormat`` back, in the
+    first FEED_CONFIG and in the one announcing eventFields; a period of 0 is sent too."""
+    c = make(SimConfig(default_aggregation_s=1.0))
+    c.handshake()
+    period = setup.get("acceptAggregationPeriod", 1.0)
+    assert c.open(1, **setup) == [
+        {"type": "FEED_CONFIG", "channel": 1, "aggregationPeriod": period, "dataFormat": "COMPACT"}
+    ]
+    c.send(type="FEED_SUBSCRIPTION", channel=1, add=[{"type": "Quote", "symbol": "SPY"}])
+    out = c.tick(1.1)
+    (config,) = [f for f in out if f["type"] == "FEED_CONFIG"]
+    assert config["dataFormat"] == "COMPACT" and config["aggregationPeriod"] == period
+    assert config["eventFields"]["Quote"] == setup.get("acceptEventFields", {}).get(
+        "Quote", list(spec(Quote).wire_names)
+    )
+    assert data(out)
+    # every FEED_CONFIG on the wire has both fields, whatever was asked
+    for raw in c.raw:
+        if '"FEED_CONFIG"' in raw:
+            assert '"dataFormat":"COMPACT"' in raw and '"aggregationPeriod":' in raw, raw
+
+
+@SOURCES
+def test_event_type_field_carries_the_type_name(make):
+    """FIELD_REPORTS #2: where the client asked for ``eventType``, COMPACT rows carry "Quote"
+    in that slot (never null); FULL objects carry it whether asked for or not."""
+    c = make()
+    c.handshake()
+    fields = ["eventType", "eventSymbol", "bidPrice", "askPrice", "EVENTTYPE"]
+    c.open(1, acceptDataFormat="COMPACT", acceptEventFields={"Quote": fields})
+    c.send(type="FEED_SUBSCRIPTION", channel=1, add=[{"type": "Quote", "symbol": "SPY"}])
+    out = c.tick(0.3)
+    got = rows(out, len(fields))
+    assert got
+    for row in got:
+        assert row[0] == "Quote" and row[4] == "Quote" and row[1] == "SPY", row
+        assert 0 < row[2] < row[3]
+    if make is feed_client:
+        assert got[0] == ["Quote", "SPY", 101.25, 101.5, "Quote"]
+
+    for asked in (["eventType", "eventSymbol", "bidPrice"], ["eventSymbol", "bidPrice"]):
+        channel = 3 if "eventType" in asked else 5
+        c.open(channel, acceptDataFormat="FULL", acceptEventFields={"Quote": asked})
+        c.send(type="FEED_SUBSCRIPTION", channel=channel, add=[{"type": "Quote", "symbol": "QQQ"}])
+        (obj, *_) = [o for f in data(c.tick(0.3), channel) for o in f["data"]]
+        assert set(obj) == {"eventType", "eventSymbol", "bidPrice"}, obj
+        assert obj["eventType"] == "Quote" and obj["eventSymbol"] == "QQQ"
