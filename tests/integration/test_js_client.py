@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ pytestmark = [
 ]
 
 TOKEN = "sim-token"
-RUN_S = 3.0
+RUN_S = 60.0
 #: extra wall time allowed beyond the script's own run time before it is killed
 GRACE_S = 20.0
 
@@ -197,9 +198,14 @@ async def run_client(
     tolerate: tuple[str, ...] = (),
     during: Any = None,
     setup: str | None = None,
+    until: Callable[[ClientRun], bool] | None = None,
 ) -> ClientRun:
-    """Run ``client.mjs`` for ``seconds``; ``during`` (an async callable) runs alongside it;
-    ``setup`` is the script's DXLINK_SETUP (what FEED_SETUP asks for)."""
+    """Run ``client.mjs`` until ``until`` holds for what it printed so far (then it is stopped
+    with SIGTERM and prints its summary as at the end of a run), ``seconds`` at most: a bound
+    on failure, never what a test waits for. Without ``until``, for ``seconds`` (a run with a
+    fixed length: a rejected token's). ``during(progress)``, an async callable, runs alongside;
+    ``progress()`` is what the client printed so far. ``setup`` is the script's DXLINK_SETUP
+    (what FEED_SETUP asks for)."""
     if not (JS_DIR / "node_modules").is_dir():
         pytest.fail(
             "tests/js/node_modules is missing: run `npm ci --prefix tests/js` "
@@ -218,7 +224,20 @@ async def run_client(
 
     async def drain(stream: ByteReceiveStream | None, sink: list[bytes]) -> None:
         assert stream is not None
-        sink.extend([chunk async for chunk in stream])
+        async for chunk in stream:
+            sink.append(chunk)  # noqa: PERF401 (as it comes: progress() reads it meanwhile)
+
+    def progress() -> ClientRun:
+        text = b"".join(out).decode(errors="replace")
+        partial = ClientRun(None, text[: text.rfind("\n") + 1], "")
+        partial.parse()
+        return partial
+
+    async def stop_when_done() -> None:
+        assert until is not None
+        while not until(progress()):  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+        process.terminate()
 
     timed_out = False
     async with await anyio.open_process(command, env=env) as process:
@@ -226,9 +245,12 @@ async def run_client(
             tg.start_soon(drain, process.stdout, out)
             tg.start_soon(drain, process.stderr, err)
             if during is not None:
-                tg.start_soon(during)
+                tg.start_soon(during, progress)
+            if until is not None:
+                tg.start_soon(stop_when_done)
             with anyio.move_on_after(seconds + GRACE_S):
                 await process.wait()
+            tg.cancel_scope.cancel()
             if process.returncode is None:
                 timed_out = True
                 process.kill()
@@ -293,7 +315,12 @@ async def test_token_mode_all_types() -> None:
     call, put = option_symbols()
     async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
         started_ms = time.time() * 1000
-        run = await run_client(sim.url, sim.token, (STOCK, call, put))
+        run = await run_client(
+            sim.url,
+            sim.token,
+            (STOCK, call, put),
+            until=lambda r: has_everything(r, ALL_TYPES, {call, put}),
+        )
 
     assert_clean(run)
     assert run.errors == [], run.describe()
@@ -369,7 +396,7 @@ async def test_token_mode_all_types() -> None:
 async def test_no_auth_mode() -> None:
     """A server without auth says AUTHORIZED first; the client, with no token, gets data."""
     async with Simulator(host="127.0.0.1", port=0, seed=0, token=None) as sim:
-        run = await run_client(sim.url, None, (STOCK,))
+        run = await run_client(sim.url, None, (STOCK,), until=has_stock_data)
 
     assert_clean(run)
     assert run.errors == [], run.describe()
@@ -394,6 +421,37 @@ async def test_wrong_token_rejected() -> None:
     assert run.events == [], run.describe()
 
 
+def has_everything(run: ClientRun, types: Any, options: set[str]) -> bool:
+    """Every type has arrived (the options' types for every option) and a candle snapshot has
+    ended: what a test of one run checks is all there."""
+    candles = run.of("Candle")
+    return (
+        all(run.of(t) for t in types)
+        and all({e["eventSymbol"] for e in run.of(t)} >= options for t in OPTION_TYPES)
+        and any(c["eventFlags"] & (SNAPSHOT_END | SNAPSHOT_SNIP) for c in candles)
+    )
+
+
+def has_stock_data(run: ClientRun) -> bool:
+    return has_everything(run, (*STOCK_TYPES, "Candle"), set())
+
+
+def received_again(run: ClientRun) -> bool:
+    """After a second authorisation, every stock type and a new candle snapshot arrived."""
+    if len(run.authorized_at) < 2:
+        return False
+    after = run.events[run.authorized_at[-1] :]
+    types = {e["eventType"] for e in after}
+    snapshot = any(e["eventType"] == "Candle" and e["eventFlags"] & SNAPSHOT_BEGIN for e in after)
+    return types >= {*STOCK_TYPES, "Candle"} and snapshot
+
+
+async def wait_for_client(progress: Callable[[], ClientRun], done: Callable[[ClientRun], bool]):
+    with anyio.fail_after(RUN_S + GRACE_S):
+        while not done(progress()):  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+
+
 def assert_keeps_receiving(run: ClientRun) -> None:
     """After the last (re-)authorisation the client resubscribed: live data and a new snapshot."""
     assert len(run.authorized_at) >= 2, run.describe()
@@ -412,14 +470,15 @@ async def test_drop_reconnects() -> None:
     """An aborted connection (1006): the client reconnects by itself, re-auths and resubscribes."""
     async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
 
-        async def drop_once() -> None:
-            await anyio.sleep(1.5)
+        async def drop_once(progress: Callable[[], ClientRun]) -> None:
+            await wait_for_client(progress, has_stock_data)
             await sim.drop()
 
         # the client publishes ERROR UNKNOWN for every transport close, so tolerate that one
         run = await run_client(
-            sim.url, sim.token, (STOCK,), seconds=5.0, tolerate=("UNKNOWN",), during=drop_once
-        )
+            sim.url, sim.token, (STOCK,), tolerate=("UNKNOWN",), during=drop_once,
+            until=received_again,
+        )  # fmt: skip
 
     assert_clean(run)
     assert {e["type"] for e in run.errors} <= {"UNKNOWN"}, run.describe()
@@ -432,13 +491,15 @@ async def test_expire_token_reauths() -> None:
     async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
         connections: list[int] = []
 
-        async def expire_once() -> None:
-            await anyio.sleep(1.5)
+        async def expire_once(progress: Callable[[], ClientRun]) -> None:
+            await wait_for_client(progress, has_stock_data)
             await sim.expire_token()
-            await anyio.sleep(1.5)
+            await wait_for_client(progress, received_again)
             connections.append(sim.connection_count)
 
-        run = await run_client(sim.url, sim.token, (STOCK,), seconds=4.0, during=expire_once)
+        run = await run_client(
+            sim.url, sim.token, (STOCK,), during=expire_once, until=received_again
+        )
 
     assert_clean(run)
     assert run.errors == [], run.describe()
@@ -498,7 +559,7 @@ async def test_feed_setup_variants_deliver_the_markets_values(setup: str) -> Non
     """Whatever FEED_SETUP names (or omits), the official client decodes every message, the
     application sees ``eventType == "Quote"`` on quotes, and the prices are the market's."""
     async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
-        run = await run_client(sim.url, sim.token, (STOCK,), seconds=2.5, setup=setup)
+        run = await run_client(sim.url, sim.token, (STOCK,), setup=setup, until=has_stock_data)
         market = sim.market
 
     assert_clean(run)  # the client logs "Cannot parse data" for each message it drops
@@ -552,8 +613,17 @@ async def test_serve_gives_the_official_client_the_recorded_values(setup: str) -
     def feed() -> ReplayFeed:
         return ReplayFeed(SAMPLE, speed=math.inf)
 
+    def every_recorded_spy_event(run: ClientRun) -> bool:
+        return all(len(run.of(t)) >= n for t, n in recorded_spy.items())
+
+    recorded_spy = {
+        t: pq.read_table(SAMPLE / t, filters=[("event_symbol", "=", STOCK)]).num_rows
+        for t in ("Quote", "Trade")
+    }
     async with Simulator(host="127.0.0.1", port=0, token=TOKEN, feed_factory=feed) as sim:
-        run = await run_client(sim.url, sim.token, (STOCK,), seconds=2.5, setup=setup)
+        run = await run_client(
+            sim.url, sim.token, (STOCK,), setup=setup, until=every_recorded_spy_event
+        )
 
     assert_clean(run)
     assert run.errors == [], run.describe()
