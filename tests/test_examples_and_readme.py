@@ -33,6 +33,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.integration.conftest import journal_rows
 from tests.readme import NOT_RUN, UNTIL_STOPPED, Block, ReadmeError, blocks
 
 ROOT = Path(__file__).parent.parent
@@ -194,19 +195,27 @@ def test_readme_first_command_installs_and_runs_the_main_job(tmp_path):
     assert "pip install ." in first
     job = first.rsplit("&&", 1)[1].split()
     assert job[:2] == ["tastyrec", "record"] and "--demo" in job  # no credentials needed
-    # run it as written (installed here already), only shorter
-    job[job.index("--for") + 1] = "2s"
+    # run it as written (installed here already); once the journal holds what it promises,
+    # quotes and Greeks, stop it as a user would (Ctrl-C) rather than waiting out --for
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASTYREC_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "tastyrec", *job[1:]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("recorded ")
+    with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tastyrec", *job[1:]], stdout=out, stderr=err, env=env,
+            stdin=subprocess.DEVNULL, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not all(journal_rows(tmp_path / "data").get(t) for t in ("Quote", "Greeks")):
+            assert proc.poll() is None, (tmp_path / "err").read_text()
+            assert time.monotonic() < deadline, "no quotes and Greeks journaled in 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, (tmp_path / "err").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert (tmp_path / "out").read_text().startswith("recorded ")
     assert list(tmp_path.glob("data/Quote/date=*/*.parquet"))
     assert list(tmp_path.glob("data/Greeks/date=*/*.parquet"))
 
