@@ -11,6 +11,10 @@ the only simulator modules that import websockets or anyio.
 :func:`run_simulators` runs this and the DXLink :class:`~.server.Simulator` together on one
 :class:`~.market.Market`, so fills are priced from the quotes the DXLink side streams.
 
+A failure inside the simulator (a bug in the book, a payload that cannot be encoded) ends its
+stream, not the process it runs in (``record --demo`` runs it beside the recorder): every
+connection is closed with 1011, it stops listening and logs one error line.
+
 Tokens are never logged.
 """
 
@@ -47,6 +51,7 @@ __all__ = ("AccountSimulator", "open_simulators", "run_simulators")
 logger = logging.getLogger(__name__)
 
 _MAX_IDLE_S: Final = 0.25
+_KEEP_RECEIVED: Final = 10_000
 
 
 class AccountSimulator(LoopbackServer):
@@ -96,9 +101,10 @@ class AccountSimulator(LoopbackServer):
         self.market = market if market is not None else Market(seed)
         self.clock = clock
         self.book = AccountBook(self.market, clock(), accounts, seed, self.config)
-        #: decoded client requests of every connection, in arrival order (for tests)
+        #: the last decoded client requests of every connection, in arrival order (for tests)
         self.received: list[Request] = []
         self._conns: dict[WsConnection, _Conn] = {}
+        self._failed: BaseException | None = None
         self._wake = anyio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -219,9 +225,13 @@ class AccountSimulator(LoopbackServer):
                 engine.receive_text(raw, self.clock())
                 self.received.extend(engine.received)
                 engine.received.clear()
+                if len(self.received) > 2 * _KEEP_RECEIVED:  # a server that runs for days
+                    del self.received[:-_KEEP_RECEIVED]
                 await self._flush(ws, c)
         except ConnectionClosed:
             pass
+        except Exception as exc:  # contained: see _fail
+            self._fail(exc)
         finally:
             del self._conns[ws]
             logger.info("= client %s gone (%s)", ws.remote_address, ws.close_code)
@@ -235,7 +245,35 @@ class AccountSimulator(LoopbackServer):
             await self._flush(ws, c)
         self._wake.set()  # the book may have a new, earlier deadline
 
+    @property
+    def failed(self) -> BaseException | None:
+        """The error that stopped the simulator (None while it serves)."""
+        return self._failed
+
+    def _fail(self, exc: Exception) -> None:
+        """A failure inside the simulator ends its stream, not the process it runs in.
+
+        Every connection is closed with 1011 and the server stops listening (clients see a
+        disconnect and cannot reconnect: a recorder notes a gap and records the rest); the book
+        is left as it was, for a post-mortem.
+        """
+        if self._failed is not None:
+            return
+        self._failed = exc
+        logger.error(
+            "= account simulator failed and stopped serving (%s: %s)", type(exc).__name__, exc
+        )
+        logger.debug("= account simulator failure", exc_info=exc)
+        if self._server is not None:
+            self._server.close(code=1011, reason="simulator failure")
+
     async def _pump(self) -> None:
+        try:
+            await self._pump_forever()
+        except Exception as exc:  # contained: see _fail
+            self._fail(exc)
+
+    async def _pump_forever(self) -> None:
         while True:
             now = self.clock()
             self.book.tick(now)
