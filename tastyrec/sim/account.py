@@ -28,11 +28,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self
 
 import anyio
 from websockets.asyncio.server import ServerConnection as WsConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from ..account.messages import Request
 from ..account.protocol import authorization_value
@@ -46,12 +48,36 @@ from .engine import SimConfig
 from .market import Market
 from .server import LoopbackServer, Simulator
 
-__all__ = ("AccountSimulator", "open_simulators", "run_simulators")
+__all__ = ("AccountSimulator", "TokenIssuer", "open_simulators", "run_simulators")
 
 logger = logging.getLogger(__name__)
 
 _MAX_IDLE_S: Final = 0.25
 _KEEP_RECEIVED: Final = 10_000
+
+
+class TokenIssuer(Protocol):
+    """Who else's access tokens the account streamer accepts (e.g. the fake REST API's)."""
+
+    def access_token_valid(self, token: str) -> bool:
+        """Whether ``token`` is an access token it issued that has not expired."""
+        ...
+
+
+class _PingAwareConnection(WsConnection):
+    """A server connection that reports every frame received, pings included: websockets
+    answers pings by itself and never shows them to the handler, but they are activity."""
+
+    on_control_frame: Callable[[], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        if (
+            self.on_control_frame is not None
+            and isinstance(event, Frame)
+            and event.opcode in (Opcode.PING, Opcode.PONG)
+        ):
+            self.on_control_frame()
+        super().process_event(event)
 
 
 class AccountSimulator(LoopbackServer):
@@ -70,8 +96,9 @@ class AccountSimulator(LoopbackServer):
     Args:
         host: interface to bind (loopback by default).
         port: TCP port; 0 picks a free one (see :attr:`url`).
-        token: the accepted access token: ``auth-token`` must be ``Bearer <token>``; None accepts
-            any non-empty auth-token (demo mode).
+        token: the accepted access token: ``auth-token`` must be ``Bearer <token>``, or carry an
+            access token ``token_issuer`` issued; None accepts any non-empty auth-token (demo
+            mode).
         market: the market fills are priced from (default: ``Market(seed)``).
         seed: market seed (when no market is given) and the seed of the book's own orders.
         order_every_s: the account places an order by itself this often (None: never); overrides
@@ -79,6 +106,9 @@ class AccountSimulator(LoopbackServer):
         accounts: the simulated account numbers (the first is the default everywhere).
         config: timings and modes (:class:`~.account_engine.AccountSimConfig`).
         clock: epoch seconds; injectable for tests.
+        token_issuer: also accept the unexpired access tokens it issued (the fake REST API,
+            :class:`~.rest.ApiSimulator`, that clients log in at: FIELD_REPORTS #11); settable
+            later as :attr:`token_issuer`.
     """
 
     def __init__(
@@ -92,6 +122,7 @@ class AccountSimulator(LoopbackServer):
         accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
         config: AccountSimConfig | None = None,
         clock: Callable[[], float] = time.time,
+        token_issuer: TokenIssuer | None = None,
     ) -> None:
         base = config if config is not None else AccountSimConfig()
         self.config = dataclasses.replace(base, order_every_s=order_every_s)
@@ -100,6 +131,7 @@ class AccountSimulator(LoopbackServer):
         self.token = token
         self.market = market if market is not None else Market(seed)
         self.clock = clock
+        self.token_issuer = token_issuer
         self.book = AccountBook(self.market, clock(), accounts, seed, self.config)
         #: the last decoded client requests of every connection, in arrival order (for tests)
         self.received: list[Request] = []
@@ -125,7 +157,7 @@ class AccountSimulator(LoopbackServer):
         return len(self._conns)
 
     async def __aenter__(self) -> Self:
-        tg = await self._listen(self._handler)
+        tg = await self._listen(self._handler, create_connection=_PingAwareConnection)
         tg.start_soon(self._pump)
         logger.info(
             "= account simulator listening on %s (account %s, auth %s)",
@@ -211,14 +243,29 @@ class AccountSimulator(LoopbackServer):
     def _check_token(self, auth_token: str) -> bool:
         if self.token is None:
             return bool(auth_token)
-        return auth_token == authorization_value(self.token)
+        if auth_token == authorization_value(self.token):
+            return True
+        issuer = self.token_issuer
+        access = auth_token.removeprefix("Bearer ")
+        return (
+            issuer is not None
+            and access != auth_token  # the REST Authorization form only
+            and bool(access)
+            and issuer.access_token_valid(access)
+        )
 
     async def _handler(self, ws: WsConnection) -> None:
         engine = AccountServerConnection(
-            self._check_token, secrets.token_hex(4), self.config, self.clock()
+            self._check_token,
+            secrets.token_hex(4),
+            self.config,
+            self.clock(),
+            accounts=self.book.accounts,
         )
         c = _Conn(engine)
         self._conns[ws] = c
+        if isinstance(ws, _PingAwareConnection):
+            ws.on_control_frame = lambda: engine.receive_ping(self.clock())
         logger.info("= client connected from %s", ws.remote_address)
         try:
             async for raw in ws:

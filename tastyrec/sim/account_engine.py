@@ -43,7 +43,9 @@ an OCO leg fills, its siblings are cancelled; an OTO's orders are placed once it
 ``connect``. A missing or wrong ``auth-token`` gets ``status: error``, ``message: "failed"`` and the
 socket stays open. Account notifications go only to sockets that ``connect``-ed that account,
 ``PublicWatchlists``/``QuoteAlert`` only to sockets that subscribed to them. Nothing is pushed on
-connect, nothing replayed after a reconnect. A socket silent for ``idle_timeout_s`` is closed.
+connect, nothing replayed after a reconnect. A ``connect`` naming an account the session does not
+own gets an error reply (``unauthorized account '5WT99999'``) instead of silence. A socket silent
+for ``idle_timeout_s`` is closed; websocket pings count as activity (FIELD_REPORTS #14).
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ class AccountSimConfig:
         fill_step_s: seconds between partial fills of a leg.
         fills_per_leg: how many partial fills a leg is split into (at most its quantity).
         order_every_s: the book places an order by itself this often (None: never).
-        idle_timeout_s: a socket silent this long is closed (the real server: ~60 s).
+        idle_timeout_s: a socket that sends nothing, not even a ping, this long is closed (the
+            real server: ~60 s).
         strict: reject every action but ``connect`` before a successful ``connect``
             (``connect-not-completed``); off by default, since the real server accepts watchlist
             and quote-alert subscriptions without it.
@@ -1019,6 +1022,8 @@ class AccountServerConnection:
         session_id: this socket's ``web-socket-session-id`` (8 hex characters).
         config: modes (``strict``, ``batch``, ``idle_timeout_s``).
         now: epoch seconds when the socket opened.
+        accounts: the account numbers an accepted token may ``connect`` (None: any); a
+            ``connect`` naming another gets an error reply and subscribes none of them.
     """
 
     def __init__(
@@ -1027,10 +1032,13 @@ class AccountServerConnection:
         session_id: str,
         config: AccountSimConfig,
         now: float,
+        accounts: Iterable[str] | None = None,
     ) -> None:
         self.check_token = check_token
         self.session_id = session_id
         self.config = config
+        #: the accounts the session may subscribe to (None: any)
+        self.owned: frozenset[str] | None = None if accounts is None else frozenset(accounts)
         #: accounts this socket ``connect``-ed
         self.accounts: set[str] = set()
         self.public_watchlists = False
@@ -1073,6 +1081,11 @@ class AccountServerConnection:
             numbers = [value] if isinstance(value, str) else list(value or [])
             if not numbers:
                 return "failed"
+            if self.owned is not None:
+                foreign = [n for n in numbers if n not in self.owned]
+                if foreign:
+                    # the real wording is unknown (ACCOUNT_STREAMER.md §4): say which account
+                    return f"unauthorized account {foreign[0]!r}"
             self.accounts.update(numbers)
             self.connected = True
             return None
@@ -1098,8 +1111,13 @@ class AccountServerConnection:
             self._notes.append(out.frame)
         return wanted
 
+    def receive_ping(self, now: float) -> None:
+        """A websocket ping (or pong) arrived: the socket is not idle (FIELD_REPORTS #14: the
+        tastytrade SDK keeps the session alive with pings alone)."""
+        self._last_recv = now
+
     def tick(self, now: float) -> None:
-        """Close a socket that has been silent for ``idle_timeout_s``."""
+        """Close a socket that has sent nothing, not even a ping, for ``idle_timeout_s``."""
         if self.close is None and now - self._last_recv > self.config.idle_timeout_s:
             self.close = (1000, "idle timeout")
 

@@ -359,6 +359,13 @@ class ApiSimulator:
         with self._lock:
             self._revoked = True
 
+    def access_token_valid(self, token: str) -> bool:
+        """Whether ``token`` is an access token this server issued that has not expired (the
+        account simulator accepts these: :class:`~.account.TokenIssuer`)."""
+        with self._lock:
+            expiry = self._access_expiry.get(token)
+            return expiry is not None and self.clock() < expiry
+
     def expire_access_tokens(self) -> None:
         """Invalidate every access token issued so far (their next use answers 401)."""
         with self._lock:
