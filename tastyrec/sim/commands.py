@@ -103,9 +103,8 @@ def simulate(
             sim_config=config,
             order_every_s=every_s or None,
         ) as (dx, acct):
-            api = ApiSimulator(dxlink=dx, host=host)
+            api = ApiSimulator(dxlink=dx, account=acct, host=host)  # its tokens work on acct
             api.start()
-            acct.token_issuer = api  # the access tokens the API issues work on the account stream
             try:
                 for line in (
                     f"dxlink {dx.url}",
