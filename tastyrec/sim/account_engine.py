@@ -815,7 +815,8 @@ class AccountBook:
         """The signed position in ``symbol`` once every working order has filled."""
         pos = self.positions.get((account, symbol))
         total = pos.quantity if pos is not None else _ZERO
-        for order in self.orders.values():
+        for oid in self._steps:  # every working order has a next step
+            order = self.orders[oid]
             if order.account != account or order.status in _TERMINAL:
                 continue
             for leg in order.legs:
