@@ -241,3 +241,41 @@ async def test_sdk_streamer_with_a_token_the_api_did_not_issue_or_that_expired_f
     finally:
         close_sdk_queues(streamer)
     assert message == "Alert streamer error: failed"
+
+
+SDK_PING_INTERVAL_S = 20.0  # httpx2's keepalive ping interval, which the SDK keeps
+IDLE_TIMEOUT_S = 25.0  # a shortened idle timeout (production: ~60 s), just above it
+
+
+@pytest.mark.slow
+async def test_sdk_streamer_that_only_pings_stays_connected_across_idle_periods(monkeypatch):
+    """FIELD_REPORTS #14, in real time (~80 s): the SDK sends no text after subscribing, only
+    websocket pings every 20 s. With the idle timeout shortened to 25 s (instead of waiting out
+    several 60 s periods), it stays connected across three idle periods and keeps receiving
+    orders; a cut would end the SDK's ``async with`` with an error (it never reconnects)."""
+    config = AccountSimConfig(step_s=0.01, fill_step_s=0.01, idle_timeout_s=IDLE_TIMEOUT_S)
+    async with open_simulators(order_every_s=None, account_config=config) as (dx, acct):
+        async with ApiSimulator(dxlink=dx, account=acct) as api:
+            monkeypatch.setattr(session_mod, "API_URL", api.url)
+            async with session_mod.Session(api.client_secret, api.refresh_token) as session:
+                accounts = await account_mod.Account.get(session)
+                streamer = streamer_mod.AlertStreamer(session)
+                streamer.base_url = acct.url
+                filled = []
+                try:
+                    async with streamer:
+                        with anyio.fail_after(WAIT_S):
+                            await streamer.subscribe_accounts(accounts)
+                        texts = len(acct.received)
+                        end = anyio.current_time() + 3 * IDLE_TIMEOUT_S + 5
+                        while anyio.current_time() < end:
+                            # the scenario's length, not a wait for an event: idle time must pass
+                            await anyio.sleep(IDLE_TIMEOUT_S / 2)
+                            with anyio.fail_after(WAIT_S):
+                                oid = await acct.place_order([("SPY", "Buy to Open", 1)])
+                                filled.append(await sdk_order(streamer, oid, "Filled"))
+                            assert acct.connection_count == 1
+                finally:
+                    close_sdk_queues(streamer)
+    assert len(filled) >= 6
+    assert len(acct.received) == texts  # no text frame after subscribing: pings alone
