@@ -279,3 +279,29 @@ async def test_sdk_streamer_that_only_pings_stays_connected_across_idle_periods(
                     close_sdk_queues(streamer)
     assert len(filled) >= 6
     assert len(acct.received) == texts  # no text frame after subscribing: pings alone
+
+
+async def test_sdk_flow_works_unchanged_against_tastyrec_simulate(cli, monkeypatch):
+    """The whole command: `tastyrec simulate` (its account trading by itself every 200 ms) and
+    the SDK pointed at its announced `api` and `account` URLs, logging in with the credentials
+    it prints."""
+    proc = cli.start("simulate", "--order-every", "200ms", "--quote-rate", "1")
+    text = proc.wait_for("the api line", lambda: "api " in proc.stdout and proc.stdout)
+    urls = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    monkeypatch.setattr(session_mod, "API_URL", urls["api"])
+    async with session_mod.Session("sim-client-secret", "sim-refresh-token") as session:
+        accounts = await account_mod.Account.get(session)
+        streamer = streamer_mod.AlertStreamer(session)
+        streamer.base_url = urls["account"]
+        try:
+            async with streamer:
+                with anyio.fail_after(WAIT_S):
+                    await streamer.subscribe_accounts(accounts)
+                    async for order in streamer.listen(order_mod.PlacedOrder):
+                        if order.status == "Filled":
+                            break
+        finally:
+            close_sdk_queues(streamer)
+    assert [a.account_number for a in accounts] == [urls["account-number"]]
+    assert order.account_number == urls["account-number"] and order.legs[0].fills
+    assert proc.alive()
