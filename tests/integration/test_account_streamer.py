@@ -360,3 +360,15 @@ async def test_a_client_that_only_pings_stays_connected_and_a_silent_one_is_cut(
                 await pinger.send(json.dumps({**hello, "action": "heartbeat", "request-id": 2}))
                 reply = json.loads(await pinger.recv())
             assert (reply["action"], reply["status"]) == ("heartbeat", "ok")
+
+
+async def test_subscribe_accounts_returns_once_the_server_confirmed(sim: AccountSimulator):
+    """FIELD_REPORTS #12: an order placed the moment subscribe_accounts returns is not lost
+    (its first notification, ``Received``, is published at once, while placing it)."""
+    async with make_streamer(sim) as streamer:
+        with anyio.fail_after(WAIT_S):
+            await streamer.subscribe_accounts([sim.account_number])
+            assert streamer.protocol.pending == {}  # the reply came in
+            oid = await sim.place_order([("SPY", "Buy to Open", 1)])
+            first = await streamer.get_event(PlacedOrder)
+    assert (first.id, first.status) == (oid, "Received")
