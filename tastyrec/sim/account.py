@@ -279,6 +279,7 @@ class AccountSimulator(LoopbackServer):
             pass
         except Exception as exc:  # contained: see _fail
             self._fail(exc)
+            await ws.close(1011, "simulator failure")  # before the handler's return closes 1000
         finally:
             del self._conns[ws]
             logger.info("= client %s gone (%s)", ws.remote_address, ws.close_code)

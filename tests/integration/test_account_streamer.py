@@ -28,7 +28,7 @@ from tastyrec.events.account import (
 )
 from tastyrec.exceptions import LocalProtocolError, RequestError
 from tastyrec.sim.account import AccountSimulator, open_simulators
-from tastyrec.sim.account_engine import AccountSimConfig
+from tastyrec.sim.account_engine import AccountServerConnection, AccountSimConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -372,3 +372,24 @@ async def test_subscribe_accounts_returns_once_the_server_confirmed(sim: Account
             oid = await sim.place_order([("SPY", "Buy to Open", 1)])
             first = await streamer.get_event(PlacedOrder)
     assert (first.id, first.status) == (oid, "Received")
+
+
+async def test_a_failure_handling_a_frame_closes_the_simulator_with_1011(
+    sim: AccountSimulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    def broken(self: Any, raw: Any, now: float) -> None:
+        raise KeyError("simulated bug")
+
+    monkeypatch.setattr(AccountServerConnection, "receive_text", broken)
+    async with ws_connect(sim.url, ping_interval=None) as ws:
+        with anyio.fail_after(WAIT_S):
+            await ws.send(json.dumps({"action": "heartbeat", "auth-token": f"Bearer {TOKEN}"}))
+            await ws.wait_closed()
+    assert (ws.close_code, ws.close_reason) == (1011, "simulator failure")
+    assert isinstance(sim.failed, KeyError)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "= account simulator failed and stopped serving (KeyError: 'simulated bug')"
+    ]
+    with pytest.raises(OSError):  # it no longer listens
+        async with ws_connect(sim.url, open_timeout=WAIT_S):
+            pass
