@@ -458,13 +458,24 @@ class AlertStreamer:
         Args:
             accounts: SDK ``Account`` objects (anything with ``account_number``) or numbers.
 
+        Returns once the server confirmed the subscription (FIELD_REPORTS #12): notifications
+        sent after that reach the listeners.
+
         Raises:
-            RequestError: the server refused (``"failed"``: the auth-token was rejected).
+            RequestError: the server refused (``"failed"``: the auth-token was rejected; an
+                account the session does not own). The refused accounts are dropped from the
+                subscriptions, so a reconnect does not ask for them again.
         """
         if isinstance(accounts, str):
             accounts = [accounts]
         numbers = [a if isinstance(a, str) else a.account_number for a in accounts]
-        await self._request(self.protocol.subscribe_accounts, numbers)
+        wanted = self.protocol.subscriptions.accounts
+        before = list(wanted)
+        try:
+            await self._request(self.protocol.subscribe_accounts, numbers)
+        except RequestError:
+            wanted[:] = before
+            raise
 
     async def subscribe_public_watchlists(self) -> None:
         """Receive public watchlist changes (:class:`~tastyrec.events.account.Watchlist`)."""

@@ -11,6 +11,10 @@ the only simulator modules that import websockets or anyio.
 :func:`run_simulators` runs this and the DXLink :class:`~.server.Simulator` together on one
 :class:`~.market.Market`, so fills are priced from the quotes the DXLink side streams.
 
+A failure inside the simulator (a bug in the book, a payload that cannot be encoded) ends its
+stream, not the process it runs in (``record --demo`` runs it beside the recorder): every
+connection is closed with 1011, it stops listening and logs one error line.
+
 Tokens are never logged.
 """
 
@@ -24,11 +28,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self
 
 import anyio
 from websockets.asyncio.server import ServerConnection as WsConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from ..account.messages import Request
 from ..account.protocol import authorization_value
@@ -42,11 +48,36 @@ from .engine import SimConfig
 from .market import Market
 from .server import LoopbackServer, Simulator
 
-__all__ = ("AccountSimulator", "open_simulators", "run_simulators")
+__all__ = ("AccountSimulator", "TokenIssuer", "open_simulators", "run_simulators")
 
 logger = logging.getLogger(__name__)
 
 _MAX_IDLE_S: Final = 0.25
+_KEEP_RECEIVED: Final = 10_000
+
+
+class TokenIssuer(Protocol):
+    """Who else's access tokens the account streamer accepts (e.g. the fake REST API's)."""
+
+    def access_token_valid(self, token: str) -> bool:
+        """Whether ``token`` is an access token it issued that has not expired."""
+        ...
+
+
+class _PingAwareConnection(WsConnection):
+    """A server connection that reports every frame received, pings included: websockets
+    answers pings by itself and never shows them to the handler, but they are activity."""
+
+    on_control_frame: Callable[[], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        if (
+            self.on_control_frame is not None
+            and isinstance(event, Frame)
+            and event.opcode in (Opcode.PING, Opcode.PONG)
+        ):
+            self.on_control_frame()
+        super().process_event(event)
 
 
 class AccountSimulator(LoopbackServer):
@@ -65,8 +96,9 @@ class AccountSimulator(LoopbackServer):
     Args:
         host: interface to bind (loopback by default).
         port: TCP port; 0 picks a free one (see :attr:`url`).
-        token: the accepted access token: ``auth-token`` must be ``Bearer <token>``; None accepts
-            any non-empty auth-token (demo mode).
+        token: the accepted access token: ``auth-token`` must be ``Bearer <token>``, or carry an
+            access token ``token_issuer`` issued; None accepts any non-empty auth-token (demo
+            mode).
         market: the market fills are priced from (default: ``Market(seed)``).
         seed: market seed (when no market is given) and the seed of the book's own orders.
         order_every_s: the account places an order by itself this often (None: never); overrides
@@ -74,6 +106,9 @@ class AccountSimulator(LoopbackServer):
         accounts: the simulated account numbers (the first is the default everywhere).
         config: timings and modes (:class:`~.account_engine.AccountSimConfig`).
         clock: epoch seconds; injectable for tests.
+        token_issuer: also accept the unexpired access tokens it issued (the fake REST API,
+            :class:`~.rest.ApiSimulator`, that clients log in at: FIELD_REPORTS #11); settable
+            later as :attr:`token_issuer`.
     """
 
     def __init__(
@@ -87,6 +122,7 @@ class AccountSimulator(LoopbackServer):
         accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
         config: AccountSimConfig | None = None,
         clock: Callable[[], float] = time.time,
+        token_issuer: TokenIssuer | None = None,
     ) -> None:
         base = config if config is not None else AccountSimConfig()
         self.config = dataclasses.replace(base, order_every_s=order_every_s)
@@ -95,10 +131,12 @@ class AccountSimulator(LoopbackServer):
         self.token = token
         self.market = market if market is not None else Market(seed)
         self.clock = clock
+        self.token_issuer = token_issuer
         self.book = AccountBook(self.market, clock(), accounts, seed, self.config)
-        #: decoded client requests of every connection, in arrival order (for tests)
+        #: the last decoded client requests of every connection, in arrival order (for tests)
         self.received: list[Request] = []
         self._conns: dict[WsConnection, _Conn] = {}
+        self._failed: BaseException | None = None
         self._wake = anyio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -119,7 +157,7 @@ class AccountSimulator(LoopbackServer):
         return len(self._conns)
 
     async def __aenter__(self) -> Self:
-        tg = await self._listen(self._handler)
+        tg = await self._listen(self._handler, create_connection=_PingAwareConnection)
         tg.start_soon(self._pump)
         logger.info(
             "= account simulator listening on %s (account %s, auth %s)",
@@ -205,23 +243,43 @@ class AccountSimulator(LoopbackServer):
     def _check_token(self, auth_token: str) -> bool:
         if self.token is None:
             return bool(auth_token)
-        return auth_token == authorization_value(self.token)
+        if auth_token == authorization_value(self.token):
+            return True
+        issuer = self.token_issuer
+        access = auth_token.removeprefix("Bearer ")
+        return (
+            issuer is not None
+            and access != auth_token  # the REST Authorization form only
+            and bool(access)
+            and issuer.access_token_valid(access)
+        )
 
     async def _handler(self, ws: WsConnection) -> None:
         engine = AccountServerConnection(
-            self._check_token, secrets.token_hex(4), self.config, self.clock()
+            self._check_token,
+            secrets.token_hex(4),
+            self.config,
+            self.clock(),
+            accounts=self.book.accounts,
         )
         c = _Conn(engine)
         self._conns[ws] = c
+        if isinstance(ws, _PingAwareConnection):
+            ws.on_control_frame = lambda: engine.receive_ping(self.clock())
         logger.info("= client connected from %s", ws.remote_address)
         try:
             async for raw in ws:
                 engine.receive_text(raw, self.clock())
                 self.received.extend(engine.received)
                 engine.received.clear()
+                if len(self.received) > 2 * _KEEP_RECEIVED:  # a server that runs for days
+                    del self.received[:-_KEEP_RECEIVED]
                 await self._flush(ws, c)
         except ConnectionClosed:
             pass
+        except Exception as exc:  # contained: see _fail
+            self._fail(exc)
+            await ws.close(1011, "simulator failure")  # before the handler's return closes 1000
         finally:
             del self._conns[ws]
             logger.info("= client %s gone (%s)", ws.remote_address, ws.close_code)
@@ -235,7 +293,35 @@ class AccountSimulator(LoopbackServer):
             await self._flush(ws, c)
         self._wake.set()  # the book may have a new, earlier deadline
 
+    @property
+    def failed(self) -> BaseException | None:
+        """The error that stopped the simulator (None while it serves)."""
+        return self._failed
+
+    def _fail(self, exc: Exception) -> None:
+        """A failure inside the simulator ends its stream, not the process it runs in.
+
+        Every connection is closed with 1011 and the server stops listening (clients see a
+        disconnect and cannot reconnect: a recorder notes a gap and records the rest); the book
+        is left as it was, for a post-mortem.
+        """
+        if self._failed is not None:
+            return
+        self._failed = exc
+        logger.error(
+            "= account simulator failed and stopped serving (%s: %s)", type(exc).__name__, exc
+        )
+        logger.debug("= account simulator failure", exc_info=exc)
+        if self._server is not None:
+            self._server.close(code=1011, reason="simulator failure")
+
     async def _pump(self) -> None:
+        try:
+            await self._pump_forever()
+        except Exception as exc:  # contained: see _fail
+            self._fail(exc)
+
+    async def _pump_forever(self) -> None:
         while True:
             now = self.clock()
             self.book.tick(now)

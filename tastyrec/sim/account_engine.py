@@ -28,6 +28,12 @@ a position's quantity is the sum of its fills; its average open price is the wei
 fills that opened it, and closing fills realize ``(price - average) * qty * multiplier``. Balances
 mark positions at the market mid: ``net_liquidating_value = cash + long values - short values``.
 
+*The book's own orders* (``order_every_s``) open, add to or close a position in one of a few
+equities, sized from the position plus what working orders will still fill and capped at
+``auto_max_position_value`` at the mark, so the account stays bounded however long it runs; ended
+orders beyond the last 1,000 and payloads beyond the last 10,000 are forgotten, so its memory does
+not grow either.
+
 *Complex orders.* OCO, OTO and OTOCO: the sub-orders are ordinary orders with a
 ``complex-order-id``; the ``ComplexOrder`` is published when they are placed and when it ends. When
 an OCO leg fills, its siblings are cancelled; an OTO's orders are placed once its trigger fills.
@@ -37,13 +43,16 @@ an OCO leg fills, its siblings are cancelled; an OTO's orders are placed once it
 ``connect``. A missing or wrong ``auth-token`` gets ``status: error``, ``message: "failed"`` and the
 socket stays open. Account notifications go only to sockets that ``connect``-ed that account,
 ``PublicWatchlists``/``QuoteAlert`` only to sockets that subscribed to them. Nothing is pushed on
-connect, nothing replayed after a reconnect. A socket silent for ``idle_timeout_s`` is closed.
+connect, nothing replayed after a reconnect. A ``connect`` naming an account the session does not
+own gets an error reply (``unauthorized account '5WT99999'``) instead of silence. A socket silent
+for ``idle_timeout_s`` is closed; websocket pings count as activity (FIELD_REPORTS #14).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +95,10 @@ _CENT: Final = Decimal("0.01")
 _ZERO: Final = Decimal(0)
 _TERMINAL: Final = frozenset({"Filled", "Cancelled", "Rejected", "Expired", "Removed"})
 _OCC_RE: Final = re.compile(r"^(?P<root>[A-Z0-9]{1,6}) *(?P<date>\d{6})(?P<cp>[CP])(?P<k>\d{8})$")
+#: ended orders kept (``cancel``/``reject`` of an older one: "no order"), payloads kept in
+#: ``published``: a book that trades for days holds no more than this
+_KEEP_ENDED_ORDERS: Final = 1_000
+_KEEP_PUBLISHED: Final = 10_000
 #: symbols the book trades by itself (``order_every_s``)
 _AUTO_SYMBOLS: Final = ("SPY", "AAPL", "QQQ", "MSFT", "IWM")
 
@@ -99,13 +112,16 @@ class AccountSimConfig:
         fill_step_s: seconds between partial fills of a leg.
         fills_per_leg: how many partial fills a leg is split into (at most its quantity).
         order_every_s: the book places an order by itself this often (None: never).
-        idle_timeout_s: a socket silent this long is closed (the real server: ~60 s).
+        idle_timeout_s: a socket that sends nothing, not even a ping, this long is closed (the
+            real server: ~60 s).
         strict: reject every action but ``connect`` before a successful ``connect``
             (``connect-not-completed``); off by default, since the real server accepts watchlist
             and quote-alert subscriptions without it.
         batch: send notifications produced together as one ``{"results": [...]}`` frame.
         order_updated_at_ms: send order ``updated-at`` as epoch milliseconds (seen on the wire).
         starting_cash: each account's cash at start.
+        auto_max_position_value: the book's own orders never take a position worth more than
+            this at the mark (default: the starting cash shared among the symbols it trades).
     """
 
     step_s: float = 0.2
@@ -117,16 +133,39 @@ class AccountSimConfig:
     batch: bool = False
     order_updated_at_ms: bool = False
     starting_cash: Decimal = Decimal("100000")
+    auto_max_position_value: Decimal = Decimal("20000")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Outgoing:
-    """A notification for the sockets: who may see it (``topic``, ``account``) and its frame."""
+    """A notification for the sockets: who may see it (``topic``, ``account``) and its frame.
+
+    The frame is encoded when first asked for (a socket subscribed to it), not when published:
+    a book that runs for days with nobody listening spends nothing on JSON.
+    """
 
     topic: str  # "account", "public-watchlists" or "quote-alerts"
     account: str | None
     type_name: str
-    frame: dict[str, Any]  # {"type", "data", "timestamp"}
+    payload: AccountEvent | None  # None: a raw frame (emit_raw)
+    timestamp_ms: int
+    updated_at_ms: bool = False  # send order ``updated-at`` as epoch ms
+    raw: dict[str, Any] | None = None
+    _frame: dict[str, Any] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def frame(self) -> dict[str, Any]:
+        """``{"type", "data", "timestamp"}``, encoded once."""
+        if self._frame is None:
+            if self.raw is not None:
+                self._frame = self.raw
+            else:
+                assert self.payload is not None
+                data = encode_payload(self.payload)
+                if self.updated_at_ms:
+                    data["updated-at"] = self.timestamp_ms
+                self._frame = {"type": self.type_name, "data": data, "timestamp": self.timestamp_ms}
+        return self._frame
 
 
 def occ_to_streamer_symbol(symbol: str) -> str:
@@ -263,8 +302,9 @@ class AccountBook:
         self.orders: dict[int, _Order] = {}
         self.positions: dict[tuple[str, str], _Position] = {}
         self.complex_orders: dict[int, _Complex] = {}
-        #: payloads published so far, by wire type (the last one per key wins on the client)
-        self.published: list[tuple[str, AccountEvent]] = []
+        #: the last payloads published, by wire type (the last one per key wins on the client)
+        self.published: deque[tuple[str, AccountEvent]] = deque(maxlen=_KEEP_PUBLISHED)
+        self._ended: deque[int] = deque()  # ended orders still in ``orders``, oldest first
         self._random = random.Random(seed)
         self._ids = 1000
         self._steps: dict[int, tuple[float, _Step]] = {}
@@ -446,8 +486,11 @@ class AccountBook:
 
     def emit_raw(self, now: float, type_name: str, data: Any, account: str | None = None) -> None:
         """Publish any notification as it is (unknown types, bad payloads) to the account."""
-        frame = {"type": type_name, "data": data, "timestamp": int(now * 1000)}
-        self._out.append(Outgoing("account", self._account(account), type_name, frame))
+        ms = int(now * 1000)
+        frame = {"type": type_name, "data": data, "timestamp": ms}
+        self._out.append(
+            Outgoing("account", self._account(account), type_name, None, ms, raw=frame)
+        )
 
     # --- state -----------------------------------------------------------------------------
 
@@ -652,6 +695,10 @@ class AccountBook:
     ) -> None:
         order.status = status
         order.times["terminal"] = now
+        if order.complex_id is None:  # complex orders keep theirs: their snapshots show them
+            self._ended.append(order.id)
+            while len(self._ended) > _KEEP_ENDED_ORDERS:
+                del self.orders[self._ended.popleft()]
         if status == "Cancelled":
             order.times["cancelled"] = now
         if reason is not None:
@@ -722,13 +769,12 @@ class AccountBook:
         return [self._leg_price(leg, now) for leg in order.legs]
 
     def _leg_price(self, leg: _Leg, now: float) -> Decimal:
-        quote = self.market.quote(occ_to_streamer_symbol(leg.symbol), int(now * 1000))
-        px = quote.ask_price if leg.sign > 0 else quote.bid_price
-        return max(_CENT, _cents(px))
+        bid, ask = self.market.bid_ask(occ_to_streamer_symbol(leg.symbol), int(now * 1000))
+        return max(_CENT, _cents(ask if leg.sign > 0 else bid))
 
     def _mark(self, symbol: str, now: float) -> Decimal:
-        quote = self.market.quote(occ_to_streamer_symbol(symbol), int(now * 1000))
-        return max(_CENT, _cents((quote.bid_price + quote.ask_price) / 2))
+        bid, ask = self.market.bid_ask(occ_to_streamer_symbol(symbol), int(now * 1000))
+        return max(_CENT, _cents((bid + ask) / 2))
 
     def _marketable(self, order: _Order, prices: list[Decimal]) -> bool:
         if order.price is None:
@@ -741,18 +787,42 @@ class AccountBook:
         return paying <= -order.price
 
     def _auto_order(self, now: float) -> None:
+        """Place the book's own order (``order_every_s``): open, add to or close one position.
+
+        Sizes come from the *exposure*, the position plus what working orders will still fill,
+        so orders placed faster than they fill never over-close; an opening or adding order keeps
+        the exposure within ``auto_max_position_value`` at the mark, and a full position is
+        closed. Every position thus stays bounded however long the book runs.
+        """
         r = self._random
+        account = self.accounts[0]
         symbol = r.choice(_AUTO_SYMBOLS)
-        pos = self.positions.get((self.accounts[0], symbol))
-        held = pos.quantity if pos is not None else _ZERO
-        if held > 0 and r.random() < 0.5:
-            action, qty = "Sell to Close", int(held)
+        exposure = self._exposure(account, symbol)
+        limit = int(self.config.auto_max_position_value / self._mark(symbol, now))
+        room = limit - abs(exposure)
+        if exposure != 0 and (room < 1 or r.random() < 0.5):
+            action = "Sell to Close" if exposure > 0 else "Buy to Close"
+            qty = abs(exposure)
+        elif room < 1:
+            return  # the cap is below one share of it: nothing to do
         else:
-            action, qty = r.choice(("Buy to Open", "Buy to Open", "Sell to Open")), r.randint(1, 10)
-        if held < 0 and action == "Sell to Open":
-            action = "Buy to Close"
-            qty = int(-held)
-        self.place_order(now, [(symbol, action, qty * 10)])
+            side = (exposure > 0) if exposure != 0 else r.random() < 2 / 3
+            action = "Buy to Open" if side else "Sell to Open"
+            qty = Decimal(r.randint(1, int(room)))
+        self.place_order(now, [(symbol, action, qty)], account=account)
+
+    def _exposure(self, account: str, symbol: str) -> Decimal:
+        """The signed position in ``symbol`` once every working order has filled."""
+        pos = self.positions.get((account, symbol))
+        total = pos.quantity if pos is not None else _ZERO
+        for oid in self._steps:  # every working order has a next step
+            order = self.orders[oid]
+            if order.account != account or order.status in _TERMINAL:
+                continue
+            for leg in order.legs:
+                if leg.symbol == symbol:
+                    total += leg.sign * leg.remaining
+        return total
 
     # --- publishing --------------------------------------------------------------------------
 
@@ -805,9 +875,7 @@ class AccountBook:
     def _publish_order(self, order: _Order, now: float) -> None:
         placed = self._snapshot(order, now)
         self._emit("account", order.account, placed, now)
-        if self.config.order_updated_at_ms:
-            frame = self._out[-1].frame
-            frame["data"]["updated-at"] = int(now * 1000)
+        self._out[-1].updated_at_ms = self.config.order_updated_at_ms
 
     def _complex_snapshot(self, cx: _Complex, now: float) -> PlacedComplexOrder:
         orders = [self._snapshot(self.orders[i], now) for i in cx.order_ids]
@@ -883,8 +951,7 @@ class AccountBook:
     def _emit(self, topic: str, account: str | None, payload: AccountEvent, now: float) -> None:
         name = wire_name(type(payload))
         self.published.append((name, payload))
-        frame = {"type": name, "data": encode_payload(payload), "timestamp": int(now * 1000)}
-        self._out.append(Outgoing(topic, account, name, frame))
+        self._out.append(Outgoing(topic, account, name, payload, int(now * 1000)))
 
     def _initial_status(self, account: str, now: float) -> TradingStatus:
         return TradingStatus(
@@ -956,6 +1023,8 @@ class AccountServerConnection:
         session_id: this socket's ``web-socket-session-id`` (8 hex characters).
         config: modes (``strict``, ``batch``, ``idle_timeout_s``).
         now: epoch seconds when the socket opened.
+        accounts: the account numbers an accepted token may ``connect`` (None: any); a
+            ``connect`` naming another gets an error reply and subscribes none of them.
     """
 
     def __init__(
@@ -964,10 +1033,13 @@ class AccountServerConnection:
         session_id: str,
         config: AccountSimConfig,
         now: float,
+        accounts: Iterable[str] | None = None,
     ) -> None:
         self.check_token = check_token
         self.session_id = session_id
         self.config = config
+        #: the accounts the session may subscribe to (None: any)
+        self.owned: frozenset[str] | None = None if accounts is None else frozenset(accounts)
         #: accounts this socket ``connect``-ed
         self.accounts: set[str] = set()
         self.public_watchlists = False
@@ -1010,6 +1082,11 @@ class AccountServerConnection:
             numbers = [value] if isinstance(value, str) else list(value or [])
             if not numbers:
                 return "failed"
+            if self.owned is not None:
+                foreign = [n for n in numbers if n not in self.owned]
+                if foreign:
+                    # the real wording is unknown (ACCOUNT_STREAMER.md §4): say which account
+                    return f"unauthorized account {foreign[0]!r}"
             self.accounts.update(numbers)
             self.connected = True
             return None
@@ -1035,8 +1112,13 @@ class AccountServerConnection:
             self._notes.append(out.frame)
         return wanted
 
+    def receive_ping(self, now: float) -> None:
+        """A websocket ping (or pong) arrived: the socket is not idle (FIELD_REPORTS #14: the
+        tastytrade SDK keeps the session alive with pings alone)."""
+        self._last_recv = now
+
     def tick(self, now: float) -> None:
-        """Close a socket that has been silent for ``idle_timeout_s``."""
+        """Close a socket that has sent nothing, not even a ping, for ``idle_timeout_s``."""
         if self.close is None and now - self._last_recv > self.config.idle_timeout_s:
             self.close = (1000, "idle timeout")
 

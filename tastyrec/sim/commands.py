@@ -70,7 +70,8 @@ def simulate(
     Then `account ws://HOST:PORT` and `account-number NUMBER`: an account streamer (tastytrade's
     AlertStreamer protocol) with a simulated account whose orders are received, routed, filled at
     the simulated market's prices (partial fills, multi-leg orders, cancels and rejects too),
-    with balances and positions updated after fills. Its auth-token is `Bearer TOKEN`.
+    with balances and positions updated after fills. Its auth-token is `Bearer TOKEN` or, as at
+    tastytrade, `Bearer ACCESS_TOKEN` with an OAuth access token the API below issued.
 
     Then `api http://HOST:PORT`: a fake tastytrade REST API (OAuth, quote tokens for this DXLink
     server, accounts, option chains). With TASTYTRADE_API_URL set to it, `tastyrec record
@@ -115,7 +116,7 @@ def simulate(
             sim_config=config,
             order_every_s=every_s or None,
         ) as (dx, acct):
-            api = ApiSimulator(dxlink=dx, host=host)
+            api = ApiSimulator(dxlink=dx, account=acct, host=host)  # its tokens work on acct
             api.start()
             try:
                 for line in (

@@ -316,6 +316,8 @@ class Market:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self._info: dict[str, _Info] = {}
+        # path(): per symbol, per scale, (segment index, knot a, knot b) of the last call
+        self._knots: dict[str, list[tuple[int | None, float, float]]] = {}
         # summary(): per symbol, (day, next 5-minute sample time, open, high, low) of the samples
         # taken so far, so each call prices only the samples since the last one
         self._day_samples: dict[str, tuple[int, int, float, float, float]] = {}
@@ -354,13 +356,20 @@ class Market:
         sigma_s = info.vol / math.sqrt(365.0 * 86_400.0)
         t = t_ms / 1000.0
         x = 0.0
+        # the knots of each scale's segment are kept per symbol: times near the last one's (the
+        # usual case) hash only the scales whose segment changed, not all 2 x len(_SCALES) knots
+        knots = self._knots.get(symbol)
+        if knots is None:
+            knots = self._knots[symbol] = [(None, 0.0, 0.0)] * len(_SCALES)
         for sid, scale in enumerate(_SCALES):
             u = t / scale
             i = math.floor(u)
             f = u - i
-            k = info.key ^ ((sid + 1) << 56)
-            a = _unit(k, i) - 0.5
-            b = _unit(k, i + 1) - 0.5
+            knot = knots[sid]  # one read: another thread may replace it (immutable tuples)
+            if knot[0] != i:
+                k = info.key ^ ((sid + 1) << 56)
+                knot = knots[sid] = (i, _unit(k, i) - 0.5, _unit(k, i + 1) - 0.5)
+            _, a, b = knot
             x += (a + (b - a) * f) * 2.0 * _SQRT3 * math.sqrt(scale) * sigma_s * 0.8
         return info.base * math.exp(x)
 
@@ -452,6 +461,11 @@ class Market:
             width += 20
         bid = math.floor(mid / tick - width / 2) * tick
         return round(bid, 2), round(bid + width * tick, 2), tick
+
+    def bid_ask(self, symbol: str, t_ms: int) -> tuple[float, float]:
+        """The best bid and ask prices at ``t_ms`` (those of :meth:`quote`, without the rest)."""
+        bid, ask, _ = self._bid_ask(symbol, t_ms)
+        return bid, ask
 
     def quote(self, symbol: str, t_ms: int) -> Quote:
         """Best bid and offer at ``t_ms``."""

@@ -12,7 +12,8 @@ Endpoints:
 * ``GET /api-quote-tokens``: ``token`` (the simulator's current token, so after
   ``sim.expire_token(new)`` the new one is served), ``dxlink-url``, ``level``, ``issued-at``,
   ``expires-at``.
-* ``GET /customers/me/accounts``: two accounts, one of them closed.
+* ``GET /customers/me/accounts``: the account simulator's accounts (default ``5WT00000``) and a
+  closed one.
 * ``GET /option-chains/{symbol}/nested``: a generated chain (:func:`nested_chain`) centred on the
   simulator market's price of the underlying: SPY, QQQ, IWM, AAPL... (daily expirations), SPX
   (two roots, SPX monthlies AM-settled and SPXW dailies), any other symbol 404.
@@ -51,6 +52,7 @@ import anyio
 from .market import Market
 
 if TYPE_CHECKING:
+    from .account import AccountSimulator
     from .server import Simulator
 
 __all__ = ("ApiSimulator", "Fault", "RecordedRequest", "nested_chain", "streamer_symbol")
@@ -230,12 +232,16 @@ class ApiSimulator:
         clock: epoch seconds, for token expiry and days-to-expiration; injectable for tests.
         host, port: where to listen (port 0 picks a free one; see :attr:`url`).
         seed: market seed when there is no simulator.
+        account: the account simulator: its accounts are the user's (``/customers/me/accounts``)
+            and the access tokens this API issues are accepted on its stream, as at tastytrade
+            (FIELD_REPORTS #11).
     """
 
     def __init__(
         self,
         dxlink: Simulator | None = None,
         *,
+        account: AccountSimulator | None = None,
         client_secret: str = "sim-client-secret",
         refresh_token: str = "sim-refresh-token",
         quote_token: str | None = None,
@@ -248,6 +254,9 @@ class ApiSimulator:
         seed: int = 0,
     ) -> None:
         self.dxlink = dxlink
+        self.account = account
+        if account is not None:
+            account.token_issuer = self
         self.client_secret = client_secret
         self.refresh_token = refresh_token
         self.quote_token = quote_token
@@ -359,6 +368,13 @@ class ApiSimulator:
         with self._lock:
             self._revoked = True
 
+    def access_token_valid(self, token: str) -> bool:
+        """Whether ``token`` is an access token this server issued that has not expired (the
+        account simulator accepts these: :class:`~.account.TokenIssuer`)."""
+        with self._lock:
+            expiry = self._access_expiry.get(token)
+            return expiry is not None and self.clock() < expiry
+
     def expire_access_tokens(self) -> None:
         """Invalidate every access token issued so far (their next use answers 401)."""
         with self._lock:
@@ -466,12 +482,11 @@ class ApiSimulator:
                 "authority-level": "owner",
             }
 
-        return {
-            "items": [
-                account("5WT00000", "Individual", False),
-                account("5WT00001", "Old IRA", True),
-            ]
-        }
+        numbers = self.account.book.accounts if self.account is not None else ["5WT00000"]
+        items = [account(n, "Individual", False) for n in numbers]
+        if "5WT00001" not in numbers:
+            items.append(account("5WT00001", "Old IRA", True))
+        return {"items": items}
 
     def chain(self, symbol: str) -> list[dict[str, Any]] | None:
         """The nested chain items served for ``symbol`` (None: 404), centred on its price now."""

@@ -58,12 +58,14 @@ class LoopbackServer:
         self,
         handler: Callable[[WsConnection], Awaitable[None]],
         max_size: int | None = 2**20,
+        create_connection: type[WsConnection] | None = None,
     ) -> anyio.abc.TaskGroup:
         """Listen on ``host:port`` (``port`` becomes the bound port) and enter the task group."""
         self._server = await serve(
             handler,
             self.host,
             self.port,
+            create_connection=create_connection,
             max_size=max_size,
             ping_interval=None,
             compression=None,

@@ -305,3 +305,35 @@ async def test_record_accepts_account_payloads_from_user_code(tmp_path: Path) ->
             got = [e async for e in replay.listen(PlacedOrder, UnknownNotification)]
     assert got == [order, unknown]
     assert isinstance(got[0], PlacedOrder) and got[0].price == Decimal("-601.2345")
+
+
+async def test_a_failing_account_simulator_ends_its_stream_not_the_recording(
+    session: Session, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The simulators run in the recorder's process (``record --demo``): a bug in the account
+    simulator closes its connections (a gap) with one error line, and the quotes go on."""
+    s = session
+
+    def broken_tick(now: float) -> None:
+        raise ArithmeticError("simulated bug in the book")
+
+    async with s.recorder() as recorder:
+        await s.subscribe()
+        await s.acct.place_order([("SPY", "Buy to Open", 5)])
+        with anyio.fail_after(WAIT_S):
+            while (await s.alerts.get_event(PlacedOrder)).status != "Filled":
+                pass
+        monkeypatch.setattr(s.acct.book, "tick", broken_tick)
+        await wait_until(lambda: recorder.account_gaps)  # the stream ended: a gap is open
+        quotes = recorder.stats.rows["Quote"]
+        await wait_until(lambda: recorder.stats.rows["Quote"] >= quotes + 4)  # recording goes on
+        assert isinstance(s.acct.failed, ArithmeticError)
+        assert recorder.account_gaps[0].resumed_ns is None  # the simulator stays down
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == [
+        "= account simulator failed and stopped serving "
+        "(ArithmeticError: simulated bug in the book)"
+    ]
+    gaps = pl.read_parquet(s.out / "_gaps" / "*.parquet")
+    assert gaps["stream"].to_list() == ["account"]
+    assert pl.read_parquet(s.out / "Quote" / "*" / "*.parquet").height >= quotes + 4

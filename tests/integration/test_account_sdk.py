@@ -11,14 +11,16 @@ import anyio
 import pytest
 
 from tastyrec.exceptions import _leaves
-from tastyrec.sim.account import AccountSimulator
+from tastyrec.sim.account import AccountSimulator, open_simulators
 from tastyrec.sim.account_engine import AccountSimConfig
+from tastyrec.sim.rest import ApiSimulator
 
 streamer_mod = pytest.importorskip("tastytrade.streamer")
 order_mod = pytest.importorskip("tastytrade.order")
 account_mod = pytest.importorskip("tastytrade.account")
 watchlists_mod = pytest.importorskip("tastytrade.watchlists")
 utils_mod = pytest.importorskip("tastytrade.utils")
+session_mod = pytest.importorskip("tastytrade.session")
 
 TOKEN = "sdk-access-token-3e9"
 WAIT_S = 10.0
@@ -156,3 +158,150 @@ async def test_sdk_alert_streamer_gets_the_documented_error_for_a_bad_token(
     assert any(isinstance(e, utils_mod.TastytradeError) and "failed" in str(e) for e in errors), (
         errors
     )
+
+
+async def sdk_error(streamer: Any, action: Any) -> str:
+    """Run ``action`` in the SDK streamer and return the TastytradeError it raises."""
+    with anyio.fail_after(WAIT_S), pytest.raises(BaseException) as info:
+        async with streamer:
+            await action(streamer)
+            await anyio.sleep(WAIT_S)  # the error comes from the SDK's reader task
+    errors = [e for e in _leaves(info.value) if isinstance(e, utils_mod.TastytradeError)]
+    assert errors, list(_leaves(info.value))
+    return str(errors[0])
+
+
+async def test_sdk_streamer_raises_for_an_account_the_session_does_not_own(sim: AccountSimulator):
+    streamer = sdk_streamer(sim)
+
+    async def subscribe(s: Any) -> None:
+        await s.subscribe_accounts([StubAccount("5WT99999")])
+
+    try:
+        message = await sdk_error(streamer, subscribe)
+    finally:
+        close_sdk_queues(streamer)
+    assert message == "Alert streamer error: unauthorized account '5WT99999'"
+
+
+@pytest.fixture
+async def simulate(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[AccountSimulator, Any]]:
+    """What ``tastyrec simulate`` serves: both simulators and the fake REST API, wired the same
+    way (``ApiSimulator(dxlink=..., account=...)``); the SDK's API URL points at the fake."""
+    config = AccountSimConfig(step_s=0.01, fill_step_s=0.01)
+    async with open_simulators(order_every_s=None, account_config=config) as (dx, acct):
+        async with ApiSimulator(dxlink=dx, account=acct) as api:
+            monkeypatch.setattr(session_mod, "API_URL", api.url)
+            yield acct, api
+
+
+async def test_sdk_session_logs_in_at_the_simulated_api_and_streams_the_account(simulate):
+    """FIELD_REPORTS #11: the SDK's own flow, unchanged: Session(client_secret, refresh_token)
+    -> Account.get -> AlertStreamer(session), whose auth-token is the API's access token."""
+    acct, api = simulate
+    async with session_mod.Session(api.client_secret, api.refresh_token) as session:
+        accounts = await account_mod.Account.get(session)
+        streamer = streamer_mod.AlertStreamer(session)
+        streamer.base_url = acct.url  # instead of wss://streamer.tastyworks.com
+        try:
+            async with streamer:
+                with anyio.fail_after(WAIT_S):
+                    await streamer.subscribe_accounts(accounts)
+                    oid = await acct.place_order([("SPY", "Buy to Open", 3)])
+                    filled = await sdk_order(streamer, oid, "Filled")
+                    balance = await next_of(streamer, account_mod.AccountBalance)
+        finally:
+            close_sdk_queues(streamer)
+    assert [a.account_number for a in accounts] == [acct.account_number]
+    assert sum(f.quantity for f in filled.legs[0].fills) == 3
+    assert balance.account_number == acct.account_number
+    assert api.access_tokens and acct.token != api.access_tokens[0]
+    assert {r.auth_token for r in acct.received} == {f"Bearer {api.access_tokens[0]}"}
+
+
+@pytest.mark.parametrize("which", ["forged", "expired"])
+async def test_sdk_streamer_with_a_token_the_api_did_not_issue_or_that_expired_fails(
+    simulate, which: str
+):
+    acct, api = simulate
+    async with session_mod.Session(api.client_secret, api.refresh_token) as session:
+        await session.refresh()
+    token = session.session_token
+    if which == "forged":
+        token += "0"  # one character more: never issued
+    else:
+        api.expire_access_tokens()
+    streamer = sdk_streamer(acct, token=token)
+
+    async def subscribe(s: Any) -> None:
+        await s.subscribe_accounts([StubAccount(acct.account_number)])
+
+    try:
+        message = await sdk_error(streamer, subscribe)
+    finally:
+        close_sdk_queues(streamer)
+    assert message == "Alert streamer error: failed"
+
+
+SDK_PING_INTERVAL_S = 20.0  # httpx2's keepalive ping interval, which the SDK keeps
+IDLE_TIMEOUT_S = 25.0  # a shortened idle timeout (production: ~60 s), just above it
+
+
+@pytest.mark.slow
+async def test_sdk_streamer_that_only_pings_stays_connected_across_idle_periods(monkeypatch):
+    """FIELD_REPORTS #14, in real time (~80 s): the SDK sends no text after subscribing, only
+    websocket pings every 20 s. With the idle timeout shortened to 25 s (instead of waiting out
+    several 60 s periods), it stays connected across three idle periods and keeps receiving
+    orders; a cut would end the SDK's ``async with`` with an error (it never reconnects)."""
+    config = AccountSimConfig(step_s=0.01, fill_step_s=0.01, idle_timeout_s=IDLE_TIMEOUT_S)
+    async with open_simulators(order_every_s=None, account_config=config) as (dx, acct):
+        async with ApiSimulator(dxlink=dx, account=acct) as api:
+            monkeypatch.setattr(session_mod, "API_URL", api.url)
+            async with session_mod.Session(api.client_secret, api.refresh_token) as session:
+                accounts = await account_mod.Account.get(session)
+                streamer = streamer_mod.AlertStreamer(session)
+                streamer.base_url = acct.url
+                filled = []
+                try:
+                    async with streamer:
+                        with anyio.fail_after(WAIT_S):
+                            await streamer.subscribe_accounts(accounts)
+                        texts = len(acct.received)
+                        end = anyio.current_time() + 3 * IDLE_TIMEOUT_S + 5
+                        while anyio.current_time() < end:
+                            # the scenario's length, not a wait for an event: idle time must pass
+                            await anyio.sleep(IDLE_TIMEOUT_S / 2)
+                            with anyio.fail_after(WAIT_S):
+                                oid = await acct.place_order([("SPY", "Buy to Open", 1)])
+                                filled.append(await sdk_order(streamer, oid, "Filled"))
+                            assert acct.connection_count == 1
+                finally:
+                    close_sdk_queues(streamer)
+    assert len(filled) >= 6
+    assert len(acct.received) == texts  # no text frame after subscribing: pings alone
+
+
+async def test_sdk_flow_works_unchanged_against_tastyrec_simulate(cli, monkeypatch):
+    """The whole command: `tastyrec simulate` (its account trading by itself every 200 ms) and
+    the SDK pointed at its announced `api` and `account` URLs, logging in with the credentials
+    it prints."""
+    proc = cli.start("simulate", "--order-every", "200ms", "--quote-rate", "1")
+    text = proc.wait_for("the api line", lambda: "api " in proc.stdout and proc.stdout)
+    urls = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    monkeypatch.setattr(session_mod, "API_URL", urls["api"])
+    async with session_mod.Session("sim-client-secret", "sim-refresh-token") as session:
+        accounts = await account_mod.Account.get(session)
+        streamer = streamer_mod.AlertStreamer(session)
+        streamer.base_url = urls["account"]
+        try:
+            async with streamer:
+                with anyio.fail_after(WAIT_S):
+                    await streamer.subscribe_accounts(accounts)
+                    async for order in streamer.listen(order_mod.PlacedOrder):
+                        if order.status == "Filled":
+                            break
+        finally:
+            close_sdk_queues(streamer)
+    assert [a.account_number for a in accounts] == [urls["account-number"]]
+    assert order.account_number == urls["account-number"] and order.legs[0].fills
+    assert proc.alive()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 
 from tastyrec.account import AlertStreamer
 from tastyrec.events.account import (
@@ -26,7 +28,7 @@ from tastyrec.events.account import (
 )
 from tastyrec.exceptions import LocalProtocolError, RequestError
 from tastyrec.sim.account import AccountSimulator, open_simulators
-from tastyrec.sim.account_engine import AccountSimConfig
+from tastyrec.sim.account_engine import AccountServerConnection, AccountSimConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -315,3 +317,87 @@ async def test_tap_gives_every_notification_with_its_times(sim: AccountSimulator
     assert names[:4] == ["Order"] * 4 and names[-2:] == ["CurrentPosition", "AccountBalance"]
     assert all(n.timestamp_ms and n.recv_ns > n.timestamp_ms * 1_000_000 - 10**9 for n in taken)
     assert [n.recv_ns for n in taken] == sorted(n.recv_ns for n in taken)
+
+
+async def test_an_account_the_session_does_not_own_raises_at_the_call(sim: AccountSimulator):
+    reconnected = anyio.Event()
+
+    async def on_reconnect(streamer: AlertStreamer) -> None:
+        reconnected.set()
+
+    async with make_streamer(sim, reconnect_fn=on_reconnect) as streamer:
+        with anyio.fail_after(WAIT_S), pytest.raises(RequestError) as info:
+            await streamer.subscribe_accounts(["5WT99999"])
+        assert info.value.action == "connect"
+        assert info.value.message == "unauthorized account '5WT99999'"
+        await streamer.subscribe_accounts([sim.account_number])  # the socket is still good
+        with anyio.fail_after(WAIT_S):
+            oid = await sim.place_order([("SPY", "Buy to Open", 1)])
+            await until_status(streamer, oid, "Filled")
+            before = len(sim.received)
+            await sim.drop()
+            await reconnected.wait()  # the refused account is not asked for again
+        assert [(r.action, r.value) for r in sim.received[before:]] == [
+            ("connect", [sim.account_number])
+        ]
+
+
+async def test_a_client_that_only_pings_stays_connected_and_a_silent_one_is_cut():
+    """FIELD_REPORTS #14: websocket pings are activity. Simulated time (the injected clock) moves
+    200 s in 20 s steps, one ping after each; the silent client is cut by the same pump pass
+    that finds the pinging one alive."""
+    now = [1_795_000_000.0]
+    async with AccountSimulator(
+        token=TOKEN, order_every_s=None, config=FAST, clock=lambda: now[0]
+    ) as server:
+        hello = {"action": "connect", "value": [server.account_number], "request-id": 1}
+        hello["auth-token"] = f"Bearer {TOKEN}"
+        async with (
+            ws_connect(server.url, ping_interval=None) as pinger,
+            ws_connect(server.url, ping_interval=None) as silent,
+        ):
+            with anyio.fail_after(WAIT_S):
+                for ws in (pinger, silent):
+                    await ws.send(json.dumps(hello))
+                    assert json.loads(await ws.recv())["status"] == "ok"
+                for _ in range(10):
+                    now[0] += 20
+                    await (await pinger.ping())  # the pong: the server has seen the ping
+                await silent.wait_closed()
+                assert (silent.close_code, silent.close_reason) == (1000, "idle timeout")
+                await pinger.send(json.dumps({**hello, "action": "heartbeat", "request-id": 2}))
+                reply = json.loads(await pinger.recv())
+            assert (reply["action"], reply["status"]) == ("heartbeat", "ok")
+
+
+async def test_subscribe_accounts_returns_once_the_server_confirmed(sim: AccountSimulator):
+    """FIELD_REPORTS #12: an order placed the moment subscribe_accounts returns is not lost
+    (its first notification, ``Received``, is published at once, while placing it)."""
+    async with make_streamer(sim) as streamer:
+        with anyio.fail_after(WAIT_S):
+            await streamer.subscribe_accounts([sim.account_number])
+            assert streamer.protocol.pending == {}  # the reply came in
+            oid = await sim.place_order([("SPY", "Buy to Open", 1)])
+            first = await streamer.get_event(PlacedOrder)
+    assert (first.id, first.status) == (oid, "Received")
+
+
+async def test_a_failure_handling_a_frame_closes_the_simulator_with_1011(
+    sim: AccountSimulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    def broken(self: Any, raw: Any, now: float) -> None:
+        raise KeyError("simulated bug")
+
+    monkeypatch.setattr(AccountServerConnection, "receive_text", broken)
+    async with ws_connect(sim.url, ping_interval=None) as ws:
+        with anyio.fail_after(WAIT_S):
+            await ws.send(json.dumps({"action": "heartbeat", "auth-token": f"Bearer {TOKEN}"}))
+            await ws.wait_closed()
+    assert (ws.close_code, ws.close_reason) == (1011, "simulator failure")
+    assert isinstance(sim.failed, KeyError)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "= account simulator failed and stopped serving (KeyError: 'simulated bug')"
+    ]
+    with pytest.raises(OSError):  # it no longer listens
+        async with ws_connect(sim.url, open_timeout=WAIT_S):
+            pass

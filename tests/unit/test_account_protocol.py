@@ -438,3 +438,44 @@ def test_book_places_orders_on_its_own_schedule():
         book.tick(t)
     received = [o for o in book.published if o[0] == "Order" and o[1].status == "Received"]
     assert len(received) == 3
+
+
+def test_connect_to_an_account_the_session_does_not_own_gets_an_error_reply():
+    config = AccountSimConfig(order_every_s=None)
+    server = AccountServerConnection(
+        lambda v: v == f"Bearer {TOKEN}", "0badf00d", config, T0, accounts=["5WT00000"]
+    )
+    client = p.AccountProtocol()
+    client.connect(TOKEN)
+    rid = client.subscribe_accounts(["5WT00000", "5WT99999"])
+    for data in client.data_to_send():
+        server.receive_text(data, T0)
+    for frame in server.data_to_send():
+        client.receive_text(frame, 0)
+    (reply,) = client.events_received()
+    assert (reply.request_id, reply.ok) == (rid, False)
+    assert reply.message == "unauthorized account '5WT99999'"
+    assert server.accounts == set()  # neither: a refused connect subscribes nothing
+    client.subscriptions.accounts.remove("5WT99999")
+    client.subscribe_accounts(["5WT00000"])
+    for data in client.data_to_send():
+        server.receive_text(data, T0)
+    for frame in server.data_to_send():
+        client.receive_text(frame, 0)
+    assert [r.ok for r in client.events_received()] == [True]
+    assert server.accounts == {"5WT00000"}
+
+
+def test_pings_keep_a_socket_alive_and_a_silent_one_is_still_closed():
+    config = AccountSimConfig(order_every_s=None, idle_timeout_s=60.0)
+    pinging = AccountServerConnection(lambda v: True, "00000001", config, T0)
+    silent = AccountServerConnection(lambda v: True, "00000002", config, T0)
+    for t in range(20, 601, 20):  # ten minutes of websocket pings every 20 s, no text at all
+        pinging.receive_ping(T0 + t)
+        for conn in (pinging, silent):
+            conn.tick(T0 + t + 1)
+    assert pinging.close is None
+    assert pinging.next_deadline() == T0 + 600 + 60
+    assert silent.close == (1000, "idle timeout")
+    pinging.tick(T0 + 661)  # pings stop: cut one idle timeout after the last
+    assert pinging.close == (1000, "idle timeout")
