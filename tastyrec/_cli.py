@@ -140,6 +140,16 @@ def recording_folder(ctx: click.Context, param: click.Parameter, value: Path | s
     return path
 
 
+#: the PATH argument of every command that reads a recording: default ``data``, checked first
+recording_argument = click.argument(
+    "path",
+    default=DEFAULT_DATA,
+    required=False,
+    type=click.Path(path_type=Path),
+    callback=recording_folder,
+)
+
+
 def check_out_folder(out: str) -> None:
     """Refuse an output folder that is a file or lies under one (``record --out``), exit 2."""
     path = Path(out)

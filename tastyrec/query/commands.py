@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
 
-from .._cli import DEFAULT_DATA, recording_folder
+from .._cli import DEFAULT_DATA, recording_argument, recording_folder
 
 if TYPE_CHECKING:
     import duckdb
@@ -257,13 +257,7 @@ def _print_vertical(
 
 
 @click.command()
-@click.argument(
-    "path",
-    default=DEFAULT_DATA,
-    required=False,
-    type=click.Path(path_type=Path),
-    callback=recording_folder,
-)
+@recording_argument
 def info(path: Path) -> None:
     """Show what the recording at PATH holds (default: data).
 
@@ -364,13 +358,7 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @click.command()
-@click.argument(
-    "path",
-    default=DEFAULT_DATA,
-    required=False,
-    type=click.Path(path_type=Path),
-    callback=recording_folder,
-)
+@recording_argument
 @click.option(
     "--date",
     "day",

@@ -25,7 +25,7 @@ from .._cli import (
     check_out_folder,
     event_types,
     parse_symbols,
-    recording_folder,
+    recording_argument,
     run as _run,
     ws_url,
 )
@@ -470,7 +470,7 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
 
 
 @click.command()
-@click.argument("path", default=DEFAULT_DATA, required=False, callback=recording_folder)
+@recording_argument
 def recover(path: Path) -> None:
     """Turn journals left by a crashed recorder under PATH (default: data) into Parquet files.
 

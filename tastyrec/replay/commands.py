@@ -13,7 +13,7 @@ from typing import Any
 import click
 import msgspec
 
-from .._cli import DEFAULT_DATA, recording_folder
+from .._cli import recording_argument
 from ..events.base import Event
 
 __all__ = ("replay", "serve")
@@ -47,13 +47,7 @@ def _speed(text: str) -> float:
 
 
 @click.command()
-@click.argument(
-    "path",
-    default=DEFAULT_DATA,
-    required=False,
-    type=click.Path(path_type=Path),
-    callback=recording_folder,
-)
+@recording_argument
 @click.option("--events", help="Event types, e.g. Quote,Trade [default: every type recorded].")
 @click.option("--symbols", help="Symbols, comma-separated or @FILE [default: all].")
 @click.option("--start", help="From this receipt time (ISO; naive = New York time).")
@@ -194,13 +188,7 @@ def _recorded_symbols(path: Path, types: list[type[Event]]) -> list[str]:
 
 
 @click.command()
-@click.argument(
-    "path",
-    default=DEFAULT_DATA,
-    required=False,
-    type=click.Path(path_type=Path),
-    callback=recording_folder,
-)
+@recording_argument
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=0, show_default=True, help="TCP port; 0 picks a free one.")
 @click.option(
