@@ -12,9 +12,10 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
 * **Errors.** A rejected token raises :class:`~tastyrec.exceptions.AuthenticationError` out of the
   ``async with`` block instead of looping; server ``ERROR`` messages are logged at WARNING, naming
   the event type of the channel they arrived on (a refused subscription is answered on its type's
-  channel and then never sends anything), and kept in :attr:`DXLinkStreamer.server_errors`; a close with 1009 (a message of ours over the server's
-  size limit) raises :class:`~tastyrec.exceptions.LocalProtocolError`, since the restore on a new
-  connection would be refused the same way, while a message from the server over
+  channel and then never sends anything), and kept in :attr:`DXLinkStreamer.server_errors`; a
+  close with 1009 (a message of ours over the server's size limit) raises
+  :class:`~tastyrec.exceptions.LocalProtocolError`, since the restore on a new connection would be
+  refused the same way, while a message from the server over
   ``max_inbound_bytes`` (websockets then closes with 1009 itself) is a lost connection whose
   reason says so; malformed frames and unknown event types are counted in
   :attr:`DXLinkStreamer.stats` and logged once per kind, never fatal.
