@@ -13,8 +13,13 @@ not a rejection (DXLINK.md §4). Any later ``UNAUTHORIZED`` is: :class:`AuthReje
 authorised, :class:`AuthExpired` after (token expiry); the I/O layer decides what to do.
 
 *Channels.* One FEED channel per event type, odd ids (1, 3, 5...) handed out in order of first use
-and kept for the life of the object, contract ``AUTO``. Channels are requested only once
-``AUTHORIZED`` (service messages before that are rejected by the server).
+and kept for the life of the object, so a reconnect re-requests each type on its own channel with
+its own contract. The contract comes from one table, :data:`FEED_CONTRACTS` (:func:`contract_for`):
+``HISTORY`` for Candle, ``AUTO`` for every other type. On an ``AUTO`` channel production answers a
+Candle subscription with ``fromTime`` by an explicitly empty snapshot (one event, eventFlags
+``SNAPSHOT_BEGIN|SNAPSHOT_END|REMOVE_EVENT``, NaN prices; FIELD_REPORTS.md #3); the same request on
+a ``HISTORY`` channel gets the bars. Channels are requested only once ``AUTHORIZED`` (service
+messages before that are rejected by the server).
 
 *Subscriptions.* :attr:`subscriptions` is the desired state, kept across reconnects. When a channel
 opens, the protocol sends ``FEED_SETUP`` (aggregation period, ``COMPACT``, ``acceptEventFields``
@@ -41,6 +46,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from .._version import __version__
@@ -51,7 +57,9 @@ from . import messages as m
 from .compact import FieldPlan, full_to_compact, plan
 
 __all__ = (
+    "DEFAULT_CONTRACT",
     "DXLINK_VERSION",
+    "FEED_CONTRACTS",
     "MAX_SUBSCRIPTION_BYTES",
     "AuthExpired",
     "AuthRejected",
@@ -69,6 +77,7 @@ __all__ = (
     "ServerSetup",
     "Skipped",
     "SubscriptionKey",
+    "contract_for",
 )
 
 #: SETUP version: protocol 0.1, implementation tastyrec.
@@ -76,6 +85,17 @@ DXLINK_VERSION: Final = f"0.1-tastyrec/{__version__}"
 #: Largest FEED_SUBSCRIPTION sent by default: the official dxFeed JS client splits its
 #: subscriptions at 8,192 characters (``maxSendSubscriptionChunkSize``, FIELD_REPORTS.md #7).
 MAX_SUBSCRIPTION_BYTES: Final = 8192
+#: FEED contract of the channels of the event types not in :data:`FEED_CONTRACTS` (what the
+#: tastytrade SDK and web platform use for everything).
+DEFAULT_CONTRACT: Final = "AUTO"
+#: The one place deciding a FEED channel's ``contract`` per event type. Candle history needs
+#: ``HISTORY``: on ``AUTO`` production sends an empty snapshot instead (FIELD_REPORTS.md #3).
+FEED_CONTRACTS: Final[Mapping[str, str]] = MappingProxyType({"Candle": "HISTORY"})
+
+
+def contract_for(event_type: str) -> str:
+    """The ``contract`` of the FEED channel that carries ``event_type`` (a wire name)."""
+    return FEED_CONTRACTS.get(event_type, DEFAULT_CONTRACT)
 
 
 class ConnectionState(enum.Enum):
@@ -216,11 +236,14 @@ ProtocolEvent = (
 
 @dataclass
 class Channel:
-    """One FEED channel: the event type it carries and what the server announced for it."""
+    """One FEED channel: the event type it carries, its contract, and what the server announced
+    for it."""
 
     id: int
     event_type: str
     aggregation_period: float
+    #: the ``contract`` parameter of its CHANNEL_REQUEST (:func:`contract_for` its event type)
+    contract: str = DEFAULT_CONTRACT
     state: ChannelState = ChannelState.CLOSED
     data_format: str = "COMPACT"
     event_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -596,7 +619,7 @@ class DXLinkProtocol:
             if refresh_interval < 0:
                 raise LocalProtocolError(f"refresh_interval must be >= 0, got {refresh_interval!r}")
             channel_id = 2 * len(self.channels) + 1  # asyncapi: clients use odd channel ids
-            channel = Channel(channel_id, name, refresh_interval)
+            channel = Channel(channel_id, name, refresh_interval, contract_for(name))
             self.channels[channel_id] = channel
             self._by_type[name] = channel
         return channel
@@ -606,7 +629,9 @@ class DXLinkProtocol:
             return  # requested once authorised (service messages before AUTHORIZED are rejected)
         channel.state = ChannelState.REQUESTED
         self._send(
-            m.ChannelRequest(channel=channel.id, service="FEED", parameters={"contract": "AUTO"})
+            m.ChannelRequest(
+                channel=channel.id, service="FEED", parameters={"contract": channel.contract}
+            )
         )
 
     def _send_subscription(

@@ -10,10 +10,12 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
 * **Watchdog.** A connection silent for longer than ``keepalive_timeout`` is dead (the server must
   send something at least that often): it is dropped and a new one made, instead of freezing.
 * **Errors.** A rejected token raises :class:`~tastyrec.exceptions.AuthenticationError` out of the
-  ``async with`` block instead of looping; server ``ERROR`` messages are logged at WARNING and kept
-  in :attr:`DXLinkStreamer.server_errors`; a close with 1009 (a message of ours over the server's
-  size limit) raises :class:`~tastyrec.exceptions.LocalProtocolError`, since the restore on a new
-  connection would be refused the same way, while a message from the server over
+  ``async with`` block instead of looping; server ``ERROR`` messages are logged at WARNING, naming
+  the event type of the channel they arrived on (a refused subscription is answered on its type's
+  channel and then never sends anything), and kept in :attr:`DXLinkStreamer.server_errors`; a
+  close with 1009 (a message of ours over the server's size limit) raises
+  :class:`~tastyrec.exceptions.LocalProtocolError`, since the restore on a new connection would be
+  refused the same way, while a message from the server over
   ``max_inbound_bytes`` (websockets then closes with 1009 itself) is a lost connection whose
   reason says so; malformed frames and unknown event types are counted in
   :attr:`DXLinkStreamer.stats` and logged once per kind, never fatal.
@@ -533,8 +535,15 @@ class DXLinkStreamer:
         elif isinstance(event, p.ServerErrorReceived):
             error = ServerError(event.error, event.message, event.channel)
             self.server_errors.append(error)
+            # name the channel's event type: an ERROR about a subscription (a refused candle
+            # symbol, the candle cap) arrives on its type's channel, and nothing else will
+            channel = self.protocol.channels.get(event.channel)
             logger.warning(
-                "< server error %s on channel %d: %s", event.error, event.channel, event.message
+                "< server error %s on channel %d%s: %s",
+                event.error,
+                event.channel,
+                f" ({channel.event_type} subscriptions)" if channel is not None else "",
+                event.message,
             )
             if event.error == "UNAUTHORIZED" and not self._authorized.is_set():
                 raise AuthenticationError(f"DXLink server at {self._shown_url!r}: {event.message}")
@@ -700,8 +709,13 @@ class DXLinkStreamer:
         """Subscribe to candles of ``interval`` (``"5m"``, ``"1h"``, ``"1d"``...) from
         ``start_time`` (default: the SDK's, 1970-01-12); history first, then live updates.
 
+        Candles go on a channel of their own opened with contract ``HISTORY``: on ``AUTO``,
+        where the tastytrade SDK asks, production sends no history, only an empty snapshot
+        (one event with eventFlags 14, NaN prices; FIELD_REPORTS.md #3). A history that is
+        really empty arrives the same way: check :attr:`~tastyrec.events.Candle.snapshot_marker`.
         The server normalises the symbol in the events it sends: ``SPY{=1d}`` arrives as
-        ``SPY{=d}``.
+        ``SPY{=d}``. A candle symbol the server refuses is answered with an ``ERROR`` on the
+        candle channel, logged at WARNING and kept in :attr:`server_errors`.
         """
         from_time = (
             1_000_000_000 if start_time is None else math.floor(start_time.timestamp() * 1000)

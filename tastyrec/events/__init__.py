@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import (
+    EMPTY_SNAPSHOT,
     REMOVE_EVENT,
     SNAPSHOT_BEGIN,
     SNAPSHOT_END,
@@ -11,6 +12,7 @@ from .base import (
     TX_PENDING,
     Event,
     IndexedEvent,
+    is_snapshot_marker,
 )
 from .market import (
     Candle,
@@ -29,6 +31,7 @@ from .market import (
 )
 
 __all__ = (
+    "EMPTY_SNAPSHOT",
     "REMOVE_EVENT",
     "SNAPSHOT_BEGIN",
     "SNAPSHOT_END",
@@ -50,4 +53,5 @@ __all__ = (
     "Trade",
     "TradeETH",
     "Underlying",
+    "is_snapshot_marker",
 )

@@ -28,6 +28,7 @@ from typing import Annotated, Final
 import msgspec
 
 __all__ = (
+    "EMPTY_SNAPSHOT",
     "NAN",
     "REMOVE_EVENT",
     "SNAPSHOT_BEGIN",
@@ -38,6 +39,7 @@ __all__ = (
     "Event",
     "IndexedEvent",
     "TimeMs",
+    "is_snapshot_marker",
 )
 
 NAN: Final = math.nan
@@ -48,6 +50,11 @@ SNAPSHOT_BEGIN: Final = 0x04
 SNAPSHOT_END: Final = 0x08
 SNAPSHOT_SNIP: Final = 0x10
 SNAPSHOT_MODE: Final = 0x40
+#: eventFlags of the one event of an explicitly empty snapshot (SNAPSHOT_BEGIN | SNAPSHOT_END |
+#: REMOVE_EVENT = 14, values NaN): what production answers a Candle subscription on an ``AUTO``
+#: channel (FIELD_REPORTS.md #3), or on ``HISTORY`` when there is no history.
+EMPTY_SNAPSHOT: Final = SNAPSHOT_BEGIN | SNAPSHOT_END | REMOVE_EVENT
+_SNAPSHOT_EDGES: Final = SNAPSHOT_BEGIN | SNAPSHOT_END | SNAPSHOT_SNIP
 
 #: A wire time in epoch milliseconds; stored in Arrow as ``timestamp[ms, UTC]``.
 TimeMs = Annotated[int, msgspec.Meta(extra={"arrow_unit": "ms"})]
@@ -100,6 +107,20 @@ class IndexedEvent(Event, frozen=True, gc=False):
         return self.event_flags & SNAPSHOT_SNIP != 0
 
     @property
+    def snapshot_marker(self) -> bool:
+        """REMOVE_EVENT on a snapshot's first or last event: a marker that carries no entry
+        (no bar, no print), e.g. the one event of an empty snapshot (:data:`EMPTY_SNAPSHOT`), or
+        dxFeed's snapshot-closing event at index 0. Its values are NaN."""
+        return is_snapshot_marker(self.event_flags)
+
+    @property
     def snapshot_mode(self) -> bool:
         """SNAPSHOT_MODE: publishing side only; not expected from a server."""
         return self.event_flags & SNAPSHOT_MODE != 0
+
+
+def is_snapshot_marker(event_flags: int) -> bool:
+    """Whether eventFlags mark a snapshot boundary that carries no entry (REMOVE_EVENT together
+    with SNAPSHOT_BEGIN, SNAPSHOT_END or SNAPSHOT_SNIP), see
+    :attr:`IndexedEvent.snapshot_marker`."""
+    return event_flags & REMOVE_EVENT != 0 and event_flags & _SNAPSHOT_EDGES != 0

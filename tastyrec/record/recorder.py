@@ -5,6 +5,8 @@ subscriptions, and events handed to :meth:`Recorder.record` (tastyrec's event St
 tastytrade SDK's event objects). Per event type, batches go to an :class:`~.sink.EventSink` (the
 journal, rotation) and to a :class:`~tastyrec.live.LiveFrame`; sealed journal segments are turned
 into Parquet in a worker thread. The crash-safety argument is in :mod:`tastyrec.record.sink`.
+Snapshot markers (the one event of an empty candle snapshot, eventFlags 14) carry no data and are
+left out before all that (:mod:`tastyrec.record._snapshots`).
 
 Bookkeeping tables, one small Parquet file per recording session, rewritten atomically:
 
@@ -61,6 +63,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from .._arrow_values import rows as python_rows
 from .._version import __version__
 from ..dxlink.compact import ColumnBatch
+from ..dxlink.protocol import contract_for
 from ..dxlink.streamer import Gap
 from ..events.account import AccountEvent, UnknownNotification
 from ..events.base import Event
@@ -69,6 +72,7 @@ from ..exceptions import SchemaError, StorageError, TastyrecError, _unwrap_group
 from ..live import LiveFrame
 from ..schema import RECV_COLUMN, RECV_TYPE, arrow_schema
 from . import layout
+from ._snapshots import SnapshotMarkers
 from .account_schema import (
     AccountRecord,
     account_arrow_schema,
@@ -426,6 +430,7 @@ class Recorder:
         self._last_sync = time.monotonic()
         self._bad_user = 0
         self._logged: set[str] = set()
+        self._markers = SnapshotMarkers()
 
     def __repr__(self) -> str:
         return f"Recorder(out={str(self.root)!r}, session={self.session_id!r})"
@@ -723,8 +728,12 @@ class Recorder:
         if not batch.num_rows:
             return
         name = event_type.__name__
-        sink = self._sinks.get(name)
         account = is_account_type(event_type)
+        if not account:
+            batch = self._markers.drop(name, batch)  # an empty snapshot is no bar
+            if not batch.num_rows:
+                return
+        sink = self._sinks.get(name)
         if sink is None:
             sink = self._sinks[name] = EventSink(
                 self.root,
@@ -778,7 +787,7 @@ class Recorder:
     def _metadata(self, event_type: str) -> dict[str, str]:
         meta = self._base_metadata(self.source)
         if self.streamer is not None:
-            meta["tastyrec.dxlink_contract"] = "AUTO"
+            meta["tastyrec.dxlink_contract"] = contract_for(event_type)
             for channel in self.streamer.protocol.channels.values():
                 if channel.event_type == event_type:
                     meta["tastyrec.aggregation_period_s"] = repr(channel.aggregation_period)

@@ -21,7 +21,19 @@ Choices where the real server's behaviour is unconfirmed (see DXLINK.md):
 * AUTHORIZED is only ever sent in answer to an AUTH (or once after SETUP in no-auth mode);
 * unknown event types in ``add`` get ``ERROR BAD_ACTION``; the known ones are still added. Types
   the market does not simulate (Order, Series, OptionSale) are accepted and stay silent;
-* a Candle subscription without ``fromTime`` gets a one-candle snapshot of the live candle;
+* Candle history follows the channel's ``contract`` (FIELD_REPORTS.md #3, where production
+  contradicts DXLINK.md §5's "AUTO picks HISTORY for Candle"): on ``HISTORY`` the snapshot from
+  ``fromTime`` (without one: a one-candle snapshot of the live candle), served a part per tick,
+  then live updates of the newest candle; on any other contract (``AUTO``; ``TICKER``/``STREAM``
+  and a request naming none are treated alike, unconfirmed) exactly one event, the explicitly
+  empty snapshot (eventFlags 14 = SNAPSHOT_BEGIN|SNAPSHOT_END|REMOVE_EVENT, NaN prices and
+  volumes), and nothing after it: the report saw one event and no more, so a client relying on
+  ``AUTO`` for candles fails against the simulator as it would against production;
+* a Candle symbol the simulator cannot build candles for (no period, ``SPY``, which dxFeed reads
+  as tick candles; a tick, volume or price period, ``SPY{=t}``, ``SPY{=100v}``) is not added and
+  gets ``ERROR BAD_ACTION`` on the channel naming it, instead of a subscription that never sends
+  anything. With a feed (``tastyrec serve``) candles are whatever was recorded, on any contract
+  (the recording's history included), and an unknown symbol is silent, as live;
 * the client-silence timeout sends ``ERROR TIMEOUT`` and closes with 1000.
 """
 
@@ -56,7 +68,7 @@ from ..dxlink.messages import (
     encode,
     redact,
 )
-from ..events.base import Event
+from ..events.base import EMPTY_SNAPSHOT, Event
 from ..events.market import Candle, TradeETH
 from ..events.registry import EVENT_TYPES, EventSpec, FieldKind, spec
 from ..exceptions import RemoteProtocolError
@@ -69,6 +81,8 @@ logger = logging.getLogger(__name__)
 #: what the simulator reports as its ``version`` in SETUP (the real server's format)
 SERVER_VERSION: Final = "1.0-1.2.1-tastyrec-sim"
 CANDLE_TOO_BIG: Final = "Your subscription size for event type 'Candle' is too big"
+#: the FEED contract on which Candle subscriptions get their history (FIELD_REPORTS.md #3)
+HISTORY: Final = "HISTORY"
 #: types sent as "latest value per symbol" (TICKER-like); the others are streams (every event)
 CONFLATED: Final = frozenset(
     {"Quote", "Trade", "TradeETH", "Greeks", "Summary", "Profile", "TheoPrice", "Underlying"}
@@ -159,6 +173,8 @@ class _Sub:
     last: int | None = None
     #: Candle: the rest of the history snapshot, queued a part per tick before live candles
     snapshot: Iterator[list[Candle]] | None = None
+    #: Candle: whether live updates follow the snapshot (not after an empty one on AUTO)
+    live: bool = True
 
 
 @dataclass
@@ -168,6 +184,8 @@ class _Channel:
     parameters: dict[str, Any]
     aggregation_s: float
     data_format: str = "COMPACT"
+    #: the CHANNEL_REQUEST's ``contract`` parameter (None: it named none)
+    contract: str | None = None
     #: requested field names per type, echoed exactly as requested
     fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: fields last announced with eventFields, per type
@@ -357,11 +375,13 @@ class ServerConnection:
 
     def _on_channel_request(self, msg: ChannelRequest, now: float) -> None:
         # a repeated request (the JS client re-sends after every AUTHORIZED) re-opens cleanly
+        contract = msg.parameters.get("contract")
         self.channels[msg.channel] = _Channel(
             msg.channel,
             msg.service,
             dict(msg.parameters),
             self.config.default_aggregation_s,
+            contract=contract if isinstance(contract, str) else None,
             next_flush=now,
         )
         params = {**msg.parameters, "subFormat": "LIST"}
@@ -400,14 +420,19 @@ class ServerConnection:
         for s in msg.remove or ():
             self._remove(ch, s)
         unknown: list[str] = []
+        unbuildable: list[str] = []
         too_big = False
         for s in msg.add or ():
             if s.type not in EVENT_TYPES:
                 unknown.append(s.type)
+            elif s.type == "Candle" and self.feed is None and not _buildable(s.symbol):
+                unbuildable.append(s.symbol)
             elif not self._add(ch, s, now):
                 too_big = True
         if unknown:
             self._error(ch.id, "BAD_ACTION", f"Unknown event type(s): {', '.join(unknown)}")
+        if unbuildable:
+            self._error(ch.id, "BAD_ACTION", _unbuildable_message(unbuildable))
         if too_big:
             self._error(ch.id, "BAD_ACTION", CANDLE_TOO_BIG)
 
@@ -463,9 +488,16 @@ class ServerConnection:
 
     def _candle_snapshot(self, ch: _Channel, sub: _Sub, now: float) -> None:
         """Start the history snapshot: a part per :meth:`tick` from the next one on (so a long
-        history never holds up other channels or connections), then live candles."""
+        history never holds up other channels or connections), then live candles. On a channel
+        whose contract is not ``HISTORY``: the empty snapshot alone (FIELD_REPORTS.md #3)."""
         cs = sub.candle
         if cs is None or not cs.supported:
+            return  # refused before it got here (_buildable)
+        if ch.contract != HISTORY:
+            empty = Candle(event_symbol=cs.normalized, event_flags=EMPTY_SNAPSHOT)
+            sub.snapshot = iter([[empty]])
+            sub.live = False
+            sub.next_due = now
             return
         now_ms = int(now * 1000)
         from_ms = sub.from_time if sub.from_time is not None else now_ms
@@ -485,7 +517,7 @@ class ServerConnection:
             return
         sub.snapshot = None
         rate = self.config.rate_hz("Candle")
-        sub.next_due = now + (1.0 / rate if rate > 0 else math.inf)
+        sub.next_due = now + (1.0 / rate if rate > 0 and sub.live else math.inf)
 
     def _generate(self, ch: _Channel, sub: _Sub, t: float) -> None:
         """Queue the events of one subscription due at time ``t`` (seconds)."""
@@ -691,6 +723,20 @@ class ServerConnection:
                 if due is not None:
                     deadline = min(deadline, due)
         return deadline
+
+
+def _buildable(symbol: str) -> bool:
+    """Whether the simulator builds candles for this Candle symbol (a time period)."""
+    cs = parse_candle_symbol(symbol)
+    return cs is not None and cs.supported
+
+
+def _unbuildable_message(symbols: list[str]) -> str:
+    return (
+        f"Candle symbol(s) {', '.join(map(repr, symbols))} not supported: the simulator builds "
+        "candles of a time period only (s, m, h, d, w, mo, y), such as 'SPY{=5m}'; no period "
+        "means tick candles"
+    )
 
 
 _ENCODER: Final = msgspec.json.Encoder()

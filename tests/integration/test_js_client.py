@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 import pytest
 from anyio.abc import ByteReceiveStream
 
+from tastyrec.events import EMPTY_SNAPSHOT
 from tastyrec.replay.feed import ReplayFeed
-from tastyrec.sim import Simulator
-from tastyrec.sim.market import Market
+from tastyrec.sim import SimConfig, Simulator
+from tastyrec.sim.market import Market, parse_candle_symbol
 
 NODE = shutil.which("node")
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -199,13 +200,15 @@ async def run_client(
     during: Any = None,
     setup: str | None = None,
     until: Callable[[ClientRun], bool] | None = None,
+    candle_contract: str | None = None,
 ) -> ClientRun:
     """Run ``client.mjs`` until ``until`` holds for what it printed so far (then it is stopped
     with SIGTERM and prints its summary as at the end of a run), ``seconds`` at most: a bound
     on failure, never what a test waits for. Without ``until``, for ``seconds`` (a run with a
     fixed length: a rejected token's). ``during(progress)``, an async callable, runs alongside;
     ``progress()`` is what the client printed so far. ``setup`` is the script's DXLINK_SETUP
-    (what FEED_SETUP asks for)."""
+    (what FEED_SETUP asks for); ``candle_contract`` its DXLINK_CANDLE_CONTRACT (the contract of
+    the candles' feed; the script's default is HISTORY)."""
     if not (JS_DIR / "node_modules").is_dir():
         pytest.fail(
             "tests/js/node_modules is missing: run `npm ci --prefix tests/js` "
@@ -217,6 +220,7 @@ async def run_client(
         "DXLINK_TRACE": "1",
         "DXLINK_TOLERATE_ERRORS": ",".join(tolerate),
         **({} if setup is None else {"DXLINK_SETUP": setup}),
+        **({} if candle_contract is None else {"DXLINK_CANDLE_CONTRACT": candle_contract}),
     }
     command = [NODE, str(CLIENT), url, token or "-", str(seconds), *symbols]
     out: list[bytes] = []
@@ -310,6 +314,59 @@ def num(value: Any) -> float:
     return float(value)
 
 
+def frames(run: ClientRun, direction: str) -> list[dict[str, Any]]:
+    """The frames the client sent (``">"``) or received (``"<"``), from its trace."""
+    out = []
+    for line in run.stderr.splitlines():
+        if line.startswith('{"dir":'):  # Node itself may write other things to stderr
+            trace = json.loads(line)
+            if trace["dir"] == direction:
+                out.append(json.loads(trace["frame"]))
+    return out
+
+
+def channel_contracts(run: ClientRun) -> dict[int, str]:
+    """Channel id -> the contract of each CHANNEL_REQUEST the client sent."""
+    return {
+        f["channel"]: f["parameters"]["contract"]
+        for f in frames(run, ">")
+        if f["type"] == "CHANNEL_REQUEST"
+    }
+
+
+def channels_of(run: ClientRun, event_type: str) -> set[int]:
+    """The channels whose FEED_DATA carried ``event_type``."""
+    out = set()
+    for f in frames(run, "<"):
+        if f["type"] == "FEED_DATA":
+            data = f["data"]
+            types = {data[0]} if isinstance(data[0], str) else {e["eventType"] for e in data}
+            if event_type in types:
+                out.add(f["channel"])
+    return out
+
+
+def assert_history_is_the_markets(candles: list[dict[str, Any]], market: Market) -> None:
+    """The history the application received carries the simulator market's bars: every candle
+    of the snapshot but its first, the newest, which was still open when it was sent."""
+    cs = parse_candle_symbol(CANDLE_REQUESTED)
+    assert cs is not None
+    end = next(i for i, c in enumerate(candles) if c["eventFlags"] & (SNAPSHOT_END | SNAPSHOT_SNIP))
+    closed = candles[1 : end + 1]
+    assert len(closed) >= 59, f"only {len(closed)} closed candles for an hour of 1m history"
+    now_ms = int(time.time() * 1000)  # any time after they closed
+    for c in closed:
+        m = market.candle(cs, cs.slot(c["time"]), now_ms)
+        assert (m.open, m.high, m.low, m.close, m.volume, m.count) == (
+            c["open"],
+            c["high"],
+            c["low"],
+            c["close"],
+            num(c["volume"]),
+            c["count"],
+        ), c
+
+
 async def test_token_mode_all_types() -> None:
     """Token auth, every subscribed event type, sane values, normalised candle snapshot."""
     call, put = option_symbols()
@@ -321,6 +378,7 @@ async def test_token_mode_all_types() -> None:
             (STOCK, call, put),
             until=lambda r: has_everything(r, ALL_TYPES, {call, put}),
         )
+        market = sim.market
 
     assert_clean(run)
     assert run.errors == [], run.describe()
@@ -377,9 +435,16 @@ async def test_token_mode_all_types() -> None:
     for p in run.of("TheoPrice"):
         assert num(p["price"]) >= 0 and -1.0 <= num(p["delta"]) <= 1.0, p
 
-    # Candle history from fromTime (one hour ago): a snapshot opened by SNAPSHOT_BEGIN and closed
-    # by SNAPSHOT_END/SNIP, every candle inside the requested window, OHLC consistent.
+    # Candles on a feed of their own opened with contract HISTORY (FIELD_REPORTS #3), the rest
+    # on one AUTO feed; history from fromTime (one hour ago): a snapshot opened by SNAPSHOT_BEGIN
+    # and closed by SNAPSHOT_END/SNIP, every candle inside the requested window, OHLC consistent,
+    # the closed ones the market's bars.
+    contracts = channel_contracts(run)
+    assert sorted(contracts.values()) == ["AUTO", "HISTORY"], contracts
+    assert {contracts[ch] for ch in channels_of(run, "Candle")} == {"HISTORY"}, run.describe()
+    assert {contracts[ch] for ch in channels_of(run, "Quote")} == {"AUTO"}, run.describe()
     candles = run.of("Candle")
+    assert_history_is_the_markets(candles, market)
     flags = [c["eventFlags"] for c in candles]
     assert flags[0] & SNAPSHOT_BEGIN, flags[:3]
     assert any(f & (SNAPSHOT_END | SNAPSHOT_SNIP) for f in flags), flags
@@ -391,6 +456,38 @@ async def test_token_mode_all_types() -> None:
         o, h, lo, cl = (num(c[k]) for k in ("open", "high", "low", "close"))
         if not math.isnan(o):
             assert lo <= min(o, cl) <= max(o, cl) <= h, c
+
+
+async def test_candles_on_an_auto_feed_get_the_empty_snapshot() -> None:
+    """FIELD_REPORTS #3: candles asked for on an AUTO channel (what the tastytrade SDK and web
+    platform use for everything) get one explicitly empty snapshot: eventFlags 14, NaN prices
+    and volume, and nothing after it, while the other types flow on."""
+
+    def empty_snapshot_then_quotes(run: ClientRun) -> bool:
+        at = next((i for i, e in enumerate(run.events) if e["eventType"] == "Candle"), None)
+        # 30 quotes after it (>= 3 s at 10 per second): a HISTORY feed gets a live bar a second
+        return at is not None and sum(e["eventType"] == "Quote" for e in run.events[at:]) >= 30
+
+    async with Simulator(
+        host="127.0.0.1", port=0, seed=0, token=TOKEN, config=SimConfig(candle_rate_hz=2.0)
+    ) as sim:
+        run = await run_client(
+            sim.url,
+            sim.token,
+            (STOCK,),
+            candle_contract="AUTO",
+            until=empty_snapshot_then_quotes,
+        )
+
+    assert_clean(run)
+    assert run.errors == [], run.describe()
+    assert sorted(channel_contracts(run).values()) == ["AUTO", "AUTO"], run.describe()
+    (candle,) = run.of("Candle")
+    assert candle["eventSymbol"] == CANDLE_ECHOED
+    assert candle["eventFlags"] == 14 == EMPTY_SNAPSHOT  # SNAPSHOT_BEGIN|SNAPSHOT_END|REMOVE_EVENT
+    for name in ("open", "high", "low", "close", "volume", "vwap"):
+        assert candle[name] == "NaN", (name, candle)
+    assert_values_sane(run)
 
 
 async def test_no_auth_mode() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tastyrec.dxlink.messages import Auth, FeedSetup, FeedSubscription
-from tastyrec.events import SNAPSHOT_BEGIN, SNAPSHOT_END
+from tastyrec.dxlink.messages import Auth, ChannelRequest, FeedSetup, FeedSubscription
+from tastyrec.events import REMOVE_EVENT, SNAPSHOT_BEGIN, SNAPSHOT_END
 from tastyrec.sim import SimConfig, Simulator
 
 dxfeed = pytest.importorskip("tastytrade.dxfeed")
@@ -47,7 +48,7 @@ def _close_sdk_streams(streamer: Any) -> None:
 
 
 async def test_sdk_streamer_receives_every_event_type():
-    config = SimConfig(profile_rate_hz=1.0, summary_rate_hz=1.0)
+    config = SimConfig(profile_rate_hz=1.0, summary_rate_hz=1.0, candle_rate_hz=2.0)
     start = datetime.now(UTC) - timedelta(hours=3)
     async with (
         Simulator(port=0, token="sim-token", config=config) as sim,
@@ -99,14 +100,21 @@ async def test_sdk_streamer_receives_every_event_type():
             assert underlying.event_symbol == "SPY" and underlying.volatility > 0
             assert underlying.option_volume == underlying.call_volume + underlying.put_volume
 
-            candles = [await streamer.get_event(dxfeed.Candle) for _ in range(4)]
-        # 3 hours of 1-hour candles plus the live one, newest first
-        assert {c.event_symbol for c in candles} == {"SPY{=h,tho=true}"}
-        assert candles[0].event_flags == SNAPSHOT_BEGIN
-        assert candles[-1].event_flags & SNAPSHOT_END
-        assert [c.time for c in candles] == sorted((c.time for c in candles), reverse=True)
-        for c in candles:
-            assert c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high
+            # FIELD_REPORTS #3: the SDK asks for candles on an AUTO channel, where production
+            # answers with an explicitly empty snapshot (eventFlags 14 = SNAPSHOT_BEGIN |
+            # SNAPSHOT_END | REMOVE_EVENT, NaN prices, which the SDK turns into 0) instead of the
+            # 3 hours of history asked for, and nothing after it; history needs contract HISTORY.
+            candle = await streamer.get_event(dxfeed.Candle)
+            # until a quote the simulator made 3 s later has come through the same socket: live
+            # candles (each 0.5 s on a HISTORY channel) would have come before it
+            later_ms = time.time() * 1000 + 3000
+            while (await streamer.get_event(dxfeed.Quote)).bid_time < later_ms:
+                pass
+        assert candle.event_symbol == "SPY{=h,tho=true}"
+        assert candle.event_flags == SNAPSHOT_BEGIN | SNAPSHOT_END | REMOVE_EVENT == 14
+        assert (candle.open, candle.high, candle.low, candle.close) == (0, 0, 0, 0)
+        assert candle.volume is None and candle.vwap is None
+        assert streamer.get_event_nowait(dxfeed.Candle) is None
 
     _close_sdk_streams(streamer)
 
@@ -121,3 +129,5 @@ async def test_sdk_streamer_receives_every_event_type():
     subs = [m for m in sim.received if isinstance(m, FeedSubscription)]
     (candle_sub,) = [s for m in subs for s in m.add or () if s.type == "Candle"]
     assert candle_sub.from_time == round(start.timestamp() * 1000)
+    requests = [m for m in sim.received if isinstance(m, ChannelRequest)]
+    assert {m.parameters["contract"] for m in requests} == {"AUTO"}  # Candle's channel too

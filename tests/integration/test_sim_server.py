@@ -71,9 +71,15 @@ async def handshake(ws: ClientConnection, token: str | None, keepalive: float = 
     assert (await recv(ws))["state"] == "AUTHORIZED"
 
 
-async def subscribe(ws: ClientConnection, channel: int, *entries: dict[str, Any]) -> None:
+async def subscribe(
+    ws: ClientConnection, channel: int, *entries: dict[str, Any], contract: str = "AUTO"
+) -> None:
     await send(
-        ws, type="CHANNEL_REQUEST", channel=channel, service="FEED", parameters={"contract": "AUTO"}
+        ws,
+        type="CHANNEL_REQUEST",
+        channel=channel,
+        service="FEED",
+        parameters={"contract": contract},
     )
     await recv_until(ws, "CHANNEL_OPENED", channel=channel)
     await send(
@@ -113,7 +119,8 @@ async def test_no_auth_mode():
 async def test_big_candle_snapshot_frames_stay_below_64k():
     async with Simulator(port=0) as sim, connect(sim.url, max_size=None) as ws:
         await handshake(ws, sim.token)
-        await subscribe(ws, 1, {"type": "Candle", "symbol": "SPY{=1m}", "fromTime": 1_000_000_000})
+        candles = {"type": "Candle", "symbol": "SPY{=1m}", "fromTime": 1_000_000_000}
+        await subscribe(ws, 1, candles, contract="HISTORY")  # history: FIELD_REPORTS #3
         flags = []
         limit = SimConfig().candle_snapshot_limit  # the newest `limit` of ~29 M candles
         with anyio.fail_after(TIMEOUT):

@@ -200,6 +200,85 @@ async def test_candle_snapshot(limit: int, minutes: int, tail: int) -> None:
             assert c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high
 
 
+def channel_contracts(server: Simulator, start: int = 0) -> dict[int, str]:
+    """Channel id -> contract of each CHANNEL_REQUEST the simulator got (from ``start`` on)."""
+    return {
+        msg.channel: msg.parameters["contract"]
+        for msg in server.received[start:]
+        if isinstance(msg, m.ChannelRequest)
+    }
+
+
+async def history(streamer: DXLinkStreamer) -> list[Candle]:
+    """The next candle snapshot, SNAPSHOT_BEGIN to SNAPSHOT_END/SNIP."""
+    with anyio.fail_after(WAIT_S):
+        while not (candle := await streamer.get_event(Candle)).snapshot_begin:
+            pass
+        snapshot = [candle]
+        while not snapshot[-1].event_flags & (SNAPSHOT_END | SNAPSHOT_SNIP):
+            snapshot.append(await streamer.get_event(Candle))
+    return snapshot
+
+
+async def test_candle_history_comes_on_a_history_channel_also_after_a_reconnect(
+    sim: Simulator,
+) -> None:
+    """FIELD_REPORTS #3: candles are asked for on a channel opened with contract HISTORY (on
+    AUTO the simulator, like production, sends one empty snapshot), the other types on AUTO; a
+    reconnect restores each on the same channel with the same contract, and the history again."""
+    start = datetime.now(UTC) - timedelta(minutes=20)
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await streamer.subscribe_candle(["SPY", "QQQ"], "1m", start_time=start)
+        await streamer.subscribe(Greeks, [OPTION])
+        first = await history(streamer)
+        second = await history(streamer)
+        assert channel_contracts(sim) == {1: "AUTO", 3: "HISTORY", 5: "AUTO"}
+        for snapshot in (first, second):
+            # 20 minutes of bars and the live one (22 if a minute began since `start`)
+            assert len(snapshot) in (21, 22) and not any(c.snapshot_marker for c in snapshot)
+            assert all(c.low <= min(c.open, c.close) <= max(c.open, c.close) for c in snapshot)
+        assert {first[0].event_symbol, second[0].event_symbol} == {
+            "SPY{=m,tho=true}",
+            "QQQ{=m,tho=true}",
+        }
+
+        n = len(sim.received)
+        await sim.drop()
+        await _wait_until(lambda: streamer.stats.connects == 2)
+        assert channel_contracts(sim, n) == {1: "AUTO", 3: "HISTORY", 5: "AUTO"}
+        drain(streamer, Candle)
+        again = await history(streamer)
+        assert len(again) >= 21 and not any(c.snapshot_marker for c in again)
+        assert (await next_for(streamer, Greeks, OPTION)).delta > 0
+
+
+async def test_a_candle_symbol_the_server_refuses_is_a_warning_naming_it(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tick candles (``SPY{=t}``) are refused by the simulator with ERROR BAD_ACTION on the
+    candle channel: the streamer logs it at WARNING with the channel's event type and keeps it in
+    ``server_errors``, never silence; the rest of the subscriptions flow on."""
+    caplog.set_level(logging.WARNING, logger="tastyrec")
+    async with make_streamer(sim) as streamer:
+        await streamer.subscribe(Quote, ["SPY"])
+        await streamer.subscribe_candle(["SPY"], "t")
+        await _wait_until(lambda: bool(streamer.server_errors))
+        (error,) = streamer.server_errors
+        candle_channel = next(
+            ch.id for ch in streamer.protocol.channels.values() if ch.event_type == "Candle"
+        )
+        assert (error.error_type, error.channel) == ("BAD_ACTION", candle_channel)
+        assert "'SPY{=t,tho=true}'" in error.message
+        (warning,) = [r.getMessage() for r in caplog.records if "server error" in r.getMessage()]
+        assert warning.startswith(
+            f"< server error BAD_ACTION on channel {candle_channel} (Candle subscriptions): "
+            "Candle symbol(s) 'SPY{=t,tho=true}' not supported"
+        ), warning
+        assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+        assert streamer.get_event_nowait(Candle) is None
+
+
 # --- 2. NaN ------------------------------------------------------------------------------------
 
 
@@ -397,6 +476,7 @@ async def test_drop_restores_subscriptions_then_calls_reconnect_fn(
         assert quote.event_symbol == "SPY" and quote.bid_price < quote.ask_price
         assert candle.event_symbol == "SPY{=m,tho=true}"
         assert candle.event_flags & SNAPSHOT_BEGIN  # a new snapshot for the new connection
+        assert not candle.snapshot_marker  # with bars: on HISTORY (FIELD_REPORTS #3)
 
 
 async def test_stall_detected_by_watchdog(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,11 @@
 //   SYMBOL   plain symbols get Quote, Trade, Summary, Profile, TimeAndSale and Candle SYM{=1m}
 //            (fromTime one hour ago); option symbols (leading '.') get Greeks and TheoPrice.
 //
+// Candles go on a FEED channel of their own, opened with contract DXLINK_CANDLE_CONTRACT
+// (default HISTORY): the JS client chooses the contract per DXLinkFeed (its constructor's
+// FeedContract argument). Production serves candle history only on HISTORY; on AUTO it sends one
+// empty snapshot (FIELD_REPORTS.md #3). Every other type shares one AUTO feed.
+//
 // stdout: one JSON object per line.
 //   {"eventType": ..., "eventSymbol": ..., <fields>}  one per received event, values as decoded
 //                                                   by the client ("NaN" strings stay strings)
@@ -231,19 +236,30 @@ out({ requested: acceptConfig.acceptEventFields ?? null })
 if (token !== undefined) client.setAuthToken(token)
 client.connect(url)
 
-const feed = new DXLinkFeed(client, FeedContract.AUTO)
-feed.addStateChangeListener((next) => state('channel:' + next))
-feed.addConfigChangeListener((config) => out({ config }))
-feed.configure(acceptConfig)
-feed.addEventListener((events) => {
-  for (const event of events) {
-    counts[event.eventType] = (counts[event.eventType] ?? 0) + 1
-    out(event)
-  }
-})
+const candleContract = process.env.DXLINK_CANDLE_CONTRACT ?? 'HISTORY'
+if (!Object.values(FeedContract).includes(candleContract)) {
+  process.stderr.write(`DXLINK_CANDLE_CONTRACT must be one of ${Object.values(FeedContract)}\n`)
+  process.exit(2)
+}
+const openFeed = (contract) => {
+  const feed = new DXLinkFeed(client, contract)
+  feed.addStateChangeListener((next) => state('channel:' + next))
+  feed.addConfigChangeListener((config) => out({ config }))
+  feed.configure(acceptConfig)
+  feed.addEventListener((events) => {
+    for (const event of events) {
+      counts[event.eventType] = (counts[event.eventType] ?? 0) + 1
+      out(event)
+    }
+  })
+  return feed
+}
+const feed = openFeed(FeedContract.AUTO)
+const candleFeed = openFeed(candleContract)
 
 const fromTime = Date.now() - 3600 * 1000
 const subscriptions = []
+const candles = []
 for (const symbol of symbols) {
   if (symbol.startsWith('.')) {
     for (const type of ['Greeks', 'TheoPrice']) subscriptions.push({ type, symbol })
@@ -251,10 +267,11 @@ for (const symbol of symbols) {
     for (const type of ['Quote', 'Trade', 'Summary', 'Profile', 'TimeAndSale']) {
       subscriptions.push({ type, symbol })
     }
-    subscriptions.push({ type: 'Candle', symbol: `${symbol}{=1m}`, fromTime })
+    candles.push({ type: 'Candle', symbol: `${symbol}{=1m}`, fromTime })
   }
 }
 feed.addSubscriptions(subscriptions)
+if (candles.length > 0) candleFeed.addSubscriptions(candles)
 
 setTimeout(() => finish(0), seconds * 1000)
 // the harness stops a run once it has seen what it waits for: finish as at SECONDS

@@ -8,6 +8,7 @@ import math
 from tastyrec import Candle, Greeks, Quote, Summary, TimeAndSale
 from tastyrec.dxlink import protocol as p
 from tastyrec.dxlink.compact import ColumnAccumulator, structs
+from tastyrec.dxlink.messages import ChannelRequest
 from tastyrec.events.registry import spec
 from tastyrec.schema import arrow_schema
 from tastyrec.sim.engine import ServerConnection, SimConfig
@@ -152,6 +153,61 @@ def test_reconnect_restores_subscriptions_on_a_new_server_connection():
     events = pair.pump() + pair.advance(1.0)
     assert feed_events(events, Quote)
     assert feed_events(events, Candle)[0].snapshot_begin
+
+
+def _channel_requests(server: ServerConnection) -> dict[int, str]:
+    """Channel id -> the contract of each CHANNEL_REQUEST the server got since the last call."""
+    return {
+        msg.channel: msg.parameters["contract"]
+        for msg in server.messages_received()
+        if isinstance(msg, ChannelRequest)
+    }
+
+
+def _history(events: list[p.ProtocolEvent]) -> list[Candle]:
+    """The candles of the first snapshot in ``events``, SNAPSHOT_BEGIN to END/SNIP."""
+    candles = feed_events(events, Candle)
+    assert candles and candles[0].snapshot_begin, candles[:1]
+    end = next(i for i, c in enumerate(candles) if c.snapshot_end or c.snapshot_snip)
+    return candles[: end + 1]
+
+
+def test_candles_go_on_a_history_channel_the_rest_on_auto_also_after_a_reconnect():
+    """FIELD_REPORTS #3: Candle history needs contract HISTORY (on AUTO production sends one
+    empty snapshot, and so does the engine); every other type stays on AUTO. A reconnect
+    re-requests each type's channel with the same id and contract, and the history comes back."""
+    pair = Pair()
+    pair.client.subscribe(Quote, ["SPY"])
+    pair.client.subscribe(Candle, ["SPY{=m}"], from_time=int((T0 - 1800) * 1000))
+    pair.client.subscribe(Greeks, [".SPY261218C600"])
+    pair.client.subscribe(TimeAndSale, ["SPY"])
+    events = pair.pump() + pair.advance(1.0)
+    expected = {1: "AUTO", 3: "HISTORY", 5: "AUTO", 7: "AUTO"}
+    assert _channel_requests(pair.server) == expected
+    assert {ch.id: (ch.event_type, ch.contract) for ch in pair.client.channels.values()} == {
+        1: ("Quote", "AUTO"),
+        3: ("Candle", "HISTORY"),
+        5: ("Greeks", "AUTO"),
+        7: ("TimeAndSale", "AUTO"),
+    }
+    assert (p.contract_for("Candle"), p.contract_for("Quote")) == ("HISTORY", "AUTO")
+    history = _history(events)
+    assert len(history) == 31  # half an hour of 1-minute bars and the live one: not empty
+    assert not any(c.snapshot_marker for c in history)
+    assert all(c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high for c in history)
+    assert feed_events(events, Quote) and feed_events(events, Greeks)
+
+    pair.client.close()
+    pair.server = ServerConnection(
+        SimConfig(), Market(7), check_token=lambda t: t == "tok", now=pair.now
+    )
+    pair.client.connect("tok")
+    events = pair.pump() + pair.advance(1.0)
+    assert _channel_requests(pair.server) == expected
+    again = _history(events)
+    assert [c.time for c in again] == [c.time for c in history]
+    assert not any(c.snapshot_marker for c in again)
+    assert feed_events(events, Quote) and feed_events(events, TimeAndSale)
 
 
 def test_unsubscribe_stops_the_symbol():

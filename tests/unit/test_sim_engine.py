@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from tastyrec.dxlink.messages import Auth, Setup
-from tastyrec.events import SNAPSHOT_BEGIN, SNAPSHOT_END, SNAPSHOT_SNIP, Candle, Quote
+from tastyrec.events import (
+    EMPTY_SNAPSHOT,
+    REMOVE_EVENT,
+    SNAPSHOT_BEGIN,
+    SNAPSHOT_END,
+    SNAPSHOT_SNIP,
+    Candle,
+    Quote,
+)
 from tastyrec.events.registry import spec
 from tastyrec.sim import SimConfig
 from tastyrec.sim.engine import CANDLE_TOO_BIG, ServerConnection
@@ -70,9 +78,12 @@ class Client:
         self.send(type="AUTH", channel=0, token=TOKEN)
         assert self.conn.authorized
 
-    def open(self, channel: int = 1, **setup: Any) -> list[dict[str, Any]]:
+    def open(self, channel: int = 1, contract: str = "AUTO", **setup: Any) -> list[dict[str, Any]]:
         self.send(
-            type="CHANNEL_REQUEST", channel=channel, service="FEED", parameters={"contract": "AUTO"}
+            type="CHANNEL_REQUEST",
+            channel=channel,
+            service="FEED",
+            parameters={"contract": contract},
         )
         return self.send(type="FEED_SETUP", channel=channel, **setup)
 
@@ -305,7 +316,7 @@ def test_unknown_event_type_is_bad_action():
 def test_candle_snapshot_then_live_updates():
     c = Client(SimConfig(candle_rate_hz=1.0))
     c.handshake()
-    c.open(1)
+    c.open(1, "HISTORY")
     start = int((T0 - 3600) * 1000)
     c.send(
         type="FEED_SUBSCRIPTION",
@@ -326,7 +337,7 @@ def test_candle_snapshot_then_live_updates():
 def test_candle_snapshot_limit_snips_and_new_from_time_replaces():
     c = Client(SimConfig(candle_snapshot_limit=5))
     c.handshake()
-    c.open(1)
+    c.open(1, "HISTORY")
     entry = {"type": "Candle", "symbol": "AAPL{=1d,tho=true}", "fromTime": 1_000_000_000}
     c.send(type="FEED_SUBSCRIPTION", channel=1, add=[entry])
     snap = rows(c.tick(0.05), 17)
@@ -359,7 +370,7 @@ def test_candle_cap():
 def test_frames_stay_below_the_limit():
     c = Client(SimConfig(max_frame_bytes=8_000, candle_snapshot_limit=1000))
     c.handshake()
-    c.open(1)
+    c.open(1, "HISTORY")
     c.send(
         type="FEED_SUBSCRIPTION",
         channel=1,
@@ -376,7 +387,7 @@ def test_a_long_candle_history_is_served_in_parts_then_live():
     every other connection), newest first, then live updates of the newest one follow."""
     c = Client(SimConfig(candle_rate_hz=1.0, default_aggregation_s=0.0))
     c.handshake()
-    c.open(1)
+    c.open(1, "HISTORY")
     day = int(T0 * 1000) - 86_400_000
     c.send(
         type="FEED_SUBSCRIPTION",
@@ -406,6 +417,119 @@ def test_a_long_candle_history_is_served_in_parts_then_live():
         assert [r[13], r[14], r[15], r[16]] == [one.open, one.high, one.low, one.close]
     live = rows(c.tick(2.0), 17)
     assert live and all(r[2] == 0 and r[4] == times[0] for r in live)
+
+
+def test_candles_on_auto_get_one_empty_snapshot_and_history_needs_the_history_contract():
+    """FIELD_REPORTS #3: the same Candle subscription (fromTime 90 days back) on an AUTO channel
+    gets exactly one event, eventFlags 14 with NaN prices and volumes, and nothing after it (not
+    even the live updates a HISTORY channel gets every second); on HISTORY, the bars at once."""
+    c = Client(SimConfig(candle_rate_hz=1.0, default_aggregation_s=0.0))
+    c.handshake()
+    c.open(1, "AUTO")
+    c.open(3, "HISTORY")
+    entry = {"type": "Candle", "symbol": "AAPL{=1d}", "fromTime": int((T0 - 90 * 86_400) * 1000)}
+    for channel in (1, 3):
+        assert c.send(type="FEED_SUBSCRIPTION", channel=channel, add=[entry]) == []
+    out = c.tick(3.0)
+    fields = spec(Candle).wire_names
+    auto = rows(data(out, 1), len(fields))
+    assert auto == [
+        # eventSymbol, eventTime, eventFlags, index, time, sequence, count, then NaN doubles
+        ["AAPL{=d}", 0, SNAPSHOT_BEGIN | SNAPSHOT_END | REMOVE_EVENT, 0, 0, 0, 0] + ["NaN"] * 10
+    ]
+    assert SNAPSHOT_BEGIN | SNAPSHOT_END | REMOVE_EVENT == EMPTY_SNAPSHOT == 14
+    history = rows(data(out, 3), len(fields))
+    end = next(i for i, r in enumerate(history) if r[2] & SNAPSHOT_END)
+    assert history[0][2] == SNAPSHOT_BEGIN and end == 90  # 90 days back to today: 91 bars
+    bars, live = history[: end + 1], history[end + 1 :]
+    assert all(isinstance(r[13], float) and r[15] <= r[13] <= r[14] for r in bars)
+    assert len(live) >= 2 and all(r[2] == 0 and r[4] == bars[0][4] for r in live)
+    # a new fromTime on AUTO: a new empty snapshot, and again nothing after it
+    c.send(type="FEED_SUBSCRIPTION", channel=1, add=[{**entry, "fromTime": int(T0 * 1000)}])
+    assert [r[2] for r in rows(data(c.tick(3.0), 1), len(fields))] == [EMPTY_SNAPSHOT]
+
+
+@pytest.mark.parametrize("contract", ["HISTORY", "AUTO"])
+def test_candle_symbols_without_a_time_period_get_an_error(contract):
+    """No period (dxFeed reads ``SPY`` as tick candles), a tick, volume or price period: the
+    simulator builds none of them, so it says so on the channel instead of accepting a
+    subscription that never sends anything; the other candles in the message still flow."""
+    c = Client(SimConfig(candle_rate_hz=1.0))
+    c.handshake()
+    c.open(1, contract)
+    refused = ["SPY", "SPY{=t}", "SPY{=100v}", "SPY{tho=true}", "SPY{=0m}"]
+    add = [{"type": "Candle", "symbol": s, "fromTime": int(T0 * 1000)} for s in refused]
+    (error,) = c.send(
+        type="FEED_SUBSCRIPTION",
+        channel=1,
+        add=[*add, {"type": "Candle", "symbol": "SPY{=1m}", "fromTime": int(T0 * 1000)}],
+    )
+    assert error == {
+        "type": "ERROR",
+        "channel": 1,
+        "error": "BAD_ACTION",
+        "message": "Candle symbol(s) 'SPY', 'SPY{=t}', 'SPY{=100v}', 'SPY{tho=true}', "
+        "'SPY{=0m}' not supported: the simulator builds candles of a time period only (s, m, "
+        "h, d, w, mo, y), such as 'SPY{=5m}'; no period means tick candles",
+    }
+    assert {r[0] for r in rows(c.tick(2.0), 17)} == {"SPY{=m}"}
+    assert [k[1] for k in c.conn.channels[1].subs] == ["SPY{=1m}"]
+    # removing one that was refused is no error
+    assert (
+        c.send(type="FEED_SUBSCRIPTION", channel=1, remove=[{"type": "Candle", "symbol": "SPY"}])
+        == []
+    )
+
+
+class RecordedCandleFeed:
+    """A Feed like ``tastyrec serve``'s: two recorded candles of each recorded symbol subscribed
+    (a snapshot, as recorded from a HISTORY channel), once."""
+
+    def __init__(self, recorded: set[str]) -> None:
+        self.recorded = recorded
+        self.symbols: set[str] = set()
+        self.given: set[str] = set()
+
+    def subscribe(self, event_type: str, symbol: str, now: float) -> None:
+        self.symbols.add(symbol)
+
+    def unsubscribe(self, event_type: str, symbol: str) -> None:
+        self.symbols.discard(symbol)
+
+    def poll(self, now: float) -> list[Candle]:
+        out = []
+        for s in sorted((self.symbols & self.recorded) - self.given):
+            self.given.add(s)
+            t = int(T0 * 1000)
+            out += [
+                Candle(event_symbol=s, event_flags=SNAPSHOT_BEGIN, time=t, open=1.0, close=2.0),
+                Candle(event_symbol=s, event_flags=SNAPSHOT_END, time=t - 60_000, open=3.0),
+            ]
+        return out
+
+    def next_due(self) -> float | None:
+        return None
+
+
+@pytest.mark.parametrize("contract", ["AUTO", "HISTORY"])
+def test_serve_sends_the_recorded_candles_on_either_contract(contract):
+    """``tastyrec serve`` replays what was recorded (a recording's history is what a HISTORY
+    channel got): the recorded candles on AUTO as on HISTORY, and a symbol that was not recorded
+    is silent, as live, with no error (a recording may hold tick candles)."""
+    c = Client()
+    c.conn.feed = feed = RecordedCandleFeed(recorded={"SPY{=m}"})
+    c.handshake()
+    c.open(1, contract)
+    add = [{"type": "Candle", "symbol": s, "fromTime": 0} for s in ("SPY{=1m}", "QQQ")]
+    assert c.send(type="FEED_SUBSCRIPTION", channel=1, add=add) == []
+    out = c.tick(0.5)
+    assert [f["type"] for f in out if f["type"] == "ERROR"] == []
+    t = int(T0 * 1000)
+    assert [(r[0], r[2], r[4], r[13]) for r in rows(out, 17)] == [
+        ("SPY{=m}", SNAPSHOT_BEGIN, t, 1.0),
+        ("SPY{=m}", SNAPSHOT_END, t - 60_000, 3.0),
+    ]
+    assert feed.symbols == {"SPY{=m}", "QQQ"}  # both passed on, as the feed names them
 
 
 def test_keepalive_and_client_timeout():
