@@ -173,11 +173,16 @@ async def test_every_event_type(sim: Simulator) -> None:
     ("limit", "minutes", "tail"), [(1000, 10, SNAPSHOT_END), (5, 30, SNAPSHOT_SNIP)]
 )
 async def test_candle_snapshot(limit: int, minutes: int, tail: int) -> None:
+    # the simulator's clock starts half-way through a minute (and runs on), so no minute
+    # boundary passes while the snapshot is built, whenever the test runs
+    t0, started = 1_765_000_230.0, time.monotonic()
+    config = sim_config(candle_snapshot_limit=limit)
+    clock = lambda: t0 + (time.monotonic() - started)  # noqa: E731
     async with (
-        Simulator(seed=7, token=TOKEN, config=sim_config(candle_snapshot_limit=limit)) as sim,
+        Simulator(seed=7, token=TOKEN, config=config, clock=clock) as sim,
         make_streamer(sim) as streamer,
     ):
-        start = datetime.now(UTC) - timedelta(minutes=minutes)
+        start = datetime.fromtimestamp(t0, UTC) - timedelta(minutes=minutes)
         await streamer.subscribe_candle(["SPY"], "1m", start_time=start)
         with anyio.fail_after(WAIT_S):
             snapshot = [await streamer.get_event(Candle)]
