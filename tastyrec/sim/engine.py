@@ -90,7 +90,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
         max_frame_bytes: FEED_DATA frames are split to stay at or below this size.
         default_aggregation_s: aggregation period of a channel before any FEED_SETUP.
         max_auth_failures: invalid AUTHs in a row before ``ERROR UNAUTHORIZED`` and close.
-        chaos: ``(kind, every_seconds)`` pairs, kind in drop|stall|malformed|error|expire; each
+        chaos: ``(kind, every_seconds)`` pairs, kind in
+            drop|stall|malformed|error|expire|restart|full|502; each
             kind fires every ``every_seconds`` (first time after one period), see
             :class:`tastyrec.sim.Simulator`.
         chaos_stall_s: how long a chaos stall lasts; None means 2 x ``keepalive_timeout``.
@@ -265,6 +266,13 @@ class ServerConnection:
     def send_error(self, error: str, message: str, channel: int = 0) -> None:
         """Queue an ERROR (fault injection)."""
         self._error(channel, error, message)
+
+    def switch_format(self) -> None:
+        """Switch every channel COMPACT -> FULL (FULL -> COMPACT), announcing nothing: the
+        following FEED_DATA simply come in the other format (fault injection, FIELD_REPORTS #5)."""
+        for ch in self.channels.values():
+            ch.data_format = "FULL" if ch.data_format == "COMPACT" else "COMPACT"
+        logger.debug("= data format switched without FEED_CONFIG")
 
     def expire(self) -> None:
         """Withdraw authorisation: unsolicited ``AUTH_STATE UNAUTHORIZED``; data stops flowing."""
