@@ -305,6 +305,12 @@ class DXLinkStreamer:
         return self._transport is not None and self.protocol.state is p.ConnectionState.AUTHORIZED
 
     @property
+    def tap_pending_rows(self) -> int:
+        """Events received but not yet handed to the taps (they are, every ``tap_interval`` s
+        or at ``tap_rows`` rows of a type): what a recorder killed now would lose."""
+        return self._accumulator.rows
+
+    @property
     def _shown_url(self) -> str | None:
         """The URL as logs, reprs and errors show it: credentials redacted."""
         return None if self.url is None else transport.redact(self.url)
