@@ -192,11 +192,14 @@ async def connections(
     max_size: int | None = DEFAULT_MAX_SIZE,
     open_timeout: float | None = 10,
     reconnect_delays: Callable[[], Iterator[float]] | None = None,
+    on_retry: Callable[[Exception], None] | None = None,
 ) -> AsyncIterator[Transport]:
     """Yield a new :class:`Transport` each time the previous one is done with.
 
-    Failed connection attempts are retried with websockets' backoff; a fatal error (bad URL,
-    HTTP 4xx) is raised. So is a refused connection before any connection succeeded: nothing
+    Failed connection attempts are retried with websockets' backoff (network errors, and HTTP
+    500/502/503/504 on the upgrade: tastytrade's gateway answers 502 at times, FIELD_REPORTS.md
+    #6); ``on_retry(exc)`` is told of each such attempt. A fatal error (bad URL, HTTP 4xx) is
+    raised. So is a refused connection before any connection succeeded: nothing
     listens at that address, which a wrong URL or port explains far more often than a server
     restarting, and waiting out ``connect_timeout`` would only delay saying so. Once a
     connection has succeeded, a refused reconnect is retried like any network error.
@@ -223,7 +226,10 @@ async def connections(
                 f"cannot connect to {redact(url)!r}: connection refused; check the URL (host and "
                 "port) and that the server is up",
             )
-        return websockets.client.process_exception(exc)
+        fatal = websockets.client.process_exception(exc)
+        if fatal is None and on_retry is not None:
+            on_retry(exc)
+        return fatal
 
     client = connect(
         url,

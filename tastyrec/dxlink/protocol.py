@@ -33,7 +33,10 @@ subscriptions (candles with their ``fromTime``) are restored as the channels reo
 
 *Data.* ``FEED_CONFIG`` ``eventFields`` are merged per type; ``FEED_DATA`` is decoded by the fields
 the server announced *when it announced them* (a :class:`~.compact.FieldPlan` travels with each
-:class:`FeedEvents`), falling back to the fields we asked for. Nothing is converted here: values
+:class:`FeedEvents`), falling back to the fields we asked for. Each ``FEED_DATA`` is decoded by
+its own shape (objects: FULL; type/values pairs: COMPACT), whatever ``FEED_CONFIG`` said:
+production has switched a channel to FULL mid-session without a word (FIELD_REPORTS.md #5),
+which is reported as :class:`FormatSwitched`. Nothing is converted here: values
 stay the flat COMPACT list, so the recorder can batch them and listeners can build Structs lazily.
 
 Errors: misuse raises :class:`~tastyrec.exceptions.LocalProtocolError`; a malformed or unexpected
@@ -72,6 +75,7 @@ __all__ = (
     "DXLinkProtocol",
     "FeedConfigured",
     "FeedEvents",
+    "FormatSwitched",
     "ProtocolEvent",
     "ServerErrorReceived",
     "ServerSetup",
@@ -204,6 +208,16 @@ class FeedEvents:
 
 
 @dataclass(frozen=True, slots=True)
+class FormatSwitched:
+    """A FEED_DATA came in the other format than the channel's FEED_CONFIG said, with no new
+    FEED_CONFIG: production has switched COMPACT -> FULL mid-session (FIELD_REPORTS.md #5). It
+    was decoded by its own shape; ``data_format`` is now the channel's format."""
+
+    channel: int
+    data_format: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServerErrorReceived:
     """A DXLink ERROR from the server (informational: the protocol does not stop)."""
 
@@ -229,6 +243,7 @@ ProtocolEvent = (
     | ChannelClosed
     | FeedConfigured
     | FeedEvents
+    | FormatSwitched
     | ServerErrorReceived
     | Skipped
 )
@@ -557,7 +572,11 @@ class DXLinkProtocol:
         channel = self._open_channel(msg.channel, "FEED_DATA")
         data = msg.data
         out: list[ProtocolEvent] = []
-        if data and isinstance(data[0], dict):  # FULL
+        # each FEED_DATA is decoded by its own shape, whatever FEED_CONFIG said (FIELD_REPORTS #5)
+        shape = "FULL" if data and isinstance(data[0], dict) else "COMPACT"
+        if data and shape != channel.data_format:
+            out.append(FormatSwitched(channel.id, shape))
+        if shape == "FULL":
             grouped, unknown = full_to_compact(data)
             for p, rows in grouped.values():
                 out.append(FeedEvents(channel.id, p, rows, p.count(rows), recv_ns))
@@ -579,6 +598,8 @@ class DXLinkProtocol:
                     continue
                 p = self._plan(channel, cls)
                 out.append(FeedEvents(channel.id, p, values, p.count(values), recv_ns))
+        if data:  # only now: a malformed frame changes nothing
+            channel.data_format = shape
         self._events.extend(out)
 
     @staticmethod

@@ -112,6 +112,8 @@ class StreamerStats:
     )  #: events dropped by full queues, by type
     connects: int = 0  #: connections authorised (1 + reconnects)
     disconnects: int = 0  #: connections lost
+    failed_connects: int = 0  #: connection attempts that failed and were retried
+    format_switches: int = 0  #: FEED_DATA in another format than announced (FIELD_REPORTS #5)
 
 
 class _EventQueue:
@@ -170,14 +172,28 @@ class Gap:
     Attributes:
         last_received_ns: receipt time of the last event before the break (None: none yet).
         disconnected_ns: when the loss was noticed.
-        reason: why the connection was lost.
+        reason: why the connection was lost, and then why reconnect attempts failed, if any
+            did (e.g. HTTP 502 on the upgrade).
         resumed_ns: when subscriptions were restored on a new connection (None: not yet).
+        failed_attempts: reconnect attempts that failed during the gap.
     """
 
     last_received_ns: int | None
     disconnected_ns: int
     reason: str
     resumed_ns: int | None = None
+    failed_attempts: int = 0
+    _cause: str = field(default="", repr=False, compare=False)
+
+    def attempt_failed(self, exc: Exception) -> None:
+        """Note a failed reconnect attempt in :attr:`reason`."""
+        if not self._cause:
+            self._cause = self.reason
+        self.failed_attempts += 1
+        self.reason = (
+            f"{self._cause}; {self.failed_attempts} reconnect attempt(s) failed, the last: "
+            f"{transport.redact(str(exc) or type(exc).__name__)}"
+        )
 
 
 class _Reconnect(Exception):
@@ -289,6 +305,12 @@ class DXLinkStreamer:
     def connected(self) -> bool:
         """Whether a connection is open and authorised."""
         return self._transport is not None and self.protocol.state is p.ConnectionState.AUTHORIZED
+
+    @property
+    def tap_pending_rows(self) -> int:
+        """Events received but not yet handed to the taps (they are, every ``tap_interval`` s
+        or at ``tap_rows`` rows of a type): what a recorder killed now would lose."""
+        return self._accumulator.rows
 
     @property
     def _shown_url(self) -> str | None:
@@ -407,7 +429,10 @@ class DXLinkStreamer:
         assert self.url is not None
         started = False
         async for conn in transport.connections(
-            self.url, max_size=self.max_inbound_bytes, reconnect_delays=self.reconnect_delays
+            self.url,
+            max_size=self.max_inbound_bytes,
+            reconnect_delays=self.reconnect_delays,
+            on_retry=self._on_retry,
         ):
             self._transport = conn
             self._authorized = anyio.Event()
@@ -458,6 +483,13 @@ class DXLinkStreamer:
             if started and self.disconnect_fn is not None:  # at once, before anything else
                 await self.disconnect_fn(self, *self.disconnect_args)
             await self._flush_taps()  # what arrived before the break is not lost
+
+    def _on_retry(self, exc: Exception) -> None:
+        """A connection attempt failed and will be retried (e.g. HTTP 502 on the upgrade)."""
+        self.stats.failed_connects += 1
+        logger.warning("= connection attempt to %s failed: %s; retrying", self._shown_url, exc)
+        if self.gaps and self.gaps[-1].resumed_ns is None:
+            self.gaps[-1].attempt_failed(exc)
 
     async def _renew_before_connect(self) -> None:
         """A reconnect uses the session's current token (renewed if it is about to expire)."""
@@ -551,6 +583,15 @@ class DXLinkStreamer:
             self.stats.skipped[event.reason] += 1
             self._log_once(
                 f"skip:{event.reason}:{event.detail}", "skipped %s %r", event.reason, event.detail
+            )
+        elif isinstance(event, p.FormatSwitched):
+            self.stats.format_switches += 1
+            self._log_once(
+                f"format:{event.channel}:{event.data_format}",
+                "< channel %d switched to %s without a FEED_CONFIG; decoding each message by its "
+                "own format",
+                event.channel,
+                event.data_format,
             )
         elif isinstance(event, p.ChannelClosed) and event.by_server:
             logger.warning("< server closed channel %d (%s)", event.channel, event.event_type)

@@ -30,7 +30,11 @@ handed to it, and the AlertStreamer has no ``close_tap`` to end the tap from our
 
 A running recorder holds a lock on ``_journal/<session>.lock``. Another recorder starting in the
 same folder (or ``tastyrec recover``) converts the journal segments of sessions whose lock is free
-— recorders that died — and leaves those of live recorders alone.
+— recorders that died — and leaves those of live recorders alone. A session's final status:
+``ended`` (stopped cleanly), ``failed`` (stopped on an error), ``recovered`` (died; converted by
+``recover``). A recorder that stops but cannot write that status (a full disk) renames its lock
+to ``<session>.fail`` or ``<session>.done`` (a rename needs no space), which ``recover`` turns
+into the status.
 
 Deviation from STYLE.md: the Parquet conversion runs in a worker thread; journal appends run on
 the event loop (one ``write`` into the page cache each), which keeps batches in receipt order
@@ -134,11 +138,16 @@ def _write_small_table(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # a unique temporary name: two writers (a timer, the exit) never share one
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as fh:
-        pq.write_table(table, fh, compression="zstd")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk: no half-written file left behind
+            tmp.unlink()
+        raise
     fsync_dir(path.parent)
 
 
@@ -185,6 +194,19 @@ def _lock_path(root: Path, session_id: str) -> Path:
     return root / layout.JOURNAL_DIR / f"{session_id}.lock"
 
 
+#: marker suffix -> the final status it stands for
+_MARKERS: Final = {"fail": "failed", "done": "ended"}
+
+
+def _marker_path(root: Path, session_id: str, status: str) -> Path:
+    """The lock file renamed when a recorder stopped but could not write its final status in
+    its session row (a full disk): :func:`recover` then writes it (``failed`` or ``ended``). A
+    rename needs no free space, and the name is as long as the lock's, so the folder entry is
+    reused."""
+    suffix = "fail" if status == "failed" else "done"
+    return root / layout.JOURNAL_DIR / f"{session_id}.{suffix}"
+
+
 class _SessionLock:
     """An exclusive ``flock`` on ``_journal/<session>.lock``, held while the recorder runs."""
 
@@ -196,11 +218,20 @@ class _SessionLock:
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    def release(self) -> None:
+    def release(self, marker: Path | None = None) -> None:
+        """Unlock and remove the lock file, or rename it to ``marker`` (see
+        :func:`_marker_path`)."""
         if self._fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        try:
+            if marker is not None:
+                os.replace(self.path, marker)
+            else:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # the lock file stays: recover() then says "recovered"
+            logger.warning("could not leave the status marker %s: %s", marker, exc)
         os.close(self._fd)
         self._fd = None
 
@@ -255,7 +286,11 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
     """Turn journal segments left by recorders that died into Parquet. Blocking.
 
     Keeps every intact record, drops only torn tails; segments of running recorders are left
-    alone. Marks the dead sessions ``recovered`` in the sessions table. Safe to run twice.
+    alone. Marks the dead (killed) sessions ``recovered`` in the sessions table; a recorder that
+    stopped but could not write its final status there (a full disk) left a marker
+    (``_journal/<session>.fail`` or ``.done``), and its session is marked ``failed`` or ``ended``
+    instead; a ``failed`` row keeps its status and gets the rows recovered from its journal.
+    Safe to run twice.
 
     Raises:
         StorageError: a file could not be written (the journal is kept).
@@ -265,8 +300,9 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
     by_session: dict[str, list[Path]] = defaultdict(list)
     for segment in journal_segments(base):
         by_session[_session_of(segment)].append(segment)
-    for lock in sorted((base / layout.JOURNAL_DIR).glob("*.lock")):
-        by_session.setdefault(lock.stem, [])
+    for pattern in ("*.lock", *(f"*.{suffix}" for suffix in _MARKERS)):
+        for lock in sorted((base / layout.JOURNAL_DIR).glob(pattern)):
+            by_session.setdefault(lock.stem, [])
     for session_id, segments in sorted(by_session.items()):
         lock = _lock_path(base, session_id)
         if _is_alive(lock):
@@ -279,9 +315,12 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
                     stale.unlink()
         report.files += written
         report.sessions.append(session_id)
-        _mark_recovered(base, session_id, written)
-        with contextlib.suppress(FileNotFoundError):
-            lock.unlink()
+        markers = [lock.with_suffix(f".{suffix}") for suffix in _MARKERS]
+        status = next((_MARKERS[m.suffix[1:]] for m in markers if m.exists()), None)
+        _mark_recovered(base, session_id, written, status)
+        for path in (lock, *markers):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
     if not report.skipped_live:
         prune_journal(base)
     if report.files:
@@ -294,15 +333,20 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
     return report
 
 
-def _mark_recovered(root: Path, session_id: str, written: list[WrittenFile]) -> None:
-    """Rewrite a dead session's row from what is on disk now (rows, files, types, end)."""
+def _mark_recovered(
+    root: Path, session_id: str, written: list[WrittenFile], status: str | None = None
+) -> None:
+    """Rewrite a dead session's row from what is on disk now (rows, files, types, end), with
+    ``status`` (the recorder's marker), else ``failed`` if the row says so, else
+    ``recovered``."""
     files = sorted(root.glob(f"*/date=*/*-{session_id}-*.parquet"))
     metas = [pq.read_metadata(f) for f in files]
     ends = [w.last_recv_ns for w in written if w.last_recv_ns is not None]
     for path in (root / layout.SESSIONS_DIR).glob(f"*-{session_id}-*.parquet"):
         # times as epoch ns: pyarrow gives nanosecond timestamps to Python only through pandas
         row = python_rows(pq.read_table(path))[0]
-        if row["status"] != "recording":
+        was_failed = row["status"] == "failed"
+        if row["status"] != "recording" and not (was_failed and (written or status)):
             continue
         session = _Session(
             session_id,
@@ -310,8 +354,8 @@ def _mark_recovered(root: Path, session_id: str, written: list[WrittenFile]) -> 
             row["source"],
             list(row["symbols"] or ()),
             sorted({f.parent.parent.name for f in files} | set(row["event_types"] or ())),
-            status="recovered",
-            end_ns=max(ends) if ends else row["end"],
+            status="failed" if was_failed else status or "recovered",
+            end_ns=row["end"] if row["end"] is not None else (max(ends) if ends else None),
             rows=sum(m.num_rows for m in metas),
             files=len(files),
         )
@@ -487,11 +531,19 @@ class Recorder:
             self._session.status = "failed" if failed else "ended"
             self._session.end_ns = time.time_ns()
             self._update_session()
+            status_written = False
             try:
                 await anyio.to_thread.run_sync(self._session.write, self.root)
+                status_written = True
                 await anyio.to_thread.run_sync(self._write_gaps)
             except OSError as write_error:
-                logger.warning("could not write the session tables: %s", write_error)
+                logger.warning(
+                    "could not write the session tables: %s%s",
+                    write_error,
+                    ""
+                    if status_written
+                    else f"; `tastyrec recover` will mark the session {self._session.status}",
+                )
         self._tg.cancel_scope.cancel()
         try:
             result = await self._tg.__aexit__(exc_type, exc, tb)
@@ -500,7 +552,8 @@ class Recorder:
         finally:
             self._tg = None
             if self._lock is not None:
-                self._lock.release()
+                marker = _marker_path(self.root, self.session_id, self._session.status)
+                self._lock.release(None if status_written else marker)
             logger.info("= %s", self.stats.summary(time.time_ns()))
         if error is not None:
             raise error

@@ -6,7 +6,9 @@ connection gets its own replay, which starts at ``start`` (default: the first ev
 recording) a moment (:data:`SETTLE_S`) after the connection first subscribes, and runs at
 ``speed`` times real time.
 Subscriptions made later deliver events from the replay's current time on, as a live server does.
-Events are sent as recorded (no conflation): any DXLink client sees the recorded day.
+Each event is given with its receipt time, so that the server applies the client's aggregation
+period in *recorded* time, at any ``speed``: a client asking for 10 s gets at most one Quote per
+symbol per 10 s of the recorded day, and every Trade and TimeAndSale (FIELD_REPORTS.md #8).
 
 No I/O beyond reading the recording's Parquet files (in the caller's thread).
 """
@@ -73,6 +75,7 @@ class ReplayFeed:
         self._recv: deque[int] = deque()
         self._events: deque[Event] = deque()
         self._anchor: tuple[float, int] | None = None  # (wall seconds, virtual ns)
+        self._reached = -math.inf
         #: events handed out so far
         self.sent = 0
 
@@ -91,21 +94,30 @@ class ReplayFeed:
     def unsubscribe(self, event_type: str, symbol: str) -> None:
         self._subs.get(event_type, set()).discard(symbol)
 
-    def poll(self, now: float) -> list[Event]:
+    def poll(self, now: float) -> list[tuple[int, Event]]:
+        """The events due by ``now``, each with its receipt time (epoch ns), in receipt order."""
         if self._anchor is None:
             return []
         limit = self._virtual(now)
-        out: list[Event] = []
+        out: list[tuple[int, Event]] = []
         while len(out) < MAX_BURST:
             while self._events and self._recv[0] <= limit and len(out) < MAX_BURST:
-                self._recv.popleft()
+                recv = self._recv.popleft()
                 event = self._events.popleft()
                 if event.event_symbol in self._subs.get(type(event).__name__, ()):
-                    out.append(event)
+                    out.append((recv, event))
             if self._events or not self._read_more(limit):
                 break
         self.sent += len(out)
+        # cut short (a burst), or the next event is not due yet; else all up to now is given
+        self._reached = min(limit, self._recv[0] - 1) if self._events else limit
         return out
+
+    def reached_ns(self) -> float:
+        """After :meth:`poll`: every event received at or before this time (epoch ns) has been
+        given (``-inf`` before the replay starts; the replay's time goes on after its last
+        event, so that a conflated last value is sent when its period has passed)."""
+        return self._reached
 
     def next_due(self) -> float | None:
         if self._anchor is None:

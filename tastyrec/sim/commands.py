@@ -28,7 +28,8 @@ __all__ = ("simulate",)
     "--chaos",
     multiple=True,
     metavar="KIND[:EVERY]",
-    help="Inject a fault periodically: drop, stall, malformed, error or expire, every EVERY "
+    help="Inject a fault periodically: drop, stall, malformed, error, expire, restart (close "
+    "1012), full (silent switch to FULL) or 502 (HTTP 502 on reconnect), every EVERY "
     "(default 30s). Repeatable.",
 )
 @click.option(

@@ -39,6 +39,7 @@ Choices where the real server's behaviour is unconfirmed (see DXLINK.md):
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -83,10 +84,9 @@ SERVER_VERSION: Final = "1.0-1.2.1-tastyrec-sim"
 CANDLE_TOO_BIG: Final = "Your subscription size for event type 'Candle' is too big"
 #: the FEED contract on which Candle subscriptions get their history (FIELD_REPORTS.md #3)
 HISTORY: Final = "HISTORY"
-#: types sent as "latest value per symbol" (TICKER-like); the others are streams (every event)
-CONFLATED: Final = frozenset(
-    {"Quote", "Trade", "TradeETH", "Greeks", "Summary", "Profile", "TheoPrice", "Underlying"}
-)
+#: types sent as "latest value per symbol" (TICKER-like), conflated per aggregation period; the
+#: others are streams, every event sent: Trade and TimeAndSale are STREAM (FIELD_REPORTS.md #8)
+CONFLATED: Final = frozenset({"Quote", "Greeks", "Summary", "Profile", "TheoPrice", "Underlying"})
 
 
 class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,7 +104,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
         max_frame_bytes: FEED_DATA frames are split to stay at or below this size.
         default_aggregation_s: aggregation period of a channel before any FEED_SETUP.
         max_auth_failures: invalid AUTHs in a row before ``ERROR UNAUTHORIZED`` and close.
-        chaos: ``(kind, every_seconds)`` pairs, kind in drop|stall|malformed|error|expire; each
+        chaos: ``(kind, every_seconds)`` pairs, kind in
+            drop|stall|malformed|error|expire|restart|full|502; each
             kind fires every ``every_seconds`` (first time after one period), see
             :class:`tastyrec.sim.Simulator`.
         chaos_stall_s: how long a chaos stall lasts; None means 2 x ``keepalive_timeout``.
@@ -155,8 +156,12 @@ class Feed(Protocol):
     def unsubscribe(self, event_type: str, symbol: str) -> None:
         """Stop giving them."""
 
-    def poll(self, now: float) -> list[Event]:
-        """The events due by ``now`` (epoch seconds), in order."""
+    def poll(self, now: float) -> list[tuple[int, Event]]:
+        """The events due by ``now`` (epoch seconds), in order, each with its time (epoch ns;
+        a recording's receipt time): conflation counts the aggregation period in these times."""
+
+    def reached_ns(self) -> float:
+        """After :meth:`poll`: every event timed at or before this (epoch ns) has been given."""
 
     def next_due(self) -> float | None:
         """When (epoch seconds) the next event is due; ``None``: none known."""
@@ -196,6 +201,12 @@ class _Channel:
     #: stream events waiting for the next flush, in order
     stream: list[Event] = field(default_factory=list)
     next_flush: float = 0.0
+    #: with a feed: (type, symbol) -> feed time (ns) of the last conflated event sent
+    sent_ns: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: with a feed: conflated events waiting for their period to pass, (type, symbol) -> event
+    held: dict[tuple[str, str], Event] = field(default_factory=dict)
+    #: with a feed: (due ns, sequence, key) of each held event, earliest first
+    due: list[tuple[int, int, tuple[str, str]]] = field(default_factory=list)
 
 
 def _json_value(kind: FieldKind, value: Any) -> Any:
@@ -226,8 +237,11 @@ class ServerConnection:
         now: connection start, epoch seconds.
         user_id: reported in ``AUTH_STATE AUTHORIZED``.
         feed: where events come from instead of ``market`` (e.g. a recording played back by
-            :class:`tastyrec.replay.ReplayFeed`); subscriptions are passed on to it and every
-            event it gives is sent, unconflated, to the channels subscribed to it.
+            :class:`tastyrec.replay.ReplayFeed`); subscriptions are passed on to it and its
+            events are sent to the channels subscribed to them with the contract the synthetic
+            market gets, in the feed's time: a :data:`CONFLATED` type at most once per symbol
+            per aggregation period (the latest, held until the period since the last one sent
+            has passed), every event of a stream type.
     """
 
     def __init__(
@@ -257,6 +271,7 @@ class ServerConnection:
         self._last_sent = now
         self._now = now
         self._auth_failures = 0
+        self._held_seq = 0
 
     # -- I/O boundary --------------------------------------------------------------------------
 
@@ -283,6 +298,13 @@ class ServerConnection:
     def send_error(self, error: str, message: str, channel: int = 0) -> None:
         """Queue an ERROR (fault injection)."""
         self._error(channel, error, message)
+
+    def switch_format(self) -> None:
+        """Switch every channel COMPACT -> FULL (FULL -> COMPACT), announcing nothing: the
+        following FEED_DATA simply come in the other format (fault injection, FIELD_REPORTS #5)."""
+        for ch in self.channels.values():
+            ch.data_format = "FULL" if ch.data_format == "COMPACT" else "COMPACT"
+        logger.debug("= data format switched without FEED_CONFIG")
 
     def expire(self) -> None:
         """Withdraw authorisation: unsolicited ``AUTH_STATE UNAUTHORIZED``; data stops flowing."""
@@ -450,6 +472,8 @@ class ServerConnection:
         ):
             self.feed.unsubscribe(sub.type, wire)
         ch.latest.pop((sub.type, wire), None)
+        ch.held.pop((sub.type, wire), None)  # its entry in ch.due is skipped when it comes up
+        ch.sent_ns.pop((sub.type, wire), None)
         ch.stream = [
             e for e in ch.stream if not (type(e).__name__ == s.type and e.event_symbol == wire)
         ]
@@ -588,24 +612,49 @@ class ServerConnection:
             return
         if self.authorized:
             if self.feed is not None:
-                self._route(self.feed.poll(now))
+                self._route(self.feed.poll(now), self.feed.reached_ns())
             for ch in self.channels.values():
                 self._tick_channel(ch, now)
         if not self._out and now - self._last_sent >= self.client_keepalive_s / 2:
             self._send(Keepalive(channel=0))
 
-    def _route(self, events: list[Event]) -> None:
-        """Queue events from the feed on every channel subscribed to them."""
-        if not events:
-            return
-        routes: dict[tuple[str, str], list[_Channel]] = {}
+    def _route(self, events: list[tuple[int, Event]], reached_ns: float) -> None:
+        """Queue events from the feed on every channel subscribed to them, conflated in the
+        feed's time (see ``feed`` in the class docstring)."""
+        if events:
+            routes: dict[tuple[str, str], list[_Channel]] = {}
+            for ch in self.channels.values():
+                for sub in ch.subs.values():
+                    wire = sub.candle.normalized if sub.candle is not None else sub.symbol
+                    routes.setdefault((sub.type, wire), []).append(ch)
+            for t, event in events:
+                key = (type(event).__name__, event.event_symbol)
+                for ch in routes.get(key, ()):
+                    self._release(ch, t)
+                    period_ns = round(ch.aggregation_s * 1e9)
+                    if key[0] not in CONFLATED or period_ns <= 0:
+                        ch.stream.append(event)
+                    elif key in ch.held:
+                        ch.held[key] = event  # the latest goes when the period has passed
+                    elif t >= ch.sent_ns.get(key, t - period_ns) + period_ns:
+                        ch.stream.append(event)
+                        ch.sent_ns[key] = t
+                    else:
+                        ch.held[key] = event
+                        self._held_seq += 1
+                        heapq.heappush(ch.due, (ch.sent_ns[key] + period_ns, self._held_seq, key))
         for ch in self.channels.values():
-            for sub in ch.subs.values():
-                wire = sub.candle.normalized if sub.candle is not None else sub.symbol
-                routes.setdefault((sub.type, wire), []).append(ch)
-        for event in events:
-            for ch in routes.get((type(event).__name__, event.event_symbol), ()):
+            self._release(ch, reached_ns)
+
+    @staticmethod
+    def _release(ch: _Channel, until_ns: float) -> None:
+        """Send the held events whose period has passed by ``until_ns``, earliest first."""
+        while ch.due and ch.due[0][0] <= until_ns:
+            due, _, key = heapq.heappop(ch.due)
+            event = ch.held.pop(key, None)
+            if event is not None:  # None: unsubscribed meanwhile
                 ch.stream.append(event)
+                ch.sent_ns[key] = due
 
     def _tick_channel(self, ch: _Channel, now: float) -> None:
         for sub in ch.subs.values():
@@ -621,7 +670,7 @@ class ServerConnection:
             while sub.next_due <= now:
                 self._generate(ch, sub, sub.next_due)
                 sub.next_due += period
-        if now >= ch.next_flush:
+        if now >= ch.next_flush or self.feed is not None:  # a feed's events are conflated already
             self._flush(ch)
             ch.next_flush = max(ch.next_flush + ch.aggregation_s, now) if ch.aggregation_s else now
 

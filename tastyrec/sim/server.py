@@ -2,7 +2,8 @@
 
 Role: accept websocket connections (``websockets.asyncio.server``, 127.0.0.1 by default), drive one
 sans-I/O engine per connection with the wall clock, and inject faults (drop, stall, malformed
-frame, ERROR, token expiry) on demand or on a chaos schedule. This is the only simulator module
+frame, ERROR, token expiry, close 1012, a silent switch to FULL, HTTP 502 on the upgrade) on
+demand or on a chaos schedule. This is the only simulator module
 that imports websockets or anyio; it runs on anyio's asyncio backend (websockets is asyncio).
 
 Each connection has two tasks: a reader that feeds frames to the engine and a pump that calls
@@ -20,12 +21,14 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from types import TracebackType
 from typing import Final, Self
 
 import anyio
 from websockets.asyncio.server import Server, ServerConnection as WsConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from ..dxlink.messages import AnyMessage, UnknownMessage
 from ..transport import redacting_logger
@@ -38,7 +41,13 @@ logger = logging.getLogger(__name__)
 
 _MAX_IDLE_S: Final = 0.05
 MALFORMED_FRAME: Final = "this is not JSON {"
-CHAOS_KINDS: Final = frozenset({"drop", "stall", "malformed", "error", "expire"})
+CHAOS_KINDS: Final = frozenset(
+    {"drop", "stall", "malformed", "error", "expire", "restart", "full", "502"}
+)
+#: the close production sends before a service restart (FIELD_REPORTS.md #4)
+RESTART_CLOSE: Final = (1012, "Reconnection is required")
+#: upgrade attempts refused with 502 each time the ``502`` chaos fires
+CHAOS_502_REFUSALS: Final = 2
 
 
 class LoopbackServer:
@@ -59,6 +68,7 @@ class LoopbackServer:
         handler: Callable[[WsConnection], Awaitable[None]],
         max_size: int | None = 2**20,
         create_connection: type[WsConnection] | None = None,
+        process_request: Callable[[WsConnection, Request], Response | None] | None = None,
     ) -> anyio.abc.TaskGroup:
         """Listen on ``host:port`` (``port`` becomes the bound port) and enter the task group."""
         self._server = await serve(
@@ -66,6 +76,7 @@ class LoopbackServer:
             self.host,
             self.port,
             create_connection=create_connection,
+            process_request=process_request,
             max_size=max_size,
             ping_interval=None,
             compression=None,
@@ -126,7 +137,12 @@ class Simulator(LoopbackServer):
     connection, ``stall`` stops all output for ``config.chaos_stall_s`` (default 2 x
     ``keepalive_timeout``) then resumes, ``malformed`` sends a non-JSON frame, ``error`` sends
     ``ERROR UNKNOWN``, ``expire`` withdraws authorisation without rotating the token (a client
-    that re-sends AUTH with the same token is authorised again).
+    that re-sends AUTH with the same token is authorised again). Three more do what production
+    has done to clients (FIELD_REPORTS.md): ``restart`` closes every connection with 1012,
+    "Reconnection is required" (#4); ``full`` switches every COMPACT channel to FULL, and a FULL
+    one back to COMPACT, *without* a FEED_CONFIG, as production did without warning (#5);
+    ``502`` aborts every connection and answers the next :data:`CHAOS_502_REFUSALS` upgrade
+    attempts with HTTP 502 Bad Gateway (#6).
     """
 
     def __init__(
@@ -157,6 +173,9 @@ class Simulator(LoopbackServer):
         self.feed_factory = feed_factory
         self._conns: dict[WsConnection, _Conn] = {}
         self._stalled = False
+        self._refusals = 0
+        #: upgrade attempts answered with HTTP 502 so far
+        self.refused_upgrades = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -171,7 +190,9 @@ class Simulator(LoopbackServer):
         return len(self._conns)
 
     async def __aenter__(self) -> Self:
-        tg = await self._listen(self._handler, self.config.max_inbound_bytes)
+        tg = await self._listen(
+            self._handler, self.config.max_inbound_bytes, process_request=self._process_request
+        )
         for kind, every in self.config.chaos:
             tg.start_soon(self._chaos, kind, every)
         logger.info(
@@ -207,6 +228,36 @@ class Simulator(LoopbackServer):
         for c in list(self._conns.values()):
             async with c.lock:
                 pass
+
+    async def restart(self) -> None:
+        """Close every connection with 1012 "Reconnection is required", as production does
+        before a service restart (FIELD_REPORTS.md #4)."""
+        for ws in list(self._conns):
+            try:
+                await ws.close(*RESTART_CLOSE)
+            except ConnectionClosed:
+                pass  # it is gone; its handler cleans up
+
+    def refuse_upgrades(self, count: int) -> None:
+        """Answer the next ``count`` websocket upgrade attempts with HTTP 502 Bad Gateway, as
+        tastytrade's gateway intermittently does (FIELD_REPORTS.md #6)."""
+        self._refusals += count
+
+    def _process_request(self, ws: WsConnection, request: Request) -> Response | None:
+        if self._refusals <= 0:
+            return None
+        self._refusals -= 1
+        self.refused_upgrades += 1
+        logger.info("= refused an upgrade with 502 (%d more to refuse)", self._refusals)
+        return ws.respond(HTTPStatus.BAD_GATEWAY, "Bad Gateway\n")
+
+    async def switch_format(self) -> None:
+        """Switch every channel's data format (COMPACT to FULL, FULL to COMPACT) without a
+        FEED_CONFIG: production once did this mid-session, without warning (FIELD_REPORTS.md #5).
+        Clients must decode each FEED_DATA by its own shape."""
+        for c in list(self._conns.values()):
+            async with c.lock:  # between two frames, never in the middle of a flush
+                c.engine.switch_format()
 
     async def send_malformed(self) -> None:
         """Send a non-JSON text frame to every client."""
@@ -254,6 +305,13 @@ class Simulator(LoopbackServer):
                 await self.send_malformed()
             elif kind == "error":
                 await self.send_error("UNKNOWN", "simulated chaos error")
+            elif kind == "restart":
+                await self.restart()
+            elif kind == "full":
+                await self.switch_format()
+            elif kind == "502":
+                self.refuse_upgrades(CHAOS_502_REFUSALS)
+                await self.drop()
             else:
                 await self.expire_token()
 

@@ -20,7 +20,11 @@ from tastyrec.events.registry import spec
 
 
 def sent_events(frames: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    """Events in the server's FEED_DATA frames, decoded with json and the FEED_CONFIG fields."""
+    """Events in the server's FEED_DATA frames, decoded with json and the FEED_CONFIG fields.
+
+    Each FEED_DATA is decoded by its own shape: a list of objects is FULL (the ``full`` chaos
+    switches format without a FEED_CONFIG), type/values pairs are COMPACT.
+    """
     fields: dict[tuple[int, str], list[str]] = {}
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for frame in frames:
@@ -28,6 +32,9 @@ def sent_events(frames: list[Any]) -> dict[str, list[dict[str, Any]]]:
         if msg["type"] == "FEED_CONFIG":
             for name, names in (msg.get("eventFields") or {}).items():
                 fields[(msg["channel"], name)] = names
+        elif msg["type"] == "FEED_DATA" and msg["data"] and isinstance(msg["data"][0], dict):
+            for row in msg["data"]:
+                out[row["eventType"]].append(row)
         elif msg["type"] == "FEED_DATA":
             data = msg["data"]
             for name, values in zip(data[0::2], data[1::2], strict=True):

@@ -341,6 +341,9 @@ def test_several_pairs_full_format_and_unknown_types():
         {"eventType": "Mystery", "eventSymbol": "X"},
     ]
     events = feed(proto, {"type": "FEED_DATA", "channel": 1, "data": full})
+    # FULL on a channel announced COMPACT: decoded, and the switch reported (FIELD_REPORTS #5)
+    assert events[0] == p.FormatSwitched(1, "FULL")
+    events = events[1:]
     assert isinstance(events[0], p.FeedEvents) and isinstance(events[1], p.Skipped)
     (quote,) = structs(events[0].plan, events[0].values)
     assert (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -580,11 +581,19 @@ class OneQuoteFeed:
     def unsubscribe(self, event_type: str, symbol: str) -> None:
         self.symbols.discard(symbol)
 
-    def poll(self, now: float) -> list[Quote]:
+    def poll(self, now: float) -> list[tuple[int, Quote]]:
         return [
-            Quote(event_symbol=s, bid_price=101.25, ask_price=101.5, bid_size=3.0, ask_size=4.0)
+            (
+                round(now * 1e9),
+                Quote(
+                    event_symbol=s, bid_price=101.25, ask_price=101.5, bid_size=3.0, ask_size=4.0
+                ),
+            )
             for s in sorted(self.symbols)
         ]
+
+    def reached_ns(self) -> float:
+        return math.inf
 
     def next_due(self) -> float | None:
         return None
