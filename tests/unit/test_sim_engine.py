@@ -490,6 +490,7 @@ class RecordedCandleFeed:
         self.recorded = recorded
         self.symbols: set[str] = set()
         self.given: set[str] = set()
+        self.reached = 0
 
     def subscribe(self, event_type: str, symbol: str, now: float) -> None:
         self.symbols.add(symbol)
@@ -497,7 +498,7 @@ class RecordedCandleFeed:
     def unsubscribe(self, event_type: str, symbol: str) -> None:
         self.symbols.discard(symbol)
 
-    def poll(self, now: float) -> list[Candle]:
+    def poll(self, now: float) -> list[tuple[int, Candle]]:
         out = []
         for s in sorted((self.symbols & self.recorded) - self.given):
             self.given.add(s)
@@ -506,7 +507,11 @@ class RecordedCandleFeed:
                 Candle(event_symbol=s, event_flags=SNAPSHOT_BEGIN, time=t, open=1.0, close=2.0),
                 Candle(event_symbol=s, event_flags=SNAPSHOT_END, time=t - 60_000, open=3.0),
             ]
-        return out
+        self.reached = int(now * 1e9)
+        return [(self.reached, c) for c in out]  # received together, as a snapshot is
+
+    def reached_ns(self) -> float:
+        return self.reached
 
     def next_due(self) -> float | None:
         return None
