@@ -563,24 +563,28 @@ def assert_keeps_receiving(run: ClientRun) -> None:
     assert_values_sane(run)
 
 
-async def test_drop_reconnects() -> None:
-    """An aborted connection (1006): the client reconnects by itself, re-auths and resubscribes."""
+@pytest.mark.parametrize("fault", ["drop", "restart"], ids=["1006-drop", "1012-restart"])
+async def test_the_official_client_survives_what_production_does(fault: str) -> None:
+    """A 1012 "Reconnection is required" close (FIELD_REPORTS #4), like an abort: the official
+    client reconnects by itself, re-auths and resubscribes, and the values it then gets are the
+    market's (history included)."""
     async with Simulator(host="127.0.0.1", port=0, seed=0, token=TOKEN) as sim:
 
-        async def drop_once(progress: Callable[[], ClientRun]) -> None:
+        async def fault_once(progress: Callable[[], ClientRun]) -> None:
             await wait_for_client(progress, has_stock_data)
-            await sim.drop()
+            await (sim.drop() if fault == "drop" else sim.restart())
 
-        # the client publishes ERROR UNKNOWN for every transport close, so tolerate that one
         run = await run_client(
-            sim.url, sim.token, (STOCK,), tolerate=("UNKNOWN",), during=drop_once,
+            sim.url, sim.token, (STOCK,), tolerate=("UNKNOWN",), during=fault_once,
             until=received_again,
         )  # fmt: skip
+        market = sim.market
 
     assert_clean(run)
     assert {e["type"] for e in run.errors} <= {"UNKNOWN"}, run.describe()
     assert run.states.count("connection:CONNECTING") == 2, run.describe()
     assert_keeps_receiving(run)
+    assert_market_values(run, market)
 
 
 async def test_expire_token_reauths() -> None:
