@@ -115,11 +115,6 @@ def test_kill_9_while_recording_accounts_loses_nothing_journaled(cli: Any) -> No
     assert table.schema.field("legs").type.value_type.field("fills") is not None
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_compact_keeps_account_tables_exactly(cli: Any) -> None:
     out = cli.workdir / "rec"
     cli.record_until(

@@ -26,11 +26,6 @@ TOKEN = "sdk-access-token-3e9"
 WAIT_S = 10.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class StubSession:
     """Just what the SDK's AlertStreamer reads of a tastytrade Session: ``is_test`` (to pick a
     URL, overridden below), ``client_kwargs`` (for its httpx2 client), ``refresh()`` (called

@@ -37,11 +37,6 @@ WAIT_S = 5.0
 FAST = AccountSimConfig(step_s=0.01, fill_step_s=0.01)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def fast_delays() -> Iterator[float]:
     return iter(itertools.repeat(0.05))
 

@@ -38,11 +38,6 @@ TODAY = date(2025, 1, 15)
 DX = re.compile(r"^\.[A-Z]+\d{6}[CP]\d+(\.\d+)?$")  # the SDK's pattern for dxFeed symbols
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def no_delays() -> Iterator[float]:
     return itertools.repeat(0.0)
 

@@ -50,11 +50,6 @@ DTE = (0, 7)
 STRIKES = 3
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def no_delays() -> Iterator[float]:
     return itertools.repeat(0.0)
 

@@ -31,11 +31,6 @@ pytestmark = pytest.mark.anyio
 WAIT_S = 20.0  # bounds failure only
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def fast_delays() -> Iterator[float]:
     return iter(itertools.repeat(0.05))
 

@@ -28,11 +28,6 @@ WAIT_S = 10.0
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def refused_url() -> Iterator[str]:
     """A ws:// URL whose port is bound here but not listening: connections are refused."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -107,11 +107,6 @@ STR_FIELDS = frozenset(
 BOOL_FIELDS = frozenset({"extendedTradingHours", "spreadLeg", "validTick"})
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def option_symbols() -> tuple[str, str]:
     """A call and a put on SPY expiring on a Friday about three months from now."""
     expiry = dt.date.today() + dt.timedelta(days=90)

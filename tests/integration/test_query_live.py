@@ -25,11 +25,6 @@ SAMPLE = Path(__file__).parent.parent / "data" / "sample"
 SYMBOLS = ["SPY", "QQQ", "AAPL"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def fast_delays() -> Iterator[float]:
     return iter(itertools.repeat(0.05))
 

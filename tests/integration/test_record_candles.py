@@ -36,11 +36,6 @@ WAIT_S = 10.0
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     config = SimConfig(keepalive_timeout=5.0, candle_rate_hz=2.0)
     async with Simulator(seed=3, token=None, config=config) as server:

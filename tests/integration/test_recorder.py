@@ -37,11 +37,6 @@ SYMBOLS = ["SPY", "QQQ", "AAPL", OPTION]
 WAIT_S = 10.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def fast_delays() -> Iterator[float]:
     return iter(itertools.repeat(0.05))
 

@@ -30,11 +30,6 @@ EQUITIES = ["SPY", "QQQ", "AAPL"]
 TYPES: list[type[Event]] = [Quote, Trade, Greeks, Summary, Profile, TimeAndSale, Candle]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def fast_delays() -> Iterator[float]:
     return iter(itertools.repeat(0.05))
 

@@ -25,11 +25,6 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 TASTYREC = [sys.executable, "-m", "tastyrec"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def rows(event_type: str) -> int:
     return sum(pq.read_metadata(f).num_rows for f in (SAMPLE / event_type).glob("*/*.parquet"))
 

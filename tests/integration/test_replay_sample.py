@@ -22,11 +22,6 @@ pytestmark = pytest.mark.anyio
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def table(sql: str) -> list[tuple[Any, ...]]:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")

@@ -21,11 +21,6 @@ OPTION = ".SPY261218C600"
 TIMEOUT = 15.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class StubSession:
     """Just what DXLinkStreamer uses of a tastytrade Session."""
 

@@ -38,11 +38,6 @@ QUOTE = "sim-quote-token-c0a5"
 WAIT_S = 10.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Clock:
     """Epoch seconds that move only when told."""
 

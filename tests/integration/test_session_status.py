@@ -27,11 +27,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     config = SimConfig(keepalive_timeout=5.0, quote_rate_hz=50.0)
     async with Simulator(seed=3, token=None, config=config) as server:

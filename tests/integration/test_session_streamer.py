@@ -33,11 +33,6 @@ WAIT_S = 5.0
 SYMBOLS = ["SPY", "QQQ", "AAPL", "MSFT"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def no_delays() -> Iterator[float]:
     return itertools.repeat(0.0)
 

@@ -19,11 +19,6 @@ from tastyrec.sim.server import MALFORMED_FRAME
 TIMEOUT = 5.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def no_connections(sim: Simulator) -> None:
     with anyio.fail_after(TIMEOUT):
         for _ in itertools.count():

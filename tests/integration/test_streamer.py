@@ -51,11 +51,6 @@ OPTION = ".SPY261218C600"
 WAIT_S = 5.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def fast_delays() -> Iterator[float]:
     return iter(itertools.repeat(0.05))
 
