@@ -311,6 +311,13 @@ class AccountBook:
         self._out: list[Outgoing] = []
         self._now_s = now  # the time of the step or action being processed
         self._trading_status = {a: self._initial_status(a, now) for a in self.accounts}
+        # What the REST API serves (``/accounts/{n}/orders/live``, ``/positions``, ``/balances``):
+        # the last payload published per order, position and account. Each value is an
+        # immutable Struct replaced whole, so the API's HTTP thread reads them safely (a C-level
+        # copy of the dict under the GIL) while the event loop runs the book.
+        self.rest_orders: dict[int, PlacedOrder] = {}
+        self.rest_positions: dict[tuple[str, str], CurrentPosition] = {}
+        self.rest_balances = {a: self.balance(a, now) for a in self.accounts}
         every = self.config.order_every_s
         self._next_auto = now + every if every is not None else None
 
@@ -698,7 +705,9 @@ class AccountBook:
         if order.complex_id is None:  # complex orders keep theirs: their snapshots show them
             self._ended.append(order.id)
             while len(self._ended) > _KEEP_ENDED_ORDERS:
-                del self.orders[self._ended.popleft()]
+                forgotten = self._ended.popleft()
+                del self.orders[forgotten]
+                self.rest_orders.pop(forgotten, None)
         if status == "Cancelled":
             order.times["cancelled"] = now
         if reason is not None:
@@ -951,6 +960,16 @@ class AccountBook:
     def _emit(self, topic: str, account: str | None, payload: AccountEvent, now: float) -> None:
         name = wire_name(type(payload))
         self.published.append((name, payload))
+        if isinstance(payload, PlacedOrder):
+            self.rest_orders[payload.id] = payload
+        elif isinstance(payload, CurrentPosition):
+            key = (payload.account_number, payload.symbol)
+            if payload.quantity:
+                self.rest_positions[key] = payload
+            else:  # closed: not among the open positions REST lists
+                self.rest_positions.pop(key, None)
+        elif isinstance(payload, AccountBalance):
+            self.rest_balances[payload.account_number] = payload
         self._out.append(Outgoing(topic, account, name, payload, int(now * 1000)))
 
     def _initial_status(self, account: str, now: float) -> TradingStatus:
