@@ -138,13 +138,15 @@ RECONCILE_EVERY_S: Final = 300.0
 
 @dataclass
 class Reconciliation:
-    """One reconciliation run: why, when (epoch ns), the accounts, rows recorded, error if any."""
+    """One reconciliation run: why, when it started and ended (epoch ns; ``ended_ns`` None while
+    it runs), the accounts, rows recorded, the last error if any."""
 
     reason: str  # "connect", "reconnect", "subscribe" or "timer"
     at_ns: int
     accounts: tuple[str, ...]
     rows: int = 0
     error: str | None = None
+    ended_ns: int | None = None
 
 
 #: ``stream`` values of the gaps table.
@@ -781,6 +783,7 @@ class Recorder:
                 run.rows += batch.num_rows
             if by_class:
                 self._account_last_ns = max(self._account_last_ns or 0, recv_ns)
+        run.ended_ns = time.time_ns()
         logger.info(
             "= reconciled %s against REST (%s): %d rows the stream had not said",
             ", ".join(accounts),
