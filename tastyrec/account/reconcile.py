@@ -26,8 +26,14 @@ client). It imports neither the recorder nor the simulator.
   comparing them would record a balance at every reconciliation.
 
 A payload recorded from a snapshot is also noted, so the next reconciliation does not record it
-again. Reconciliation cannot tell a closed position the stream did not report (REST lists open
-positions only) and does not fetch complex orders.
+again. Before comparing, the recorder ingests what already waits in the stream's tap, so a
+notification that arrived while the REST calls ran is "said" first.
+
+Limits: a stream notification still on the wire when the snapshot is compared is recorded when
+it arrives, after the snapshot row saying the same (stream rows are never suppressed: they are
+the record of what the stream did). Reconciliation cannot tell a closed position the stream did
+not report (REST lists open positions only), and does not fetch complex orders, trading status,
+transactions or gain summaries.
 
 Why rows in the same tables, marked by a column (``from_snapshot``) and not tables of their own:
 a snapshot order *is* a ``PlacedOrder`` of the same schema, the state the stream would have
