@@ -127,6 +127,9 @@ class AccountSimulator(LoopbackServer):
     ) -> None:
         base = config if config is not None else AccountSimConfig()
         self.config = dataclasses.replace(base, order_every_s=order_every_s)
+        every = self.config.drop_order_every
+        if every is not None and every < 1:
+            raise ValueError(f"drop_order_every must be at least 1, not {every!r}")
         self.host = host
         self.port = port
         self.token = token
@@ -139,6 +142,7 @@ class AccountSimulator(LoopbackServer):
         #: notifications dropped by :meth:`drop_notifications`, in order
         self.dropped: list[Outgoing] = []
         self._drops: list[list[Any]] = []
+        self._orders_seen = 0
         self._conns: dict[WsConnection, _Conn] = {}
         self._failed: BaseException | None = None
         self._wake = anyio.Event()
@@ -253,6 +257,12 @@ class AccountSimulator(LoopbackServer):
         self._drops.append([type_name, times, when])
 
     def _dropped(self, out: Outgoing) -> bool:
+        every = self.config.drop_order_every
+        if every is not None and out.type_name == "Order":
+            self._orders_seen += 1
+            if self._orders_seen % every == 0:
+                self.dropped.append(out)
+                return True
         for rule in self._drops:
             name, left, when = rule
             if left > 0 and out.type_name == name and (when is None or when(out.payload)):

@@ -122,6 +122,9 @@ class AccountSimConfig:
         starting_cash: each account's cash at start.
         auto_max_position_value: the book's own orders never take a position worth more than
             this at the mark (default: the starting cash shared among the symbols it trades).
+        drop_order_every: chaos: silently drop every Nth ``Order`` notification (None: none),
+            as production has lost order events (FIELD_REPORTS #13); the REST API still shows
+            the orders' state (:class:`~.rest.ApiSimulator`).
     """
 
     step_s: float = 0.2
@@ -134,6 +137,7 @@ class AccountSimConfig:
     order_updated_at_ms: bool = False
     starting_cash: Decimal = Decimal("100000")
     auto_max_position_value: Decimal = Decimal("20000")
+    drop_order_every: int | None = None
 
 
 @dataclass(slots=True, eq=False)

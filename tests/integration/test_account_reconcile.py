@@ -312,3 +312,53 @@ async def test_a_failing_rest_api_is_retried_at_the_next_trigger(env: Env) -> No
     assert first.error is not None and first.rows == 0
     assert "sim-access" not in first.error  # no token in the message
     assert second.error is None and second.rows == 1  # the balance, at last
+
+
+async def test_with_every_third_order_notification_dropped_each_order_ends_as_the_book_ended_it(
+    tmp_path: Path,
+) -> None:
+    """The chaos option (``AccountSimConfig.drop_order_every``): whatever the stream lost, the
+    last recorded state of every order (stream or snapshot) is the book's, once the timer has
+    reconciled after the orders ended."""
+    config = AccountSimConfig(step_s=0.02, fill_step_s=0.02, drop_order_every=3)
+    async with open_simulators(
+        dxlink_token=None, account_token=None, order_every_s=None, account_config=config
+    ) as (dx, acct):
+        async with (
+            ApiSimulator(dxlink=dx, account=acct) as api,
+            Session(api.client_secret, api.refresh_token, api_url=api.url) as rest,
+            AlertStreamer(url=acct.url, token="t", reply_timeout=WAIT_S) as alerts,
+        ):
+            clock = FakeClock()
+            env = Env(acct, api, rest, alerts, tmp_path / "rec")
+            recorder = Recorder(
+                env.out,
+                account_streamer=alerts,
+                account_session=rest,
+                reconcile_every_s=60.0,
+                clock=clock,
+            )
+            async with recorder:
+                await env.subscribe()
+                await wait_until(lambda: runs(recorder, "connect"))  # its timer starts after it
+                ids = [
+                    await acct.place_order([("SPY", "Buy to Open", 4)]),
+                    await acct.place_order([("QQQ", "Buy to Open", 3), ("IWM", "Buy to Open", 2)]),
+                    await acct.place_order([("SPY", "Buy to Open", 1)], reject_reason="no"),
+                ]
+                await wait_until(
+                    lambda: all(
+                        (o := env.book_order(i)) is not None and o.status in ("Filled", "Rejected")
+                        for i in ids
+                    )
+                )
+                clock.now += 61.0
+                await wait_until(lambda: runs(recorder, "timer"))
+    assert acct.dropped  # the chaos did drop order notifications
+    orders = env.table("PlacedOrder")
+    for oid in ids:
+        last = orders.filter(pl.col("id") == oid).row(-1, named=True)
+        book = acct.book.rest_orders[oid]
+        assert last["status"] == book.status
+        fills = sorted(f["fill_id"] for leg in last["legs"] for f in leg["fills"])
+        assert fills == sorted(f.fill_id for leg in book.legs for f in leg.fills)
