@@ -22,8 +22,12 @@ Mapping:
   exactly.
 
 Every table also has ``event_time`` (the notification's ``timestamp``: server time, epoch ms, as
-``timestamp[ms, UTC]``) and ``recv_ns`` (local receipt time, ``timestamp[ns, UTC]``), the same
-receipt-time axis as market data.
+``timestamp[ms, UTC]``), ``recv_ns`` (local receipt time, ``timestamp[ns, UTC]``), the same
+receipt-time axis as market data, and ``from_snapshot`` (``bool``): true on rows the recorder
+took from a REST snapshot because the stream had not said them (:mod:`tastyrec.account.reconcile`;
+their ``event_time`` is null and ``recv_ns`` is when the REST answer arrived), false on rows of
+the stream. Files written before the column existed read it as null (DuckDB's
+``union_by_name``, the replay reader's conform).
 
 Recorded tables are named after the classes (:data:`RECORDED_ACCOUNT_TYPES`: ``PlacedOrder``,
 ``AccountBalance``..., and ``UnknownNotification`` for notification types tastyrec does not know,
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = (
     "DECIMAL_TYPE",
     "RECORDED_ACCOUNT_TYPES",
+    "SNAPSHOT_COLUMN",
     "AccountRecord",
     "account_arrow_schema",
     "account_class",
@@ -69,11 +74,14 @@ RECORDED_ACCOUNT_TYPES: Final[dict[str, type[AccountRecord]]] = {
     UnknownNotification.__name__: UnknownNotification,
 }
 
+#: The column marking rows taken from a REST snapshot (reconciliation), not from the stream.
+SNAPSHOT_COLUMN: Final = "from_snapshot"
 #: Arrow type of every Decimal field.
 DECIMAL_TYPE: Final = pa.decimal128(38, 10)
 _EXTRA: Final = (
     pa.field("event_time", pa.timestamp("ms", tz="UTC")),
     pa.field("recv_ns", pa.timestamp("ns", tz="UTC"), nullable=False),
+    pa.field(SNAPSHOT_COLUMN, pa.bool_()),
 )
 _json_encoder: Final = msgspec.json.Encoder()
 
@@ -185,7 +193,10 @@ def _to_row(event: msgspec.Struct) -> dict[str, Any]:
 
 
 def account_events_to_batch(
-    cls: type[AccountRecord], items: Iterable[tuple[AccountRecord, int | None, int]]
+    cls: type[AccountRecord],
+    items: Iterable[tuple[AccountRecord, int | None, int]],
+    *,
+    from_snapshot: bool = False,
 ) -> pa.RecordBatch:
     """A record batch of payloads of one class.
 
@@ -193,6 +204,7 @@ def account_events_to_batch(
         cls: the payload class (every item must be one).
         items: ``(payload, event_time_ms, recv_ns)``: the notification's ``timestamp`` (or None)
             and the local receipt time.
+        from_snapshot: the rows come from a REST snapshot (the ``from_snapshot`` column).
 
     Raises:
         SchemaError: an item of another class, or a value Arrow cannot hold exactly.
@@ -204,6 +216,7 @@ def account_events_to_batch(
         row = _to_row(event)
         row["event_time"] = event_time
         row["recv_ns"] = recv_ns
+        row[SNAPSHOT_COLUMN] = from_snapshot
         rows.append(row)
     try:
         return pa.RecordBatch.from_pylist(rows, schema=account_arrow_schema(cls))
@@ -238,7 +251,10 @@ def account_events_from_arrow(
     times = table.column("event_time").to_pylist()
     out = []
     for row, t, r in zip(
-        table.drop_columns(["event_time", "recv_ns"]).to_pylist(), times, recv, strict=True
+        table.drop_columns(["event_time", "recv_ns"]).to_pylist(),
+        times,
+        recv,
+        strict=True,
     ):
         try:
             event = msgspec.convert(_from_row(cls, row), cls)

@@ -170,6 +170,16 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     metavar="SECONDS",
     help="With --demo --account: the simulated account places an order this often.",
 )
+@click.option(
+    "--reconcile-every",
+    type=Duration(positive=True),
+    default="5m",
+    show_default=True,
+    metavar="SECONDS",
+    help="With --account: besides at every (re)connect, fetch the accounts' orders, positions "
+    "and balances over REST this often and record what the stream missed (needs the "
+    "tastytrade login credentials; the demo uses its fake API).",
+)
 def record(
     symbols: str | None,
     events: str | None,
@@ -193,6 +203,7 @@ def record(
     account_url: str | None,
     account_token: str | None,
     order_every: float,
+    reconcile_every: float,
 ) -> None:
     """Record a DXLink stream into rotating Parquet files under --out (the main job).
 
@@ -261,29 +272,48 @@ def record(
             from ..session import Session
 
             async with Session(is_test=sandbox) as session:
-                await _record(None, None, _tastytrade(sandbox), account_url, account_token, session)
+                await _record(
+                    None, None, _tastytrade(sandbox), account_url, account_token, session, session
+                )
         elif demo and account_list:
+            from ..session import Session
             from ..sim.account import open_simulators
+            from ..sim.rest import ApiSimulator
 
-            async with open_simulators(
-                dxlink_token=None,
-                account_token=None,
-                order_every_s=every_s or None,
-                accounts=account_list,
-            ) as (sim, acct):
+            async with (
+                open_simulators(
+                    dxlink_token=None,
+                    account_token=None,
+                    order_every_s=every_s or None,
+                    accounts=account_list,
+                ) as (sim, acct),
+                ApiSimulator(dxlink=sim, account=acct) as api,
+                Session(api.client_secret, api.refresh_token, api_url=api.url) as rest,
+            ):
                 click.echo(
                     f"recording from the built-in simulators ({sim.url}, account streamer "
-                    f"{acct.url}, accounts {', '.join(account_list)})",
+                    f"{acct.url}, accounts {', '.join(account_list)}, REST {api.url})",
                     err=True,
                 )
-                await _record(sim.url, None, "simulator", acct.url, "demo")
+                await _record(sim.url, None, "simulator", acct.url, "demo", rest=rest)
         elif demo:
             from ..sim import Simulator
 
             async with Simulator(token=None) as sim:
                 click.echo(f"recording from the built-in simulator ({sim.url})", err=True)
                 await _record(sim.url, None, "simulator", None, None)
+        elif account_list and os.environ.get(SECRET_ENV) and os.environ.get(REFRESH_ENV):
+            from ..session import Session
+
+            async with Session(is_test=sandbox) as rest:  # to reconcile the account stream
+                await _record(url, token, None, account_url, account_token, rest=rest)
         else:
+            if account_list:
+                click.echo(
+                    f"the account stream is not reconciled against REST: set ${SECRET_ENV} "
+                    f"and ${REFRESH_ENV} to log in",
+                    err=True,
+                )
             await _record(url, token, None, account_url, account_token)
 
     async def _record_chains() -> None:
@@ -333,6 +363,7 @@ def record(
         alerts_url: str | None,
         alerts_token: str | None,
         session: Any = None,
+        rest: Any = None,
     ) -> None:
         async with contextlib.AsyncExitStack() as stack:
             streamer = alerts = None
@@ -359,6 +390,8 @@ def record(
                 out,
                 streamer,
                 account_streamer=alerts,
+                account_session=rest if alerts is not None else None,
+                reconcile_every_s=reconcile_every,
                 source=source,
                 symbols=symbol_list,
                 rotation=rotation,

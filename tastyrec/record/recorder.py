@@ -24,9 +24,24 @@ know), with the Arrow schema of :mod:`tastyrec.record.account_schema`, through t
 journal, rotation and recovery as market data, on the same ``recv_ns`` axis. The account
 streamer's disconnects are rows of the gaps table (``stream = 'account'``): the recorder wraps the
 streamer's ``disconnect_fn``/``reconnect_fn`` (the originals still run, with their arguments) to
-note the moments exactly. The account tap is drained by polling every few milliseconds rather
-than by a cancellable ``receive``: cancelling a task in ``receive`` can lose the item being
-handed to it, and the AlertStreamer has no ``close_tap`` to end the tap from our side.
+note the moments exactly.
+
+Reconciliation (FIELD_REPORTS #13: the account stream has lost order events). Given a REST
+session too (``account_session=``, a :class:`~tastyrec.session.Session`), the recorder fetches the
+subscribed accounts' orders of the day, open positions and balances when the account stream
+connects (once the accounts are subscribed), after every reconnect and every
+``reconcile_every_s`` (default 5 minutes), and records what the stream had not already said
+(:mod:`tastyrec.account.reconcile` defines "already said") into the same tables, with
+``from_snapshot = true``, ``event_time`` null and ``recv_ns`` the receipt time of the REST answer,
+so replay and queries place them on the same timeline. Each run is listed in
+:attr:`Recorder.reconciliations`; a failed REST call is logged and retried at the next trigger,
+never fatal to the recording. Noting what the stream said is a dictionary update per order,
+position or balance notification, in the loop that already batches them: account streams carry
+a few notifications a second, not market-data rates.
+
+The account tap is drained by polling every few milliseconds rather than by a cancellable
+``receive``: cancelling a task in ``receive`` can lose the item being handed to it, and the
+AlertStreamer has no ``close_tap`` to end the tap from our side.
 
 A running recorder holds a lock on ``_journal/<session>.lock``. Another recorder starting in the
 same folder (or ``tastyrec recover``) converts the journal segments of sessions whose lock is free
@@ -45,12 +60,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +82,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._arrow_values import rows as python_rows
 from .._version import __version__
+from ..account.reconcile import RECONCILED_TYPES, RestClient, StreamKnowledge, fetch_snapshot
 from ..dxlink.compact import ColumnBatch
 from ..dxlink.protocol import contract_for
 from ..dxlink.streamer import Gap
@@ -102,7 +119,7 @@ if TYPE_CHECKING:
     from ..account.streamer import AlertStreamer
     from ..dxlink.streamer import DXLinkStreamer
 
-__all__ = ("SCHEMA_VERSION", "Recorder", "RecoveryReport", "recover")
+__all__ = ("SCHEMA_VERSION", "Reconciliation", "Recorder", "RecoveryReport", "recover")
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +129,26 @@ SCHEMA_VERSION: Final = "1"
 TICK_S: Final = 0.05
 #: How often the account tap is drained when it was empty, and the most taken at once.
 ACCOUNT_POLL_S: Final = 0.01
+#: How often the reconciliation task looks at the account stream's state and its timer.
+RECONCILE_POLL_S: Final = 0.05
 ACCOUNT_BATCH: Final = 4096
+#: Default seconds between two reconciliations of the account stream against REST.
+RECONCILE_EVERY_S: Final = 300.0
+
+
+@dataclass
+class Reconciliation:
+    """One reconciliation run: why, when it started and ended (epoch ns; ``ended_ns`` None while
+    it runs), the accounts, rows recorded, the last error if any."""
+
+    reason: str  # "connect", "reconnect", "subscribe" or "timer"
+    at_ns: int
+    accounts: tuple[str, ...]
+    rows: int = 0
+    error: str | None = None
+    ended_ns: int | None = None
+
+
 #: ``stream`` values of the gaps table.
 DXLINK_STREAM: Final = "dxlink"
 ACCOUNT_STREAM: Final = "account"
@@ -407,6 +443,12 @@ class Recorder:
         live_rows: rows of each type kept in the live frame (``None``: no row bound).
         live_age_s: seconds of each type kept in the live frame (``None``: no age bound).
         recover: convert journals left by crashed recorders in ``out`` at the start.
+        account_session: a logged-in REST session (:class:`~tastyrec.session.Session`) to
+            reconcile the account stream against (module docstring); ``None``: no
+            reconciliation.
+        reconcile_every_s: seconds between reconciliations besides those at connect and
+            reconnect (``None``: only those).
+        clock: monotonic seconds, for the reconciliation timer; injectable for tests.
     """
 
     def __init__(
@@ -423,8 +465,18 @@ class Recorder:
         live_rows: int | None = 100_000,
         live_age_s: float | None = 300.0,
         recover: bool = True,
+        account_session: RestClient | None = None,
+        reconcile_every_s: float | None = RECONCILE_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = Path(out)
+        self.account_session = account_session
+        self.reconcile_every_s = reconcile_every_s
+        self.clock = clock
+        #: reconciliation runs against REST, oldest first
+        self.reconciliations: list[Reconciliation] = []
+        self._said = StreamKnowledge()
+        self._reconcile_scope = anyio.CancelScope()
         self.streamer = streamer
         self.account_streamer = account_streamer
         if source is None and streamer is not None and streamer.url is not None:
@@ -509,6 +561,8 @@ class Recorder:
             self._alert_tap = self.account_streamer.tap()
             self._wrap_account_callbacks(self.account_streamer)
             tg.start_soon(self._consume_alerts, self._alert_tap)
+            if self.account_session is not None:
+                tg.start_soon(self._reconcile_loop)
         tg.start_soon(self._ticker, self._ticker_scope)
         tg.start_soon(self._converter)
         logger.info("= recording session %s into %s (%s)", self.session_id, self.root, self.source)
@@ -562,6 +616,7 @@ class Recorder:
     async def _finish(self) -> None:
         """Drain the tap and user events, seal every file and convert all of it."""
         self._ticker_scope.cancel()
+        self._reconcile_scope.cancel()
         try:
             streamer, tap = self.streamer, self._tap
             if streamer is not None and tap is not None:
@@ -644,8 +699,11 @@ class Recorder:
     def _ingest_notifications(self, items: list[NotificationReceived]) -> None:
         """Journal account notifications: one batch per payload class, rows in receipt order."""
         by_class: dict[type[Any], list[tuple[Any, int | None, int]]] = {}
+        said = self._said
         for item in items:
             payload = item.event
+            if type(payload) in RECONCILED_TYPES:
+                said.note(payload)
             by_class.setdefault(type(payload), []).append(
                 (payload, item.timestamp_ms, item.recv_ns)
             )
@@ -671,6 +729,79 @@ class Recorder:
             logger.log(level, "skipped a %s notification: %s", cls.__name__, exc)
             return False
         return True
+
+    # --- reconciliation -------------------------------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        """Reconcile at connect (accounts subscribed), reconnect and on the timer."""
+        alerts, every = self.account_streamer, self.reconcile_every_s
+        assert alerts is not None
+        with self._reconcile_scope:
+            connects, done, due = 0, frozenset[str](), math.inf
+            while True:
+                accounts = tuple(alerts.protocol.subscriptions.accounts)
+                reason = None
+                if alerts.connected and accounts:
+                    if alerts.stats.connects != connects:
+                        reason = "connect" if connects == 0 else "reconnect"
+                    elif not done.issuperset(accounts):
+                        reason = "subscribe"
+                    elif self.clock() >= due:
+                        reason = "timer"
+                if reason is None:
+                    await anyio.sleep(RECONCILE_POLL_S)
+                    continue
+                connects, done = alerts.stats.connects, frozenset(accounts)
+                await self._reconcile(reason, accounts)
+                due = self.clock() + every if every is not None else math.inf
+
+    async def _reconcile(self, reason: str, accounts: tuple[str, ...]) -> None:
+        assert self.account_session is not None
+        run = Reconciliation(reason, time.time_ns(), accounts)
+        self.reconciliations.append(run)
+        for account in accounts:
+            try:
+                payloads = await fetch_snapshot(self.account_session, account)
+            except TastyrecError as exc:  # retried at the next trigger
+                run.error = str(exc)
+                logger.warning("= reconciling account %s (%s) failed: %s", account, reason, exc)
+                continue
+            recv_ns = time.time_ns()
+            self._drain_alert_tap()  # what the stream said first is not news
+            by_class: dict[type[Any], list[tuple[Any, int | None, int]]] = {}
+            for payload in self._said.news(payloads):
+                by_class.setdefault(type(payload), []).append((payload, None, recv_ns))
+            for cls, rows in by_class.items():
+                try:
+                    batch = account_events_to_batch(cls, rows, from_snapshot=True)
+                except SchemaError:
+                    good = [r for r in rows if self._account_convertible(cls, r)]
+                    if not good:
+                        continue
+                    batch = account_events_to_batch(cls, good, from_snapshot=True)
+                self._ingest(cls, batch)
+                run.rows += batch.num_rows
+            if by_class:
+                self._account_last_ns = max(self._account_last_ns or 0, recv_ns)
+        run.ended_ns = time.time_ns()
+        logger.info(
+            "= reconciled %s against REST (%s): %d rows the stream had not said",
+            ", ".join(accounts),
+            reason,
+            run.rows,
+        )
+
+    def _drain_alert_tap(self) -> None:
+        """Ingest what waits in the account tap now (no await: the consumer cannot interleave)."""
+        tap = self._alert_tap
+        if tap is None or self._alerts_done.is_set():
+            return
+        items: list[NotificationReceived] = []
+        with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            while True:
+                items.append(tap.receive_nowait())
+        if items:
+            self._ingest_notifications(items)
 
     def _wrap_account_callbacks(self, alerts: AlertStreamer) -> None:
         """Note the account streamer's breaks as gaps; the user's callbacks still run."""

@@ -43,6 +43,7 @@ from .account_engine import (
     AccountBook,
     AccountServerConnection,
     AccountSimConfig,
+    Outgoing,
 )
 from .engine import SimConfig
 from .market import Market
@@ -126,6 +127,9 @@ class AccountSimulator(LoopbackServer):
     ) -> None:
         base = config if config is not None else AccountSimConfig()
         self.config = dataclasses.replace(base, order_every_s=order_every_s)
+        every = self.config.drop_order_every
+        if every is not None and every < 1:
+            raise ValueError(f"drop_order_every must be at least 1, not {every!r}")
         self.host = host
         self.port = port
         self.token = token
@@ -135,6 +139,10 @@ class AccountSimulator(LoopbackServer):
         self.book = AccountBook(self.market, clock(), accounts, seed, self.config)
         #: the last decoded client requests of every connection, in arrival order (for tests)
         self.received: list[Request] = []
+        #: notifications dropped by :meth:`drop_notifications`, in order
+        self.dropped: list[Outgoing] = []
+        self._drops: list[list[Any]] = []
+        self._orders_seen = 0
         self._conns: dict[WsConnection, _Conn] = {}
         self._failed: BaseException | None = None
         self._wake = anyio.Event()
@@ -234,6 +242,35 @@ class AccountSimulator(LoopbackServer):
         for ws in list(self._conns):
             ws.transport.abort()
 
+    def drop_notifications(
+        self,
+        type_name: str = "Order",
+        *,
+        times: int = 1,
+        when: Callable[[Any], bool] | None = None,
+    ) -> None:
+        """Chaos: silently drop the next ``times`` notifications of ``type_name`` (``"Order"``,
+        ``"CurrentPosition"``...) for which ``when(payload)`` is true (default: all), as production
+        has been seen to (FIELD_REPORTS #13). The book goes on as if they had been sent: the REST
+        API (:class:`~.rest.ApiSimulator`) still shows their state. Heartbeats and replies flow
+        as usual; :attr:`dropped` lists what was dropped."""
+        self._drops.append([type_name, times, when])
+
+    def _dropped(self, out: Outgoing) -> bool:
+        every = self.config.drop_order_every
+        if every is not None and out.type_name == "Order":
+            self._orders_seen += 1
+            if self._orders_seen % every == 0:
+                self.dropped.append(out)
+                return True
+        for rule in self._drops:
+            name, left, when = rule
+            if left > 0 and out.type_name == name and (when is None or when(out.payload)):
+                rule[1] = left - 1
+                self.dropped.append(out)
+                return True
+        return False
+
     def expire_token(self, new_token: str) -> None:
         """Accept only ``new_token`` from now on (the old one gets ``"failed"``)."""
         self.token = new_token
@@ -287,6 +324,8 @@ class AccountSimulator(LoopbackServer):
     async def _publish(self) -> None:
         """Deliver what the book published to the subscribed sockets, now."""
         for out in self.book.take():
+            if self._dropped(out):
+                continue
             for c in self._conns.values():
                 c.engine.deliver(out)
         for ws, c in list(self._conns.items()):

@@ -122,6 +122,9 @@ class AccountSimConfig:
         starting_cash: each account's cash at start.
         auto_max_position_value: the book's own orders never take a position worth more than
             this at the mark (default: the starting cash shared among the symbols it trades).
+        drop_order_every: chaos: silently drop every Nth ``Order`` notification (None: none),
+            as production has lost order events (FIELD_REPORTS #13); the REST API still shows
+            the orders' state (:class:`~.rest.ApiSimulator`).
     """
 
     step_s: float = 0.2
@@ -134,6 +137,7 @@ class AccountSimConfig:
     order_updated_at_ms: bool = False
     starting_cash: Decimal = Decimal("100000")
     auto_max_position_value: Decimal = Decimal("20000")
+    drop_order_every: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -311,6 +315,13 @@ class AccountBook:
         self._out: list[Outgoing] = []
         self._now_s = now  # the time of the step or action being processed
         self._trading_status = {a: self._initial_status(a, now) for a in self.accounts}
+        # What the REST API serves (``/accounts/{n}/orders/live``, ``/positions``, ``/balances``):
+        # the last payload published per order, position and account. Each value is an
+        # immutable Struct replaced whole, so the API's HTTP thread reads them safely (a C-level
+        # copy of the dict under the GIL) while the event loop runs the book.
+        self.rest_orders: dict[int, PlacedOrder] = {}
+        self.rest_positions: dict[tuple[str, str], CurrentPosition] = {}
+        self.rest_balances = {a: self.balance(a, now) for a in self.accounts}
         every = self.config.order_every_s
         self._next_auto = now + every if every is not None else None
 
@@ -698,7 +709,9 @@ class AccountBook:
         if order.complex_id is None:  # complex orders keep theirs: their snapshots show them
             self._ended.append(order.id)
             while len(self._ended) > _KEEP_ENDED_ORDERS:
-                del self.orders[self._ended.popleft()]
+                forgotten = self._ended.popleft()
+                del self.orders[forgotten]
+                self.rest_orders.pop(forgotten, None)
         if status == "Cancelled":
             order.times["cancelled"] = now
         if reason is not None:
@@ -951,6 +964,16 @@ class AccountBook:
     def _emit(self, topic: str, account: str | None, payload: AccountEvent, now: float) -> None:
         name = wire_name(type(payload))
         self.published.append((name, payload))
+        if isinstance(payload, PlacedOrder):
+            self.rest_orders[payload.id] = payload
+        elif isinstance(payload, CurrentPosition):
+            key = (payload.account_number, payload.symbol)
+            if payload.quantity:
+                self.rest_positions[key] = payload
+            else:  # closed: not among the open positions REST lists
+                self.rest_positions.pop(key, None)
+        elif isinstance(payload, AccountBalance):
+            self.rest_balances[payload.account_number] = payload
         self._out.append(Outgoing(topic, account, name, payload, int(now * 1000)))
 
     def _initial_status(self, account: str, now: float) -> TradingStatus:

@@ -17,6 +17,13 @@ Endpoints:
 * ``GET /option-chains/{symbol}/nested``: a generated chain (:func:`nested_chain`) centred on the
   simulator market's price of the underlying: SPY, QQQ, IWM, AAPL... (daily expirations), SPX
   (two roots, SPX monthlies AM-settled and SPXW dailies), any other symbol 404.
+* ``GET /accounts/{n}/orders/live``, ``/accounts/{n}/positions``, ``/accounts/{n}/balances`` (and
+  ``/balances/USD``, the SDK 13.x path): with an account simulator (``account=``), the last
+  state its book published of each order of the day, each open position and the balances: what
+  the account stream said, including notifications the simulator dropped on purpose
+  (:meth:`~.account.AccountSimulator.drop_notifications`), so a client can reconcile against
+  it. Payloads are the stream's (``encode_payload``): the SDK's ``Account.get_live_orders``,
+  ``get_positions`` and ``get_balances`` validate them. An unknown account answers 404.
 
 Every call except the token grant needs ``Authorization: Bearer <access token>`` with a token this
 server issued and that has not expired (401 otherwise), and every call needs a ``User-Agent``
@@ -49,6 +56,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
+from ..events.account import AccountEvent, PlacedOrder, encode_payload
 from .market import Market
 
 if TYPE_CHECKING:
@@ -64,6 +72,11 @@ TOKEN_ROUTE: Final = "POST /oauth/token"
 QUOTE_TOKEN_ROUTE: Final = "GET /api-quote-tokens"
 ACCOUNTS_ROUTE: Final = "GET /customers/me/accounts"
 CHAIN_ROUTE: Final = "GET /option-chains/nested"  # any symbol
+#: an account's orders of the day, open positions and balances (any account number; balances
+#: with or without the ``/USD`` currency the SDK appends)
+LIVE_ORDERS_ROUTE: Final = "GET /accounts/orders/live"
+POSITIONS_ROUTE: Final = "GET /accounts/positions"
+BALANCES_ROUTE: Final = "GET /accounts/balances"
 
 #: (strike increment, strike range either side as a fraction of spot) per underlying
 _STRIKES: Final[dict[str, tuple[float, float]]] = {
@@ -389,6 +402,9 @@ class ApiSimulator:
         route = f"{method} {path}"
         if path.startswith("/option-chains/") and path.endswith("/nested"):
             route = CHAIN_ROUTE
+        number, account_route = _account_route(path)
+        if method == "GET" and account_route is not None:
+            route = account_route
         with self._lock:
             self.calls[route] += 1
             for fault in self.faults:
@@ -415,7 +431,28 @@ class ApiSimulator:
             if items is None:
                 return 404, {}, _error("record_not_found", f"no option chain for {symbol}")
             return 200, {}, self._envelope({"items": items}, path)
+        if account_route is not None and self.account is not None:
+            return self._account_data(account_route, number, path)
         return 404, {}, _error("not_found", f"{route} is not simulated")
+
+    def _account_data(self, route: str, number: str, path: str) -> tuple[int, dict[str, str], Any]:
+        """Orders, positions or balances of a simulated account: the last state the book
+        published of each (so what the stream said, dropped notifications included)."""
+        assert self.account is not None
+        book = self.account.book
+        if number not in book.accounts:
+            return 404, {}, _error("record_not_found", f"no account {number!r}")
+        if route == BALANCES_ROUTE:
+            return 200, {}, self._envelope(encode_payload(book.rest_balances[number]), path)
+        payloads: list[AccountEvent]
+        if route == LIVE_ORDERS_ROUTE:
+            orders = list(book.rest_orders.values())  # a copy under the GIL: see AccountBook
+            mine = sorted((o for o in orders if o.account_number == number), key=_order_id)
+            payloads = list(mine)
+        else:
+            positions = list(book.rest_positions.values())
+            payloads = [p for p in positions if p.account_number == number]
+        return 200, {}, self._envelope({"items": [encode_payload(p) for p in payloads]}, path)
 
     def _token(self, body: bytes) -> tuple[int, dict[str, str], Any]:
         try:
@@ -502,6 +539,25 @@ class ApiSimulator:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
+
+
+def _order_id(order: PlacedOrder) -> int:
+    return order.id
+
+
+def _account_route(path: str) -> tuple[str, str | None]:
+    """``(account number, route)`` of an account data path, or ``("", None)``."""
+    parts = path.split("/")
+    if len(parts) < 4 or parts[1] != "accounts":
+        return "", None
+    number, rest = parts[2], parts[3:]
+    if rest == ["orders", "live"]:
+        return number, LIVE_ORDERS_ROUTE
+    if rest == ["positions"]:
+        return number, POSITIONS_ROUTE
+    if rest == ["balances"] or (len(rest) == 2 and rest[0] == "balances"):
+        return number, BALANCES_ROUTE
+    return "", None
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

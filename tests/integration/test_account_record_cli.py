@@ -46,6 +46,7 @@ def test_record_demo_account_writes_order_tables_beside_market_data(cli: Any) ->
         # orders placed and at least one filled (a fill moves the position)
         lambda rows: rows.get("PlacedOrder", 0) >= 10 and rows.get("CurrentPosition", 0) >= 1,
         "--demo", "--account", "5WT00000", "--symbols", "SPY", "--order-every", "300ms",
+        "--reconcile-every", "1s",
     )  # fmt: skip
     assert "PlacedOrder" in proc.stdout and "Quote" in proc.stdout
     assert list((out / "PlacedOrder").glob("date=*/*.parquet"))
@@ -63,6 +64,12 @@ def test_record_demo_account_writes_order_tables_beside_market_data(cli: Any) ->
     assert fills >= 1
     [(symbols,)] = con.sql("SELECT symbols FROM sessions").fetchall()
     assert "5WT00000" in symbols and "SPY" in symbols
+    # reconciled against the demo's fake REST API at connect: the starting balance, which the
+    # stream never sends, is a snapshot row
+    [(first,)] = con.sql(
+        "SELECT from_snapshot FROM AccountBalance ORDER BY recv_ns LIMIT 1"
+    ).fetchall()
+    assert first is True
 
 
 def test_account_without_demo_needs_an_url_and_a_token(cli: Any) -> None:

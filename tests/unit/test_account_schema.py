@@ -70,7 +70,8 @@ def payloads(book: AccountBook, cls: type) -> list:
 def test_schema_is_derived_from_the_struct():
     schema = account_arrow_schema(PlacedOrder)
     assert schema.names[:2] == ["id", "account_number"]
-    assert schema.names[-2:] == ["event_time", "recv_ns"]
+    assert schema.names[-3:] == ["event_time", "recv_ns", "from_snapshot"]
+    assert schema.field("from_snapshot").type == pa.bool_()
     assert schema.field("price").type == DECIMAL_TYPE
     fills = schema.field("legs").type.value_type.field("fills").type
     assert pa.types.is_list(fills) and fills.value_type.field("fill_price").type == DECIMAL_TYPE
@@ -78,7 +79,7 @@ def test_schema_is_derived_from_the_struct():
     assert schema.field("updated_at").type == pa.timestamp("us", tz="UTC")
     assert not schema.field("id").nullable and schema.field("price").nullable
     for cls in ACCOUNT_TYPES.values():
-        assert account_arrow_schema(cls).names[-1] == "recv_ns"
+        assert account_arrow_schema(cls).names[-1] == "from_snapshot"
 
 
 @pytest.mark.parametrize("cls", list(ACCOUNT_TYPES.values()), ids=lambda c: c.__name__)
