@@ -35,11 +35,6 @@ WAIT_S = 10.0
 FAST = AccountSimConfig(step_s=0.02, fill_step_s=0.02)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def fast_delays() -> Iterator[float]:
     return iter(itertools.repeat(0.05))
 
