@@ -50,6 +50,15 @@ __all__ = ("simulate",)
     metavar="SECONDS",
     help="The simulated account places an order by itself this often (30s, 500ms; 0: never).",
 )
+@click.option(
+    "--drop-order-every",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Chaos: the account streamer silently drops every Nth Order notification, as "
+    "production has been reported to (a recorder reconciling against the api still records "
+    "every order's state).",
+)
 def simulate(
     host: str,
     port: int,
@@ -61,6 +70,7 @@ def simulate(
     quote_rate: float,
     account_port: int,
     order_every: float,
+    drop_order_every: int | None,
 ) -> None:
     """Run a local DXLink server and account streamer on one synthetic market, until interrupted.
 
@@ -105,6 +115,7 @@ def simulate(
 
     async def run() -> None:
         from .account import open_simulators
+        from .account_engine import AccountSimConfig
         from .rest import ApiSimulator
 
         async with open_simulators(
@@ -115,6 +126,7 @@ def simulate(
             dxlink_token=auth_token,
             account_token=auth_token,
             sim_config=config,
+            account_config=AccountSimConfig(drop_order_every=drop_order_every),
             order_every_s=every_s or None,
         ) as (dx, acct):
             api = ApiSimulator(dxlink=dx, account=acct, host=host)  # its tokens work on acct

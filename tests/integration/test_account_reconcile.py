@@ -357,3 +357,18 @@ async def test_with_every_third_order_notification_dropped_each_order_ends_as_th
         assert last["status"] == book.status
         fills = sorted(f["fill_id"] for leg in last["legs"] for f in leg["fills"])
         assert fills == sorted(f.fill_id for leg in book.legs for f in leg.fills)
+
+
+async def test_simulate_drops_order_notifications_when_asked(cli: Any) -> None:
+    """`tastyrec simulate --drop-order-every 1`: a client gets the account's balances and
+    positions after fills, but no Order notification at all (without the option it has had
+    several by the first balance)."""
+    proc = cli.start("simulate", "--order-every", "200ms", "--drop-order-every", "1")
+    text = proc.wait_for("the api line", lambda: "api " in proc.stdout and proc.stdout)
+    urls = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    async with AlertStreamer(url=urls["account"], token="sim-token") as streamer:
+        assert streamer.queued(PlacedOrder) == 0  # its queue exists before anything arrives
+        await streamer.subscribe_accounts([urls["account-number"]])
+        with anyio.fail_after(WAIT_S):  # a fill moved the balance: orders were placed
+            await streamer.get_event(AccountBalance)
+        assert streamer.queued(PlacedOrder) == 0
