@@ -9,8 +9,7 @@ wired to the account simulator, tastyrec's OAuth :class:`~tastyrec.session.Sessi
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -28,22 +27,13 @@ from tastyrec.session import Session
 from tastyrec.sim.account import AccountSimulator, open_simulators
 from tastyrec.sim.account_engine import AccountSimConfig
 from tastyrec.sim.rest import ApiSimulator
+from tests.integration.waits import WAIT_S, fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
-WAIT_S = 10.0
 FAST = AccountSimConfig(step_s=0.02, fill_step_s=0.02)
 
 
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
-
-
-async def wait_until(predicate: Callable[[], object], limit_s: float = WAIT_S) -> None:
-    """Wait for a condition; the limit only bounds a failure."""
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 @dataclass

@@ -6,8 +6,7 @@ the DXLink and account simulators on one market, so fills are priced from the qu
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,21 +37,13 @@ from tastyrec.replay.streamer import ReplayStreamer
 from tastyrec.sim.account import AccountSimulator, open_simulators
 from tastyrec.sim.account_engine import AccountSimConfig
 from tastyrec.sim.server import Simulator
+from tests.integration.waits import WAIT_S, fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
-WAIT_S = 10.0
 FAST = AccountSimConfig(step_s=0.02, fill_step_s=0.02)
 
 
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
-
-
-async def wait_until(predicate: Callable[[], object], limit_s: float = WAIT_S) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 @dataclass
