@@ -23,7 +23,7 @@ What is listed, and what is not:
 Listing reads file names, plus the footer of each compacted file (a few kB). It never opens the
 journal (``_journal/``) or the bookkeeping folders (``_sessions/``, ``_gaps/``).
 
-This module imports the standard library, pyarrow and :mod:`tastyrec.record.layout` only (no
+This module imports the standard library, pyarrow and :mod:`tastyrec.storage.layout` only (no
 DuckDB, no polars), so every reader can use it.
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Final
 
 from .exceptions import StorageError
-from .record import layout
+from .storage import layout
 
 __all__ = (
     "COMPACTED_FROM_KEY",

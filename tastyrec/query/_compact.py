@@ -20,7 +20,7 @@ compaction per recording at a time; the file is removed when the compaction ends
    lack is null there), each input's row count checked against its footer, and the row order
    computed: stably by ``event_symbol`` then ``recv_ns`` (receipt order kept for equal times).
 3. *Write* ``<stamp>Z-compact<hex>-<seq>.parquet.tmp`` with the recorder's Parquet settings
-   (:mod:`tastyrec.record.sink`: zstd, dictionary, delta ``recv_ns``, 256Ki-row row groups) —
+   (:mod:`tastyrec.storage.parquet`: zstd, dictionary, delta ``recv_ns``, 256Ki-row row groups) —
    except that every timestamp column is delta-encoded (see :func:`_compacted_options`) —,
    its key-value metadata naming the files it replaces
    (:data:`tastyrec.catalog.COMPACTED_FROM_KEY`); ``fsync``. Row groups are gathered in that
@@ -29,7 +29,9 @@ compaction per recording at a time; the file is removed when the compaction ends
 4. *Check* before anything is published: the file is opened afresh, its footer's row count,
    row groups and schema checked, and every row group decoded from disk and digested again;
    each must equal the digest of what was handed to the writer (see :func:`_verify`).
-5. *Publish*: ``os.replace`` to the final ``.parquet`` name, ``fsync`` the folder. From this
+5. *Publish*: ``os.replace`` to the final ``.parquet`` name, ``fsync`` the folder (steps 3-5
+   are :func:`tastyrec.storage.publish.publish`, the routine every file of a recording goes
+   through, with the check of step 4). From this
    instant the catalog hides the replaced files: tastyrec's readers (:func:`connect`,
    :func:`scan`, ``info``, replay) see the new file instead of the old ones, never both, never
    neither.
@@ -68,7 +70,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 import pyarrow as pa
@@ -79,10 +81,10 @@ from .. import catalog
 from .._version import __version__
 from ..events.registry import EVENT_TYPES
 from ..exceptions import StorageError
-from ..record import layout
-from ..record.journal import fsync_dir
-from ..record.sink import ROW_GROUP_ROWS, _parquet_options
 from ..schema import RECV_COLUMN, arrow_schema
+from ..storage import layout
+from ..storage.parquet import ROW_GROUP_ROWS, parquet_options
+from ..storage.publish import TMP_SUFFIX, fsync_dir, publish
 
 __all__ = ("DEFAULT_MAX_ROWS", "CompactionResult", "compact")
 
@@ -286,7 +288,7 @@ def _finish_earlier(folder: Path) -> int:
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()
             removed += 1
-    for stale in folder.glob(f"*-{catalog.COMPACT_SESSION_PREFIX}*.tmp"):
+    for stale in folder.glob(f"*-{catalog.COMPACT_SESSION_PREFIX}*{TMP_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
     if removed:
@@ -398,24 +400,31 @@ def _merge(
     first_ns = _min_recv(table)
     name = layout.file_name(first_ns, catalog.COMPACT_SESSION_PREFIX + secrets.token_hex(4), 1)
     target = part.path / (name + layout.PARQUET_SUFFIX)
-    tmp = target.with_name(target.name + ".tmp")
     replaced = json.dumps([f.name for f, _ in group]).encode()
     out_schema = schema.with_metadata(
         {**(schema.metadata or {}), catalog.COMPACTED_FROM_KEY: replaced}
     )
-    _step("write")
-    try:
-        written = _write(tmp, out_schema, table, order, row_group_rows)
+    written: list[_Digest] = []
+
+    def write(fh: BinaryIO) -> None:
+        nonlocal table, order
+        written.extend(_write(fh, out_schema, table, order, row_group_rows))
         del table, order
+
+    def check(tmp: Path) -> bool:
         _step("verify")
         _verify(tmp, out_schema, written, expected)
         _step("publish")
-        os.replace(tmp, target)
-        fsync_dir(part.path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        return True
+
+    _step("write")
+    try:
+        publish(target, write, check=check)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write {str(target)!r}: {exc.strerror or exc}; the old files are untouched: "
+            "free space (or fix permissions) and run `tastyrec compact` again"
+        ) from exc
     for file, _ in group:
         _step("delete")
         with contextlib.suppress(FileNotFoundError):
@@ -532,7 +541,7 @@ def _compacted_options(schema: pa.Schema) -> dict[str, Any]:
     10 M quotes grew from 66 MB to 98 MB, 36 MB of it ``bid_time`` and ``ask_time``), while
     each symbol's times rise, which delta encoding stores in a few bits. Readers decode both.
     """
-    options = _parquet_options(schema)
+    options = parquet_options(schema)
     delta = [f.name for f in schema if pa.types.is_timestamp(f.type)]
     options["use_dictionary"] = [n for n in options["use_dictionary"] if n not in delta]
     options["column_encoding"] = {
@@ -548,9 +557,9 @@ _Digest = tuple[int, list[int | pa.ChunkedArray]]
 
 
 def _write(
-    path: Path, schema: pa.Schema, table: pa.Table, order: pa.Array | None, row_group_rows: int
+    fh: BinaryIO, schema: pa.Schema, table: pa.Table, order: pa.Array | None, row_group_rows: int
 ) -> list[_Digest]:
-    """Write ``table``'s rows in ``order``, one row group per ``row_group_rows``; ``fsync``.
+    """Write ``table``'s rows in ``order`` to ``fh``, one row group per ``row_group_rows``.
 
     A worker thread gathers the next row groups (Arrow's ``take`` releases the GIL) and
     computes their digests while the writer — single-threaded — encodes the current one, so
@@ -575,27 +584,16 @@ def _write(
         return out, _digest(out)
 
     digests: list[_Digest] = []
-    try:
-        with (
-            open(path, "wb") as fh,
-            concurrent.futures.ThreadPoolExecutor(1, "tastyrec-compact") as pool,
-        ):
-            with pq.ParquetWriter(fh, schema, **_compacted_options(schema)) as writer:
-                pending = [pool.submit(gather, s) for s in starts[:2]]
-                for n in range(len(starts)):
-                    rows, digest = pending.pop(0).result()
-                    if n + 2 < len(starts):
-                        pending.append(pool.submit(gather, starts[n + 2]))
-                    writer.write_table(rows, row_group_rows)
-                    digests.append(digest)
-                    del rows
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:
-        raise StorageError(
-            f"cannot write {str(path)!r}: {exc.strerror or exc}; the old files are untouched: "
-            "free space (or fix permissions) and run `tastyrec compact` again"
-        ) from exc
+    with concurrent.futures.ThreadPoolExecutor(1, "tastyrec-compact") as pool:
+        with pq.ParquetWriter(fh, schema, **_compacted_options(schema)) as writer:
+            pending = [pool.submit(gather, s) for s in starts[:2]]
+            for n in range(len(starts)):
+                rows, digest = pending.pop(0).result()
+                if n + 2 < len(starts):
+                    pending.append(pool.submit(gather, starts[n + 2]))
+                writer.write_table(rows, row_group_rows)
+                digests.append(digest)
+                del rows
     return digests
 
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from .. import catalog
 from .._arrow_values import rows as python_rows
 from ..exceptions import StorageError
-from ._duck import connect, parquet_source, quote_ident
+from ..storage.sql import connect, parquet_source, quote_ident
 
 __all__ = ("Inventory", "TypeInventory", "inventory")
 

@@ -79,7 +79,7 @@ def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
     import duckdb
 
     from ..exceptions import TastyrecError
-    from ._duck import connect
+    from ..storage.sql import connect
 
     if fmt is None:
         fmt = "table" if output is None and sys.stdout.isatty() else "csv"

@@ -46,13 +46,12 @@ Imports no websockets and no HTTP client: I/O goes through the session and the s
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -71,9 +70,8 @@ from ..events.base import Event
 from ..events.market import Greeks, Quote, Summary
 from ..exceptions import ApiError, CredentialsError, LocalProtocolError, _unwrap_group
 from ..schema import RECV_TYPE
-from ..sim.engine import SimConfig
-from . import layout
-from .recorder import _write_small_table
+from ..storage import layout
+from ..storage.parquet import write_small_table
 
 if TYPE_CHECKING:
     from ..dxlink.streamer import DXLinkStreamer
@@ -83,13 +81,11 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_CHAIN_EVENTS",
-    "DEMO_CONFIG",
     "DEFAULT_UNDERLYING_EVENTS",
     "SUBSCRIPTIONS_DIR",
     "SUBSCRIPTION_SCHEMA",
     "ChainRecorder",
     "SubscriptionChange",
-    "demo_session",
     "record_chains",
     "recentre_threshold",
 )
@@ -581,17 +577,11 @@ class ChainRecorder:
 
     def _write(self, table: pa.Table) -> None:
         assert self.path is not None
-        _write_small_table(self.path, table)
+        write_small_table(self.path, table, tag=secrets.token_hex(4))
         self._written = table.num_rows
 
 
 # --- the command line's entry points ---------------------------------------------------------
-
-#: The demo simulator's rates (events per symbol per second), light enough for thousands of
-#: options priced in this process.
-DEMO_CONFIG: Final = SimConfig(
-    quote_rate_hz=1.0, greeks_rate_hz=0.5, trade_rate_hz=0.5, summary_rate_hz=0.1
-)
 
 
 async def record_chains(
@@ -654,47 +644,3 @@ async def record_chains(
             else:
                 await anyio.sleep(duration_s)
     return recorder
-
-
-@contextlib.asynccontextmanager
-async def demo_session(seed: int = 0, config: SimConfig | None = None) -> AsyncIterator[Session]:
-    """A :class:`~tastyrec.session.Session` on the built-in fakes: no account, no network.
-
-    Runs a DXLink :class:`~tastyrec.sim.Simulator` and a fake tastytrade REST API
-    (:class:`~tastyrec.sim.rest.ApiSimulator`, chains for SPY, QQQ, IWM, AAPL, MSFT, NVDA, TSLA,
-    AMZN, SPX, NDX, XSP) on 127.0.0.1, and yields a session logged in to the fake with its
-    credentials: what ``tastyrec record --chain SPY --demo`` records from.
-
-    The simulator prices every option in Python, in long synchronous stretches (a Summary
-    samples the day's path): it runs on an event loop of its own in a worker thread (an anyio
-    blocking portal), so that the recorder's loop keeps its turn, and by default at
-    :data:`DEMO_CONFIG`'s modest rates.
-    """
-    from anyio.from_thread import start_blocking_portal
-
-    from ..session import Session
-    from ..sim import Simulator
-    from ..sim.rest import ApiSimulator
-
-    sim = Simulator(
-        seed=seed,
-        token=f"demo-{secrets.token_hex(8)}",
-        config=config if config is not None else DEMO_CONFIG,
-    )
-    with contextlib.ExitStack() as stack:
-        portal_cm = start_blocking_portal("asyncio")
-        portal = await anyio.to_thread.run_sync(portal_cm.__enter__)
-        stack.push(portal_cm)  # exited last, also on errors below
-        served = portal.wrap_async_context_manager(sim)
-        await anyio.to_thread.run_sync(served.__enter__)
-        try:
-            async with (
-                ApiSimulator(sim, seed=seed) as api,
-                Session(api.client_secret, api.refresh_token, api_url=api.url) as session,
-            ):
-                yield session
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(served.__exit__, None, None, None)
-                await anyio.to_thread.run_sync(portal_cm.__exit__, None, None, None)
-            stack.pop_all()

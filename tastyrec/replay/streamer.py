@@ -90,9 +90,9 @@ from ..events.account import (
 from ..events.base import Event
 from ..events.market import Candle
 from ..exceptions import EndOfReplay, LocalProtocolError
-from ..record.account_schema import AccountRecord, is_account_type
-from ..record.layout import GAPS_DIR, MARKET_TZ
 from ..sim.market import parse_candle_symbol
+from ..storage.account_schema import AccountRecord, is_account_type
+from ..storage.layout import GAPS_DIR, MARKET_TZ
 from .reader import (
     DEFAULT_CHUNK_ROWS,
     Piece,

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tastyrec.chain import get_option_chain, select_strikes
+from tastyrec.demo import demo_session
 from tastyrec.dxlink import messages as m
 from tastyrec.dxlink.streamer import DXLinkStreamer
 from tastyrec.events.market import Greeks, Quote, Summary
@@ -30,7 +31,6 @@ from tastyrec.exceptions import ApiError, LocalProtocolError
 from tastyrec.record.chains import (
     SUBSCRIPTION_SCHEMA,
     ChainRecorder,
-    demo_session,
     recentre_threshold,
     record_chains,
 )

@@ -23,11 +23,11 @@ import pytest
 from tastyrec.dxlink.streamer import DXLinkStreamer
 from tastyrec.events import Greeks, Profile, Quote, Summary, Trade
 from tastyrec.exceptions import SchemaError
-from tastyrec.record.layout import partition_date
 from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
+from tastyrec.storage.layout import partition_date
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
@@ -148,7 +148,7 @@ async def test_rotation_during_recording_loses_nothing(sim: Simulator, tmp_path:
 
 
 async def test_duckdb_reads_the_recording(sim: Simulator, tmp_path: Path) -> None:
-    from tastyrec.record.layout import partition_date
+    from tastyrec.storage.layout import partition_date
 
     day_before = partition_date(time.time_ns())
     recorder, _ = await record_and_stop(sim, tmp_path)
@@ -407,7 +407,7 @@ async def test_disk_full_mid_recording_stops_with_the_journal_kept(
     import os
 
     from tastyrec.exceptions import StorageError
-    from tastyrec.record import journal
+    from tastyrec.storage import journal
 
     real_write = os.write
     full = False

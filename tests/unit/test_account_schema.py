@@ -19,14 +19,14 @@ from tastyrec.events.account import (
     wire_name,
 )
 from tastyrec.exceptions import SchemaError
-from tastyrec.record.account_schema import (
+from tastyrec.sim.account_engine import AccountBook, AccountSimConfig
+from tastyrec.sim.market import Market
+from tastyrec.storage.account_schema import (
     DECIMAL_TYPE,
     account_arrow_schema,
     account_events_from_arrow,
     account_events_to_batch,
 )
-from tastyrec.sim.account_engine import AccountBook, AccountSimConfig
-from tastyrec.sim.market import Market
 
 T0 = 1_795_000_000.0
 

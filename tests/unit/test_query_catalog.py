@@ -13,8 +13,8 @@ import pytest
 from tastyrec import catalog
 from tastyrec.events import Quote
 from tastyrec.exceptions import SchemaError, StorageError
-from tastyrec.record import layout
 from tastyrec.schema import arrow_schema
+from tastyrec.storage import layout
 
 NS = 1_000_000_000
 #: 2026-11-20 15:00 UTC (10:00 in New York)

@@ -25,8 +25,8 @@ import duckdb
 
 from .. import catalog
 from ..exceptions import StorageError
-from ..record import layout
-from ..record.tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
+from . import layout
+from .tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
 
 __all__ = ("connect", "parquet_source", "refresh")
 
