@@ -311,7 +311,8 @@ def test_the_check_catches_a_corrupted_write(rec, monkeypatch, column):
     real_verify = compaction._verify
 
     def corrupt_then_verify(path, schema, written_digests, rows):
-        # rewrite the written (not yet published) file with one value changed in the last row group (same rows, same schema)
+        # rewrite the written (not yet published) file with one value changed in the last row
+        # group (same rows, same schema)
         written = pq.read_table(path)
         col = written.column(column).to_pylist()
         i = len(col) - 3
