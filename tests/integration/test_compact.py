@@ -175,7 +175,7 @@ def test_a_bad_written_file_is_never_published(rec, monkeypatch):
     def corrupt(*args):  # the check sees a different file
         raise StorageError("compaction check failed: simulated")
 
-    monkeypatch.setattr(compaction, "_verify", corrupt)
+    monkeypatch.setattr(compaction, "verify", corrupt)
     with pytest.raises(StorageError, match="check failed"):
         compact(rec, event_types=["Quote"])
     assert sorted(rec.glob("Quote/*/*")) == before  # old files kept, temporary removed
@@ -308,7 +308,7 @@ async def test_compaction_beside_a_running_recorder_loses_and_repeats_nothing(tm
 def test_the_check_catches_a_corrupted_write(rec, monkeypatch, column):
     """The real check (no stub): the written file differs from what was handed to the writer."""
     before = sorted(rec.glob("Quote/*/*"))
-    real_verify = compaction._verify
+    real_verify = compaction.verify
 
     def corrupt_then_verify(path, schema, written_digests, rows):
         # rewrite the written (not yet published) file with one value changed in the last row
@@ -331,7 +331,7 @@ def test_the_check_catches_a_corrupted_write(rec, monkeypatch, column):
         pq.write_table(written, path, row_group_size=100)
         real_verify(path, schema, written_digests, rows)
 
-    monkeypatch.setattr(compaction, "_verify", corrupt_then_verify)
+    monkeypatch.setattr(compaction, "verify", corrupt_then_verify)
     with pytest.raises(StorageError, match=f"check failed: column {column!r} differing"):
         compact(rec, event_types=["Quote"], row_group_rows=100)
     assert sorted(rec.glob("Quote/*/*")) == before  # old files kept, temporary removed
@@ -339,21 +339,21 @@ def test_the_check_catches_a_corrupted_write(rec, monkeypatch, column):
 
 def test_the_check_catches_a_truncated_write(rec, monkeypatch):
     before = sorted(rec.glob("Quote/*/*"))
-    real_verify = compaction._verify
+    real_verify = compaction.verify
 
     def drop_a_row_then_verify(path, schema, written_digests, rows):
         written = pq.read_table(path)
         pq.write_table(written.slice(1), path)
         real_verify(path, schema, written_digests, rows)
 
-    monkeypatch.setattr(compaction, "_verify", drop_a_row_then_verify)
+    monkeypatch.setattr(compaction, "verify", drop_a_row_then_verify)
     with pytest.raises(StorageError, match="check failed: 954 rows where 955 were expected"):
         compact(rec, event_types=["Quote"])
     assert sorted(rec.glob("Quote/*/*")) == before
 
 
 def test_the_digest_sees_every_bit_and_every_position():
-    digest = compaction._digest
+    digest = compaction.digest
     base = pa.table(
         {
             "f": pa.array([1.0, float("nan"), None, 0.0]),
