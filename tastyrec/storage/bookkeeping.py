@@ -5,6 +5,9 @@
 * ``_gaps/<name>.parquet``: one row per disconnect -> reconnect: the receipt time of the last event
   before the break, when it was noticed, when the subscriptions were restored, why, and which
   stream broke (``stream``: ``dxlink`` or ``account``).
+* ``_subscriptions/<name>.parquet`` (option-chain recordings,
+  :class:`~tastyrec.record.chains.ChainRecorder`): one row per symbol and event type subscribed
+  or unsubscribed (:class:`SubscriptionChange`).
 
 ``<name>`` is :func:`session_file_name`; the columns are :mod:`.tables`'. Each rewrite is
 published atomically (:func:`tastyrec.storage.publish.publish`) under a temporary name of its
@@ -24,6 +27,7 @@ import pyarrow.parquet as pq
 
 from .._arrow_values import rows as python_rows
 from .._version import __version__
+from ..schema import RECV_TYPE
 from . import layout
 from .parquet import write_small_table
 from .tables import gap_schema, session_schema
@@ -31,11 +35,15 @@ from .tables import gap_schema, session_schema
 __all__ = (
     "ACCOUNT_STREAM",
     "DXLINK_STREAM",
+    "SUBSCRIPTION_SCHEMA",
     "GapRow",
     "SessionRow",
+    "SubscriptionChange",
     "read_session_rows",
     "session_file_name",
+    "subscriptions_path",
     "write_gaps",
+    "write_subscriptions",
 )
 
 #: ``stream`` values of the gaps table.
@@ -135,3 +143,58 @@ def write_gaps(root: Path, session_id: str, start_ns: int, gaps: Sequence[GapRow
     )
     name = session_file_name(start_ns, session_id)
     _write(root / layout.GAPS_DIR / f"{name}{layout.PARQUET_SUFFIX}", table)
+
+
+SUBSCRIPTION_SCHEMA: Final = pa.schema(
+    [
+        pa.field("time", RECV_TYPE, nullable=False),
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("underlying", pa.string(), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("price", pa.float64()),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChange:
+    """One row of the ``_subscriptions`` table: a symbol subscribed or unsubscribed."""
+
+    time_ns: int
+    underlying: str
+    action: str  #: ``"subscribe"`` or ``"unsubscribe"``
+    event_type: str
+    symbol: str
+    reason: str  #: ``"initial"``, ``"recentre"``, ``"chain"`` or ``"close"``
+    price: float | None  #: the underlying's mid behind the change
+
+
+def subscriptions_path(root: Path, start_ns: int, session_id: str) -> Path:
+    """The ``_subscriptions`` file of a session that started at ``start_ns``."""
+    name = session_file_name(start_ns, session_id)
+    return root / layout.SUBSCRIPTIONS_DIR / f"{name}{layout.PARQUET_SUFFIX}"
+
+
+def write_subscriptions(path: Path, session_id: str, changes: Sequence[SubscriptionChange]) -> None:
+    """Publish a session's subscription changes (all of them, oldest first) at ``path``.
+
+    Raises:
+        OSError: it could not be written (the previous version stays).
+    """
+    table = pa.table(
+        {
+            "time": [c.time_ns for c in changes],
+            "session_id": [session_id] * len(changes),
+            "underlying": [c.underlying for c in changes],
+            "action": [c.action for c in changes],
+            "event_type": [c.event_type for c in changes],
+            "symbol": [c.symbol for c in changes],
+            "reason": [c.reason for c in changes],
+            "price": [c.price for c in changes],
+        },
+        schema=SUBSCRIPTION_SCHEMA,
+    )
+    _write(path, table)
