@@ -17,7 +17,7 @@ own, so two writers in one process (a timer, the exit) never share a temporary f
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -110,6 +110,17 @@ def read_session_rows(root: Path, session_id: str) -> list[tuple[Path, dict[str,
     ]
 
 
+def _table(
+    schema: pa.Schema, session_id: str, rows: Sequence[Any], attributes: Mapping[str, str]
+) -> pa.Table:
+    """A table of ``schema``: ``session_id`` on every row, each other column (``attributes``:
+    column -> attribute name) read off ``rows``."""
+    columns: dict[str, list[Any]] = {"session_id": [session_id] * len(rows)}
+    for column, attribute in attributes.items():
+        columns[column] = [getattr(row, attribute) for row in rows]
+    return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
+
+
 @dataclass(frozen=True)
 class GapRow:
     """One row of ``_gaps``."""
@@ -121,6 +132,16 @@ class GapRow:
     reason: str | None
 
 
+#: gaps column -> GapRow attribute
+_GAP_ATTRIBUTES: Final = {
+    "last_received": "last_received_ns",
+    "disconnected": "disconnected_ns",
+    "resumed": "resumed_ns",
+    "reason": "reason",
+    "stream": "stream",
+}
+
+
 def write_gaps(root: Path, session_id: str, start_ns: int, gaps: Sequence[GapRow]) -> None:
     """Publish a session's gaps (all of them, oldest first) under ``root/_gaps``; none: no file.
 
@@ -130,17 +151,7 @@ def write_gaps(root: Path, session_id: str, start_ns: int, gaps: Sequence[GapRow
     if not gaps:
         return
     ordered = sorted(gaps, key=lambda g: g.disconnected_ns)
-    table = pa.table(
-        {
-            "session_id": [session_id] * len(ordered),
-            "last_received": [g.last_received_ns for g in ordered],
-            "disconnected": [g.disconnected_ns for g in ordered],
-            "resumed": [g.resumed_ns for g in ordered],
-            "reason": [g.reason for g in ordered],
-            "stream": [g.stream for g in ordered],
-        },
-        schema=gap_schema(),
-    )
+    table = _table(gap_schema(), session_id, ordered, _GAP_ATTRIBUTES)
     name = session_file_name(start_ns, session_id)
     _write(root / layout.GAPS_DIR / f"{name}{layout.PARQUET_SUFFIX}", table)
 
@@ -172,6 +183,13 @@ class SubscriptionChange:
     price: float | None  #: the underlying's mid behind the change
 
 
+#: subscriptions column -> SubscriptionChange attribute
+_SUBSCRIPTION_ATTRIBUTES: Final = {
+    "time": "time_ns",
+    **{n: n for n in ("underlying", "action", "event_type", "symbol", "reason", "price")},
+}
+
+
 def subscriptions_path(root: Path, start_ns: int, session_id: str) -> Path:
     """The ``_subscriptions`` file of a session that started at ``start_ns``."""
     name = session_file_name(start_ns, session_id)
@@ -184,17 +202,4 @@ def write_subscriptions(path: Path, session_id: str, changes: Sequence[Subscript
     Raises:
         OSError: it could not be written (the previous version stays).
     """
-    table = pa.table(
-        {
-            "time": [c.time_ns for c in changes],
-            "session_id": [session_id] * len(changes),
-            "underlying": [c.underlying for c in changes],
-            "action": [c.action for c in changes],
-            "event_type": [c.event_type for c in changes],
-            "symbol": [c.symbol for c in changes],
-            "reason": [c.reason for c in changes],
-            "price": [c.price for c in changes],
-        },
-        schema=SUBSCRIPTION_SCHEMA,
-    )
-    _write(path, table)
+    _write(path, _table(SUBSCRIPTION_SCHEMA, session_id, changes, _SUBSCRIPTION_ATTRIBUTES))
