@@ -13,6 +13,12 @@ On any error (or when the check says no) the temporary file is removed and nothi
 final name changes. Readers list ``*.parquet`` only, never ``*.tmp``; a temporary left by a
 killed process is removed by the next ``tastyrec recover`` or ``tastyrec compact``.
 
+Every writer hands :func:`publish` a target and a function that writes the bytes, never a
+path to open itself: that is the seam for a destination that is not a local folder. On object
+storage the same contract holds with other means — the bytes go to one PUT or a multipart
+upload completed only after ``check``; the object appears under its final key whole or not at
+all; nothing else changes for the sink, compaction or the bookkeeping tables.
+
 This module imports the standard library only.
 """
 
