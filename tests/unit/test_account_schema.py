@@ -25,7 +25,7 @@ from tastyrec.record.account_schema import (
     account_events_from_arrow,
     account_events_to_batch,
 )
-from tastyrec.sim.account_engine import AccountBook, AccountSimConfig
+from tastyrec.sim.brokerage import AccountBook, AccountSimConfig
 from tastyrec.sim.market import Market
 
 T0 = 1_795_000_000.0
