@@ -24,6 +24,7 @@ from tastyrec.exceptions import CredentialsError
 from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, TOKEN_ROUTE, ApiSimulator
+from tests.integration.waits import fast_delays
 
 pytestmark = pytest.mark.anyio
 
@@ -35,10 +36,6 @@ SYMBOLS = ["SPY", "QQQ", "AAPL", "MSFT"]
 
 def no_delays() -> Iterator[float]:
     return itertools.repeat(0.0)
-
-
-def fast_delays() -> Iterator[float]:
-    return itertools.repeat(0.05)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tastyrec.events.base import Event
 from tastyrec.events.registry import FieldKind, spec, struct_fields
 from tastyrec.exceptions import SchemaError
 from tastyrec.schema import ARROW_TYPES
-from tastyrec.sim.account_engine import AccountBook, AccountSimConfig
+from tastyrec.sim.brokerage import AccountBook, AccountSimConfig
 from tastyrec.sim.market import Market
 from tastyrec.storage.account_schema import (
     DECIMAL_TYPE,
