@@ -161,7 +161,7 @@ def recording_folder(ctx: click.Context, param: click.Parameter, value: Path | s
     except RecordingNotFound as exc:
         here = ""
         if str(value) == DEFAULT_DATA and not Path(value).exists():
-            here = f" ({DEFAULT_DATA!r}, the default, is looked for in the current folder)"
+            here = f"; the default, {DEFAULT_DATA!r}, is looked for in the current folder"
         raise click.BadParameter(f"{exc}{here}") from None
 
 
@@ -170,7 +170,7 @@ recording_argument = click.argument(
     "path",
     default=DEFAULT_DATA,
     required=False,
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # text: the callback sees `s3://...` as typed, not folded by pathlib
     callback=recording_folder,
 )
 

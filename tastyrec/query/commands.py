@@ -51,7 +51,7 @@ def _fail(exc: Exception) -> click.ClickException:
     "-d",
     default=DEFAULT_DATA,
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(),
     callback=recording_folder,
     help="Recording folder (what `tastyrec record --out` wrote).",
 )
