@@ -17,7 +17,8 @@ compaction and the catalog -- calls :func:`recording_path` (and readers
   ``FileNotFoundError``) when there is no folder at the path.
 
 A one-letter scheme is a Windows drive (``C:/data``), not a URL. A local folder really named
-like a scheme is reached by a relative path: ``./s3:/rec``.
+like a scheme is reached by relative text, ``./s3:/rec`` (returned absolute: ``pathlib`` would
+fold it back into ``s3:/rec``), or by an absolute path.
 
 Imports the standard library and :mod:`tastyrec.exceptions` only.
 """
@@ -56,9 +57,12 @@ def recording_path(location: str | os.PathLike[str]) -> Path:
     if scheme is not None:
         raise UnsupportedLocation(
             f"{text!r}: object storage URLs ({scheme}://...) are not supported yet; give a local "
-            f"folder (a local folder named {scheme + ':'!r} is ./{scheme}:/...)"
+            f"folder (for a local folder named {scheme + ':'!r}, write ./{scheme}:/...)"
         )
-    return Path(text)
+    path = Path(text)
+    if url_scheme(path) is not None:  # ./s3:/rec, which pathlib folds into s3:/rec: keep it
+        path = path.absolute()  # local, also when this path is handed on and checked again
+    return path
 
 
 def existing_recording(location: str | os.PathLike[str]) -> Path:
