@@ -75,8 +75,9 @@ def existing_recording(location: str | os.PathLike[str]) -> Path:
     path = recording_path(location)
     if path.is_dir():
         return path
+    where = repr(str(path))
     if path.exists():
-        why = "it is a file, not a recording folder"
+        why = f"{where} is a file, not a recording folder"
     else:
-        why = "there is no folder of that name"
-    raise RecordingNotFound(f"no recording at {str(path)!r}: {why}; {_WHAT}", str(path))
+        why = f"there is no folder {where}"
+    raise RecordingNotFound(f"no recording at {where}: {why}; {_WHAT}", str(path))

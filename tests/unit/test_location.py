@@ -88,7 +88,7 @@ def test_local_paths_pass() -> None:
 @pytest.mark.parametrize("name", list(READERS))
 def test_a_missing_recording_is_one_error_everywhere(name: str, tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(RecordingNotFound, match="no recording at .*there is no folder") as info:
+    with pytest.raises(RecordingNotFound, match="no recording at .*: there is no folder") as info:
         READERS[name](missing)
     assert isinstance(info.value, StorageError) and isinstance(info.value, FileNotFoundError)
     assert "give the folder `tastyrec record --out` wrote" in str(info.value)
@@ -97,7 +97,7 @@ def test_a_missing_recording_is_one_error_everywhere(name: str, tmp_path: Path) 
 
     a_file = tmp_path / "file.parquet"
     a_file.write_bytes(b"")
-    with pytest.raises(RecordingNotFound, match="it is a file, not a recording folder"):
+    with pytest.raises(RecordingNotFound, match="is a file, not a recording folder"):
         READERS[name](a_file)
 
 
