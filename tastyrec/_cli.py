@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -29,8 +30,11 @@ __all__ = (
     "recording_folder",
     "run",
     "setup_logging",
+    "time_window",
     "ws_url",
 )
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 TOKEN_ENV: Final = "TASTYREC_DXLINK_TOKEN"
 #: The folder ``record`` writes and every command reading a recording reads, unless told.
@@ -145,6 +149,27 @@ class TimeParam(click.ParamType[str, Any]):
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
         return text
+
+
+def time_window(rows: str) -> Callable[[_F], _F]:
+    """The ``--start`` and ``--end`` options of a command reading a recording: ``rows`` (e.g.
+    ``"Events"``) received in ``[start, end)`` under the one rule of :mod:`tastyrec._time`."""
+    start = click.option(
+        "--start",
+        type=TimeParam(),
+        help=f"{rows} received from this time on (ISO; naive = New York time; a date: from "
+        "its midnight).",
+    )
+    end = click.option(
+        "--end",
+        type=TimeParam(),
+        help="... and before this time (a date: through that New York day).",
+    )
+
+    def apply(fn: _F) -> _F:
+        return start(end(fn))
+
+    return apply
 
 
 def recording_folder(ctx: click.Context, param: click.Parameter, value: Path | str) -> Path:

@@ -43,7 +43,6 @@ TIME_EXAMPLES: Final = (
     "or 2026-11-20T14:30Z"
 )
 
-_NS: Final = 1_000_000_000
 _US_NS: Final = 1_000
 
 

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
 
-from .._cli import DEFAULT_DATA, TimeParam, recording_argument, recording_folder
+from .._cli import DEFAULT_DATA, recording_argument, recording_folder, time_window
 
 if TYPE_CHECKING:
     import duckdb
@@ -69,16 +69,7 @@ def _fail(exc: Exception) -> click.ClickException:
     default=None,
     help="Write to this file instead of standard output.",
 )
-@click.option(
-    "--start",
-    type=TimeParam(),
-    help="Event views keep rows received from this time (ISO; naive = New York time).",
-)
-@click.option(
-    "--end",
-    type=TimeParam(),
-    help="... and before this one (a date: through that New York day).",
-)
+@time_window("Event views keep rows")
 def sql(
     query: str,
     data: Path,

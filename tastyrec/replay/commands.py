@@ -13,7 +13,7 @@ from typing import Any
 import click
 import msgspec
 
-from .._cli import TimeParam, recording_argument
+from .._cli import recording_argument, time_window
 from ..events.base import Event
 
 __all__ = ("replay", "serve")
@@ -50,16 +50,7 @@ def _speed(text: str) -> float:
 @recording_argument
 @click.option("--events", help="Event types, e.g. Quote,Trade [default: every type recorded].")
 @click.option("--symbols", help="Symbols, comma-separated or @FILE [default: all].")
-@click.option(
-    "--start",
-    type=TimeParam(),
-    help="From this receipt time (ISO; naive = New York time; a date: its midnight).",
-)
-@click.option(
-    "--end",
-    type=TimeParam(),
-    help="Until this receipt time (ISO; naive = New York time; a date: through that day).",
-)
+@time_window("Events")
 @click.option(
     "--speed",
     default="max",
@@ -194,12 +185,7 @@ def _recorded_symbols(path: Path, types: list[type[Event]]) -> list[str]:
     show_default=True,
     help="Multiple of real time (1 = as recorded), or max.",
 )
-@click.option(
-    "--start",
-    type=TimeParam(),
-    help="Each connection's replay starts here (ISO; naive = New York time).",
-)
-@click.option("--end", type=TimeParam(), help="... and ends here (a date: through that day).")
+@time_window("Each connection replays the events")
 @click.option("--token", default=None, help="Require this AUTH token (default: none needed).")
 def serve(
     path: Path,
