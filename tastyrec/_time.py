@@ -18,8 +18,9 @@ nowhere else. The rule:
   ``recv_ns`` being the receipt time every recorded row carries.
 
 The machine's own time zone never matters. Pandas ``Timestamp`` values are datetimes and keep
-their nanoseconds. Anything else (a float, a bool) is a :class:`TypeError`; unreadable text a
-:class:`ValueError` whose message shows what to give instead.
+their nanoseconds; numpy integers are epoch nanoseconds like ``int``. Anything else (a float, a
+bool) is a :class:`TypeError`; unreadable text a :class:`ValueError` whose message shows what to
+give instead.
 
 Imports the standard library and :mod:`tastyrec.record.layout` (path arithmetic) only, so the
 command line can parse times before loading anything heavy.
@@ -27,6 +28,7 @@ command line can parse times before loading anything heavy.
 
 from __future__ import annotations
 
+import operator
 from datetime import date, datetime, timedelta
 from typing import Final
 
@@ -76,11 +78,15 @@ def day(text: str) -> date:
 
 
 def _value(value: TimeLike) -> date | datetime | int:
-    if isinstance(value, bool) or not isinstance(value, datetime | date | str | int):
-        raise TypeError(
-            f"not a time: {value!r}; give a datetime, a date, ISO text or epoch nanoseconds"
-        )
-    return parse_text(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return parse_text(value)
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, bool) and hasattr(value, "__index__"):
+        return operator.index(value)  # an int, or numpy's int64 (from a column)
+    raise TypeError(
+        f"not a time: {value!r}; give a datetime, a date, ISO text or epoch nanoseconds"
+    )
 
 
 def _midnight_ns(day_: date) -> int:

@@ -419,6 +419,8 @@ def test_pandas_timestamps_keep_their_nanoseconds() -> None:
     assert _time.to_ns(naive) == epoch_ns(utc(2026, 11, 20, 14, 30)) + 7
     aware = pd.Timestamp("2026-11-20 14:30:00.000000007", tz="UTC")
     assert _time.to_ns(aware) == epoch_ns(utc(2026, 11, 20, 14, 30)) + 7
+    np = pytest.importorskip("numpy")
+    assert _time.end_ns(np.int64(aware.value)) == aware.value
 
 
 def test_the_command_line_refuses_what_is_not_a_time(
