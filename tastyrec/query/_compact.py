@@ -79,6 +79,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import catalog
+from .._location import existing_recording
 from .._version import __version__
 from ..events.registry import EVENT_TYPES
 from ..exceptions import StorageError
@@ -156,9 +157,7 @@ def compact(
             cannot be read or written, or the written file did not match its inputs (then
             nothing was published and the old files are untouched).
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise StorageError(f"no recording at {str(root)!r}: give the folder a recording wrote")
+    root = existing_recording(path)
     if not _is_recording(root):
         raise StorageError(
             f"{str(root)!r} is not a recording (no event type folders, no {layout.SESSIONS_DIR}): "

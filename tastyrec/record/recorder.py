@@ -216,7 +216,9 @@ class Recorder:
         reconcile_every_s: float | None = RECONCILE_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.root = Path(out)
+        from .._location import recording_path  # an s3:// URL is refused, not made a folder
+
+        self.root = recording_path(out)
         self.account_session = account_session
         self.reconcile_every_s = reconcile_every_s
         self.clock = clock
