@@ -7,7 +7,8 @@ functions and ``TYPE_CHECKING`` blocks alike) together with the lazy re-export t
 
 The layers, bottom to top::
 
-    base        exceptions, version, lazy exports, Arrow value helpers
+    base        exceptions, version, lazy exports, Arrow value helpers, the time rule,
+                recording locations
     events      the event Structs and their registry
     schema      Arrow/polars schemas derived from the events
     transport   websocket plumbing
@@ -44,6 +45,8 @@ UNITS: dict[str, str] = {
     "tastyrec._version": "base",
     "tastyrec._lazy": "base",
     "tastyrec._arrow_values": "base",
+    "tastyrec._time": "base",
+    "tastyrec._location": "base",
     "tastyrec.events": "events",
     "tastyrec.schema": "schema",
     "tastyrec.transport": "transport",
