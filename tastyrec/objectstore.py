@@ -13,11 +13,12 @@ The foundation the recorder and the readers will be wired onto (``docs/object-st
   ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in the profile) for
   S3-compatible services, becoming ``endpoint_override`` and ``scheme``, and the region from
   ``AWS_REGION``/``AWS_DEFAULT_REGION``.
-* :func:`upload` puts a whole local file under its final key: a single PUT, or a multipart upload
-  completed only after every part arrived, so the key never names a partial object. Transient
-  failures (connection refused/reset, 5xx, timeouts) are retried with exponential backoff through
-  an injectable ``sleep``; the size is confirmed with a HEAD before returning, so the caller may
-  then delete its local copy.
+* :func:`upload` puts a whole local file under its final key so that the key never names a
+  partial object: the bytes go to a hidden staging key beside it (one PUT, or a multipart upload
+  for large files), then the store copies them to the final key (CopyObject: atomic, no bytes
+  over the network again). Transient failures (connection refused/reset, 5xx, timeouts) are
+  retried with exponential backoff through an injectable ``sleep``; the size is confirmed with a
+  HEAD before returning, so the caller may then delete its local copy.
 * :func:`list_parquet` lists ``<EventType>/date=YYYY-MM-DD/*.parquet`` (the local layout of
   :mod:`tastyrec.record.layout`) walking key prefixes one level at a time, so a query for a day
   lists that day's prefix, never the bucket.
@@ -28,13 +29,18 @@ The foundation the recorder and the readers will be wired onto (``docs/object-st
   botocore and a second reading of the AWS configuration that could disagree with pyarrow's.
   :func:`dataset` gives pyarrow (and polars, through ``polars.scan_pyarrow_dataset``) the same.
 
-Why uploads write the whole file in one call: pyarrow's S3 output stream has no ``abort()`` in
-Python, and closing it -- which ``with`` does on an exception, and so does its destructor --
-*completes* the multipart upload with the parts written so far (measured with moto 5.2.6 and
-pyarrow 26). So nothing of ours runs between opening the stream and closing it: the source is
-memory-mapped first and handed to ``write`` whole; the only failures left are pyarrow's own network
-errors, after which a part is missing and the completion fails too. The HEAD size check after
-``close`` is the last guard: an object of the wrong size is deleted and the upload fails.
+Why a staging key and a copy rather than uploading to the final key directly: pyarrow's S3 output
+stream has no ``abort()`` in Python, and closing it -- which ``with`` does on an exception, and so
+does its destructor, even after a failed part -- *completes* the upload with what it holds
+(measured with moto 5.2.6 and pyarrow 26: a ``with`` block that raised after 7 MiB of 12 MiB left
+a 7 MiB object; ``test_pyarrow_stream_completes_what_it_has`` keeps that fact checked). So an
+interrupted upload may leave a partial object, but only under its staging name, which
+readers never see and the next attempt never reuses (a random token); the copy to the final key
+happens only after the staged size was checked. The source is memory-mapped and written in one
+call, so nothing of ours runs between opening and closing the stream either. The price is one
+server-side copy per file (single CopyObject: files up to 5 GiB, far above a rotation's size) and
+staging leftovers after crashes, which ``recover``/``compact`` are to delete
+(``docs/object-storage.md``).
 
 Errors are :class:`ObjectStoreError` (a :class:`~tastyrec.exceptions.StorageError`) with the URL and
 pyarrow's message, passed through :func:`redact` so that no credential value -- even one a
@@ -44,9 +50,11 @@ server echoes back -- reaches a message or a log.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import logging
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +85,7 @@ __all__ = (
     "register_duckdb",
     "s3_config",
     "s3_filesystem",
+    "staging_path",
     "upload",
 )
 
@@ -89,6 +98,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending alnum
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _LOOPBACK = ("localhost", "127.", "::1", "[::1]")
+#: the suffix of staging objects (:func:`staging_path`)
+UPLOADING_SUFFIX: Final = ".uploading"
 
 
 class ObjectStoreError(StorageError):
@@ -266,6 +277,8 @@ def s3_filesystem(
         connect_timeout=connect_timeout,
         request_timeout=request_timeout,
         retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=sdk_attempts),
+        # a file smaller than one part goes up as a single PUT, not a one-part multipart upload
+        allow_delayed_open=True,
     )
 
 
@@ -353,16 +366,47 @@ class ObjectInfo:
         return f"s3://{self.path}"
 
 
-def _put_once(fs: pafs.S3FileSystem, source: Path, path: str) -> int:
+def staging_path(final: S3Location, token: str) -> str:
+    """Where an upload to ``final`` is written before it is copied there: beside it, named
+    ``.<name>.<token>.uploading`` -- hidden from ``*.parquet`` globs, from Spark and from pyarrow
+    datasets (leading ``.``), in the same prefix so the same permissions cover it."""
+    head, _, name = final.path.rpartition("/")
+    return f"{head}/.{name}.{token}{UPLOADING_SUFFIX}"
+
+
+def _put_once(fs: pafs.S3FileSystem, source: Path, final: S3Location) -> pafs.FileInfo:
+    """One attempt: PUT (or multipart-upload) ``source`` to a staging key, check its size,
+    copy it to ``final`` server-side (one atomic CopyObject), delete the staging key, HEAD
+    ``final``."""
     import pyarrow as pa
 
-    # mapped first: once the stream is open nothing of ours may fail before close (module doc)
-    with pa.memory_map(str(source), "r") as mapped:
-        data = mapped.read_buffer()
-        out = fs.open_output_stream(path)
-        out.write(data)
-        out.close()
-        return int(data.size)
+    staging = staging_path(final, secrets.token_hex(8))
+    try:
+        # mapped first, written whole: nothing of ours runs between open and close (module doc)
+        with pa.memory_map(str(source), "r") as mapped:
+            data = mapped.read_buffer()
+            size = int(data.size)
+            out = fs.open_output_stream(staging)
+            out.write(data)
+            out.close()
+        staged = fs.get_file_info(staging)
+        if staged.size != size:
+            raise ObjectStoreError(
+                f"uploading to {final.url}: the staged copy holds {staged.size} bytes, not {size}",
+                url=final.url,
+                transient=True,
+            )
+        fs.copy_file(staging, final.path)
+    finally:
+        with contextlib.suppress(OSError):
+            fs.delete_file(staging)
+    info = fs.get_file_info(final.path)
+    if info.size != size:
+        raise ObjectStoreError(
+            f"uploading to {final.url}: the store holds {info.size} bytes, not {size}",
+            url=final.url,
+        )
+    return info
 
 
 def upload(
@@ -375,15 +419,17 @@ def upload(
 ) -> ObjectInfo:
     """Put the local file ``source`` under the key ``dest``, whole or not at all; confirm it.
 
-    Returns after a HEAD found the object with the local file's size: the caller may delete its
-    copy then. Transient failures are retried after the delays of ``backoff`` (passed to
-    ``sleep``); an upload interrupted at any point leaves no object under ``dest`` (an incomplete
-    multipart upload at most, which the bucket's ``AbortIncompleteMultipartUpload`` lifecycle
-    rule removes).
+    The file goes to a staging key beside ``dest`` (:func:`staging_path`) and is then copied to
+    ``dest`` by the store itself, so ``dest`` appears complete or not at all, whatever happens to
+    the upload (module doc). Returns after a HEAD found ``dest`` with the local file's size: the
+    caller may delete its copy then. Transient failures are retried after the delays of
+    ``backoff`` (passed to ``sleep``). An interrupted attempt may leave a staging object (or an
+    incomplete multipart upload) behind, never anything under ``dest``.
 
     Raises:
         ObjectStoreError: a permanent failure, or a transient one that outlasted ``backoff``.
         FileNotFoundError: ``source`` does not exist.
+        ValueError: ``dest`` is not an ``s3://bucket/key`` URL.
     """
     src = Path(source)
     loc = dest if isinstance(dest, S3Location) else parse_location(dest)
@@ -396,30 +442,23 @@ def upload(
     while True:
         attempt += 1
         try:
-            _put_once(fs, src, loc.path)
-            info = fs.get_file_info(loc.path)
+            _put_once(fs, src, loc)
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not src.exists():
                 raise
             err = _error("uploading to", loc.url, exc)
-            delay = next(delays, None) if err.transient else None
-            if delay is None:
-                raise err from None
-            logger.warning("upload %s: attempt %d failed, retrying in %.1f s: %s",
-                           loc.url, attempt, delay, err)
-            sleep(delay)
-            continue
-        if info.size != size:
-            # cannot happen short of a bug below us: never leave a wrong object behind
-            try:
-                fs.delete_file(loc.path)
-            finally:
-                raise ObjectStoreError(
-                    f"uploading to {loc.url}: the store holds {info.size} bytes, not {size}",
-                    url=loc.url,
-                )
-        logger.debug("uploaded %s (%d bytes, %d attempts)", loc.url, size, attempt)
-        return ObjectInfo(loc.path, size)
+        except ObjectStoreError as exc:
+            err = exc
+        else:
+            logger.debug("uploaded %s (%d bytes, %d attempts)", loc.url, size, attempt)
+            return ObjectInfo(loc.path, size)
+        delay = next(delays, None) if err.transient else None
+        if delay is None:
+            raise err from None
+        logger.warning(
+            "upload %s: attempt %d failed, retrying in %.1f s: %s", loc.url, attempt, delay, err
+        )
+        sleep(delay)
 
 
 # -- listing -----------------------------------------------------------------------------------

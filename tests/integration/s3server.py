@@ -141,15 +141,24 @@ class S3Server:
                 for line in lines:
                     entry = json.loads(line)
                     headers = {k.lower(): v for k, v in entry["headers"].items()}
-                    recorded.append(Request(entry["method"], entry["url"], headers.get("range")))
+                    recorded.append(
+                        Request(
+                            entry["method"],
+                            entry["url"],
+                            headers.get("range"),
+                            headers.get("x-amz-copy-source"),
+                        )
+                    )
 
 
 class Request(NamedTuple):
-    """A request the server recorded: method, URL (``http://host/bucket/key?query``), Range."""
+    """A request the server recorded: method, URL (``http://host/bucket/key?query``), the Range
+    and x-amz-copy-source headers."""
 
     method: str
     url: str
     range: str | None
+    copy_source: str | None
 
     @property
     def path(self) -> str:
@@ -176,9 +185,9 @@ class CuttingProxy:
     """A TCP proxy on 127.0.0.1 in front of the server that calls ``on_cut`` once, when the
     clients have sent ``cut_at`` bytes: a fault at an exact point of an upload, not a race.
 
-    Bytes past the cut are dropped and the connection closed, whatever ``on_cut`` did (kill the
-    server, kill the uploading process). Later connections are forwarded again (to a restarted
-    server) or closed at once when nothing listens upstream.
+    The connections open at the cut are closed there and their later bytes dropped, whatever
+    ``on_cut`` did (kill the server, kill the uploading process). Connections made after the cut
+    are forwarded again (to a restarted server), or closed at once when nothing listens upstream.
     """
 
     def __init__(self, upstream_port: int, cut_at: int, on_cut: Callable[[], None]) -> None:
@@ -188,6 +197,9 @@ class CuttingProxy:
         self.sent = 0
         self.cut = threading.Event()
         self._lock = threading.Lock()
+        self._live: set[int] = set()
+        self._dead: set[int] = set()
+        self._next_id = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -215,31 +227,37 @@ class CuttingProxy:
             except OSError:
                 client.close()
                 continue
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            upstream.settimeout(None)
+            with self._lock:
+                conn_id = self._next_id
+                self._next_id += 1
+                self._live.add(conn_id)
+            for args in ((client, upstream, conn_id, True), (upstream, client, conn_id, False)):
+                threading.Thread(target=self._pump, args=args, daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, conn_id: int, counted: bool) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if counted:
-                    with self._lock:
-                        if self.cut.is_set():
-                            break
+                with self._lock:
+                    if conn_id in self._dead:
+                        break
+                    if counted and not self.cut.is_set():
                         room = self.cut_at - self.sent
                         self.sent += len(data)
                         if room <= len(data):
-                            data = data[: max(room, 0)]
                             self.cut.set()
+                            self._dead |= self._live
                             self.on_cut()
-                    if self.cut.is_set():
-                        break
+                            break
                 dst.sendall(data)
         except OSError:
             pass
         finally:
+            with self._lock:
+                self._live.discard(conn_id)
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
