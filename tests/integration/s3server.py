@@ -188,6 +188,9 @@ class CuttingProxy:
     The connections open at the cut are closed there and their later bytes dropped, whatever
     ``on_cut`` did (kill the server, kill the uploading process). Connections made after the cut
     are forwarded again (to a restarted server), or closed at once when nothing listens upstream.
+    :meth:`pause` stops listening (clients get "connection refused", as from a dead server, not
+    an accepted connection that closes: curl may then wait out its 30 s stall limit) and
+    :meth:`resume` listens again on the same port.
     """
 
     def __init__(self, upstream_port: int, cut_at: int, on_cut: Callable[[], None]) -> None:
@@ -204,7 +207,16 @@ class CuttingProxy:
         self.port: int = self._listener.getsockname()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def pause(self) -> None:
+        """Stop listening: new connections are refused."""
+        self._listener.close()
+
+    def resume(self) -> None:
+        """Listen again on the same port."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
     def close(self) -> None:
         self._closed = True
@@ -216,10 +228,10 @@ class CuttingProxy:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while not self._closed:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             try:

@@ -288,11 +288,18 @@ def test_server_killed_mid_upload_then_back_the_object_arrives_once(
 ) -> None:
     source = tmp_path / "big.parquet"
     data = random_file(source, 12 * MiB)
+    proxy = CuttingProxy(s3.port, cut_at=6 * MiB, on_cut=lambda: (s3.stop(), proxy.pause()))
+
+    def back() -> None:
+        s3.start()
+        proxy.resume()
+
     # the server dies after 6 MiB; the 1st backoff wait finds it down still, the 2nd restarts it
-    sleep = RecordingSleep(call2=s3.start)
-    with CuttingProxy(s3.port, cut_at=6 * MiB, on_cut=s3.stop) as proxy:
+    sleep = RecordingSleep(call2=back)
+    with proxy:
         fs = fs_for(proxy.endpoint, sdk_attempts=1)
         info = upload(source, "s3://tastyrec-test/rec/o.parquet", fs=fs, sleep=sleep)
+    assert proxy.cut.is_set()
     assert sleep.delays == [0.5, 1.0]
     assert info.size == 12 * MiB
     direct = fs_for(s3.endpoint)
