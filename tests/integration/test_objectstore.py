@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import signal
 import subprocess
@@ -158,6 +159,26 @@ def test_s3_config_reads_the_aws_variables_and_profile(tmp_path: Path) -> None:
     assert s3_config({**lab, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}) == S3Config()
     with pytest.raises(ValueError):
         s3_config({"AWS_ENDPOINT_URL": "http://127.0.0.1:9000/bucket"})
+
+
+@pytest.mark.parametrize(
+    ("message", "transient"),
+    [
+        ("AWS Error NETWORK_CONNECTION during PutObject operation: curlCode: 7", True),
+        ("AWS Error SERVICE_UNAVAILABLE during UploadPart operation: reduce your rate", True),
+        ("AWS Error SLOW_DOWN during PutObject operation", True),
+        ("AWS Error INTERNAL_FAILURE during CompleteMultipartUpload operation", True),
+        ("AWS Error UNKNOWN during PutObject operation: HTTP response code: 503", True),
+        ("AWS Error NO_SUCH_UPLOAD during UploadPart operation", True),
+        ("AWS Error NO_SUCH_BUCKET during CreateMultipartUpload operation", False),
+        ("AWS Error ACCESS_DENIED during PutObject operation: Access Denied", False),
+        ("AWS Error INVALID_ACCESS_KEY_ID during HeadObject operation", False),
+    ],
+)
+def test_transient_failures_are_told_from_permanent_ones(message: str, transient: bool) -> None:
+    assert objectstore.is_transient(OSError(message)) is transient
+    assert objectstore.is_transient(ConnectionResetError()) is True
+    assert objectstore.is_transient(FileNotFoundError("x")) is False
 
 
 # -- uploads ---------------------------------------------------------------------------------
@@ -353,6 +374,8 @@ def test_secrets_never_reach_errors_logs_or_reprs(
     texts: list[str] = []
     fs = s3_filesystem(sdk_attempts=1)
     texts += [repr(fs), repr(s3_config()), repr(objectstore.fsspec_filesystem(fs))]
+    # what a process pool or a Dask worker receives
+    texts.append(pickle.dumps(fs).decode("latin-1"))
     with caplog.at_level(logging.DEBUG):
         for url in ("s3://no-such-bucket/rec/f.parquet", "s3://tastyrec-test/rec/f.parquet"):
             if url.startswith("s3://tastyrec-test"):
