@@ -57,8 +57,11 @@ class S3Server:
     client configured once reconnects to the new process.
     """
 
-    def __init__(self, log_dir: Path, bucket: str = "tastyrec-test") -> None:
+    def __init__(
+        self, log_dir: Path, bucket: str = "tastyrec-test", env: dict[str, str] | None = None
+    ) -> None:
         self.bucket = bucket
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"moto-{self.port}.log"
@@ -75,6 +78,7 @@ class S3Server:
         # moto's request log is werkzeug's; unbuffered so a test reads it right after a request
         env["PYTHONUNBUFFERED"] = "1"
         env["MOTO_RECORDER_FILEPATH"] = str(self.recording_path)
+        env.update(self.extra_env)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdin=subprocess.DEVNULL,
@@ -171,9 +175,11 @@ class Request(NamedTuple):
 
 
 @contextlib.contextmanager
-def running_s3_server(log_dir: Path, bucket: str = "tastyrec-test") -> Iterator[S3Server]:
+def running_s3_server(
+    log_dir: Path, bucket: str = "tastyrec-test", env: dict[str, str] | None = None
+) -> Iterator[S3Server]:
     """An :class:`S3Server`, started, and always killed at the end."""
-    server = S3Server(log_dir, bucket)
+    server = S3Server(log_dir, bucket, env)
     server.start()
     try:
         yield server

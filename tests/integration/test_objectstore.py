@@ -8,6 +8,7 @@ Requests are counted with moto's request recorder, which writes each request whi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -40,7 +41,14 @@ from tastyrec.objectstore import (
     s3_filesystem,
     upload,
 )
-from tests.integration.s3server import FAKE_ENV, WAIT_S, CuttingProxy, Request, S3Server
+from tests.integration.s3server import (
+    FAKE_ENV,
+    WAIT_S,
+    CuttingProxy,
+    Request,
+    S3Server,
+    running_s3_server,
+)
 
 MiB = 1024 * 1024
 SECRETS = (
@@ -532,3 +540,79 @@ def test_pyarrow_dataset_and_polars_read_one_day(s3: S3Server, tmp_path: Path) -
     assert frame["date"].unique().to_list() == ["2026-12-03"]
     reads = [r for r in requests if r.method == "GET" and "date%3D" in r.path]
     assert reads and all("date%3D2026-12-03" in r.path for r in reads)
+
+
+_PROFILE_UPLOAD = textwrap.dedent(
+    """
+    import sys
+    from tastyrec.objectstore import Backoff, upload
+    print(upload(sys.argv[1], sys.argv[2], backoff=Backoff(attempts=1)).url)
+    """
+)
+
+
+def test_credentials_and_endpoint_from_an_aws_profile(tmp_path: Path) -> None:
+    """A server that checks signatures (moto with IAM auth on): ``AWS_PROFILE`` picks the
+    credentials in the shared credentials file (read by pyarrow's SDK) and the endpoint in the
+    config file (read by s3_config); a wrong secret is a permanent error that does not repeat it.
+    A fresh process each time: the SDK reads the AWS files once per process."""
+    import boto3
+
+    # the first 4 requests are not checked: the bucket, then the IAM user, policy and key
+    with running_s3_server(tmp_path, env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}) as server:
+        iam = boto3.client(
+            "iam",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
+        iam.create_user(UserName="recorder")
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        ]}
+        iam.put_user_policy(
+            UserName="recorder", PolicyName="s3", PolicyDocument=json.dumps(policy)
+        )
+        key = iam.create_access_key(UserName="recorder")["AccessKey"]
+        wrong = "wrong-secret-Mm3Nn5Pp7Qq9"
+        credentials = tmp_path / "credentials"
+        credentials.write_text(
+            f"[lab]\naws_access_key_id = {key['AccessKeyId']}\n"
+            f"aws_secret_access_key = {key['SecretAccessKey']}\n\n"
+            f"[bad]\naws_access_key_id = {key['AccessKeyId']}\naws_secret_access_key = {wrong}\n"
+        )
+        config = tmp_path / "config"
+        config.write_text(
+            "".join(
+                f"[profile {name}]\nendpoint_url = {server.endpoint}\nregion = us-east-1\n"
+                for name in ("lab", "bad")
+            )
+        )
+        source = tmp_path / "f.parquet"
+        random_file(source, 1000)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env |= {
+            "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+            "AWS_CONFIG_FILE": str(config),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+        def run(profile: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-c", _PROFILE_UPLOAD, str(source), "s3://tastyrec-test/p/f"],
+                env={**env, "AWS_PROFILE": profile},
+                capture_output=True,
+                text=True,
+                timeout=WAIT_S * 3,
+                check=False,
+            )
+
+        good = run("lab")
+        assert good.returncode == 0, good.stderr
+        assert good.stdout.strip() == "s3://tastyrec-test/p/f"
+        bad = run("bad")
+        assert bad.returncode == 1
+        assert "ObjectStoreError" in bad.stderr and "SIGNATURE_DOES_NOT_MATCH" in bad.stderr
+        assert wrong not in bad.stderr + bad.stdout
+        assert key["SecretAccessKey"] not in good.stderr + good.stdout + bad.stderr + bad.stdout
