@@ -58,7 +58,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -83,6 +83,7 @@ __all__ = (
     "parse_location",
     "redact",
     "register_duckdb",
+    "remove_staging_leftovers",
     "s3_config",
     "s3_filesystem",
     "staging_path",
@@ -459,6 +460,38 @@ def upload(
             "upload %s: attempt %d failed, retrying in %.1f s: %s", loc.url, attempt, delay, err
         )
         sleep(delay)
+
+
+def remove_staging_leftovers(
+    fs: pafs.S3FileSystem, root: S3Location, *, older_than_s: float, now: datetime
+) -> list[str]:
+    """Delete the staging objects (:func:`staging_path`) under ``root`` last modified more than
+    ``older_than_s`` seconds before ``now`` (a timezone-aware time: pass the clock in); return
+    their paths. Younger ones may belong to an upload in progress and are kept. Lists every key
+    under ``root``: for ``recover`` and ``compact``, not for queries.
+
+    Raises:
+        ObjectStoreError: listing or deleting failed.
+    """
+    import pyarrow.fs as pafs
+
+    cutoff = now - timedelta(seconds=older_than_s)
+    removed: list[str] = []
+    try:
+        selector = pafs.FileSelector(root.path, recursive=True, allow_not_found=True)
+        for info in fs.get_file_info(selector):
+            name = info.base_name
+            if info.type != pafs.FileType.File or not (
+                name.startswith(".") and name.endswith(UPLOADING_SUFFIX)
+            ):
+                continue
+            if info.mtime is not None and info.mtime > cutoff:
+                continue
+            fs.delete_file(info.path)
+            removed.append(info.path)
+    except OSError as exc:
+        raise _error("removing staging leftovers under", root.url, exc) from None
+    return sorted(removed)
 
 
 # -- listing -----------------------------------------------------------------------------------

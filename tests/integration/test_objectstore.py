@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -277,6 +277,20 @@ def test_connection_cut_mid_upload_leaves_no_object(s3: S3Server, tmp_path: Path
     direct = s3_filesystem()
     assert direct.get_file_info("tastyrec-test/rec/x.parquet").type == pafs.FileType.NotFound
     assert visible(keys_under(direct, "tastyrec-test")) == []
+    # what an interrupted attempt may leave, removed once old enough (by the injected clock);
+    # one made here for sure, beside whatever pyarrow's destructor completed
+    root = S3Location("tastyrec-test", "rec")
+    made = objectstore.staging_path(root.join("Quote/date=2026-12-01/y.parquet"), "f00d")
+    with direct.open_output_stream(made) as out:
+        out.write(b"partial")
+    leftovers = [k for k in keys_under(direct, "tastyrec-test") if k.endswith(".uploading")]
+    assert made in leftovers
+    now = datetime.now(UTC)
+    assert objectstore.remove_staging_leftovers(direct, root, older_than_s=3600, now=now) == []
+    later = now + timedelta(hours=2)
+    removed = objectstore.remove_staging_leftovers(direct, root, older_than_s=3600, now=later)
+    assert removed == leftovers
+    assert [k for k in keys_under(direct, "tastyrec-test") if k.endswith(".uploading")] == []
 
 
 _UPLOADER = textwrap.dedent(
