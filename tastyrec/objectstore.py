@@ -9,7 +9,7 @@ The foundation the recorder and the readers will be wired onto (``docs/object-st
   configuration. Credentials (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
   ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` with ``~/.aws/credentials`` and ``~/.aws/config``) are
   read by the AWS SDK inside pyarrow itself and never pass through tastyrec, so no value of ours
-  can print them; what the SDK build in pyarrow does *not* read is filled in here:
+  can print them; what the SDK built into pyarrow does *not* read is filled in here:
   ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in the profile) for
   S3-compatible services, becoming ``endpoint_override`` and ``scheme``, and the region from
   ``AWS_REGION``/``AWS_DEFAULT_REGION``.
@@ -30,10 +30,11 @@ The foundation the recorder and the readers will be wired onto (``docs/object-st
   :func:`dataset` gives pyarrow (and polars, through ``polars.scan_pyarrow_dataset``) the same.
 
 Why a staging key and a copy rather than uploading to the final key directly: pyarrow's S3 output
-stream has no ``abort()`` in Python, and closing it -- which ``with`` does on an exception, and so
-does its destructor, even after a failed part -- *completes* the upload with what it holds
-(measured with moto 5.2.6 and pyarrow 26: a ``with`` block that raised after 7 MiB of 12 MiB left
-a 7 MiB object; ``test_pyarrow_stream_completes_what_it_has`` keeps that fact checked). So an
+stream has no ``abort()`` in Python, and closing it -- which ``with`` does on an exception, and
+its destructor tries too, even after a failed request -- *completes* the upload with what it holds
+(measured with moto 5.2.6 and pyarrow 26: a ``with`` block that raised after writing 7 MiB of a
+larger file left a 7 MiB object; ``test_pyarrow_stream_completes_what_it_has`` keeps that fact
+checked). So an
 interrupted upload may leave a partial object, but only under its staging name, which
 readers never see and the next attempt never reuses (a random token); the copy to the final key
 happens only after the staged size was checked. The source is memory-mapped and written in one
