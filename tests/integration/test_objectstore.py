@@ -630,3 +630,31 @@ def test_credentials_and_endpoint_from_an_aws_profile(tmp_path: Path) -> None:
         assert "ObjectStoreError" in bad.stderr and "SIGNATURE_DOES_NOT_MATCH" in bad.stderr
         assert wrong not in bad.stderr + bad.stdout
         assert key["SecretAccessKey"] not in good.stderr + good.stdout + bad.stderr + bad.stdout
+
+
+def test_duckdb_symbol_filter_reads_only_matching_row_groups(s3: S3Server, tmp_path: Path) -> None:
+    """A file sorted by symbol (as compaction writes them): a query for one symbol fetches the
+    footer and that symbol's row groups, not the file -- Parquet statistics over ranged GETs."""
+    fs = s3_filesystem()
+    symbols = ["AAPL", "MSFT", "QQQ", "SPY"]
+    per_symbol = 250_000
+    rng = np.random.default_rng(7)
+    table = pa.table(
+        {
+            "eventSymbol": pa.array(np.repeat(symbols, per_symbol)),
+            "bidPrice": pa.array(rng.random(per_symbol * len(symbols))),
+        }
+    )
+    local = tmp_path / "sorted.parquet"
+    pq.write_table(table, local, row_group_size=per_symbol)
+    info = upload(local, ROOT.join("Quote/date=2026-12-01/s1-00000.parquet"), fs=fs)
+    con = duckdb.connect()
+    objectstore.register_duckdb(con, fs)
+    with s3.recording() as requests:
+        got = con.sql(
+            f"select count(*), sum(bidPrice) > 0 from read_parquet('{info.url}') "
+            "where eventSymbol = 'QQQ'"
+        ).fetchall()
+    assert got == [(per_symbol, True)]
+    read = _bytes_read(requests, "s1-00000.parquet")
+    assert 0 < read < info.size / 2, (read, info.size)
