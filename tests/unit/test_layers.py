@@ -52,6 +52,7 @@ UNITS: dict[str, str] = {
     "tastyrec.transport": "transport",
     "tastyrec.storage": "storage",
     "tastyrec.catalog": "storage",
+    "tastyrec.objectstore": "storage",
     "tastyrec.session": "rest",
     "tastyrec.chain": "rest",
     "tastyrec.dxlink": "dxlink",
