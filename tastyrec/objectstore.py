@@ -20,7 +20,7 @@ The foundation the recorder and the readers will be wired onto (``docs/object-st
   retried with exponential backoff through an injectable ``sleep``; the size is confirmed with a
   HEAD before returning, so the caller may then delete its local copy.
 * :func:`list_parquet` lists ``<EventType>/date=YYYY-MM-DD/*.parquet`` (the local layout of
-  :mod:`tastyrec.record.layout`) walking key prefixes one level at a time, so a query for a day
+  :mod:`tastyrec.storage.layout`) walking key prefixes one level at a time, so a query for a day
   lists that day's prefix, never the bucket.
 * :func:`register_duckdb` lets DuckDB read ``s3://`` through fsspec's ``ArrowFSWrapper`` around
   the same pyarrow filesystem: DuckDB's own ``httpfs`` extension is downloaded from DuckDB's
@@ -527,7 +527,7 @@ def list_parquet(
     """
     import pyarrow.fs as pafs
 
-    from .record.layout import check_type_name
+    from .storage.layout import check_type_name
 
     try:
         if event_types is None:
@@ -604,7 +604,7 @@ def dataset(
     """
     import pyarrow.dataset as pads
 
-    from .record.layout import check_type_name
+    from .storage.layout import check_type_name
 
     base = root.join(check_type_name(event_type)).path
     partitioning = pads.partitioning(flavor="hive")
