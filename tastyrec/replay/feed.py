@@ -109,12 +109,14 @@ class ReplayFeed:
         while len(out) < MAX_BURST:
             batch = self._batch
             if batch is not None and batch.left:
-                events, recv = batch.events, batch.recv
-                i, stop = batch.pos, batch.stop_after(limit)
+                events, start = batch.events, batch.pos
+                stop = batch.stop_after(limit)
+                i = start
+                recv = batch.recv[start:stop].tolist()
                 while i < stop and len(out) < MAX_BURST:
                     event = events[i]
                     if event.event_symbol in subs.get(type(event).__name__, ()):
-                        out.append((int(recv[i]), event))
+                        out.append((recv[i - start], event))
                     i += 1
                 batch.pos = i
             if self._left() or not self._read_more(limit):
