@@ -11,7 +11,6 @@ import pytest
 
 from tastyrec.events import Event, Quote, Trade
 from tastyrec.record.convert import to_batches
-from tastyrec.record.sink import _write_parquet
 from tastyrec.replay._engine import (
     AsFastAsPossible,
     Batch,
@@ -20,6 +19,7 @@ from tastyrec.replay._engine import (
     pacer,
 )
 from tastyrec.storage.layout import file_name, parquet_path, partition_date
+from tastyrec.storage.parquet import write_parquet
 
 T0 = 1_795_000_000_000_000_000
 
@@ -34,7 +34,7 @@ def write(root: Path, frames: list[tuple[int, list[Event]]], session: str = "s1"
         first = int(batches[0].column("recv_ns")[0].value)
         path = parquet_path(root, name, partition_date(first), file_name(first, session, 1))
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_parquet(path, batches[0].schema, batches)
+        write_parquet(path, batches[0].schema, batches)
 
 
 def drain(cursor: Cursor) -> list[tuple[str, str, int]]:
