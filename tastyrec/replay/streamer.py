@@ -88,11 +88,11 @@ from ..events.account import (
     Watchlist,
 )
 from ..events.base import Event
+from ..events.candle_symbol import parse_candle_symbol
 from ..events.market import Candle
 from ..exceptions import EndOfReplay, LocalProtocolError
 from ..record.account_schema import AccountRecord, is_account_type
 from ..record.layout import GAPS_DIR, MARKET_TZ
-from ..sim.market import parse_candle_symbol
 from .reader import (
     DEFAULT_CHUNK_ROWS,
     Piece,
