@@ -263,9 +263,8 @@ class OptionBook:
 
     def symbols_of(self, idx: _I8) -> list[str]:
         self._build()
-        if len(idx) == len(self.symbols):
-            return list(self.symbols)
-        return [self.symbols[i] for i in idx.tolist()]
+        symbols = self.symbols
+        return [symbols[i] for i in idx.tolist()]
 
     def keys_of(self, idx: _I8) -> _U8:
         self._build()

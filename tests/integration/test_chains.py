@@ -338,11 +338,13 @@ async def test_demo_chain_records_every_option_all_through_the_run(tmp_path: Pat
     table = table.sort_by("recv_ns")
     symbols = [s for s in table["event_symbol"].to_pylist() if s in options]
     seen: set[str] = set()
-    for start, symbol in enumerate(symbols):  # from the row where every option has had one
+    start = len(symbols)
+    for i, symbol in enumerate(symbols):  # from the row where every option has had one
         seen.add(symbol)
         if len(seen) == len(options):
+            start = i + 1
             break
-    rest = symbols[start + 1 :]
+    rest = symbols[start:]
     assert len(rest) >= 3 * len(options), (len(rest), len(options))
     third = len(rest) // 3
     for k in range(3):
