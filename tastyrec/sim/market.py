@@ -86,6 +86,8 @@ _SCALES: Final = (
     0.5,
 )
 _SQRT3: Final = math.sqrt(3.0)
+#: option prints whose bid and ask are kept (see _print_at); all forgotten when full
+_PRINT_CACHE: Final = 100_000
 #: the index array of a book of one option
 _ONE: Final = np.zeros(1, dtype=np.int64)
 _INTEREST: Final = 0.045
@@ -239,6 +241,8 @@ class Market:
         self._day_samples: dict[str, tuple[int, int, float, int, float, int, float]] = {}
         self._option_params: dict[str, OptionParams | None] = {}
         self._books: dict[str, OptionBook] = {}
+        self._option_prints: dict[tuple[str, int], tuple[float, float]] = {}
+        self._option_trades: dict[tuple[str, int], Trade] = {}
 
     # -- the path ------------------------------------------------------------------------------
 
@@ -437,7 +441,18 @@ class Market:
         if _unit(info.key ^ 0x71, slot) >= 0.7:
             return None
         t = slot * slot_ms + int(slot_ms * _unit(info.key ^ 0x72, slot))
-        bid, ask, _ = self._bid_ask(symbol, t)
+        if symbol.startswith("."):
+            # an option's bid and ask cost a Black-Scholes pricing: each print's is kept, as
+            # Trade and TimeAndSale ask for the same recent prints again and again
+            key = (symbol, t)
+            cached = self._option_prints.get(key)
+            if cached is None:
+                if len(self._option_prints) >= _PRINT_CACHE:
+                    self._option_prints.clear()
+                cached = self._option_prints[key] = self._bid_ask(symbol, t)[:2]
+            bid, ask = cached
+        else:
+            bid, ask, _ = self._bid_ask(symbol, t)
         u = _unit(info.key ^ 0x73, slot)
         side, price = ("BUY", ask) if u < 0.45 else ("SELL", bid) if u < 0.9 else ("UNDEFINED", 0)
         if side == "UNDEFINED":
@@ -476,6 +491,18 @@ class Market:
             if last is None:
                 return None
             s, (t, price, size, _side) = last
+        if not symbol.startswith("."):
+            return self._trade(symbol, s, t, price, size)
+        key = (symbol, s)  # an option's: the Trade of each print is kept (see _print_at)
+        trade = self._option_trades.get(key)
+        if trade is None:
+            if len(self._option_trades) >= _PRINT_CACHE:
+                self._option_trades.clear()
+            trade = self._option_trades[key] = self._trade(symbol, s, t, price, size)
+        return trade
+
+    def _trade(self, symbol: str, s: int, t: int, price: float, size: float) -> Trade:
+        """The Trade of print slot ``s`` (at ``t``, ``price``, ``size``)."""
         info = self.info(symbol)
         direction = "UNDEFINED"
         prev = self._last_print(symbol, s - 1, 50)
@@ -672,7 +699,7 @@ class Market:
     def candle(self, cs: CandleSymbol, slot: int, now_ms: int, flags: int = 0) -> Candle:
         """Candle number ``slot`` of ``cs`` as known at ``now_ms`` (the live one is partial)."""
         times = self._candle_times(cs, slot, now_ms)
-        return self._candle(cs, slot, now_ms, self.paths(cs.base, np.array(times)), flags)
+        return self._candle(cs, slot, now_ms, [self.path(cs.base, t) for t in times], flags)
 
     def _candle(
         self,

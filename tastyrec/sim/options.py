@@ -128,40 +128,40 @@ def black_scholes(
     ``sqrt(years)`` clipped to [-3, 3] and an hourly 5 % wobble phased by the underlying.
     """
     r = INTEREST
-    with np.errstate(all="ignore"):
-        years = (expiration_ms - t_ms) / YEAR_MS
-        live = years > 0
-        m = np.clip(np.log(strike / spot) / np.sqrt(np.maximum(years, 1e-4)), -3.0, 3.0)
-        wobble = 1.0 + 0.05 * np.sin(np.asarray(t_ms) / 3_600_000.0 + key16)
-        iv = vol * (1.0 - 0.25 * m + 0.35 * m * m) * wobble
-        sq = np.sqrt(years)
-        d1 = (np.log(spot / strike) + (r - div + 0.5 * iv * iv) * years) / (iv * sq)
-        d2 = d1 - iv * sq
-        dq, dr = np.exp(-div * years), np.exp(-r * years)
-        pdf = np.exp(-0.5 * d1 * d1) / _SQRT_2PI
-        n1 = _ncdf(np.where(live, sign * d1, 0.0))
-        n2 = _ncdf(np.where(live, sign * d2, 0.0))
-        gamma = dq * pdf / (spot * iv * sq)
-        vega = spot * dq * pdf * sq / 100.0
-        common = -spot * dq * pdf * iv / (2.0 * sq)
-        theo = np.maximum(sign * (spot * dq * n1 - strike * dr * n2), 0.0)
-        delta = sign * dq * n1
-        theta = (common - sign * r * strike * dr * n2 + sign * div * spot * dq * n1) / 365.0
-        rho = sign * strike * years * dr * n2 / 100.0
+    years = (expiration_ms - t_ms) / YEAR_MS
+    live = years > 0
+    expired = not live.all()
+    if expired:  # priced as if a year out, then replaced: no NaN or warning on the way
+        years = np.where(live, years, 1.0)
+    m = np.minimum(np.maximum(np.log(strike / spot) / np.sqrt(np.maximum(years, 1e-4)), -3.0), 3.0)
+    wobble = 1.0 + 0.05 * np.sin(np.asarray(t_ms) / 3_600_000.0 + key16)
+    iv = vol * (1.0 - 0.25 * m + 0.35 * m * m) * wobble
+    sq = np.sqrt(years)
+    d1 = (np.log(spot / strike) + (r - div + 0.5 * iv * iv) * years) / (iv * sq)
+    d2 = d1 - iv * sq
+    dq, dr = np.exp(-div * years), np.exp(-r * years)
+    pdf = np.exp(-0.5 * d1 * d1) / _SQRT_2PI
+    n1 = _ncdf(sign * d1)
+    n2 = _ncdf(sign * d2)
+    gamma = dq * pdf / (spot * iv * sq)
+    vega = spot * dq * pdf * sq / 100.0
+    common = -spot * dq * pdf * iv / (2.0 * sq)
+    theo = np.maximum(sign * (spot * dq * n1 - strike * dr * n2), 0.0)
+    delta = sign * dq * n1
+    theta = (common - sign * r * strike * dr * n2 + sign * div * spot * dq * n1) / 365.0
+    rho = sign * strike * years * dr * n2 / 100.0
+    shape = theo.shape
+    if spot.shape != shape:
+        spot = np.broadcast_to(spot, shape)
+    if div.shape != shape:
+        div = np.broadcast_to(div, shape)
+    if expired:
         intrinsic = np.maximum(sign * (spot - strike), 0.0)
-    shape = np.broadcast(spot, strike, years).shape
-    nan = np.full(shape, math.nan)
-    return Bs(
-        np.broadcast_to(np.where(live, theo, intrinsic), shape),
-        np.where(live, iv, nan),
-        np.where(live, delta, nan),
-        np.where(live, gamma, nan),
-        np.where(live, theta, nan),
-        np.where(live, rho, nan),
-        np.where(live, vega, nan),
-        np.broadcast_to(spot, shape).astype(np.float64),
-        np.broadcast_to(div, shape).astype(np.float64),
-    )
+        theo = np.where(live, theo, intrinsic)
+        iv, delta, gamma, theta, rho, vega = (
+            np.where(live, x, math.nan) for x in (iv, delta, gamma, theta, rho, vega)
+        )
+    return Bs(theo, iv, delta, gamma, theta, rho, vega, spot, div)
 
 
 def bid_ask(theo: _F8) -> tuple[list[float], list[float]]:
