@@ -305,7 +305,11 @@ class Market:
         """
         book = self._book(symbol)
         if book is not None:
-            spots = np.array(self.paths(book.underlyings[0], times_ms), dtype=np.float64)
+            und = book.underlyings[0]
+            if len(times_ms) <= 64:  # a few times: the scalar path (equal) is cheaper
+                spots = np.array([self.path(und, t) for t in times_ms.tolist()], dtype=np.float64)
+            else:
+                spots = np.array(self.paths(und, times_ms), dtype=np.float64)
             theos: list[float] = book.theo_at(0, spots, times_ms).tolist()
             return theos
         info = self.info(symbol)
@@ -699,7 +703,11 @@ class Market:
     def candle(self, cs: CandleSymbol, slot: int, now_ms: int, flags: int = 0) -> Candle:
         """Candle number ``slot`` of ``cs`` as known at ``now_ms`` (the live one is partial)."""
         times = self._candle_times(cs, slot, now_ms)
-        return self._candle(cs, slot, now_ms, [self.path(cs.base, t) for t in times], flags)
+        if cs.base.startswith("."):  # an option: its 9 prices in one Black-Scholes pass
+            samples = self.paths(cs.base, np.array(times, dtype=np.int64))
+        else:
+            samples = [self.path(cs.base, t) for t in times]
+        return self._candle(cs, slot, now_ms, samples, flags)
 
     def _candle(
         self,
