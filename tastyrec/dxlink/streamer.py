@@ -60,6 +60,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .. import transport
 from ..events.base import Event
+from ..events.candle_symbol import candle_symbol
 from ..events.market import Candle
 from ..exceptions import (
     ApiError,
@@ -88,15 +89,6 @@ Callback = Callable[..., Awaitable[Any]]
 DEFAULT_QUEUE_SIZE: Final = 100_000
 #: waits between attempts to get a new quote token after UNAUTHORIZED (about 10 minutes)
 _REAUTH_DELAYS_S: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 240.0)
-
-
-def candle_symbol(symbol: str, interval: str, extended_trading_hours: bool = False) -> str:
-    """The candle symbol the tastytrade SDK builds: ``SPY{=5m,tho=true}`` or ``SPY{=5m}``."""
-    return (
-        f"{symbol}{{={interval}}}"
-        if extended_trading_hours
-        else f"{symbol}{{={interval},tho=true}}"
-    )
 
 
 @dataclass

@@ -91,9 +91,9 @@ from ..events.account import (
     Watchlist,
 )
 from ..events.base import Event
+from ..events.candle_symbol import parse_candle_symbol
 from ..events.market import Candle
 from ..exceptions import EndOfReplay, LocalProtocolError
-from ..sim.market import parse_candle_symbol
 from ..storage.account_schema import AccountRecord
 from ..storage.tables import read_gaps
 from ._engine import WILDCARD, Batch, Cursor, pacer

@@ -38,7 +38,12 @@ __all__ = ("simulate",)
     show_default=True,
     help="Seconds of client silence before the server times the client out.",
 )
-@click.option("--quote-rate", default=10.0, show_default=True, help="Quotes per symbol per second.")
+@click.option(
+    "--quote-rate",
+    default=10.0,
+    show_default=True,
+    help="Quotes per second of each stock, ETF or index (each option's: 1 a second).",
+)
 @click.option(
     "--account-port", default=0, show_default=True, help="TCP port of the account streamer."
 )

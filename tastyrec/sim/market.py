@@ -33,19 +33,19 @@ The market trades around the clock (no sessions): ``tho=true`` is accepted and i
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import numpy as np
 
 from ..events.base import NAN, SNAPSHOT_BEGIN, SNAPSHOT_END, SNAPSHOT_SNIP
+from ..events.candle_symbol import CandleSymbol, parse_candle_symbol
 from ..events.market import (
     Candle,
     Greeks,
@@ -57,6 +57,7 @@ from ..events.market import (
     Trade,
     Underlying,
 )
+from .options import OptionBook, OptionParams, bid_ask as option_bid_ask, columns as option_columns
 
 __all__ = (
     "CandleSymbol",
@@ -85,6 +86,10 @@ _SCALES: Final = (
     0.5,
 )
 _SQRT3: Final = math.sqrt(3.0)
+#: option prints whose bid and ask are kept (see _print_at); all forgotten when full
+_PRINT_CACHE: Final = 100_000
+#: the index array of a book of one option
+_ONE: Final = np.zeros(1, dtype=np.int64)
 _INTEREST: Final = 0.045
 _STOCK_EXCHANGES: Final = ("Q", "P", "Z", "K", "N", "V", "X", "T", "H", "Y", "U", "J")
 _OPTION_EXCHANGES: Final = ("C", "X", "Z", "W", "I", "H", "Q", "A", "M", "N")
@@ -152,11 +157,6 @@ def _unit_array(key: int, n: np.ndarray) -> np.ndarray:
 
 
 _OPTION_RE: Final = re.compile(r"^\.([A-Z][A-Z0-9/]*?)(\d{6})([CP])(\d+(?:\.\d+)?)$")
-_CANDLE_RE: Final = re.compile(r"^(?P<base>[^{}]+)\{(?P<attrs>[^{}]*)\}$")
-_PERIOD_RE: Final = re.compile(r"^=?(?P<n>\d*)(?P<unit>[a-z]+)$")
-_FIXED_UNITS_MS: Final = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
-#: 1970-01-05 was the first Monday after the epoch: weeks start on Monday
-_WEEK_OFFSET_MS: Final = 4 * DAY_MS
 
 
 #: option roots priced off another symbol: index weeklies/PM-settled roots -> their index
@@ -204,67 +204,6 @@ def parse_option_symbol(symbol: str) -> OptionSymbol | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class CandleSymbol:
-    """A candle symbol ``<base>{=<n><unit>[,attr...]}`` split into its parts."""
-
-    base: str
-    n: int  #: period multiplier
-    unit: str  #: s, m, h, d, w, mo, y (others are recognised but produce no candles)
-    attrs: tuple[str, ...]  #: the other attributes, as given (e.g. ``tho=true``)
-
-    @property
-    def normalized(self) -> str:
-        """The symbol the server echoes: a period of 1 is dropped (``{=1d}`` -> ``{=d}``)."""
-        period = f"={'' if self.n == 1 else self.n}{self.unit}"
-        return f"{self.base}{{{','.join((period, *self.attrs))}}}"
-
-    @property
-    def supported(self) -> bool:
-        """Whether the simulator builds candles of this period (time-based periods only)."""
-        return self.n > 0 and (self.unit in _FIXED_UNITS_MS or self.unit in ("mo", "y"))
-
-    def slot(self, t_ms: int) -> int:
-        """Number of the candle containing ``t_ms``."""
-        if self.unit in _FIXED_UNITS_MS:
-            length = _FIXED_UNITS_MS[self.unit] * self.n
-            offset = _WEEK_OFFSET_MS if self.unit == "w" else 0
-            return (t_ms - offset) // length
-        d = datetime.fromtimestamp(t_ms / 1000, UTC)
-        months = (d.year - 1970) * 12 + d.month - 1
-        return months // (self.n * (12 if self.unit == "y" else 1))
-
-    def start(self, slot: int) -> int:
-        """Start time (epoch ms) of candle number ``slot``."""
-        if self.unit in _FIXED_UNITS_MS:
-            length = _FIXED_UNITS_MS[self.unit] * self.n
-            offset = _WEEK_OFFSET_MS if self.unit == "w" else 0
-            return slot * length + offset
-        months = slot * self.n * (12 if self.unit == "y" else 1)
-        year, month = 1970 + months // 12, months % 12 + 1
-        return calendar.timegm((year, month, 1, 0, 0, 0)) * 1000
-
-
-def parse_candle_symbol(symbol: str) -> CandleSymbol | None:
-    """Parse a candle symbol; None if it has no ``{...}`` attributes or no period."""
-    m = _CANDLE_RE.match(symbol)
-    if m is None:
-        return None
-    period: tuple[int, str] | None = None
-    attrs: list[str] = []
-    for attr in m.group("attrs").split(","):
-        if attr.startswith("=") and period is None:
-            pm = _PERIOD_RE.match(attr)
-            if pm is None:
-                return None
-            period = (int(pm.group("n")) if pm.group("n") else 1, pm.group("unit"))
-        elif attr:
-            attrs.append(attr)
-    if period is None:
-        return None
-    return CandleSymbol(m.group("base"), period[0], period[1], tuple(attrs))
-
-
 # ---------------------------------------------------------------------------------------------
 # market
 
@@ -282,27 +221,6 @@ class _Info:
     lot_volume: float  #: typical daily volume
 
 
-def _ncdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _npdf(x: float) -> float:
-    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-
-
-@dataclass(frozen=True, slots=True)
-class _Bs:
-    theo: float
-    iv: float
-    delta: float
-    gamma: float
-    theta: float  #: per calendar day
-    rho: float  #: per 1% rate move
-    vega: float  #: per 1 vol point
-    spot: float
-    div: float
-
-
 class Market:
     """A synthetic market, deterministic for ``seed``; every method takes the time in ms.
 
@@ -318,9 +236,13 @@ class Market:
         self._info: dict[str, _Info] = {}
         # path(): per symbol, per scale, (segment index, knot a, knot b) of the last call
         self._knots: dict[str, list[tuple[int | None, float, float]]] = {}
-        # summary(): per symbol, (day, next 5-minute sample time, open, high, low) of the samples
-        # taken so far, so each call prices only the samples since the last one
-        self._day_samples: dict[str, tuple[int, int, float, float, float]] = {}
+        # day_extremes(): per symbol, (day, next 5-minute sample time, open, time of the high,
+        # high, time of the low, low) of the samples taken so far
+        self._day_samples: dict[str, tuple[int, int, float, int, float, int, float]] = {}
+        self._option_params: dict[str, OptionParams | None] = {}
+        self._books: dict[str, OptionBook] = {}
+        self._option_prints: dict[tuple[str, int], tuple[float, float]] = {}
+        self._option_trades: dict[tuple[str, int], Trade] = {}
 
     # -- the path ------------------------------------------------------------------------------
 
@@ -349,9 +271,10 @@ class Market:
 
     def path(self, symbol: str, t_ms: int) -> float:
         """The simulated (mid) price of a plain symbol at ``t_ms``; an option's theo price."""
-        opt = parse_option_symbol(symbol)
-        if opt is not None:
-            return self._bs(opt, t_ms).theo
+        book = self._book(symbol)
+        if book is not None:
+            theo: float = book.price(self, _ONE, t_ms).theo[0]
+            return theo
         info = self.info(symbol)
         sigma_s = info.vol / math.sqrt(365.0 * 86_400.0)
         t = t_ms / 1000.0
@@ -380,11 +303,15 @@ class Market:
         cost); ``math.exp`` and Black-Scholes stay per element so every value is exactly the one
         :meth:`path` gives (numpy's ``exp`` may differ from libm's in the last bit).
         """
-        opt = parse_option_symbol(symbol)
-        if opt is not None:
-            spots = self.paths(opt.underlying, times_ms)
-            pairs = zip(times_ms.tolist(), spots, strict=True)
-            return [self._bs(opt, t, spot).theo for t, spot in pairs]
+        book = self._book(symbol)
+        if book is not None:
+            und = book.underlyings[0]
+            if len(times_ms) <= 64:  # a few times: the scalar path (equal) is cheaper
+                spots = np.array([self.path(und, t) for t in times_ms.tolist()], dtype=np.float64)
+            else:
+                spots = np.array(self.paths(und, times_ms), dtype=np.float64)
+            theos: list[float] = book.theo_at(0, spots, times_ms).tolist()
+            return theos
         info = self.info(symbol)
         sigma_s = info.vol / math.sqrt(365.0 * 86_400.0)
         t = times_ms / 1000.0
@@ -403,56 +330,74 @@ class Market:
 
     # -- options -------------------------------------------------------------------------------
 
-    def _iv(self, opt: OptionSymbol, spot: float, years: float, t_ms: int) -> float:
-        uinfo = self.info(opt.underlying)
-        m = math.log(opt.strike / spot) / math.sqrt(max(years, 1e-4))
-        m = max(-3.0, min(3.0, m))
-        wobble = 1.0 + 0.05 * math.sin(t_ms / 3_600_000.0 + (uinfo.key & 0xFFFF))
-        return uinfo.vol * (1.0 - 0.25 * m + 0.35 * m * m) * wobble
+    def option_params(self, symbol: str) -> OptionParams | None:
+        """What pricing ``symbol`` takes (cached); None if it is not an option symbol."""
+        params = self._option_params.get(symbol)
+        if params is None and symbol not in self._option_params:
+            opt = parse_option_symbol(symbol)
+            if opt is not None:
+                uinfo = self.info(opt.underlying)
+                info = self.info(symbol)
+                params = OptionParams(
+                    symbol,
+                    opt.underlying,
+                    opt.expiration_ms,
+                    1.0 if opt.is_call else -1.0,
+                    opt.strike,
+                    info.key,
+                    info.lot_volume,
+                    uinfo.key & 0xFFFF,
+                    uinfo.vol,
+                    uinfo.div,
+                )
+            self._option_params[symbol] = params
+        return params
 
-    def _bs(self, opt: OptionSymbol, t_ms: int, spot: float | None = None) -> _Bs:
-        if spot is None:
-            spot = self.path(opt.underlying, t_ms)
-        q = self.info(opt.underlying).div
-        years = (opt.expiration_ms - t_ms) / YEAR_MS
-        k = opt.strike
-        if years <= 0:
-            intrinsic = max(0.0, spot - k) if opt.is_call else max(0.0, k - spot)
-            return _Bs(intrinsic, NAN, NAN, NAN, NAN, NAN, NAN, spot, q)
-        iv = self._iv(opt, spot, years, t_ms)
-        r = _INTEREST
-        sq = math.sqrt(years)
-        d1 = (math.log(spot / k) + (r - q + 0.5 * iv * iv) * years) / (iv * sq)
-        d2 = d1 - iv * sq
-        dq, dr = math.exp(-q * years), math.exp(-r * years)
-        pdf = _npdf(d1)
-        gamma = dq * pdf / (spot * iv * sq)
-        vega = spot * dq * pdf * sq / 100.0
-        common = -spot * dq * pdf * iv / (2.0 * sq)
-        if opt.is_call:
-            theo = spot * dq * _ncdf(d1) - k * dr * _ncdf(d2)
-            delta = dq * _ncdf(d1)
-            theta = common - r * k * dr * _ncdf(d2) + q * spot * dq * _ncdf(d1)
-            rho = k * years * dr * _ncdf(d2) / 100.0
-        else:
-            theo = k * dr * _ncdf(-d2) - spot * dq * _ncdf(-d1)
-            delta = -dq * _ncdf(-d1)
-            theta = common + r * k * dr * _ncdf(-d2) - q * spot * dq * _ncdf(-d1)
-            rho = -k * years * dr * _ncdf(-d2) / 100.0
-        return _Bs(max(theo, 0.0), iv, delta, gamma, theta / 365.0, rho, vega, spot, q)
+    def _book(self, symbol: str) -> OptionBook | None:
+        """A book of the one option ``symbol`` (cached); None if it is not an option symbol."""
+        book = self._books.get(symbol)
+        if book is None:
+            params = self.option_params(symbol)
+            if params is None:
+                return None
+            book = self._books[symbol] = OptionBook([params])
+        return book
+
+    def _option(self, book: OptionBook, name: str, t_ms: int) -> dict[str, Any]:
+        cols = option_columns(book, self, name, _ONE, t_ms)
+        return {k: v[0] if isinstance(v, list) else v for k, v in cols.items()}
+
+    def day_extremes(self, symbol: str, t_ms: int) -> tuple[float, int, float, int, float]:
+        """(open, time of the high, high, time of the low, low) of a plain symbol's 5-minute
+        samples of the day before ``t_ms`` (the first high/low wins); NaN open: none yet."""
+        day = t_ms // DAY_MS
+        start = day * DAY_MS
+        # the samples at start, start + 5 min, ... before t_ms; the earlier ones are kept between
+        # calls, so each call prices only the samples since the last one
+        cached = self._day_samples.get(symbol)
+        if cached is None or cached[0] != day or cached[1] > t_ms + 300_000:
+            cached = (day, start, NAN, start, -math.inf, start, math.inf)
+        _, next_ms, first, t_high, high, t_low, low = cached
+        while next_ms < t_ms:
+            value = self.path(symbol, next_ms)
+            first = value if next_ms == start else first
+            if value > high:
+                t_high, high = next_ms, value
+            if value < low:
+                t_low, low = next_ms, value
+            next_ms += 300_000
+        self._day_samples[symbol] = (day, next_ms, first, t_high, high, t_low, low)
+        return first, t_high, high, t_low, low
 
     # -- quotes and trades ---------------------------------------------------------------------
 
     def _bid_ask(self, symbol: str, t_ms: int) -> tuple[float, float, float]:
         """(bid, ask, tick) at ``t_ms``."""
-        opt = parse_option_symbol(symbol)
-        if opt is not None:
-            theo = self._bs(opt, t_ms).theo
-            tick = 0.01 if theo < 3.0 else 0.05
-            half = max(tick, theo * 0.01)
-            bid = max(0.0, math.floor((theo - half) / tick) * tick)
-            ask = max(bid + tick, math.ceil((theo + half) / tick) * tick)
-            return round(bid, 2), round(ask, 2), tick
+        book = self._book(symbol)
+        if book is not None:
+            theo = book.price(self, _ONE, t_ms).theo
+            bids, asks = option_bid_ask(theo)
+            return bids[0], asks[0], 0.01 if theo[0] < 3.0 else 0.05
         info = self.info(symbol)
         mid = self.path(symbol, t_ms)
         tick = info.tick
@@ -469,21 +414,19 @@ class Market:
 
     def quote(self, symbol: str, t_ms: int) -> Quote:
         """Best bid and offer at ``t_ms``."""
+        book = self._book(symbol)
+        if book is not None:
+            return Quote(**self._option(book, "Quote", t_ms))
         bid, ask, _ = self._bid_ask(symbol, t_ms)
-        opt = parse_option_symbol(symbol)
         key = self.info(symbol).key
         second = t_ms // 1000
-        if opt is None and self.info(symbol).index:
+        if self.info(symbol).index:
             return Quote(symbol, 0, 0, 0, t_ms, "\x00", t_ms, "\x00", bid, ask, NAN, NAN)
-        exchanges = _OPTION_EXCHANGES if opt is not None else _STOCK_EXCHANGES
+        exchanges = _STOCK_EXCHANGES
         bx = exchanges[int(_unit(key ^ 0x61, second) * len(exchanges))]
         ax = exchanges[int(_unit(key ^ 0x62, second) * len(exchanges))]
-        if opt is not None:
-            bsize = float(1 + int(200 * _unit(key ^ 0x63, t_ms // 500)))
-            asize = float(1 + int(200 * _unit(key ^ 0x64, t_ms // 500)))
-        else:
-            bsize = float(100 * (1 + int(30 * _unit(key ^ 0x63, t_ms // 200))))
-            asize = float(100 * (1 + int(30 * _unit(key ^ 0x64, t_ms // 200))))
+        bsize = float(100 * (1 + int(30 * _unit(key ^ 0x63, t_ms // 200))))
+        asize = float(100 * (1 + int(30 * _unit(key ^ 0x64, t_ms // 200))))
         if _unit(key ^ 0x65, t_ms // 100) < 0.01:  # the real feed has the odd NaN size
             bsize = NAN
         bid_time = t_ms - int(500 * _unit(key ^ 0x66, t_ms // 100))
@@ -502,7 +445,18 @@ class Market:
         if _unit(info.key ^ 0x71, slot) >= 0.7:
             return None
         t = slot * slot_ms + int(slot_ms * _unit(info.key ^ 0x72, slot))
-        bid, ask, _ = self._bid_ask(symbol, t)
+        if symbol.startswith("."):
+            # an option's bid and ask cost a Black-Scholes pricing: each print's is kept, as
+            # Trade and TimeAndSale ask for the same recent prints again and again
+            key = (symbol, t)
+            cached = self._option_prints.get(key)
+            if cached is None:
+                if len(self._option_prints) >= _PRINT_CACHE:
+                    self._option_prints.clear()
+                cached = self._option_prints[key] = self._bid_ask(symbol, t)[:2]
+            bid, ask = cached
+        else:
+            bid, ask, _ = self._bid_ask(symbol, t)
         u = _unit(info.key ^ 0x73, slot)
         side, price = ("BUY", ask) if u < 0.45 else ("SELL", bid) if u < 0.9 else ("UNDEFINED", 0)
         if side == "UNDEFINED":
@@ -541,6 +495,18 @@ class Market:
             if last is None:
                 return None
             s, (t, price, size, _side) = last
+        if not symbol.startswith("."):
+            return self._trade(symbol, s, t, price, size)
+        key = (symbol, s)  # an option's: the Trade of each print is kept (see _print_at)
+        trade = self._option_trades.get(key)
+        if trade is None:
+            if len(self._option_trades) >= _PRINT_CACHE:
+                self._option_trades.clear()
+            trade = self._option_trades[key] = self._trade(symbol, s, t, price, size)
+        return trade
+
+    def _trade(self, symbol: str, s: int, t: int, price: float, size: float) -> Trade:
+        """The Trade of print slot ``s`` (at ``t``, ``price``, ``size``)."""
         info = self.info(symbol)
         direction = "UNDEFINED"
         prev = self._last_print(symbol, s - 1, 50)
@@ -621,22 +587,17 @@ class Market:
     # -- reference data ------------------------------------------------------------------------
 
     def summary(self, symbol: str, t_ms: int) -> Summary:
-        """Today's open/high/low (sampled every 5 minutes), yesterday's close and volume."""
+        """Today's open/high/low (sampled every 5 minutes), yesterday's close and volume.
+
+        An option's day is sampled where its underlying's is (see :mod:`.options`).
+        """
+        book = self._book(symbol)
+        if book is not None:
+            return Summary(**self._option(book, "Summary", t_ms))
         info = self.info(symbol)
         day = t_ms // DAY_MS
         start = day * DAY_MS
-        # the samples at start, start + 5 min, ... before t_ms, then t_ms itself; the earlier
-        # ones are kept between calls (an option's path is a Black-Scholes price: ~10 us each)
-        cached = self._day_samples.get(symbol)
-        if cached is None or cached[0] != day or cached[1] > t_ms + 300_000:
-            cached = (day, start, NAN, -math.inf, math.inf)
-        _, next_ms, first, high, low = cached
-        while next_ms < t_ms:
-            value = self.path(symbol, next_ms)
-            first = value if next_ms == start else first
-            high, low = max(high, value), min(low, value)
-            next_ms += 300_000
-        self._day_samples[symbol] = (day, next_ms, first, high, low)
+        first, _, high, _, low = self.day_extremes(symbol, t_ms)
         now = self.path(symbol, t_ms)
         samples = [now if math.isnan(first) else first, max(high, now), min(low, now)]
         oi = int(10_000 * _unit(info.key ^ 0x81, day)) if symbol.startswith(".") else 0
@@ -662,7 +623,8 @@ class Market:
         opt = parse_option_symbol(symbol)
         info = self.info(symbol)
         day = t_ms // DAY_MS
-        closes = [self.path(symbol, (day - i) * DAY_MS) for i in range(0, 365, 3)]
+        times = np.array([(day - i) * DAY_MS for i in range(0, 365, 3)], dtype=np.int64)
+        closes = self.paths(symbol, times)
         stock = not (info.index or info.etf or opt is not None)
         if opt is not None:
             kind = "CALL" if opt.is_call else "PUT"
@@ -695,48 +657,13 @@ class Market:
 
     def greeks(self, symbol: str, t_ms: int) -> Greeks | None:
         """Black-Scholes greeks of an option symbol (NaN once expired); None otherwise."""
-        opt = parse_option_symbol(symbol)
-        if opt is None:
-            return None
-        b = self._bs(opt, t_ms)
-        return Greeks(
-            symbol,
-            0,
-            0,
-            ts_index(t_ms),
-            t_ms,
-            0,
-            round(b.theo, 4),
-            b.iv,
-            b.delta,
-            b.gamma,
-            b.theta,
-            b.rho,
-            b.vega,
-        )
+        book = self._book(symbol)
+        return None if book is None else Greeks(**self._option(book, "Greeks", t_ms))
 
     def theo_price(self, symbol: str, t_ms: int) -> TheoPrice | None:
         """Theoretical price of an option symbol; None otherwise."""
-        opt = parse_option_symbol(symbol)
-        if opt is None:
-            return None
-        b = self._bs(opt, t_ms)
-        delta = 0.0 if math.isnan(b.delta) else b.delta
-        gamma = 0.0 if math.isnan(b.gamma) else b.gamma
-        return TheoPrice(
-            symbol,
-            0,
-            0,
-            ts_index(t_ms),
-            t_ms,
-            0,
-            round(b.theo, 4),
-            round(b.spot, 4),
-            delta,
-            gamma,
-            b.div,
-            _INTEREST,
-        )
+        book = self._book(symbol)
+        return None if book is None else TheoPrice(**self._option(book, "TheoPrice", t_ms))
 
     def underlying(self, symbol: str, t_ms: int) -> Underlying | None:
         """Implied volatility and option volumes of a plain symbol; None for options."""
@@ -776,7 +703,11 @@ class Market:
     def candle(self, cs: CandleSymbol, slot: int, now_ms: int, flags: int = 0) -> Candle:
         """Candle number ``slot`` of ``cs`` as known at ``now_ms`` (the live one is partial)."""
         times = self._candle_times(cs, slot, now_ms)
-        return self._candle(cs, slot, now_ms, [self.path(cs.base, t) for t in times], flags)
+        if cs.base.startswith("."):  # an option: its 9 prices in one Black-Scholes pass
+            samples = self.paths(cs.base, np.array(times, dtype=np.int64))
+        else:
+            samples = [self.path(cs.base, t) for t in times]
+        return self._candle(cs, slot, now_ms, samples, flags)
 
     def _candle(
         self,

@@ -311,6 +311,44 @@ async def test_record_chains_demo(tmp_path: Path) -> None:
     assert session_row["status"] == "ended"
 
 
+async def test_demo_chain_records_every_option_all_through_the_run(tmp_path: Path) -> None:
+    """The CLI demo's whole SPY chain (``--chain SPY --demo``: 0-45 DTE, 10 strikes a side,
+    ~1,300 options) keeps coming: every option followed from the start to the end has quotes in
+    each third of the recording after its first ones, judged by the events recorded (the
+    recording's own order), not by rates that depend on machine load."""
+    followed: list[str] = []
+    initial: set[str] = set()
+
+    async def until_five_quotes_each(recorder: Recorder, chains: ChainRecorder) -> None:
+        await wait_until(lambda: bool(chains.symbols()), 10 * WAIT_S)
+        n = len(chains.symbols())
+        await wait_until(lambda: recorder.stats.rows["Quote"] >= 6 * n, 30 * WAIT_S)
+        followed.extend(chains.symbols())
+        initial.update(c.symbol for c in chains.changes if c.reason == "initial")
+
+    with anyio.fail_after(40 * WAIT_S):
+        async with demo_session() as session:
+            await record_chains(tmp_path, session, ["SPY"], run=until_five_quotes_each)
+    options = set(followed) & initial  # followed from the start to the end (no re-centre)
+    assert len(options) > 1_000, len(options)
+    table = pq.read_table(list((tmp_path / "Quote").glob("date=*/*.parquet")))
+    table = table.sort_by("recv_ns")
+    symbols = [s for s in table["event_symbol"].to_pylist() if s in options]
+    seen: set[str] = set()
+    start = len(symbols)
+    for i, symbol in enumerate(symbols):  # from the row where every option has had one
+        seen.add(symbol)
+        if len(seen) == len(options):
+            start = i + 1
+            break
+    rest = symbols[start:]
+    assert len(rest) >= 3 * len(options), (len(rest), len(options))
+    third = len(rest) // 3
+    for k in range(3):
+        missing = options - set(rest[k * third : (k + 1) * third])
+        assert not missing, (k, len(missing), sorted(missing)[:5])
+
+
 # --- quote-token renewal while recording: nothing lost, nothing twice ----------------------------
 
 

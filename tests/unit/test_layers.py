@@ -91,8 +91,6 @@ MAY_IMPORT: dict[str, set[str]] = {
 #: (importer, imported) edges that break the table today, each with who removes it. Allowed, not
 #: required: delete the entry once the edge is gone.
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # the DXLink candle-symbol grammar moves from sim/market.py to the events (issue 18)
-    ("tastyrec.replay.streamer", "tastyrec.sim.market"): "candle-symbol grammar to events",
 }
 
 
