@@ -40,6 +40,7 @@ __all__ = (
     "backoff",
     "connections",
     "map_exceptions",
+    "process_exception",
     "redact",
     "redacting_logger",
     "start_streaming",
@@ -193,6 +194,7 @@ async def connections(
     open_timeout: float | None = 10,
     reconnect_delays: Callable[[], Iterator[float]] | None = None,
     on_retry: Callable[[Exception], None] | None = None,
+    decide_retry: Callable[[Exception], Exception | None] | None = None,
 ) -> AsyncIterator[Transport]:
     """Yield a new :class:`Transport` each time the previous one is done with.
 
@@ -208,6 +210,10 @@ async def connections(
     Compression is off: permessage-deflate costs far more CPU than it saves on loopback and LAN
     (PERFORMANCE.md).
 
+    ``decide_retry(exc)``, when given, replaces that decision (and ``on_retry``): ``None`` to
+    retry, else the error to raise; the streamers pass their
+    :meth:`~tastyrec._stream.StreamShell.process_exception`, built on :func:`process_exception`.
+
     Raises:
         ConnectionClosedError: the first attempt was refused (``code`` is ``None``).
     """
@@ -218,15 +224,10 @@ async def connections(
     kwargs = {} if reconnect_delays is None else {"reconnect_delays": reconnect_delays}
     connected = False
 
-    def process_exception(exc: Exception) -> Exception | None:
-        # the one place deciding retry vs fatal for both streamers (websockets' pattern)
-        if not connected and _refused(exc):
-            return ConnectionClosedError(
-                None,
-                f"cannot connect to {redact(url)!r}: connection refused; check the URL (host and "
-                "port) and that the server is up",
-            )
-        fatal = websockets.client.process_exception(exc)
+    def decide(exc: Exception) -> Exception | None:
+        if decide_retry is not None:
+            return decide_retry(exc)
+        fatal = process_exception(exc, url=url, connected=connected)
         if fatal is None and on_retry is not None:
             on_retry(exc)
         return fatal
@@ -238,12 +239,29 @@ async def connections(
         ping_interval=None,
         compression=None,
         logger=redacting_logger("websockets.client"),
-        process_exception=process_exception,
+        process_exception=decide,
         **kwargs,  # type: ignore[arg-type]
     )
     async for ws in client:
         connected = True
         yield Transport(ws, max_size)
+
+
+def process_exception(exc: Exception, *, url: str, connected: bool) -> Exception | None:
+    """Whether a failed connection attempt is retried (``None``) or the error to raise.
+
+    websockets' own decision (network errors and HTTP 500/502/503/504 retried; a bad URL,
+    HTTP 4xx fatal), and one rule of ours: a refused connection before any connection
+    succeeded (``connected`` False) is fatal, with a message saying to check the URL.
+    """
+    if not connected and _refused(exc):
+        return ConnectionClosedError(
+            None,
+            f"cannot connect to {redact(url)!r}: connection refused; check the URL (host and "
+            "port) and that the server is up",
+        )
+    fatal: Exception | None = websockets.client.process_exception(exc)
+    return fatal
 
 
 #: errnos of an address that cannot be reached, asyncio's ``Multiple exceptions`` included
