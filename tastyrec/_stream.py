@@ -292,7 +292,9 @@ class StreamShell(Generic[T]):
         if fatal is None:
             self.stats.failed_connects += 1
             self._logger.warning(
-                "= connection attempt to %s failed: %s; retrying", self._shown_url, exc
+                "= connection attempt to %s failed: %s; retrying",
+                self._shown_url,
+                transport.redact(str(exc) or type(exc).__name__),
             )
             if self.gaps and self.gaps[-1].resumed_ns is None:
                 self.gaps[-1].attempt_failed(exc)

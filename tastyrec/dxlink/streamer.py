@@ -70,6 +70,7 @@ from ..exceptions import (
     RemoteProtocolError,
     ServerError,
 )
+from ..session import QuoteTokenSource, backoff, quote_token_source
 from . import protocol as p
 from .compact import ColumnAccumulator, ColumnBatch, FieldPlan, structs
 
@@ -82,8 +83,10 @@ Callback = Callable[..., Awaitable[Any]]
 
 #: Default bound of each event type's listener queue, in events.
 DEFAULT_QUEUE_SIZE: Final = 100_000
-#: waits between attempts to get a new quote token after UNAUTHORIZED (about 10 minutes)
-_REAUTH_DELAYS_S: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 240.0)
+#: attempts to get a new quote token after UNAUTHORIZED, waiting between them on the REST
+#: retry schedule (:func:`tastyrec.session.backoff` from 1 s, doubling, capped at 4 minutes:
+#: about 10 minutes in all)
+_REAUTH_ATTEMPTS: Final = 10
 
 
 def candle_symbol(symbol: str, interval: str, extended_trading_hours: bool = False) -> str:
@@ -219,6 +222,7 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
             max_inbound_bytes=max_inbound_bytes,
         )
         self.session = session
+        self._tokens: QuoteTokenSource | None = None  # the session, as a source of quote tokens
         self._token = token
         self.queue_size = queue_size
         self.keepalive_timeout = self.silence_limit = keepalive_timeout
@@ -264,19 +268,14 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
             await self._fetch_quote_token()
         return await super().__aenter__()
 
+    def _quote_tokens(self) -> QuoteTokenSource:
+        if self._tokens is None:
+            self._tokens = quote_token_source(self.session)
+        return self._tokens
+
     async def _fetch_quote_token(self, force: bool = False) -> None:
-        get_quote_token = getattr(self.session, "get_quote_token", None)
-        if get_quote_token is not None:  # tastyrec's Session: cached, renewed before expiry
-            qt = await get_quote_token(force=force)
-            url, token = qt.dxlink_url, qt.token
-        else:
-            get = getattr(self.session, "_get", None)
-            if get is None:
-                raise LocalProtocolError(
-                    f"cannot get a quote token from {type(self.session).__name__}"
-                )
-            data = await get("/api-quote-tokens")
-            url, token = data["dxlink-url"], data["token"]
+        qt = await self._quote_tokens().get_quote_token(force=force)
+        url, token = qt.dxlink_url, qt.token
         if self.url is None:
             self.url = url
         elif url != self.url:
@@ -293,8 +292,8 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
     async def _reauthorize(self) -> None:
         """After an unsolicited UNAUTHORIZED: a fresh quote token from the session, AUTH again."""
         used = self._token
-        delays = _REAUTH_DELAYS_S
-        for attempt, delay in enumerate(delays, 1):
+        delays = backoff(initial_s=1.0, factor=2.0, max_s=240.0)
+        for attempt in range(1, _REAUTH_ATTEMPTS + 1):
             try:
                 if self._session_renews():
                     await self._fetch_quote_token()  # renewed in the background already?
@@ -304,8 +303,9 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
             except CredentialsError:
                 raise
             except ApiError as exc:
-                if attempt == len(delays):
+                if attempt == _REAUTH_ATTEMPTS:
                     raise
+                delay = next(delays)
                 logger.warning("= no new quote token (%s); trying again in %.0f s", exc, delay)
                 await self._sleep(delay)
         if self._token is None:
@@ -317,20 +317,24 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
         await self._change(self.protocol.authenticate, self._token)
 
     def _session_renews(self) -> bool:
-        return hasattr(self.session, "get_quote_token")
+        """Whether the session caches quote tokens and renews them before they expire."""
+        if self.session is None:
+            return False
+        try:
+            return self._quote_tokens().renews_quote_token
+        except LocalProtocolError:  # url and token given, with a session that gives no tokens
+            return False
 
     async def _quote_token_loop(self) -> None:
         """Keep tastyrec's Session's quote token fresh, so a re-AUTH needs no REST call."""
-        session: Any = self.session
+        tokens = self._quote_tokens()
         while True:
-            qt = session.quote_token
-            if qt is None:  # url and token were given: nothing to keep fresh
+            due = tokens.quote_token_due_in()
+            if due is None:  # url and token were given: nothing to keep fresh
                 return
-            renew_at = qt.expires_at.timestamp() - session.quote_token_margin_s
-            delay = max(1.0, renew_at - session.clock())
-            await self._sleep(delay)
+            await self._sleep(max(1.0, due))
             try:
-                await session.get_quote_token()
+                await tokens.get_quote_token()
             except CredentialsError:
                 raise
             except ApiError as exc:  # the cached token is still valid for a while

@@ -42,6 +42,7 @@ from tastyrec.exceptions import AuthenticationError, LocalProtocolError
 from tastyrec.schema import arrow_schema
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
+from tests.integration.manual_time import ManualTime
 
 pytestmark = pytest.mark.anyio
 
@@ -479,25 +480,33 @@ async def test_drop_restores_subscriptions_then_calls_reconnect_fn(
         assert not candle.snapshot_marker  # with bars: on HISTORY (FIELD_REPORTS #3)
 
 
-async def test_stall_detected_by_watchdog(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stall_detected_by_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock the test moves: a feed silent for ``keepalive_timeout`` (60 s, as in
+    production) is dropped exactly then, not a moment earlier, and a new connection made."""
+    t = ManualTime()
     rec = Recorder(monkeypatch)
-    async with rec.streamer(sim, keepalive_timeout=0.5) as streamer:
+    config = sim_config(keepalive_timeout=120.0)  # the server never times us out here
+    async with (
+        Simulator(seed=7, token=TOKEN, config=config) as sim,
+        rec.streamer(sim, keepalive_timeout=60.0, clock=t.clock, sleep=t.sleep) as streamer,
+    ):
         await streamer.subscribe(Quote, ["SPY"])
-        await next_for(streamer, Quote, "SPY")
-        stalled_at = time.monotonic()
+        await next_for(streamer, Quote, "SPY")  # every frame so far arrived at t = 0
         sim.stall(True)
         try:
+            t.advance(59.9)
+            assert 60.0 in t.deadlines()  # the watchdog sleeps on, to 60 s after the last frame
+            assert not rec.disconnected.is_set() and streamer.stats.disconnects == 0
+            t.advance(0.1)
             with anyio.fail_after(WAIT_S):
                 await rec.disconnected.wait()
-            # not before the keepalive timeout (0.5 s after the last frame, which came a little
-            # before the stall); how late depends on the machine's load, bounded by WAIT_S
-            assert time.monotonic() - stalled_at >= 0.4
+            assert streamer.gaps[-1].reason == "no data: silent for 60.0 s"
         finally:
             sim.stall(False)
         with anyio.fail_after(WAIT_S):
             await rec.reconnected.wait()
-        assert streamer.stats.disconnects >= 1
-        assert streamer.stats.connects == streamer.stats.disconnects + 1
+        assert streamer.stats.disconnects == 1
+        assert streamer.stats.connects == 2
         assert streamer.connected
         drain(streamer, Quote)
         assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
