@@ -131,7 +131,6 @@ class StreamShell(Generic[T]):
 
     def __init__(
         self,
-        *,
         url: str | None,
         disconnect_fn: Callback | None,
         disconnect_args: tuple[Any, ...],

@@ -32,6 +32,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.uri import parse_uri
 
+from ._redact import REDACTED, redact
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, _unwrap_group
 
 __all__ = (
@@ -54,41 +55,8 @@ DEFAULT_MAX_SIZE: Final = 64 * 1024 * 1024
 backoff: Final = websockets.client.backoff
 
 
-#: DXLink AUTH ``"token"`` and account-streamer ``"auth-token"`` values in a frame
-_TOKEN_RE: Final = re.compile(r'"(token|auth-token)"\s*:\s*"[^"\']*"?')
-#: the userinfo of a URL: ``scheme://user:password@`` (up to the last ``@`` of the authority)
-_USERINFO_RE: Final = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
-#: a query or fragment parameter whose name looks secret, e.g. ``?token=``, ``&api_key=``
-_SECRET_PARAM_RE: Final = re.compile(
-    r"([?&;#][^=&;#\s]*(?:token|key|secret|passw|pwd|auth|sig|cred)[^=&;#\s]*=)[^&;#\s'\"]*",
-    re.IGNORECASE,
-)
 #: websockets logs request and response headers at DEBUG; these carry credentials
 _SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-REDACTED: Final = "<redacted>"
-
-
-def redact(text: str) -> str:
-    """``text`` (a URL, a frame, a log argument, an error message) with its secrets replaced.
-
-    Removes a URL's userinfo (``wss://user:TOKEN@host`` becomes ``wss://host``) and replaces the
-    values of query and fragment parameters named like a token, key, secret, password,
-    authorisation, signature or credential, and of ``"token"``/``"auth-token"`` JSON fields, with
-    ``<redacted>``. Everything else is kept, so a redacted URL still says where it points.
-
-    Example::
-
-        >>> redact("wss://u:TOKEN@host/realtime?token=TOKEN&v=1")
-        'wss://host/realtime?token=<redacted>&v=1'
-    """
-    if "@" in text:
-        text = _USERINFO_RE.sub(r"\1", text)
-    if "=" in text:
-        text = _SECRET_PARAM_RE.sub(rf"\1{REDACTED}", text)
-    if "token" in text:
-        text = _TOKEN_RE.sub(rf'"\1":{REDACTED}', text)
-    return text
-
 
 class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     """websockets' logger with secrets removed from what it logs.

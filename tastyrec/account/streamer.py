@@ -123,9 +123,9 @@ class AlertStreamer(StreamShell[p.NotificationReceived]):
         disconnect_args: tuple[Any, ...] = (),
         reconnect_fn: Callback | None = None,
         reconnect_args: tuple[Any, ...] = (),
-        queue_size: int = DEFAULT_QUEUE_SIZE,
         heartbeat_interval: float = 20.0,
         reply_timeout: float = 10.0,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
         connect_timeout: float = 30.0,
         reconnect_delays: Callable[[], Iterator[float]] | None = None,
         source: str = p.SOURCE,
@@ -137,17 +137,9 @@ class AlertStreamer(StreamShell[p.NotificationReceived]):
         if queue_size < 1:
             raise LocalProtocolError(f"queue_size must be at least 1, not {queue_size!r}")
         super().__init__(
-            url=url,
-            disconnect_fn=disconnect_fn,
-            disconnect_args=disconnect_args,
-            reconnect_fn=reconnect_fn,
-            reconnect_args=reconnect_args,
-            connect_timeout=connect_timeout,
-            reconnect_delays=reconnect_delays,
-            logger=logger,
-            clock=clock,
-            sleep=sleep,
-        )
+            url, disconnect_fn, disconnect_args, reconnect_fn, reconnect_args,
+            connect_timeout, reconnect_delays, logger, clock, sleep,
+        )  # fmt: skip
         self.url: str = url
         self._token = token
         self.queue_size = queue_size

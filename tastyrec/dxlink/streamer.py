@@ -209,18 +209,9 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
         if session is None and url is None:
             raise LocalProtocolError("give a url (and token), or a session")
         super().__init__(
-            url=url,
-            disconnect_fn=disconnect_fn,
-            disconnect_args=disconnect_args,
-            reconnect_fn=reconnect_fn,
-            reconnect_args=reconnect_args,
-            connect_timeout=connect_timeout,
-            reconnect_delays=reconnect_delays,
-            logger=logger,
-            clock=clock,
-            sleep=sleep,
-            max_inbound_bytes=max_inbound_bytes,
-        )
+            url, disconnect_fn, disconnect_args, reconnect_fn, reconnect_args,
+            connect_timeout, reconnect_delays, logger, clock, sleep, max_inbound_bytes,
+        )  # fmt: skip
         self.session = session
         self._tokens: QuoteTokenSource | None = None  # the session, as a source of quote tokens
         self._token = token

@@ -6,6 +6,8 @@ tests/integration."""
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -163,3 +165,30 @@ async def test_the_sdk_session_gives_tokens_through_its_get() -> None:
     assert (qt.token, qt.dxlink_url) == ("qt-1", "ws://x/realtime")
     with pytest.raises(ValueError, match="cannot get a quote token from object"):
         quote_token_source(object())
+
+
+def test_importing_tastyrec_changes_no_logging_configuration() -> None:
+    """The redactor is applied by the callers (an adapter per connection), never installed on a
+    logger: importing every streaming module leaves every logger as it was."""
+    code = """
+import logging
+def state():
+    loggers = [logging.getLogger(n) for n in ("", "websockets", "websockets.client", "tastyrec")]
+    return [(lg.level, list(lg.handlers), list(lg.filters), lg.propagate) for lg in loggers]
+before = state()
+import tastyrec, tastyrec.transport, tastyrec._stream, tastyrec.dxlink.streamer
+import tastyrec.account.streamer, tastyrec.account.messages, tastyrec.record.recorder
+assert state() == before, (before, state())
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_redactor_for_urls_frames_and_account_frames() -> None:
+    from tastyrec._redact import redact
+    from tastyrec.account.messages import redact as redact_account_frame
+
+    frame = '{"action":"heartbeat","auth-token":"Bearer SECRET","value":1}'
+    assert redact_account_frame(frame) == redact(frame) == (
+        '{"action":"heartbeat","auth-token":<redacted>,"value":1}'
+    )
+    assert transport.redact is redact
