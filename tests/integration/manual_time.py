@@ -1,4 +1,5 @@
-"""Time that moves only when a test says: the ``clock`` and ``sleep`` a streamer takes.
+"""Time that moves only when a test says (the ``clock`` and ``sleep`` a streamer takes), and
+reconnects waited for as events.
 
 Keepalive, heartbeat and watchdog behaviour is then tested without real waits: a sleeper wakes
 exactly when :meth:`ManualTime.advance` passes its deadline, never because the machine was slow
@@ -6,6 +7,8 @@ or fast.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -44,3 +47,32 @@ class ManualTime:
     def deadlines(self) -> list[float]:
         """When the sleepers wake, soonest first."""
         return sorted(deadline for deadline, _ in self._sleepers)
+
+
+class Reconnects:
+    """A streamer's reconnects, counted through its ``reconnect_fn`` (the one it had still runs
+    first): wait for the n-th with :meth:`wait`, an event, instead of polling a counter.
+
+    The shell calls ``reconnect_fn`` once a new connection has every subscription back and the
+    gap it closes has its ``resumed_ns``.
+    """
+
+    def __init__(self, streamer: Any) -> None:
+        self.count = 0
+        self._changed = anyio.Event()
+        inner = streamer.reconnect_fn
+
+        async def reconnected(s: Any, *args: Any) -> None:
+            if inner is not None:
+                await inner(s, *args)
+            self.count += 1
+            self._changed.set()
+
+        streamer.reconnect_fn = reconnected
+
+    async def wait(self, n: int = 1, limit_s: float = 10.0) -> None:
+        """Return once ``n`` reconnects have happened; fail after ``limit_s`` (a bound)."""
+        with anyio.fail_after(limit_s):
+            while self.count < n:
+                self._changed = anyio.Event()
+                await self._changed.wait()

@@ -24,6 +24,7 @@ from tastyrec.record.recorder import Recorder
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tastyrec.sim.server import CHAOS_502_REFUSALS
+from tests.integration.manual_time import Reconnects
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
@@ -116,8 +117,10 @@ async def test_close_1012_service_restart_reconnects_resubscribes_and_records_a_
     """FIELD_REPORTS #4: dxFeed closes with 1012 "Reconnection is required"."""
 
     async def restart(streamer: DXLinkStreamer) -> None:
+        reconnects = Reconnects(streamer)
         await sim.restart()
-        await wait_until(lambda: streamer.gaps and streamer.gaps[-1].resumed_ns is not None)
+        await reconnects.wait()
+        assert streamer.gaps and streamer.gaps[-1].resumed_ns is not None
 
     recorder, streamer = await record_through(sim, tmp_path, restart)
     assert_recorded_what_was_sent(sim, tmp_path, streamer)
@@ -163,10 +166,12 @@ async def test_502_on_the_upgrade_is_retried_and_recorded_in_the_gap(
         # everything sent so far is received before the connection is cut (an abort would
         # lose frames still in the socket buffers, which no client can get back)
         await settle(sim, streamer)
+        reconnects = Reconnects(streamer)
         sim.refuse_upgrades(CHAOS_502_REFUSALS)  # what the "502" chaos does
         await sim.drop()
         sim.stall(False)
-        await wait_until(lambda: streamer.gaps and streamer.gaps[-1].resumed_ns is not None)
+        await reconnects.wait()
+        assert streamer.gaps and streamer.gaps[-1].resumed_ns is not None
 
     recorder, streamer = await record_through(sim, tmp_path, bad_gateway)
     assert sim.refused_upgrades == CHAOS_502_REFUSALS
@@ -194,9 +199,11 @@ async def test_the_chaos_schedule_fires_the_new_kinds(kind: str) -> None:
         streamer = DXLinkStreamer(
             url=server.url, token=None, queue_size=10, reconnect_delays=fast_delays
         )
+        reconnects = Reconnects(streamer)
         async with streamer:
             await streamer.subscribe(Quote, ["SPY"])
-            await wait_until(lambda: len(streamer.gaps) >= 1 and streamer.gaps[0].resumed_ns)
+            await reconnects.wait()
+            assert len(streamer.gaps) >= 1 and streamer.gaps[0].resumed_ns
     reason = streamer.gaps[0].reason
     assert ("1012" in reason) if kind == "restart" else ("HTTP 502" in reason)
 

@@ -425,7 +425,8 @@ async def test_disk_full_mid_recording_stops_with_the_journal_kept(
                 await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
                 recorded = recorder.stats.rows["Quote"]
                 full = True
-                await anyio.sleep(WAIT_S)  # cancelled by the failure
+                with anyio.fail_after(WAIT_S):  # a bound: the failure cancels it first
+                    await anyio.sleep_forever()
     full = False
     monkeypatch.undo()
     # what had been recorded is kept (in Parquet or the journal) and recovers completely

@@ -24,6 +24,7 @@ from tastyrec.exceptions import CredentialsError
 from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, TOKEN_ROUTE, ApiSimulator
+from tests.integration.manual_time import Reconnects
 
 pytestmark = pytest.mark.anyio
 
@@ -201,8 +202,10 @@ async def test_reconnect_uses_the_sessions_token(sim: Simulator, api: ApiSimulat
     async with make_session(api) as session, make_streamer(session) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
         await wait_until(lambda: streamer.stats.events >= 1)
+        reconnects = Reconnects(streamer)
         await sim.drop()
-        await wait_until(lambda: streamer.stats.connects == 2)
+        await reconnects.wait()
+        assert streamer.stats.connects == 2
         assert api.calls[QUOTE_TOKEN_ROUTE] == 1  # still valid for ~24 h: the cached one
         n = streamer.stats.events
         await wait_until(lambda: streamer.stats.events > n)

@@ -42,7 +42,7 @@ from tastyrec.exceptions import AuthenticationError, LocalProtocolError
 from tastyrec.schema import arrow_schema
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
-from tests.integration.manual_time import ManualTime
+from tests.integration.manual_time import ManualTime, Reconnects
 
 pytestmark = pytest.mark.anyio
 
@@ -245,8 +245,10 @@ async def test_candle_history_comes_on_a_history_channel_also_after_a_reconnect(
         }
 
         n = len(sim.received)
+        reconnects = Reconnects(streamer)
         await sim.drop()
-        await _wait_until(lambda: streamer.stats.connects == 2)
+        await reconnects.wait()
+        assert streamer.stats.connects == 2
         assert channel_contracts(sim, n) == {1: "AUTO", 3: "HISTORY", 5: "AUTO"}
         drain(streamer, Candle)
         again = await history(streamer)
@@ -560,8 +562,10 @@ async def test_inbound_message_over_the_limit_is_named_and_reconnected(
     async with make_streamer(sim, max_inbound_bytes=limit) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
         await next_for(streamer, Quote, "SPY")
+        reconnects = Reconnects(streamer)
         await sim.send_raw("x" * (limit + 1))
-        await _wait_until(lambda: streamer.stats.connects == 2)
+        await reconnects.wait()
+        assert streamer.stats.connects == 2
         drain(streamer, Quote)
         assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
     (gap,) = streamer.gaps
