@@ -102,7 +102,13 @@ _ACCOUNT_HELP: Final = (
 
 
 def backoff(initial_s: float = 0.5, factor: float = 2.0, max_s: float = 8.0) -> Iterator[float]:
-    """Retry delays: jittered, then exponential, capped (websockets' shape)."""
+    """Retry delays: jittered, then exponential, capped (websockets' shape).
+
+    tastyrec's one retry schedule for calls: REST retries here, and the DXLink streamer's
+    attempts to get a new quote token after ``UNAUTHORIZED``. Reconnects are websockets' own
+    backoff (:data:`tastyrec.transport.backoff`), which users tune through the
+    ``WEBSOCKETS_BACKOFF_*`` environment variables.
+    """
     delay = initial_s
     while True:
         yield delay * random.uniform(0.8, 1.2)

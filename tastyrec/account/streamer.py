@@ -1,7 +1,9 @@
 """AlertStreamer: the tastytrade SDK's account-streamer interface over :class:`.AccountProtocol`.
 
 A thin I/O loop (anyio on asyncio, websockets through :mod:`tastyrec.transport`) around the
-sans-I/O protocol. What it adds to the SDK's behaviour:
+sans-I/O protocol, standing on :class:`tastyrec._stream.StreamShell` with the DXLink streamer
+(lifecycle, reconnect loop and its one ``process_exception`` decision, gaps, watchdog, taps,
+injected ``clock``/``sleep``). What it adds to the SDK's behaviour:
 
 * **Errors at the call.** Every ``subscribe_*`` waits for the server's status reply to *its*
   request; an error reply raises :class:`~tastyrec.exceptions.RequestError` right there (a
@@ -11,7 +13,8 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   subscriptions are restored automatically on the new connection (the server replays nothing), and
   only once they are all acknowledged does ``reconnect_fn(streamer, *reconnect_args)`` run. A
   restore the server refuses is fatal (the same token would be refused again): the
-  :class:`~tastyrec.exceptions.RequestError` leaves the ``async with`` block.
+  :class:`~tastyrec.exceptions.RequestError` leaves the ``async with`` block. Each break is a
+  :class:`~tastyrec._stream.Gap` in :attr:`AlertStreamer.gaps` (the recorder's ``account`` gaps).
 * **Heartbeats and watchdog.** A ``heartbeat`` every ``heartbeat_interval`` seconds (the server
   wants one every 2-60 s); a connection that sends nothing back for ``heartbeat_interval +
   reply_timeout`` seconds is dead, dropped and replaced, instead of freezing.
@@ -19,6 +22,8 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   listener falls behind the oldest are dropped and counted (``stats.dropped``). Notifications of
   unknown types are kept (:class:`~tastyrec.events.account.UnknownNotification`, ``listen``-able)
   and counted in ``stats.unknown``; malformed frames and payloads are counted, never fatal.
+* **Tap.** :meth:`AlertStreamer.tap` gives every notification in arrival order and never drops
+  (the receive loop waits for a full tap); :meth:`close_tap` ends one from the streamer's side.
 
 Tokens are never logged and never part of a repr or an exception.
 """
@@ -374,7 +379,8 @@ class AlertStreamer(StreamShell[p.NotificationReceived]):
     def tap(self, max_items: int = 1024) -> MemoryObjectReceiveStream[p.NotificationReceived]:
         """Receive every notification with its wire type, server time and receipt time (the
         recorder's input), in arrival order. A tap never drops: when ``max_items`` are waiting,
-        the streamer waits for the reader. Close the returned stream to stop tapping."""
+        the streamer waits for the reader. Close the returned stream, or call
+        :meth:`close_tap`, to stop tapping."""
         return self._open_tap(max_items)
 
     def queued(self, alert_class: type[Any]) -> int:

@@ -1,12 +1,15 @@
 """DXLinkStreamer: the tastytrade SDK's streamer interface over :class:`.DXLinkProtocol`.
 
 A thin I/O loop (anyio on asyncio, websockets through :mod:`tastyrec.transport`) around the
-sans-I/O protocol. What it adds to the SDK's behaviour:
+sans-I/O protocol, standing on :class:`tastyrec._stream.StreamShell` with the account streamer
+(lifecycle, reconnect loop and its one ``process_exception`` decision, gaps, watchdog, taps,
+injected ``clock``/``sleep``). What it adds to the SDK's behaviour:
 
 * **Reconnect.** websockets' own backoff (``WEBSOCKETS_BACKOFF_*`` environment variables);
   ``disconnect_fn(streamer, *disconnect_args)`` runs at once when a connection breaks,
   ``reconnect_fn(streamer, *reconnect_args)`` once a new one is up *and* every channel, feed setup
-  and subscription (candles with their ``fromTime``) has been restored.
+  and subscription (candles with their ``fromTime``) has been restored. Each break is a
+  :class:`~tastyrec._stream.Gap` in :attr:`DXLinkStreamer.gaps`.
 * **Watchdog.** A connection silent for longer than ``keepalive_timeout`` is dead (the server must
   send something at least that often): it is dropped and a new one made, instead of freezing.
 * **Errors.** A rejected token raises :class:`~tastyrec.exceptions.AuthenticationError` out of the
@@ -24,19 +27,21 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   only when a listener takes events (from the queued COMPACT values), not on receipt.
 * **Sessions.** ``DXLinkStreamer(session)`` takes the DXLink URL and quote token from a
   :class:`~tastyrec.session.Session` (or the tastytrade SDK's ``Session``: anything with the SDK's
-  ``_get("/api-quote-tokens")``). When the server withdraws authorisation (unsolicited
-  ``AUTH_STATE UNAUTHORIZED``, the quote token expired or was rotated), a fresh token is taken
-  from the session and ``AUTH`` re-sent on the *same* connection: the protocol then re-opens the
-  channels and restores every subscription, no reconnect, no gap marker (the server sends nothing
-  while unauthorised, so nothing received is lost or received twice). With tastyrec's Session the
-  token is also renewed in the background before it expires, so that re-AUTH needs no REST round
-  trip; the live connection is not re-authorised pre-emptively, because a re-AUTH makes the
-  protocol re-open every channel (and re-send candle history). A session that cannot give a new
-  token (credentials rejected, or tastytrade failing for several minutes) stops the streamer with
-  its :class:`~tastyrec.exceptions.ApiError`.
+  ``_get("/api-quote-tokens")``), through the typed :class:`~tastyrec.session.QuoteTokenSource`
+  interface. When the server withdraws authorisation (unsolicited ``AUTH_STATE UNAUTHORIZED``, the
+  quote token expired or was rotated), a fresh token is taken from the session and ``AUTH`` re-sent
+  on the *same* connection: the protocol then re-opens the channels and restores every
+  subscription, no reconnect, no gap marker (the server sends nothing while unauthorised, so
+  nothing received is lost or received twice). With tastyrec's Session the token is also renewed in
+  the background before it expires, so that re-AUTH needs no REST round trip; the live connection
+  is not re-authorised pre-emptively, because a re-AUTH makes the protocol re-open every channel
+  (and re-send candle history). A session that cannot give a new token (credentials rejected, or
+  tastytrade failing for about ten minutes, retried on :func:`tastyrec.session.backoff`) stops the
+  streamer with its :class:`~tastyrec.exceptions.ApiError`.
 * **Columnar tap.** :meth:`DXLinkStreamer.tap` yields Arrow batches per event type with the
   receipt time, without per-event objects: the recorder's input. A tap never drops: when its
-  buffer is full the receive loop waits (backpressure on the socket).
+  buffer is full the receive loop waits (backpressure on the socket). :meth:`close_tap` flushes
+  and ends one.
 
 Tokens are never logged and never part of a repr or an exception, not even one inside the URL
 (its userinfo or query, see :func:`tastyrec.transport.redact`).
