@@ -115,6 +115,7 @@ from .tables import gap_schema, session_schema
 if TYPE_CHECKING:
     import duckdb
 
+    from .._stream import StreamShell
     from ..account.protocol import NotificationReceived
     from ..account.streamer import AlertStreamer
     from ..dxlink.streamer import DXLinkStreamer
@@ -618,28 +619,13 @@ class Recorder:
         self._ticker_scope.cancel()
         self._reconcile_scope.cancel()
         try:
-            streamer, tap = self.streamer, self._tap
-            if streamer is not None and tap is not None:
-                try:
-                    with anyio.move_on_after(10):  # the tap ends even if this times out
-                        # (no reader left after a failure: nothing to flush into)
-                        await streamer.close_tap(tap, flush=not self._consumer_done.is_set())
-                    with anyio.move_on_after(10):
-                        await self._consumer_done.wait()  # it drains the tap to its end
-                finally:
-                    tap.close()
-                if self._consumer_error is not None:
-                    raise self._consumer_error
-            alerts, alert_tap = self.account_streamer, self._alert_tap
-            if alerts is not None and alert_tap is not None:
-                try:
-                    await alerts.close_tap(alert_tap)  # it drains what is waiting, then ends
-                    with anyio.move_on_after(10):
-                        await self._alerts_done.wait()
-                finally:
-                    alert_tap.close()
-                if self._consumer_error is not None:
-                    raise self._consumer_error
+            inputs = (
+                (self.streamer, self._tap, self._consumer_done),
+                (self.account_streamer, self._alert_tap, self._alerts_done),
+            )
+            for streamer, tap, done in inputs:
+                if streamer is not None and tap is not None:
+                    await self._end_tap(streamer, tap, done)
             self._flush_user()
             for sink in self._sinks.values():
                 self._seal(sink.seal())
@@ -650,6 +636,22 @@ class Recorder:
         while self._sealed:
             await self._convert_next()
         prune_journal(self.root)
+
+    async def _end_tap(
+        self, streamer: StreamShell[Any], tap: MemoryObjectReceiveStream[Any], done: anyio.Event
+    ) -> None:
+        """End a streamer's tap (what it received is flushed into it first) and wait for its
+        reader, which drains it to its end and sets ``done``; 10 s at most for each."""
+        try:
+            with anyio.move_on_after(10):  # the tap ends even if this times out
+                # (no reader left after a failure: nothing to flush into)
+                await streamer.close_tap(tap, flush=not done.is_set())
+            with anyio.move_on_after(10):
+                await done.wait()
+        finally:
+            tap.close()
+        if self._consumer_error is not None:
+            raise self._consumer_error
 
     async def _consume(self, tap: MemoryObjectReceiveStream[ColumnBatch]) -> None:
         """Record every batch of the tap until it ends (:meth:`DXLinkStreamer.close_tap`).
