@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -192,7 +192,7 @@ class StreamShell(Generic[T]):
 
     async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
-        await transport.start_streaming(
+        await _start_streaming(
             self._tg, self._run, self.connect_timeout, self._timeout_message()
         )
         return self
@@ -206,7 +206,7 @@ class StreamShell(Generic[T]):
         assert self._tg is not None
         self._closing = True
         try:
-            return await transport.stop_streaming(
+            return await _stop_streaming(
                 self._tg, self._transport, self._taps, exc_type, exc, tb
             )
         finally:
@@ -412,6 +412,57 @@ class StreamShell(Generic[T]):
                 if send in self._taps:
                     self._taps.remove(send)
                 send.close()  # wakes a waiting reader with the end of the stream
+
+
+async def _start_streaming(
+    tg: TaskGroup,
+    run: Callable[..., Coroutine[Any, Any, Any]],
+    connect_timeout: float,
+    timeout_message: str,
+) -> None:
+    """Enter ``tg`` and start ``run`` in it (``await tg.start(run)``) within ``connect_timeout``.
+
+    On failure the task group is closed and the real cause raised: ``ConnectionClosed`` with
+    ``timeout_message`` when ``run`` was not ready in time, else the one meaningful exception
+    of the group (a tastyrec error such as an authentication failure).
+    """
+    await tg.__aenter__()
+    try:
+        with anyio.fail_after(connect_timeout):
+            await tg.start(run)
+    except BaseException as exc:
+        tg.cancel_scope.cancel()
+        try:
+            await tg.__aexit__(None, None, None)
+        except BaseExceptionGroup as eg:
+            raise _unwrap_group(eg) from None
+        if isinstance(exc, TimeoutError):
+            raise ConnectionClosed(None, timeout_message) from None
+        if isinstance(exc, BaseExceptionGroup):  # run failed before it was ready
+            raise _unwrap_group(exc) from None
+        raise
+
+
+async def _stop_streaming(
+    tg: TaskGroup,
+    conn: transport.Transport | None,
+    taps: Iterable[MemoryObjectSendStream[Any]],
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> bool | None:
+    """Close ``conn`` politely (2 s at most), cancel and leave ``tg``, close every tap."""
+    if conn is not None:
+        with anyio.move_on_after(2, shield=True):
+            await conn.close(1000, "bye")
+    tg.cancel_scope.cancel()
+    try:
+        return await tg.__aexit__(exc_type, exc, tb)
+    except BaseExceptionGroup as eg:
+        raise _unwrap_group(eg) from None
+    finally:
+        for tap in taps:
+            tap.close()
 
 
 def shown_frame(data: bytes | str) -> str:

@@ -21,19 +21,15 @@ import contextlib
 import errno
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 
-import anyio
 import websockets
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.uri import parse_uri
 
 from ._redact import REDACTED, redact
-from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, _unwrap_group
+from .exceptions import ConnectionClosedError, ConnectionClosedOK
 
 __all__ = (
     "DEFAULT_MAX_SIZE",
@@ -44,8 +40,6 @@ __all__ = (
     "process_exception",
     "redact",
     "redacting_logger",
-    "start_streaming",
-    "stop_streaming",
 )
 
 #: Largest inbound message accepted: candle snapshots exceed websockets' 1 MiB default.
@@ -249,57 +243,3 @@ def _refused(exc: Exception) -> bool:
         return False
     codes = {int(n) for n in _ERRNO_RE.findall(str(exc))}
     return errno.ECONNREFUSED in codes and codes <= _UNREACHABLE
-
-
-# --- the lifecycle both streamers share (DXLink and account) ---------------------------------
-
-
-async def start_streaming(
-    tg: TaskGroup,
-    run: Callable[..., Coroutine[Any, Any, Any]],
-    connect_timeout: float,
-    timeout_message: str,
-) -> None:
-    """Enter ``tg`` and start ``run`` in it (``await tg.start(run)``) within ``connect_timeout``.
-
-    On failure the task group is closed and the real cause raised: ``ConnectionClosed`` with
-    ``timeout_message`` when ``run`` was not ready in time, else the one meaningful exception
-    of the group (a tastyrec error such as an authentication failure).
-    """
-    await tg.__aenter__()
-    try:
-        with anyio.fail_after(connect_timeout):
-            await tg.start(run)
-    except BaseException as exc:
-        tg.cancel_scope.cancel()
-        try:
-            await tg.__aexit__(None, None, None)
-        except BaseExceptionGroup as eg:
-            raise _unwrap_group(eg) from None
-        if isinstance(exc, TimeoutError):
-            raise ConnectionClosed(None, timeout_message) from None
-        if isinstance(exc, BaseExceptionGroup):  # run failed before it was ready
-            raise _unwrap_group(exc) from None
-        raise
-
-
-async def stop_streaming(
-    tg: TaskGroup,
-    conn: Transport | None,
-    taps: Iterable[MemoryObjectSendStream[Any]],
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    tb: TracebackType | None,
-) -> bool | None:
-    """Close ``conn`` politely (2 s at most), cancel and leave ``tg``, close every tap."""
-    if conn is not None:
-        with anyio.move_on_after(2, shield=True):
-            await conn.close(1000, "bye")
-    tg.cancel_scope.cancel()
-    try:
-        return await tg.__aexit__(exc_type, exc, tb)
-    except BaseExceptionGroup as eg:
-        raise _unwrap_group(eg) from None
-    finally:
-        for tap in taps:
-            tap.close()
