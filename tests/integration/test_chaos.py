@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import polars as pl
 import pytest
 
@@ -24,6 +23,7 @@ from tastyrec.record.recorder import Recorder
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tastyrec.sim.server import CHAOS_502_REFUSALS
+from tests.integration import waits
 from tests.integration.manual_time import Reconnects
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
@@ -55,9 +55,7 @@ def streamer_for(server: Simulator) -> DXLinkStreamer:
 
 
 async def wait_until(predicate: Callable[[], Any], limit_s: float = WAIT_S) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+    await waits.wait_until(predicate, limit_s)  # chaos runs slower: a looser bound
 
 
 async def settle(server: Simulator, streamer: DXLinkStreamer) -> int:

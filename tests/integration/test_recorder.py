@@ -28,6 +28,7 @@ from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
+from tests.integration.waits import wait_until
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
@@ -59,12 +60,6 @@ def streamer_for(server: Simulator, **kwargs: Any) -> DXLinkStreamer:
         **kwargs,
     }
     return DXLinkStreamer(**options)
-
-
-async def wait_until(predicate: Callable[[], bool], limit_s: float = WAIT_S) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 # the independent decoder of what the simulator sent: tests/integration/wire.py

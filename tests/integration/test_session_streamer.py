@@ -11,7 +11,7 @@ import itertools
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -25,6 +25,7 @@ from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, TOKEN_ROUTE, ApiSimulator
 from tests.integration.manual_time import Reconnects
+from tests.integration.waits import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -69,12 +70,6 @@ def make_streamer(session: Any, **kwargs: Any) -> DXLinkStreamer:
         reconnect_delays=fast_delays,
         **kwargs,
     )
-
-
-async def wait_until(predicate: Callable[[], bool], limit_s: float = WAIT_S) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
 
 
 _barriers = itertools.count()

@@ -4,7 +4,7 @@ Every wait is bounded with ``anyio.fail_after``. Where a test must know that the
 processed everything the server sent before some point, it uses a *barrier*: the simulator sends
 an ``ERROR`` with a unique message after that point, and frames keep their order on the socket, so
 once the message shows up in ``streamer.server_errors`` everything before it has been handled.
-Waits on counters that have no event to await poll every few ms (``_wait_until``).
+Waits on counters that have no event to await poll every few ms (``waits.wait_until``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from tastyrec.schema import arrow_schema
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tests.integration.manual_time import ManualTime, Reconnects
+from tests.integration.waits import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -78,13 +79,6 @@ def make_streamer(server: Simulator, **kwargs: Any) -> DXLinkStreamer:
     return DXLinkStreamer(**options)
 
 
-async def _wait_until(predicate: Callable[[], bool]) -> None:
-    """Poll a condition on counters or recorded messages, which have no event to wait on."""
-    with anyio.fail_after(WAIT_S):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
-
-
 _barriers = itertools.count()
 
 
@@ -92,7 +86,7 @@ async def barrier(server: Simulator, streamer: DXLinkStreamer) -> None:
     """Return once the streamer has processed every frame the server sent before this call."""
     marker = f"barrier-{next(_barriers)}"
     await server.send_error("UNKNOWN", marker)
-    await _wait_until(lambda: any(e.message == marker for e in streamer.server_errors))
+    await wait_until(lambda: any(e.message == marker for e in streamer.server_errors))
 
 
 def drain(streamer: DXLinkStreamer, event_type: type[Any]) -> list[Any]:
@@ -266,7 +260,7 @@ async def test_a_candle_symbol_the_server_refuses_is_a_warning_naming_it(
     async with make_streamer(sim) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
         await streamer.subscribe_candle(["SPY"], "t")
-        await _wait_until(lambda: bool(streamer.server_errors))
+        await wait_until(lambda: bool(streamer.server_errors))
         (error,) = streamer.server_errors
         candle_channel = next(
             ch.id for ch in streamer.protocol.channels.values() if ch.event_type == "Candle"
@@ -311,7 +305,7 @@ async def test_unsubscribe(sim: Simulator) -> None:
 
         start = len(sim.received)
         await streamer.unsubscribe(Quote, ["SPY"])
-        await _wait_until(lambda: bool(subscriptions_sent(sim, start)))
+        await wait_until(lambda: bool(subscriptions_sent(sim, start)))
         (msg,) = subscriptions_sent(sim, start)
         assert [s.symbol for s in msg.remove or ()] == ["SPY"] and not msg.add
         await barrier(sim, streamer)
@@ -323,7 +317,7 @@ async def test_unsubscribe(sim: Simulator) -> None:
         assert {q.event_symbol for q in later} == {"QQQ"}
 
         await streamer.unsubscribe_all(Quote)
-        await _wait_until(lambda: any(msg.reset for msg in subscriptions_sent(sim, start)))
+        await wait_until(lambda: any(msg.reset for msg in subscriptions_sent(sim, start)))
         await barrier(sim, streamer)
         drain(streamer, Quote)
         drain(streamer, Trade)  # the Trade awaited below must be one received after this
@@ -463,7 +457,7 @@ async def test_drop_restores_subscriptions_then_calls_reconnect_fn(
             ("Candle", "SPY{=1m,tho=true}", from_time),
         }
         # and the server did get them, on the new connection
-        await _wait_until(lambda: len(added(subscriptions_sent(sim, n))) == 2)
+        await wait_until(lambda: len(added(subscriptions_sent(sim, n))) == 2)
         assert {(s.type, s.from_time) for s in added(subscriptions_sent(sim, n))} == {
             ("Quote", None),
             ("Candle", from_time),
@@ -585,7 +579,7 @@ async def test_server_error_is_kept(sim: Simulator) -> None:
         await streamer.subscribe(Quote, ["SPY"])
         await next_for(streamer, Quote, "SPY")
         await sim.send_error("BAD_ACTION", "simulated trouble")
-        await _wait_until(lambda: bool(streamer.server_errors))
+        await wait_until(lambda: bool(streamer.server_errors))
         (error,) = streamer.server_errors
         assert (error.error_type, error.message, error.channel) == (
             "BAD_ACTION",
@@ -604,7 +598,7 @@ async def test_expired_token_reauthorises(sim: Simulator) -> None:
         n = len(sim.received)
         await sim.expire_token()
         # AUTH again, then the channel re-opened and the subscription re-sent
-        await _wait_until(lambda: bool(added(subscriptions_sent(sim, n))))
+        await wait_until(lambda: bool(added(subscriptions_sent(sim, n))))
         sent = sim.received[n:]
         assert isinstance(sent[0], m.Auth)
         assert [s.symbol for s in added(subscriptions_sent(sim, n))] == ["SPY"]
@@ -659,7 +653,7 @@ async def test_token_never_leaks(sim: Simulator, caplog: pytest.LogCaptureFixtur
         await streamer.subscribe(Quote, ["SPY"])
         await next_for(streamer, Quote, "SPY")
         await sim.expire_token()  # re-sends AUTH
-        await _wait_until(lambda: sum(isinstance(x, m.Auth) for x in sim.received) == 2)
+        await wait_until(lambda: sum(isinstance(x, m.Auth) for x in sim.received) == 2)
         text = repr(streamer)
     bad = "wrong-5f3a9c-token"
     wrong = make_streamer(sim, token=bad)
@@ -691,8 +685,8 @@ async def test_slow_listener_bounded_memory(sim: Simulator) -> None:
     async with make_streamer(sim, queue_size=500) as streamer:
         t_sub = time.time()
         await streamer.subscribe(Quote, symbols, refresh_interval=0.05)
-        await _wait_until(lambda: streamer.stats.dropped["Quote"] >= 3000)
-        await _wait_until(lambda: time.time() - t_sub > 1.5)
+        await wait_until(lambda: streamer.stats.dropped["Quote"] >= 3000)
+        await wait_until(lambda: time.time() - t_sub > 1.5)
         assert streamer.queued(Quote) <= 500
         assert streamer.stats.events > 3500
         kept = drain(streamer, Quote)
