@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from tastyrec.record import layout, sink
-from tastyrec.record.journal import FsyncPolicy, JournalWriter
+from tastyrec.record import sink
+from tastyrec.storage import layout
+from tastyrec.storage.journal import FsyncPolicy, JournalWriter
 
 MODES = ("idle", "no-release", "release")
 RECORD_ROWS = 70  # rows per journal record: ~50 ms of tap at 1,400 quotes/s

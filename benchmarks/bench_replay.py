@@ -1,8 +1,9 @@
 """Replay speed (issue 4): ReplayStreamer.listen() and replay_frames() against the SDK.
 
 A script, not a test. It writes a synthetic Quote recording with the recorder's own Parquet writer
-(``tastyrec.record.sink._write_parquet``: zstd, dictionary, delta-encoded ``recv_ns``, row groups of
-256Ki rows) in the recorder's layout, files of ``--file-rows`` rows, then measures in one run:
+(``tastyrec.storage.parquet.write_parquet``: zstd, dictionary, delta-encoded ``recv_ns``, row
+groups of 256Ki rows) in the recorder's layout, files of ``--file-rows`` rows, then measures in
+one run:
 
   (a) the baseline: the tastytrade SDK building the same Quotes from the wire --
       ``Quote.from_stream(values)`` on COMPACT value lists of 100 events (the values as the
@@ -42,11 +43,11 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from tastyrec.events import Quote
-from tastyrec.record.layout import file_name, parquet_path, partition_date
-from tastyrec.record.sink import _write_parquet
 from tastyrec.replay import ReplayStreamer
 from tastyrec.replay.frames import replay_frames
 from tastyrec.schema import arrow_schema
+from tastyrec.storage.layout import file_name, parquet_path, partition_date
+from tastyrec.storage.parquet import write_parquet
 
 START_NS = 1_795_000_000_000_000_000  # 2026-11-18, during New York trading hours
 EXCHANGES = np.array(["Q", "N", "P", "K", "Z", "V", "X"])
@@ -91,7 +92,7 @@ def write_recording(root: Path, table: pa.Table, file_rows: int) -> list[Path]:
         first = int(part.column("recv_ns")[0].value)
         path = parquet_path(root, "Quote", partition_date(first), file_name(first, "bench", seq))
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_parquet(path, schema, part.to_batches(max_chunksize=65_536))
+        write_parquet(path, schema, part.to_batches(max_chunksize=65_536))
         paths.append(path)
     return paths
 

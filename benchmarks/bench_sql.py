@@ -1,7 +1,7 @@
 """SQL over 10 M recorded quotes: ``connect()`` and ``tastyrec sql`` against raw DuckDB.
 
 The quotes are synthetic (500 symbols, random-walk prices, NaN sizes sprinkled in) but written
-with the recorder's real Parquet writer (:func:`tastyrec.record.sink._write_parquet`: zstd,
+with the recorder's real Parquet writer (:func:`tastyrec.storage.parquet.write_parquet`: zstd,
 dictionary, delta receipt times, 256k-row row groups), as ``--files`` files in one partition.
 Both sides run the same aggregation on the same files in the same run; medians of repeats.
 
@@ -32,9 +32,9 @@ import numpy as np
 import pyarrow as pa
 
 from tastyrec.events import Quote
-from tastyrec.record import layout
-from tastyrec.record.sink import _write_parquet
 from tastyrec.schema import arrow_schema
+from tastyrec.storage import layout
+from tastyrec.storage.parquet import write_parquet
 
 QUERY = (
     "SELECT event_symbol, count(*) AS n, round(avg(ask_price - bid_price), 9) AS spread, "
@@ -92,7 +92,7 @@ def make_recording(root: Path, rows: int, files: int, symbols: int = 500, seed: 
             root, "Quote", day, layout.file_name(first_ns, "bench001", n + 1)
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_parquet(path, table.schema, table.to_batches(max_chunksize=8192))
+        write_parquet(path, table.schema, table.to_batches(max_chunksize=8192))
 
 
 def median_s(fn, repeats: int) -> tuple[float, object]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -20,6 +21,7 @@ __all__ = (
     "TOKEN_ENV",
     "Duration",
     "Size",
+    "TimeParam",
     "check_out_folder",
     "event_types",
     "parse_duration",
@@ -28,8 +30,11 @@ __all__ = (
     "recording_folder",
     "run",
     "setup_logging",
+    "time_window",
     "ws_url",
 )
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 TOKEN_ENV: Final = "TASTYREC_DXLINK_TOKEN"
 #: The folder ``record`` writes and every command reading a recording reads, unless told.
@@ -127,17 +132,62 @@ def ws_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     return value
 
 
+class TimeParam(click.ParamType[str, Any]):
+    """A click type for ``--start`` / ``--end``: checked against the one rule of user time
+    (:mod:`tastyrec._time`: ISO text, naive = New York time, a date is a whole New York day),
+    and passed on as the text given, so that a date keeps its meaning as a start or an end.
+    Errors name the option (exit 2)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from ._time import parse_text
+
+        text = str(value)
+        try:
+            parse_text(text)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return text
+
+
+def time_window(rows: str) -> Callable[[_F], _F]:
+    """The ``--start`` and ``--end`` options of a command reading a recording: ``rows`` (e.g.
+    ``"Events"``) received in ``[start, end)`` under the one rule of :mod:`tastyrec._time`."""
+    start = click.option(
+        "--start",
+        type=TimeParam(),
+        help=f"{rows} received from this time on (ISO; naive = New York time; a date: from "
+        "its midnight).",
+    )
+    end = click.option(
+        "--end",
+        type=TimeParam(),
+        help="... and before this time (a date: through that New York day).",
+    )
+
+    def apply(fn: _F) -> _F:
+        return start(end(fn))
+
+    return apply
+
+
 def recording_folder(ctx: click.Context, param: click.Parameter, value: Path | str) -> Path:
     """Click callback for the recording folder every reading command takes (default ``data``):
-    it must exist and be a folder. Checked before anything is opened, created or imported."""
-    path = Path(value)
-    what = "give the folder `tastyrec record --out` wrote"
-    if path.is_file():
-        raise click.BadParameter(f"{str(path)!r} is a file, not a recording folder: {what}")
-    if not path.is_dir():
-        here = " in the current folder (the default)" if str(value) == DEFAULT_DATA else ""
-        raise click.BadParameter(f"there is no folder {str(path)!r}{here}: {what}")
-    return path
+    it must be a local folder that exists (:func:`tastyrec._location.existing_recording`: an
+    ``s3://`` URL is refused). Checked before anything is opened, created or imported."""
+    from ._location import existing_recording
+    from .exceptions import RecordingNotFound, UnsupportedLocation
+
+    try:
+        return existing_recording(value)
+    except UnsupportedLocation as exc:
+        raise click.BadParameter(str(exc)) from None
+    except RecordingNotFound as exc:
+        here = ""
+        if str(value) == DEFAULT_DATA and not Path(value).exists():
+            here = f"; the default, {DEFAULT_DATA!r}, is looked for in the current folder"
+        raise click.BadParameter(f"{exc}{here}") from None
 
 
 #: the PATH argument of every command that reads a recording: default ``data``, checked first
@@ -145,14 +195,21 @@ recording_argument = click.argument(
     "path",
     default=DEFAULT_DATA,
     required=False,
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # text: the callback sees `s3://...` as typed, not folded by pathlib
     callback=recording_folder,
 )
 
 
 def check_out_folder(out: str) -> None:
-    """Refuse an output folder that is a file or lies under one (``record --out``), exit 2."""
-    path = Path(out)
+    """Refuse an output folder that is a URL (:func:`tastyrec._location.recording_path`), a
+    file, or lies under a file (``record --out``), exit 2."""
+    from ._location import recording_path
+    from .exceptions import UnsupportedLocation
+
+    try:
+        path = recording_path(out)
+    except UnsupportedLocation as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
     for folder in (path, *path.parents):
         if folder.is_file():
             where = "is a file" if folder == path else f"is under {str(folder)!r}, a file"

@@ -23,7 +23,11 @@ What is listed, and what is not:
 Listing reads file names, plus the footer of each compacted file (a few kB). It never opens the
 journal (``_journal/``) or the bookkeeping folders (``_sessions/``, ``_gaps/``).
 
-This module imports the standard library, pyarrow and :mod:`tastyrec.record.layout` only (no
+Times (``start``, ``end``) follow the one rule of :mod:`tastyrec._time`: naive means New York
+time, a date is a whole New York day (a date ``end`` included). Locations go through
+:func:`tastyrec._location.recording_path` (an ``s3://`` URL is refused, never taken for a folder).
+
+This module imports the standard library, pyarrow and :mod:`tastyrec.storage.layout` only (no
 DuckDB, no polars), so every reader can use it.
 """
 
@@ -36,8 +40,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Final
 
+from . import _time
+from ._location import recording_path
+from ._time import TimeLike
 from .exceptions import StorageError
-from .record import layout
+from .storage import layout
 
 __all__ = (
     "COMPACTED_FROM_KEY",
@@ -81,7 +88,7 @@ def event_types(root: str | os.PathLike[str]) -> list[str]:
 
     Sorted by name. Bookkeeping folders (``_journal``, ``_sessions``, ``_gaps``) are not types.
     """
-    base = Path(root)
+    base = recording_path(root)
     if not base.is_dir():
         return []
     return sorted(
@@ -107,24 +114,27 @@ def partitions(
     root: str | os.PathLike[str],
     event_type: str,
     *,
-    start: date | datetime | None = None,
-    end: date | datetime | None = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
 ) -> list[Partition]:
-    """The date partitions of one event type, oldest first, optionally within dates.
+    """The date partitions of one event type, oldest first, optionally within a time range.
 
     Args:
         root: the recording folder.
         event_type: an event type name (``"Quote"``).
-        start: first New York date to include (a datetime counts by its New York date).
-        end: last New York date to include (a datetime counts by its New York date).
+        start: keep the partitions that may hold rows received at or after this
+            (:mod:`tastyrec._time`: a date is its New York day, naive times New York time).
+        end: keep the partitions that may hold rows received before this (a date: up to and
+            including that New York day).
 
     Raises:
         SchemaError: ``event_type`` is not a plain event type name.
+        ValueError: ``start`` or ``end`` is text that is not a time.
     """
-    folder = Path(root) / layout.check_type_name(event_type)
+    folder = recording_path(root) / layout.check_type_name(event_type)
+    lo, hi = _days(_time.start_ns(start), _time.end_ns(end))
     if not folder.is_dir():
         return []
-    lo, hi = _as_day(start), _as_day(end)
     return [
         Partition(event_type, day, path)
         for day, path in _date_dirs(folder)
@@ -136,8 +146,8 @@ def recording_files(
     root: str | os.PathLike[str],
     event_type: str,
     *,
-    start: date | datetime | None = None,
-    end: date | datetime | None = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
 ) -> list[Path]:
     """The committed, current Parquet files of one event type, in time order.
 
@@ -146,31 +156,32 @@ def recording_files(
     Args:
         root: the recording folder (``tastyrec record --out``).
         event_type: an event type name, e.g. ``"Quote"`` (``Quote.__name__``).
-        start: a :class:`~datetime.date` keeps partitions from that New York date on; a
-            :class:`~datetime.datetime` (naive means UTC) keeps the files that may hold rows
-            received at or after it.
-        end: a :class:`~datetime.date` keeps partitions up to and including that New York date;
-            a :class:`~datetime.datetime` keeps the files that may hold rows received before it.
+        start: keep the files that may hold rows received at or after this: a datetime (naive
+            means New York time), a date (its New York midnight), ISO text or epoch ns -- the
+            rule of :mod:`tastyrec._time`.
+        end: keep the files that may hold rows received before this (a date: up to and
+            including that New York day).
 
     Returns:
         Paths (under ``root``) sorted by the receipt time of each file's first row, then name.
-        The list may hold rows outside a datetime range (whole files are listed): filter rows
-        on ``recv_ns`` to be exact. Empty if nothing was recorded.
+        The list may hold rows outside the range (whole files are listed): filter rows on
+        ``recv_ns`` to be exact. Empty if nothing was recorded.
 
     Raises:
         SchemaError: ``event_type`` is not a plain event type name.
         StorageError: a compacted file's footer cannot be read.
+        ValueError: ``start`` or ``end`` is text that is not a time.
     """
-    parts = partitions(root, event_type, start=start, end=end)
-    start_ns = _as_ns(start) if isinstance(start, datetime) else None
-    end_ns = _as_ns(end) if isinstance(end, datetime) else None
+    start_ns, end_ns = _time.start_ns(start), _time.end_ns(end)
+    parts = partitions(root, event_type, start=start_ns, end=end_ns)
+    first_day = None if start_ns is None else layout.partition_date(start_ns)
     files: list[Path] = []
     for part in parts:
         for path in partition_files(part.path):
             first = first_recv_ns(path.name)
             if end_ns is not None and first is not None and first >= end_ns:
                 continue
-            if start_ns is not None and part.day == _as_day(start) and _ends_before(path, start_ns):
+            if start_ns is not None and part.day == first_day and _ends_before(path, start_ns):
                 continue
             files.append(path)
     return sorted(files, key=_time_key)
@@ -296,23 +307,8 @@ def _ends_before(path: Path, start_ns: int) -> bool:
     return newest is not None and newest < start_ns
 
 
-def _as_day(value: date | datetime | None) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return layout.partition_date(_as_ns(value))
-    return value
-
-
-def _as_ns(value: object) -> int:
-    """Epoch ns of a datetime (naive = UTC), a pandas/pyarrow timestamp, or an int."""
-    if isinstance(value, int):
-        return value
-    nanos = getattr(value, "value", None)  # pandas.Timestamp keeps nanoseconds
-    if isinstance(nanos, int):
-        return nanos
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86_400 + delta.seconds) * _NS + delta.microseconds * 1_000
-    raise TypeError(f"not a time: {value!r}")
+def _days(start_ns: int | None, end_ns: int | None) -> tuple[date | None, date | None]:
+    """The New York dates of the first and last nanosecond of ``[start_ns, end_ns)``."""
+    lo = None if start_ns is None else layout.partition_date(start_ns)
+    hi = None if end_ns is None else layout.partition_date(end_ns - 1)
+    return lo, hi

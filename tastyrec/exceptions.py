@@ -14,6 +14,8 @@ Every error tastyrec raises derives from :class:`TastyrecError`::
     +-- ServerError                 a DXLink ERROR message; .error_type is the spec's error type
     +-- SchemaError                 Struct <-> wire/Arrow mismatch, unknown event type or field
     +-- StorageError                sink or journal failure
+    |   +-- RecordingNotFound       (also a FileNotFoundError) no recording folder at that path
+    |   +-- UnsupportedLocation     (also a ValueError) an object-storage URL, not a local folder
     +-- EndOfReplay                 a replay has handed out every event (get_event)
     +-- ApiError                    a tastytrade REST call failed; .status_code, .error_code
         +-- RateLimitError          429 Too Many Requests; .retry_after (seconds)
@@ -45,12 +47,14 @@ __all__ = (
     "LocalProtocolError",
     "ProtocolError",
     "RateLimitError",
+    "RecordingNotFound",
     "RemoteProtocolError",
     "RequestError",
     "SchemaError",
     "ServerError",
     "StorageError",
     "TastyrecError",
+    "UnsupportedLocation",
 )
 
 
@@ -133,6 +137,32 @@ class SchemaError(TastyrecError):
 
 class StorageError(TastyrecError):
     """Writing or reading a recording failed."""
+
+
+class RecordingNotFound(StorageError, FileNotFoundError):
+    """There is no recording folder where one was asked for (a missing path, or a file).
+
+    Raised by every reader (``connect``, ``scan``, ``ReplayStreamer``, ``replay_frames``,
+    ``compact``...) through one function, so ``except StorageError`` and ``except
+    FileNotFoundError`` both catch it.
+
+    Attributes:
+        filename: the path given, as text.
+    """
+
+    def __init__(self, message: str, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.filename = filename
+
+    def __str__(self) -> str:  # OSError's would be "[Errno None] None: <filename>"
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedLocation(StorageError, ValueError):
+    """A recording location tastyrec cannot use: an object-storage URL (``s3://...``).
+
+    Such a URL is never taken for a local folder (which would write a folder named ``s3:``).
+    """
 
 
 class ApiError(TastyrecError):

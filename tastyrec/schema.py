@@ -16,18 +16,24 @@ import pyarrow as pa
 from .events.base import Event
 from .events.registry import FieldKind, spec
 
-__all__ = ("ARROW_TYPES", "RECV_COLUMN", "arrow_schema", "polars_schema")
+__all__ = ("ARROW_TYPES", "DECIMAL_TYPE", "RECV_COLUMN", "arrow_schema", "polars_schema")
 
 #: Name of the local receipt-time column on every recorded row.
 RECV_COLUMN: Final = "recv_ns"
 
-#: Arrow type of each field kind.
+#: Arrow type of every Decimal field (account payloads: :mod:`tastyrec.storage.account_schema`).
+DECIMAL_TYPE: Final = pa.decimal128(38, 10)
+#: Arrow type of each field kind (nested Structs: Arrow structs of their fields' types).
 ARROW_TYPES: Final[dict[FieldKind, pa.DataType]] = {
     FieldKind.DOUBLE: pa.float64(),
     FieldKind.LONG: pa.int64(),
     FieldKind.TIME_MS: pa.timestamp("ms", tz="UTC"),
     FieldKind.STRING: pa.string(),
     FieldKind.BOOL: pa.bool_(),
+    FieldKind.DECIMAL: DECIMAL_TYPE,
+    FieldKind.DATETIME: pa.timestamp("us", tz="UTC"),
+    FieldKind.DATE: pa.date32(),
+    FieldKind.JSON: pa.string(),
 }
 RECV_TYPE: Final = pa.timestamp("ns", tz="UTC")
 

@@ -51,7 +51,7 @@ def listen(
     count: int | None,
 ) -> None:
     """Print events from a DXLink server as JSON lines (snake_case fields plus event_type)."""
-    from ..sim import Simulator
+    from ..demo import demo_dxlink
     from .streamer import DXLinkStreamer
 
     try:
@@ -99,8 +99,8 @@ def listen(
 
     async def run() -> None:
         if demo:
-            async with Simulator(token=None) as sim:
-                await stream(sim.url, None)
+            async with demo_dxlink() as (demo_url, demo_token):
+                await stream(demo_url, demo_token)
         else:
             assert url is not None
             await stream(url, token)

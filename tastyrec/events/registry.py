@@ -14,6 +14,8 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 import msgspec
@@ -43,17 +45,34 @@ __all__ = (
     "FieldSpec",
     "event_class",
     "spec",
+    "struct_fields",
 )
 
 
 class FieldKind(enum.Enum):
-    """How a field travels on the wire (DXLINK.md §8) and how it is stored."""
+    """How a field travels on the wire (DXLINK.md §8) and how it is stored.
+
+    The first five are the kinds of DXLink event fields (:data:`WIRE_KINDS`); the others occur
+    only in account payloads (JSON of the account streamer and of REST).
+    """
 
     DOUBLE = "d"  # JSON number or "NaN"/"Infinity"/"-Infinity"; float64
     LONG = "i"  # JSON integer; int64
     TIME_MS = "t"  # JSON integer, epoch ms; timestamp[ms, UTC] in Arrow
     STRING = "s"  # JSON string or null
     BOOL = "b"  # JSON true/false
+    DECIMAL = "decimal"  # exact decimal; decimal128(38, 10)
+    DATETIME = "datetime"  # ISO 8601 time; timestamp[us, UTC]
+    DATE = "date"  # ISO 8601 date; date32
+    STRUCT = "struct"  # a nested Struct (FieldSpec.struct); an Arrow struct
+    STRUCT_LIST = "struct_list"  # a list of nested Structs; a list of Arrow structs
+    JSON = "json"  # anything else (free-form objects, unions of value types); JSON text
+
+
+#: The kinds a DXLink event field can have.
+WIRE_KINDS: Final = frozenset(
+    (FieldKind.DOUBLE, FieldKind.LONG, FieldKind.TIME_MS, FieldKind.STRING, FieldKind.BOOL)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +83,8 @@ class FieldSpec:
     wire_name: str  #: DXLink name (camelCase)
     kind: FieldKind
     default: Any  #: value used when the server omits the field or sends null
+    required: bool = False  #: no default: every value has it
+    struct: type[msgspec.Struct] | None = None  #: the nested Struct of STRUCT(_LIST) fields
 
 
 @dataclass(frozen=True)
@@ -95,25 +116,67 @@ class EventSpec:
         return "event_flags" in self.names
 
 
-def _kind(hint: Any) -> FieldKind:
-    extras: tuple[Any, ...] = ()
+_SCALARS: Final[dict[Any, FieldKind]] = {
+    float: FieldKind.DOUBLE,
+    bool: FieldKind.BOOL,
+    int: FieldKind.LONG,
+    str: FieldKind.STRING,
+    Decimal: FieldKind.DECIMAL,
+    datetime: FieldKind.DATETIME,
+    date: FieldKind.DATE,
+}
+
+
+def _is_struct(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, msgspec.Struct)
+
+
+def _kind(hint: Any) -> tuple[FieldKind, type[msgspec.Struct] | None]:
+    """The kind of a field's type hint, and its nested Struct if it has one.
+
+    ``X | None`` is the kind of ``X``; a union of several value types is JSON text.
+    """
     if typing.get_origin(hint) is typing.Annotated:
-        hint, *rest = typing.get_args(hint)
-        extras = tuple(rest)
-    for extra in extras:
-        if isinstance(extra, msgspec.Meta) and (extra.extra or {}).get("arrow_unit") == "ms":
-            return FieldKind.TIME_MS
-    if hint is float:
-        return FieldKind.DOUBLE
-    if hint is bool:
-        return FieldKind.BOOL
-    if hint is int:
-        return FieldKind.LONG
-    if hint is str or (
-        isinstance(hint, types.UnionType) and set(typing.get_args(hint)) == {str, type(None)}
-    ):
-        return FieldKind.STRING
-    raise SchemaError(f"unsupported field type {hint!r}")
+        hint, *extras = typing.get_args(hint)
+        for extra in extras:
+            if isinstance(extra, msgspec.Meta) and (extra.extra or {}).get("arrow_unit") == "ms":
+                return FieldKind.TIME_MS, None
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    members = [m for m in (typing.get_args(hint) if union else (hint,)) if m is not type(None)]
+    if len(members) != 1:
+        return FieldKind.JSON, None
+    (member,) = members
+    scalar = _SCALARS.get(member)
+    if scalar is not None:
+        return scalar, None
+    if _is_struct(member):
+        return FieldKind.STRUCT, member
+    if typing.get_origin(member) is list:
+        (item,) = typing.get_args(member)
+        if _is_struct(item):
+            return FieldKind.STRUCT_LIST, item
+    return FieldKind.JSON, None
+
+
+@functools.cache
+def struct_fields(cls: type[msgspec.Struct]) -> tuple[FieldSpec, ...]:
+    """The fields of any msgspec Struct, in declaration order, each with its kind (cached).
+
+    The one derivation of columns from Structs: :func:`spec` (market events) and the account
+    tables (:mod:`tastyrec.storage.account_schema`) both stand on it.
+
+    Raises:
+        SchemaError: ``cls`` is not a msgspec Struct.
+    """
+    if not _is_struct(cls):
+        raise SchemaError(f"{cls!r} is not a msgspec Struct")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = []
+    for f in msgspec.structs.fields(cls):
+        kind, nested = _kind(hints[f.name])
+        default = None if f.default is msgspec.NODEFAULT else f.default
+        fields.append(FieldSpec(f.name, f.encode_name, kind, default, f.required, nested))
+    return tuple(fields)
 
 
 @functools.cache
@@ -121,12 +184,12 @@ def spec(cls: type[Event]) -> EventSpec:
     """The :class:`EventSpec` of an event class (cached)."""
     if not (isinstance(cls, type) and issubclass(cls, Event)):
         raise SchemaError(f"not an event type: {cls!r}")
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = []
-    for f in msgspec.structs.fields(cls):
-        default = None if f.default is msgspec.NODEFAULT else f.default
-        fields.append(FieldSpec(f.name, f.encode_name, _kind(hints[f.name]), default))
-    return EventSpec(cls.__name__, cls, tuple(fields))
+    fields = struct_fields(cls)
+    for f in fields:
+        if f.kind not in WIRE_KINDS:
+            hint = typing.get_type_hints(cls, include_extras=True)[f.name]
+            raise SchemaError(f"unsupported field type {hint!r}")
+    return EventSpec(cls.__name__, cls, fields)
 
 
 #: Every DXLink event type tastyrec knows, by wire name.

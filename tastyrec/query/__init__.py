@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Final
 from .._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
+    from ..storage.sql import connect, refresh
     from ._analysis import asof_quotes, mid_bars, ohlcv, quote_metrics, spread_stats
     from ._compact import DEFAULT_MAX_ROWS, CompactionResult, compact
-    from ._duck import connect, refresh
     from ._inventory import Inventory, TypeInventory, inventory
     from ._scan import scan
 
@@ -33,7 +33,7 @@ _EXPORTS: Final = {
         ("asof_quotes", "mid_bars", "ohlcv", "quote_metrics", "spread_stats"), "._analysis"
     ),
     **dict.fromkeys(("DEFAULT_MAX_ROWS", "CompactionResult", "compact"), "._compact"),
-    **dict.fromkeys(("connect", "refresh"), "._duck"),
+    **dict.fromkeys(("connect", "refresh"), "..storage.sql"),
     **dict.fromkeys(("Inventory", "TypeInventory", "inventory"), "._inventory"),
     "scan": "._scan",
 }

@@ -20,7 +20,7 @@ compaction per recording at a time; the file is removed when the compaction ends
    lack is null there), each input's row count checked against its footer, and the row order
    computed: stably by ``event_symbol`` then ``recv_ns`` (receipt order kept for equal times).
 3. *Write* ``<stamp>Z-compact<hex>-<seq>.parquet.tmp`` with the recorder's Parquet settings
-   (:mod:`tastyrec.record.sink`: zstd, dictionary, delta ``recv_ns``, 256Ki-row row groups) —
+   (:mod:`tastyrec.storage.parquet`: zstd, dictionary, delta ``recv_ns``, 256Ki-row row groups) —
    except that every timestamp column is delta-encoded (see :func:`_compacted_options`) —,
    its key-value metadata naming the files it replaces
    (:data:`tastyrec.catalog.COMPACTED_FROM_KEY`); ``fsync``. Row groups are gathered in that
@@ -28,8 +28,11 @@ compaction per recording at a time; the file is removed when the compaction ends
    digest of each is kept: its row count and a position-weighted checksum of every column.
 4. *Check* before anything is published: the file is opened afresh, its footer's row count,
    row groups and schema checked, and every row group decoded from disk and digested again;
-   each must equal the digest of what was handed to the writer (see :func:`_verify`).
-5. *Publish*: ``os.replace`` to the final ``.parquet`` name, ``fsync`` the folder. From this
+   each must equal the digest of what was handed to the writer (see
+   :func:`tastyrec.query._compact_check.verify`).
+5. *Publish*: ``os.replace`` to the final ``.parquet`` name, ``fsync`` the folder (steps 3-5
+   are :func:`tastyrec.storage.publish.publish`, the routine every file of a recording goes
+   through, with the check of step 4). From this
    instant the catalog hides the replaced files: tastyrec's readers (:func:`connect`,
    :func:`scan`, ``info``, replay) see the new file instead of the old ones, never both, never
    neither.
@@ -68,7 +71,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 import pyarrow as pa
@@ -76,13 +79,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import catalog
+from .._location import existing_recording
 from .._version import __version__
 from ..events.registry import EVENT_TYPES
 from ..exceptions import StorageError
-from ..record import layout
-from ..record.journal import fsync_dir
-from ..record.sink import ROW_GROUP_ROWS, _parquet_options
 from ..schema import RECV_COLUMN, arrow_schema
+from ..storage import layout
+from ..storage.parquet import ROW_GROUP_ROWS, parquet_options
+from ..storage.publish import TMP_SUFFIX, fsync_dir, publish
+from ._compact_check import Digest, digest, is_string, verify
 
 __all__ = ("DEFAULT_MAX_ROWS", "CompactionResult", "compact")
 
@@ -152,9 +157,7 @@ def compact(
             cannot be read or written, or the written file did not match its inputs (then
             nothing was published and the old files are untouched).
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise StorageError(f"no recording at {str(root)!r}: give the folder a recording wrote")
+    root = existing_recording(path)
     if not _is_recording(root):
         raise StorageError(
             f"{str(root)!r} is not a recording (no event type folders, no {layout.SESSIONS_DIR}): "
@@ -286,7 +289,7 @@ def _finish_earlier(folder: Path) -> int:
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()
             removed += 1
-    for stale in folder.glob(f"*-{catalog.COMPACT_SESSION_PREFIX}*.tmp"):
+    for stale in folder.glob(f"*-{catalog.COMPACT_SESSION_PREFIX}*{TMP_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
     if removed:
@@ -318,7 +321,7 @@ def _read_inputs(group: list[tuple[Path, int]]) -> list[tuple[pa.Schema, pa.Tabl
         try:
             meta = pq.read_metadata(file)
             schema = meta.schema.to_arrow_schema()
-            strings = [f.name for f in schema if _is_string(f.type)]
+            strings = [f.name for f in schema if is_string(f.type)]
             pf = pq.ParquetFile(file, metadata=meta, read_dictionary=strings)
             table = pf.read(use_threads=True)
         except (OSError, pa.ArrowException) as exc:
@@ -331,13 +334,9 @@ def _read_inputs(group: list[tuple[Path, int]]) -> list[tuple[pa.Schema, pa.Tabl
     return read
 
 
-def _is_string(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
-
-
 def _work_type(kind: pa.DataType) -> pa.DataType:
     """The in-memory type of a column while merging: strings as int32-coded dictionaries."""
-    return pa.dictionary(pa.int32(), kind) if _is_string(kind) else kind
+    return pa.dictionary(pa.int32(), kind) if is_string(kind) else kind
 
 
 def _target_schema(event_type: str, schemas: list[pa.Schema]) -> pa.Schema:
@@ -398,24 +397,31 @@ def _merge(
     first_ns = _min_recv(table)
     name = layout.file_name(first_ns, catalog.COMPACT_SESSION_PREFIX + secrets.token_hex(4), 1)
     target = part.path / (name + layout.PARQUET_SUFFIX)
-    tmp = target.with_name(target.name + ".tmp")
     replaced = json.dumps([f.name for f, _ in group]).encode()
     out_schema = schema.with_metadata(
         {**(schema.metadata or {}), catalog.COMPACTED_FROM_KEY: replaced}
     )
+    written: list[Digest] = []
+
+    def write(fh: BinaryIO) -> None:
+        nonlocal table, order
+        written.extend(_write(fh, out_schema, table, order, row_group_rows))
+        del table, order
+
+    def check(tmp: Path) -> bool:
+        _step("verify")
+        verify(tmp, out_schema, written, expected)
+        _step("publish")
+        return True
+
     _step("write")
     try:
-        written = _write(tmp, out_schema, table, order, row_group_rows)
-        del table, order
-        _step("verify")
-        _verify(tmp, out_schema, written, expected)
-        _step("publish")
-        os.replace(tmp, target)
-        fsync_dir(part.path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        publish(target, write, check=check)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write {str(target)!r}: {exc.strerror or exc}; the old files are untouched: "
+            "free space (or fix permissions) and run `tastyrec compact` again"
+        ) from exc
     for file, _ in group:
         _step("delete")
         with contextlib.suppress(FileNotFoundError):
@@ -532,7 +538,7 @@ def _compacted_options(schema: pa.Schema) -> dict[str, Any]:
     10 M quotes grew from 66 MB to 98 MB, 36 MB of it ``bid_time`` and ``ask_time``), while
     each symbol's times rise, which delta encoding stores in a few bits. Readers decode both.
     """
-    options = _parquet_options(schema)
+    options = parquet_options(schema)
     delta = [f.name for f in schema if pa.types.is_timestamp(f.type)]
     options["use_dictionary"] = [n for n in options["use_dictionary"] if n not in delta]
     options["column_encoding"] = {
@@ -542,15 +548,10 @@ def _compacted_options(schema: pa.Schema) -> dict[str, Any]:
     return options
 
 
-#: A written row group's digest: rows, then per column a checksum or (no checksum for its type)
-#: the column itself, compared whole.
-_Digest = tuple[int, list[int | pa.ChunkedArray]]
-
-
 def _write(
-    path: Path, schema: pa.Schema, table: pa.Table, order: pa.Array | None, row_group_rows: int
-) -> list[_Digest]:
-    """Write ``table``'s rows in ``order``, one row group per ``row_group_rows``; ``fsync``.
+    fh: BinaryIO, schema: pa.Schema, table: pa.Table, order: pa.Array | None, row_group_rows: int
+) -> list[Digest]:
+    """Write ``table``'s rows in ``order`` to ``fh``, one row group per ``row_group_rows``.
 
     A worker thread gathers the next row groups (Arrow's ``take`` releases the GIL) and
     computes their digests while the writer — single-threaded — encodes the current one, so
@@ -558,179 +559,31 @@ def _write(
     memory stays near one copy of the rows.
 
     Returns:
-        The digest of each row group written (for :func:`_verify`).
+        The digest of each row group written (for :func:`._compact_check.verify`).
     """
     starts = range(0, table.num_rows, row_group_rows)
 
-    def gather(start: int) -> tuple[pa.Table, _Digest]:
+    def gather(start: int) -> tuple[pa.Table, Digest]:
         if order is None:
             rows = table.slice(start, row_group_rows)
         else:
             rows = table.take(order.slice(start, row_group_rows))
         columns = [
-            rows.column(f.name).cast(f.type) if _is_string(f.type) else rows.column(f.name)
+            rows.column(f.name).cast(f.type) if is_string(f.type) else rows.column(f.name)
             for f in schema
         ]
         out = pa.Table.from_arrays(columns, schema=schema)
-        return out, _digest(out)
+        return out, digest(out)
 
-    digests: list[_Digest] = []
-    try:
-        with (
-            open(path, "wb") as fh,
-            concurrent.futures.ThreadPoolExecutor(1, "tastyrec-compact") as pool,
-        ):
-            with pq.ParquetWriter(fh, schema, **_compacted_options(schema)) as writer:
-                pending = [pool.submit(gather, s) for s in starts[:2]]
-                for n in range(len(starts)):
-                    rows, digest = pending.pop(0).result()
-                    if n + 2 < len(starts):
-                        pending.append(pool.submit(gather, starts[n + 2]))
-                    writer.write_table(rows, row_group_rows)
-                    digests.append(digest)
-                    del rows
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:
-        raise StorageError(
-            f"cannot write {str(path)!r}: {exc.strerror or exc}; the old files are untouched: "
-            "free space (or fix permissions) and run `tastyrec compact` again"
-        ) from exc
+    digests: list[Digest] = []
+    with concurrent.futures.ThreadPoolExecutor(1, "tastyrec-compact") as pool:
+        with pq.ParquetWriter(fh, schema, **_compacted_options(schema)) as writer:
+            pending = [pool.submit(gather, s) for s in starts[:2]]
+            for n in range(len(starts)):
+                rows, rows_digest = pending.pop(0).result()
+                if n + 2 < len(starts):
+                    pending.append(pool.submit(gather, starts[n + 2]))
+                writer.write_table(rows, row_group_rows)
+                digests.append(rows_digest)
+                del rows
     return digests
-
-
-def _verify(path: Path, schema: pa.Schema, written: list[_Digest], rows: int) -> None:
-    """The file at ``path`` decodes to exactly the row groups ``written``; or StorageError.
-
-    Why this is a real lossless check, and why it is cheap:
-
-    * What was handed to the writer holds every input row once: the inputs' rows were
-      counted against each input's footer, then gathered through a permutation (a sort's
-      output), row group by row group.
-    * Each row group's digest is taken from the very arrays handed to the writer: the row
-      count, and per column a position-weighted checksum of the decoded values —
-      ``sum(bits[i] * w[i]) mod 2**64`` over the values' exact bit patterns (so NaN payloads and
-      ``-0.0`` count; nulls by their validity), string columns by their lengths and bytes,
-      with fixed random odd weights ``w``. Any single changed value changes it (odd weights
-      are invertible modulo 2**64), as does moving a value to another row; a random
-      corruption goes unnoticed with probability about 2**-64. Columns of other types
-      (booleans, decimals, nested) are kept and compared whole.
-    * Here the file is opened afresh: its footer is parsed, its row count, row groups and
-      schema checked, and every row group decoded from disk — decompressed, dictionary and
-      delta decoded — and digested the same way. A torn, truncated, mis-encoded or
-      misplaced write cannot match, so it is never published.
-
-    The digests cost ~5 ms per 256Ki-row row group; the decode, on both cores, is the price
-    of reading back. Nothing but digests is kept between writing and checking (keeping the
-    written rows to compare bit for bit doubled the memory, and fresh memory is slow).
-    """
-
-    def fail(what: str) -> StorageError:
-        return StorageError(
-            f"compaction check failed: {what} in {str(path)!r}; the old files are untouched"
-        )
-
-    try:
-        pf = pq.ParquetFile(path)
-        meta = pf.metadata
-        if meta.num_rows != rows or sum(n for n, _ in written) != rows:
-            raise fail(f"{meta.num_rows} rows where {rows} were expected")
-        if meta.num_row_groups != len(written):
-            raise fail(f"{meta.num_row_groups} row groups where {len(written)} were written")
-        found = pf.schema_arrow
-        if found.names != schema.names or found.types != schema.types:
-            raise fail("columns that differ from the inputs'")
-        for n, (count, sums) in enumerate(written):
-            got = pf.read_row_group(n, use_threads=True)
-            found_count, found_sums = _digest(got)
-            if found_count != count:
-                raise fail(f"row group {n} of {found_count} rows, not {count}")
-            for name, want, have in zip(schema.names, sums, found_sums, strict=True):
-                if isinstance(want, int) or isinstance(have, int):
-                    same = want == have
-                else:
-                    same = _bits(want).equals(_bits(have))
-                if not same:
-                    raise fail(f"column {name!r} differing from its inputs in row group {n}")
-    except (OSError, pa.ArrowException) as exc:
-        raise fail(f"an unreadable file ({exc})") from exc
-
-
-_WEIGHTS: np.ndarray = np.zeros(0, dtype=np.uint64)
-
-
-def _weights(n: int) -> np.ndarray:
-    """The first ``n`` checksum weights: odd, pseudo-random, the same in every run.
-
-    ``w[i]`` is splitmix64 of ``i``, so a longer table extends a shorter one.
-    """
-    global _WEIGHTS
-    if len(_WEIGHTS) < n:
-        x = np.arange(max(n, 2 * len(_WEIGHTS), 1 << 18), dtype=np.uint64)
-        x += np.uint64(0x9E3779B97F4A7C15)
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-        _WEIGHTS = x | np.uint64(1)
-    return _WEIGHTS[:n]
-
-
-def _digest(table: pa.Table) -> _Digest:
-    """Row count and, per column, its checksum (or the column itself): see :func:`_verify`."""
-    sums: list[int | pa.ChunkedArray] = []
-    for column in table.columns:
-        if _checksummed(column.type):
-            # positions count from the row group's start, however it is chunked
-            sums.append(
-                _checksum(column.combine_chunks())
-                if column.num_chunks != 1
-                else _checksum(column.chunk(0))
-            )
-        else:
-            sums.append(column)
-    return table.num_rows, sums
-
-
-def _checksummed(kind: pa.DataType) -> bool:
-    fixed = pa.types.is_primitive(kind) and not pa.types.is_boolean(kind)
-    return (fixed and kind.bit_width in (8, 16, 32, 64)) or _is_string(kind)
-
-
-def _checksum(array: pa.Array) -> int:
-    """Position-weighted sum of the values' bits (strings: lengths and bytes), mod 2**64."""
-    n = len(array)
-    if not n:
-        return 0
-    buffers = array.buffers()
-    valid = None if not array.null_count else np.asarray(array.is_valid(), dtype=np.uint64)
-    total = 0 if valid is None else int(np.dot(valid, _weights(n)[::-1]))
-    if _is_string(array.type):
-        width = 8 if pa.types.is_large_string(array.type) else 4
-        offsets = np.frombuffer(buffers[1], f"<i{width}", n + 1, array.offset * width)
-        values = np.diff(offsets).astype(np.uint64)
-        start, end = int(offsets[0]), int(offsets[-1])
-        data = np.zeros(-(-(end - start) // 8), dtype=np.uint64)
-        if end > start and buffers[2] is not None:
-            data.view(np.uint8)[: end - start] = np.frombuffer(
-                buffers[2], np.uint8, end - start, start
-            )
-        total += int(np.dot(data, _weights(len(data))[::-1]))
-    else:
-        width = array.type.bit_width // 8
-        values = np.frombuffer(buffers[1], f"<u{width}", n, array.offset * width)
-        if width != 8:
-            values = values.astype(np.uint64)
-    if valid is not None:
-        values = values * valid  # the bits under a null are undefined
-    return (total + int(np.dot(values, _weights(n)))) % (1 << 64)
-
-
-def _bits(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Floats as their bit patterns (NaN == NaN), other columns unchanged."""
-    if pa.types.is_float64(column.type):
-        return pa.chunked_array([c.view(pa.int64()) for c in column.chunks], pa.int64())
-    if pa.types.is_float32(column.type):
-        return pa.chunked_array([c.view(pa.int32()) for c in column.chunks], pa.int32())
-    return column

@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 
 from .. import catalog
 from .._arrow_values import rows as python_rows
+from .._location import existing_recording
 from ..exceptions import StorageError
-from ._duck import connect, parquet_source, quote_ident
+from ..storage.sql import connect, parquet_source, quote_ident
 
 __all__ = ("Inventory", "TypeInventory", "inventory")
 
@@ -81,7 +82,7 @@ def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
     Raises:
         StorageError: no recording at ``path``, or a file cannot be read.
     """
-    root = Path(path)
+    root = existing_recording(path)
     con = connect(root)
     result = Inventory(root)
     try:

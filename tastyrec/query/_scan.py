@@ -6,20 +6,23 @@ on ``event_symbol`` are pushed into the Parquet reader, which skips row groups b
 statistics. Files written by other schema versions are read into the current schema: a column a
 file lacks reads as null, a column the current schema lacks is left out (use :func:`connect` to
 see every column of every file).
+
+``start`` and ``end`` select rows by receipt time (``recv_ns``) under the one rule of
+:mod:`tastyrec._time` (naive = New York time; a date is a whole New York day, a date ``end``
+included), the same rows :class:`~tastyrec.ReplayStreamer` replays.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from datetime import date, datetime
-from pathlib import Path
 
 import polars as pl
 
-from .. import catalog
+from .. import _time, catalog
+from .._location import existing_recording
+from .._time import TimeLike
 from ..events.base import Event
-from ..exceptions import StorageError
 from ..schema import RECV_COLUMN, polars_schema
 
 __all__ = ("scan",)
@@ -35,8 +38,8 @@ def scan(
     path: str | os.PathLike[str],
     event_type: type[Event],
     *,
-    start: date | datetime | None = None,
-    end: date | datetime | None = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     symbols: Iterable[str] | None = None,
 ) -> pl.LazyFrame:
     """A polars LazyFrame over the recorded events of one type.
@@ -52,9 +55,9 @@ def scan(
     Args:
         path: the recording folder.
         event_type: the event class (``Quote``, ``Trade``...).
-        start: keep rows from this New York date (a date) or receipt time (a datetime) on.
-        end: keep rows up to this New York date, inclusive (a date), or received before this
-            time (a datetime).
+        start: keep rows received at or after this: a datetime (naive = New York time), a date
+            (from that New York day on), ISO text or epoch ns (:mod:`tastyrec._time`).
+        end: keep rows received before this; a date keeps that whole New York day.
         symbols: keep only these symbols (the same as filtering ``event_symbol``).
 
     Returns:
@@ -62,13 +65,14 @@ def scan(
         with the right schema.
 
     Raises:
-        StorageError: ``path`` is not a folder.
+        RecordingNotFound: ``path`` is not a folder (a ``StorageError``).
+        UnsupportedLocation: ``path`` is a URL (``s3://...``).
+        ValueError: ``start`` or ``end`` is text that is not a time.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise StorageError(f"no recording at {str(root)!r}: give the folder a recording wrote")
+    root = existing_recording(path)
+    start_ns, end_ns = _time.start_ns(start), _time.end_ns(end)
     schema = dict(polars_schema(event_type))
-    files = catalog.recording_files(root, event_type.__name__, start=start, end=end)
+    files = catalog.recording_files(root, event_type.__name__, start=start_ns, end=end_ns)
     if not files:
         frame = pl.LazyFrame(schema=schema).with_columns(pl.lit(None, pl.Date).alias("date"))
     else:
@@ -81,21 +85,15 @@ def scan(
             extra_columns="ignore",
             cast_options=_CAST,
         )
-    if isinstance(start, datetime):
-        frame = frame.filter(pl.col(RECV_COLUMN) >= _utc(start))
-    elif isinstance(start, date):
-        frame = frame.filter(pl.col("date") >= start)
-    if isinstance(end, datetime):
-        frame = frame.filter(pl.col(RECV_COLUMN) < _utc(end))
-    elif isinstance(end, date):
-        frame = frame.filter(pl.col("date") <= end)
+    if start_ns is not None:
+        frame = frame.filter(pl.col(RECV_COLUMN) >= _timestamp(start_ns))
+    if end_ns is not None:
+        frame = frame.filter(pl.col(RECV_COLUMN) < _timestamp(end_ns))
     if symbols is not None:
         frame = frame.filter(pl.col("event_symbol").is_in(list(symbols)))
     return frame
 
 
-def _utc(moment: datetime) -> pl.Expr:
-    from datetime import UTC
-
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return pl.lit(aware.astimezone(UTC)).cast(pl.Datetime("ns", "UTC"))
+def _timestamp(epoch_ns: int) -> pl.Expr:
+    """An epoch-ns time as a literal of ``recv_ns``'s type."""
+    return pl.lit(epoch_ns, pl.Int64).cast(pl.Datetime("ns", "UTC"))

@@ -1,7 +1,8 @@
 """The ``tastyrec sql``, ``tastyrec info`` and ``tastyrec compact`` commands (click).
 
-* ``tastyrec sql "SELECT ..." [--data PATH] [--format table|csv|json|parquet] [-o FILE]`` — a
-  readable table on a terminal; CSV when piped (or the format asked for).
+* ``tastyrec sql "SELECT ..." [--data PATH] [--format table|csv|json|parquet] [-o FILE]
+  [--start T] [--end T]`` — a readable table on a terminal; CSV when piped (or the format asked
+  for); ``--start``/``--end`` keep the event rows of that window (:mod:`tastyrec._time`).
 * ``tastyrec info [PATH]`` — per event type: files, rows, bytes, symbols, first and last time;
   then the sessions and gaps.
 * ``tastyrec compact [PATH] [--date D]`` — merge each partition's small files into large ones.
@@ -23,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
 
-from .._cli import DEFAULT_DATA, recording_argument, recording_folder
+from .._cli import DEFAULT_DATA, recording_argument, recording_folder, time_window
 
 if TYPE_CHECKING:
     import duckdb
@@ -50,7 +51,7 @@ def _fail(exc: Exception) -> click.ClickException:
     "-d",
     default=DEFAULT_DATA,
     show_default=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(),
     callback=recording_folder,
     help="Recording folder (what `tastyrec record --out` wrote).",
 )
@@ -68,18 +69,27 @@ def _fail(exc: Exception) -> click.ClickException:
     default=None,
     help="Write to this file instead of standard output.",
 )
-def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
+@time_window("Event views keep rows")
+def sql(
+    query: str,
+    data: Path,
+    fmt: str | None,
+    output: Path | None,
+    start: str | None,
+    end: str | None,
+) -> None:
     """Run a SQL QUERY over a recording with DuckDB.
 
     Each recorded event type is a view (Quote, Trade, Greeks...) with a `date` column, the New
-    York date of receipt; `sessions` and `gaps` hold the bookkeeping. Example:
+    York date of receipt; `sessions` and `gaps` hold the bookkeeping. --start/--end keep the
+    event rows received in that window (naive times are New York time). Example:
 
         tastyrec sql "SELECT event_symbol, count(*) FROM Quote GROUP BY 1"
     """
     import duckdb
 
     from ..exceptions import TastyrecError
-    from ._duck import connect
+    from ..storage.sql import connect
 
     if fmt is None:
         fmt = "table" if output is None and sys.stdout.isatty() else "csv"
@@ -88,7 +98,7 @@ def sql(query: str, data: Path, fmt: str | None, output: Path | None) -> None:
     if output is not None and not output.parent.is_dir():
         raise click.UsageError(f"no folder {str(output.parent)!r} for -o: create it first")
     try:
-        con = connect(data)
+        con = connect(data, start=start, end=end)
     except TastyrecError as exc:
         raise _fail(exc) from None
     try:
@@ -351,10 +361,12 @@ def _bytes(n: int) -> str:
 def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
     if value is None:
         return None
+    from .._time import day
+
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date such as 2026-11-20") from None
+        return day(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command()

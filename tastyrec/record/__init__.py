@@ -1,12 +1,14 @@
 """Recording: a DXLink stream -> write-ahead journal -> rotating, crash-safe Parquet files.
 
-Modules: :mod:`.layout` (where files go), :mod:`.journal` (write-ahead journal), :mod:`.sink`
-(rotation, atomic Parquet publication, the crash-safety argument), :mod:`.recorder` (the
-:class:`Recorder` and :func:`recover`), :mod:`.convert` (user events -> Arrow), :mod:`.status`
-(terminal status), :mod:`.chains` (option chains around the money), :mod:`.account_schema`
-(account events -> Arrow).
+Modules: :mod:`.sink` (rotation, conversion to Parquet, the crash-safety argument),
+:mod:`.recorder` (the :class:`Recorder`), :mod:`.recovery` (session locks, :func:`recover`),
+:mod:`.live_sql` (SQL over a running recording), :mod:`.account_window` (recent account rows),
+:mod:`.convert` (user events -> Arrow), :mod:`.status` (terminal status), :mod:`.chains` (option
+chains around the money). The on-disk format they write (layout, journal, bookkeeping tables,
+account schema, Parquet settings, atomic publication) is :mod:`tastyrec.storage`, which readers
+share.
 
-Names are imported on first use (:mod:`tastyrec._lazy`): importing :mod:`.layout` alone does not
+Names are imported on first use (:mod:`tastyrec._lazy`): importing :mod:`.sink` alone does not
 load the recorder.
 """
 
@@ -17,19 +19,20 @@ from typing import TYPE_CHECKING, Final
 from .._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
-    from .journal import FsyncPolicy
-    from .recorder import Recorder, RecoveryReport, recover
+    from ..storage.journal import FsyncPolicy
+    from .recorder import Recorder
+    from .recovery import RecoveryReport, recover
     from .sink import RotationPolicy, WrittenFile
     from .status import RecorderStats
 
 _EXPORTS: Final = {
-    "FsyncPolicy": ".journal",
+    "FsyncPolicy": "..storage.journal",
     "Recorder": ".recorder",
     "RecorderStats": ".status",
-    "RecoveryReport": ".recorder",
+    "RecoveryReport": ".recovery",
     "RotationPolicy": ".sink",
     "WrittenFile": ".sink",
-    "recover": ".recorder",
+    "recover": ".recovery",
 }
 
 __all__ = (

@@ -30,8 +30,9 @@ Bookkeeping table: ``<root>/_subscriptions/<name>.parquet`` (``<name>`` is the r
 session's, as in ``_sessions``), one row per symbol and event type subscribed or unsubscribed:
 ``time`` (ns, UTC), ``session_id``, ``underlying``, ``action`` (``subscribe``/``unsubscribe``),
 ``event_type``, ``symbol``, ``reason`` (``initial``, ``recentre``, ``chain``, ``close``) and
-``price`` (the underlying's mid that led to it). Rewritten atomically (temporary file, fsync,
-rename) at most once per ``write_interval_s`` and when the block is left, like ``_sessions``.
+``price`` (the underlying's mid that led to it). Rewritten atomically
+(:mod:`tastyrec.storage.bookkeeping`) at most once per ``write_interval_s`` and when the block is
+left, like ``_sessions``.
 
 The price comes from a tap of the streamer (:meth:`DXLinkStreamer.tap`), filtered to the
 underlyings' quotes, so the streamer may have no listener queues (``queue_size=0``, as the
@@ -46,13 +47,12 @@ Imports no websockets and no HTTP client: I/O goes through the session and the s
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -70,10 +70,13 @@ from ..dxlink.compact import ColumnBatch
 from ..events.base import Event
 from ..events.market import Greeks, Quote, Summary
 from ..exceptions import ApiError, CredentialsError, LocalProtocolError, _unwrap_group
-from ..schema import RECV_TYPE
-from ..sim.engine import SimConfig
-from . import layout
-from .recorder import _write_small_table
+from ..storage.bookkeeping import (
+    SUBSCRIPTION_SCHEMA,
+    SubscriptionChange,
+    subscriptions_path,
+    write_subscriptions,
+)
+from ..storage.layout import SUBSCRIPTIONS_DIR
 
 if TYPE_CHECKING:
     from ..dxlink.streamer import DXLinkStreamer
@@ -83,13 +86,11 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_CHAIN_EVENTS",
-    "DEMO_CONFIG",
     "DEFAULT_UNDERLYING_EVENTS",
     "SUBSCRIPTIONS_DIR",
     "SUBSCRIPTION_SCHEMA",
     "ChainRecorder",
     "SubscriptionChange",
-    "demo_session",
     "record_chains",
     "recentre_threshold",
 )
@@ -100,36 +101,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHAIN_EVENTS: Final[tuple[type[Event], ...]] = (Greeks, Quote, Summary)
 #: Event types recorded for the underlyings by default (Quote is always subscribed).
 DEFAULT_UNDERLYING_EVENTS: Final[tuple[type[Event], ...]] = (Quote, Summary)
-#: The bookkeeping folder of subscription changes.
-SUBSCRIPTIONS_DIR: Final = "_subscriptions"
 SUBSCRIBE: Final = "subscribe"
 UNSUBSCRIBE: Final = "unsubscribe"
-
-SUBSCRIPTION_SCHEMA: Final = pa.schema(
-    [
-        pa.field("time", RECV_TYPE, nullable=False),
-        pa.field("session_id", pa.string(), nullable=False),
-        pa.field("underlying", pa.string(), nullable=False),
-        pa.field("action", pa.string(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("symbol", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("price", pa.float64()),
-    ]
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionChange:
-    """One row of the ``_subscriptions`` table: a symbol subscribed or unsubscribed."""
-
-    time_ns: int
-    underlying: str
-    action: str  #: ``"subscribe"`` or ``"unsubscribe"``
-    event_type: str
-    symbol: str
-    reason: str  #: ``"initial"``, ``"recentre"``, ``"chain"`` or ``"close"``
-    price: float | None  #: the underlying's mid behind the change
 
 
 def recentre_threshold(
@@ -247,8 +220,7 @@ class ChainRecorder:
             start_ns = time.time_ns()
         #: the table file (None: kept in memory only)
         self.path: Path | None = (
-            self.root / SUBSCRIPTIONS_DIR / f"{layout.file_name(start_ns, self.session_id, 0)}"
-            ".parquet"
+            subscriptions_path(self.root, start_ns, self.session_id)
             if self.root is not None
             else None
         )
@@ -335,7 +307,7 @@ class ChainRecorder:
                     await self._unsubscribe_all()
                 if self.path is not None and self.changes:
                     try:
-                        await anyio.to_thread.run_sync(self._write, self._table())
+                        await anyio.to_thread.run_sync(self._write, list(self.changes))
                     except OSError as error:
                         logger.warning("could not write the subscriptions table: %s", error)
             return await self._tg.__aexit__(exc_type, exc, tb)
@@ -560,38 +532,16 @@ class ChainRecorder:
             await self._dirty.wait()
             self._dirty = anyio.Event()
             if len(self.changes) != self._written:
-                await anyio.to_thread.run_sync(self._write, self._table())
+                await anyio.to_thread.run_sync(self._write, list(self.changes))
             await anyio.sleep(self.write_interval_s)
 
-    def _table(self) -> pa.Table:
-        rows = list(self.changes)
-        return pa.table(
-            {
-                "time": [c.time_ns for c in rows],
-                "session_id": [self.session_id] * len(rows),
-                "underlying": [c.underlying for c in rows],
-                "action": [c.action for c in rows],
-                "event_type": [c.event_type for c in rows],
-                "symbol": [c.symbol for c in rows],
-                "reason": [c.reason for c in rows],
-                "price": [c.price for c in rows],
-            },
-            schema=SUBSCRIPTION_SCHEMA,
-        )
-
-    def _write(self, table: pa.Table) -> None:
+    def _write(self, changes: list[SubscriptionChange]) -> None:
         assert self.path is not None
-        _write_small_table(self.path, table)
-        self._written = table.num_rows
+        write_subscriptions(self.path, self.session_id, changes)
+        self._written = len(changes)
 
 
 # --- the command line's entry points ---------------------------------------------------------
-
-#: The demo simulator's rates (events per symbol per second), light enough for thousands of
-#: options priced in this process.
-DEMO_CONFIG: Final = SimConfig(
-    quote_rate_hz=1.0, greeks_rate_hz=0.5, trade_rate_hz=0.5, summary_rate_hz=0.1
-)
 
 
 async def record_chains(
@@ -654,47 +604,3 @@ async def record_chains(
             else:
                 await anyio.sleep(duration_s)
     return recorder
-
-
-@contextlib.asynccontextmanager
-async def demo_session(seed: int = 0, config: SimConfig | None = None) -> AsyncIterator[Session]:
-    """A :class:`~tastyrec.session.Session` on the built-in fakes: no account, no network.
-
-    Runs a DXLink :class:`~tastyrec.sim.Simulator` and a fake tastytrade REST API
-    (:class:`~tastyrec.sim.rest.ApiSimulator`, chains for SPY, QQQ, IWM, AAPL, MSFT, NVDA, TSLA,
-    AMZN, SPX, NDX, XSP) on 127.0.0.1, and yields a session logged in to the fake with its
-    credentials: what ``tastyrec record --chain SPY --demo`` records from.
-
-    The simulator prices every option in Python, in long synchronous stretches (a Summary
-    samples the day's path): it runs on an event loop of its own in a worker thread (an anyio
-    blocking portal), so that the recorder's loop keeps its turn, and by default at
-    :data:`DEMO_CONFIG`'s modest rates.
-    """
-    from anyio.from_thread import start_blocking_portal
-
-    from ..session import Session
-    from ..sim import Simulator
-    from ..sim.rest import ApiSimulator
-
-    sim = Simulator(
-        seed=seed,
-        token=f"demo-{secrets.token_hex(8)}",
-        config=config if config is not None else DEMO_CONFIG,
-    )
-    with contextlib.ExitStack() as stack:
-        portal_cm = start_blocking_portal("asyncio")
-        portal = await anyio.to_thread.run_sync(portal_cm.__enter__)
-        stack.push(portal_cm)  # exited last, also on errors below
-        served = portal.wrap_async_context_manager(sim)
-        await anyio.to_thread.run_sync(served.__enter__)
-        try:
-            async with (
-                ApiSimulator(sim, seed=seed) as api,
-                Session(api.client_secret, api.refresh_token, api_url=api.url) as session,
-            ):
-                yield session
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(served.__exit__, None, None, None)
-                await anyio.to_thread.run_sync(portal_cm.__exit__, None, None, None)
-            stack.pop_all()

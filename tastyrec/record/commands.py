@@ -317,7 +317,8 @@ def record(
             await _record(url, token, None, account_url, account_token)
 
     async def _record_chains() -> None:
-        from .chains import DEFAULT_CHAIN_EVENTS, demo_session, record_chains
+        from ..demo import demo_session
+        from .chains import DEFAULT_CHAIN_EVENTS, record_chains
 
         async with contextlib.AsyncExitStack() as stack:
             if demo:
@@ -456,7 +457,7 @@ def _subscription_plan(symbols: list[str], types: list[type[Any]] | None) -> dic
 def _day_start() -> Any:
     from datetime import datetime, time as dtime
 
-    from .layout import MARKET_TZ
+    from ..storage.layout import MARKET_TZ
 
     return datetime.combine(datetime.now(MARKET_TZ).date(), dtime(0), MARKET_TZ)
 

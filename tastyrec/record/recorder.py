@@ -8,19 +8,15 @@ into Parquet in a worker thread. The crash-safety argument is in :mod:`tastyrec.
 Snapshot markers (the one event of an empty candle snapshot, eventFlags 14) carry no data and are
 left out before all that (:mod:`tastyrec.record._snapshots`).
 
-Bookkeeping tables, one small Parquet file per recording session, rewritten atomically:
-
-* ``_sessions/<name>.parquet``: session id, start, end, source, symbols, event types, status
-  (``recording``, ``ended``, ``failed``, ``recovered``), rows, files, tastyrec version.
-* ``_gaps/<name>.parquet``: one row per disconnect -> reconnect: the receipt time of the last event
-  before the break, when it was noticed, when the subscriptions were restored, why, and which
-  stream broke (``stream``: ``dxlink`` or ``account``).
+Bookkeeping tables (``_sessions``, ``_gaps``): :mod:`tastyrec.storage.bookkeeping`. Session
+locks and crash recovery: :mod:`tastyrec.record.recovery`. SQL over the files and the journal tail
+(:meth:`Recorder.connect`): :mod:`tastyrec.record.live_sql`.
 
 Account streams. Given an :class:`~tastyrec.account.AlertStreamer` too (``account_streamer=``),
 the recorder reads its :meth:`~tastyrec.account.AlertStreamer.tap` (every notification, never
 dropped) and writes each payload class to its own table named after the class (``PlacedOrder``,
 ``AccountBalance``, ``CurrentPosition``..., ``UnknownNotification`` for types tastyrec does not
-know), with the Arrow schema of :mod:`tastyrec.record.account_schema`, through the same sinks,
+know), with the Arrow schema of :mod:`tastyrec.storage.account_schema`, through the same sinks,
 journal, rotation and recovery as market data, on the same ``recv_ns`` axis. The account
 streamer's disconnects are rows of the gaps table (``stream = 'account'``), read from its
 :attr:`~tastyrec.account.AlertStreamer.gaps` as the DXLink ones are from the DXLink streamer's.
@@ -42,13 +38,9 @@ Both taps are read by a shielded task that is never cancelled (cancelling a task
 ``receive`` can lose the item being handed to it); it stops when the streamer's ``close_tap``
 ends the tap.
 
-A running recorder holds a lock on ``_journal/<session>.lock``. Another recorder starting in the
-same folder (or ``tastyrec recover``) converts the journal segments of sessions whose lock is free
-— recorders that died — and leaves those of live recorders alone. A session's final status:
-``ended`` (stopped cleanly), ``failed`` (stopped on an error), ``recovered`` (died; converted by
-``recover``). A recorder that stops but cannot write that status (a full disk) renames its lock
-to ``<session>.fail`` or ``<session>.done`` (a rename needs no space), which ``recover`` turns
-into the status.
+Size: over 600 lines because the three inputs (DXLink tap, account tap with its reconciliation,
+user events) share the ingest path, the sinks and the counters of one object; what is not input
+lives in the modules above.
 
 Deviation from STYLE.md: the Parquet conversion runs in a worker thread; journal appends run on
 the event loop (one ``write`` into the page cache each), which keeps batches in receipt order
@@ -64,9 +56,8 @@ import os
 import secrets
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, cast
@@ -76,11 +67,9 @@ import anyio
 import anyio.lowlevel
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .._arrow_values import rows as python_rows
 from .._version import __version__
 from ..account.reconcile import RECONCILED_TYPES, RestClient, StreamKnowledge, fetch_snapshot
 from ..dxlink.compact import ColumnBatch
@@ -92,25 +81,20 @@ from ..events.registry import EVENT_TYPES
 from ..exceptions import SchemaError, StorageError, TastyrecError, _unwrap_group
 from ..live import LiveFrame
 from ..schema import RECV_COLUMN, RECV_TYPE, arrow_schema
-from . import layout
-from ._snapshots import SnapshotMarkers
-from .account_schema import (
+from ..storage.account_schema import (
     AccountRecord,
     account_arrow_schema,
     account_events_to_batch,
     is_account_type,
 )
-from .journal import FsyncPolicy, fsync_dir
-from .sink import (
-    EventSink,
-    RotationPolicy,
-    WrittenFile,
-    convert_segment,
-    journal_segments,
-    prune_journal,
-)
+from ..storage.bookkeeping import ACCOUNT_STREAM, DXLINK_STREAM, GapRow, SessionRow, write_gaps
+from ..storage.journal import FsyncPolicy
+from ._snapshots import SnapshotMarkers
+from .account_window import AccountWindow
+from .live_sql import live_connection
+from .recovery import RecoveryReport, SessionLock, lock_path, marker_path, recover
+from .sink import EventSink, RotationPolicy, WrittenFile, convert_segment, prune_journal
 from .status import RecorderStats
-from .tables import gap_schema, session_schema
 
 if TYPE_CHECKING:
     import duckdb
@@ -149,11 +133,6 @@ class Reconciliation:
     ended_ns: int | None = None
 
 
-#: ``stream`` values of the gaps table.
-DXLINK_STREAM: Final = "dxlink"
-ACCOUNT_STREAM: Final = "account"
-
-
 def safe_source(url: str) -> str:
     """``url`` without credentials, query or fragment: the provenance kept in files."""
     try:
@@ -164,238 +143,6 @@ def safe_source(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-# --- bookkeeping tables --------------------------------------------------------------------
-
-
-def _write_small_table(path: Path, table: pa.Table) -> None:
-    """Atomically replace a small Parquet file (tmp, fsync, rename, fsync folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique temporary name: two writers (a timer, the exit) never share one
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a full disk: no half-written file left behind
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
-
-
-def _session_name(start_ns: int, session_id: str) -> str:
-    return layout.file_name(start_ns, session_id, 0)
-
-
-@dataclass
-class _Session:
-    session_id: str
-    start_ns: int
-    source: str | None
-    symbols: list[str] = field(default_factory=list)
-    event_types: list[str] = field(default_factory=list)
-    status: str = "recording"
-    end_ns: int | None = None
-    rows: int = 0
-    files: int = 0
-
-    def write(self, root: Path) -> None:
-        row = {
-            "session_id": [self.session_id],
-            "start": [self.start_ns],
-            "end": [self.end_ns],
-            "source": [self.source],
-            "symbols": [sorted(self.symbols)],
-            "event_types": [sorted(self.event_types)],
-            "status": [self.status],
-            "rows": [self.rows],
-            "files": [self.files],
-            "tastyrec_version": [__version__],
-        }
-        name = _session_name(self.start_ns, self.session_id)
-        _write_small_table(
-            root / layout.SESSIONS_DIR / f"{name}.parquet",
-            pa.table(row, schema=session_schema()),
-        )
-
-
-# --- session locks -------------------------------------------------------------------------
-
-
-def _lock_path(root: Path, session_id: str) -> Path:
-    return root / layout.JOURNAL_DIR / f"{session_id}.lock"
-
-
-#: marker suffix -> the final status it stands for
-_MARKERS: Final = {"fail": "failed", "done": "ended"}
-
-
-def _marker_path(root: Path, session_id: str, status: str) -> Path:
-    """The lock file renamed when a recorder stopped but could not write its final status in
-    its session row (a full disk): :func:`recover` then writes it (``failed`` or ``ended``). A
-    rename needs no free space, and the name is as long as the lock's, so the folder entry is
-    reused."""
-    suffix = "fail" if status == "failed" else "done"
-    return root / layout.JOURNAL_DIR / f"{session_id}.{suffix}"
-
-
-class _SessionLock:
-    """An exclusive ``flock`` on ``_journal/<session>.lock``, held while the recorder runs."""
-
-    def __init__(self, path: Path) -> None:
-        import fcntl
-
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def release(self, marker: Path | None = None) -> None:
-        """Unlock and remove the lock file, or rename it to ``marker`` (see
-        :func:`_marker_path`)."""
-        if self._fd is None:
-            return
-        try:
-            if marker is not None:
-                os.replace(self.path, marker)
-            else:
-                self.path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:  # the lock file stays: recover() then says "recovered"
-            logger.warning("could not leave the status marker %s: %s", marker, exc)
-        os.close(self._fd)
-        self._fd = None
-
-
-def _is_alive(lock: Path) -> bool:
-    """Whether a recorder holds ``lock`` (False for a missing file or a free lock)."""
-    import fcntl
-
-    try:
-        fd = os.open(lock, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing releases a lock we may have taken
-    return False
-
-
-# --- recovery ------------------------------------------------------------------------------
-
-
-@dataclass
-class RecoveryReport:
-    """What :func:`recover` did."""
-
-    files: list[WrittenFile] = field(default_factory=list)
-    #: sessions whose journal was recovered
-    sessions: list[str] = field(default_factory=list)
-    #: journal segments left alone because their recorder is still running
-    skipped_live: int = 0
-
-    @property
-    def rows(self) -> int:
-        """Rows recovered into Parquet."""
-        return sum(f.rows for f in self.files)
-
-    @property
-    def torn_bytes(self) -> int:
-        """Bytes of torn tails dropped."""
-        return sum(f.torn_bytes for f in self.files)
-
-
-def _session_of(segment: Path) -> str:
-    # name: <stamp>Z-<session>-<seq>.arrows
-    return segment.stem.rsplit("-", 2)[-2]
-
-
-def recover(root: str | os.PathLike[str]) -> RecoveryReport:
-    """Turn journal segments left by recorders that died into Parquet. Blocking.
-
-    Keeps every intact record, drops only torn tails; segments of running recorders are left
-    alone. Marks the dead (killed) sessions ``recovered`` in the sessions table; a recorder that
-    stopped but could not write its final status there (a full disk) left a marker
-    (``_journal/<session>.fail`` or ``.done``), and its session is marked ``failed`` or ``ended``
-    instead; a ``failed`` row keeps its status and gets the rows recovered from its journal.
-    Safe to run twice.
-
-    Raises:
-        StorageError: a file could not be written (the journal is kept).
-    """
-    base = Path(root)
-    report = RecoveryReport()
-    by_session: dict[str, list[Path]] = defaultdict(list)
-    for segment in journal_segments(base):
-        by_session[_session_of(segment)].append(segment)
-    for pattern in ("*.lock", *(f"*.{suffix}" for suffix in _MARKERS)):
-        for lock in sorted((base / layout.JOURNAL_DIR).glob(pattern)):
-            by_session.setdefault(lock.stem, [])
-    for session_id, segments in sorted(by_session.items()):
-        lock = _lock_path(base, session_id)
-        if _is_alive(lock):
-            report.skipped_live += len(segments)
-            continue
-        written = [w for w in (convert_segment(base, s) for s in segments) if w is not None]
-        for pattern in (f"*/date=*/*-{session_id}-*.tmp", f"_*/*-{session_id}-*.tmp"):
-            for stale in base.glob(pattern):  # temporary files of a write the crash cut short
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-        report.files += written
-        report.sessions.append(session_id)
-        markers = [lock.with_suffix(f".{suffix}") for suffix in _MARKERS]
-        status = next((_MARKERS[m.suffix[1:]] for m in markers if m.exists()), None)
-        _mark_recovered(base, session_id, written, status)
-        for path in (lock, *markers):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-    if not report.skipped_live:
-        prune_journal(base)
-    if report.files:
-        logger.warning(
-            "= recovered %d rows into %d files from the journal of %d interrupted session(s)",
-            report.rows,
-            len(report.files),
-            len(report.sessions),
-        )
-    return report
-
-
-def _mark_recovered(
-    root: Path, session_id: str, written: list[WrittenFile], status: str | None = None
-) -> None:
-    """Rewrite a dead session's row from what is on disk now (rows, files, types, end), with
-    ``status`` (the recorder's marker), else ``failed`` if the row says so, else
-    ``recovered``."""
-    files = sorted(root.glob(f"*/date=*/*-{session_id}-*.parquet"))
-    metas = [pq.read_metadata(f) for f in files]
-    ends = [w.last_recv_ns for w in written if w.last_recv_ns is not None]
-    for path in (root / layout.SESSIONS_DIR).glob(f"*-{session_id}-*.parquet"):
-        # times as epoch ns: pyarrow gives nanosecond timestamps to Python only through pandas
-        row = python_rows(pq.read_table(path))[0]
-        was_failed = row["status"] == "failed"
-        if row["status"] != "recording" and not (was_failed and (written or status)):
-            continue
-        session = _Session(
-            session_id,
-            row["start"],
-            row["source"],
-            list(row["symbols"] or ()),
-            sorted({f.parent.parent.name for f in files} | set(row["event_types"] or ())),
-            status="failed" if was_failed else status or "recovered",
-            end_ns=row["end"] if row["end"] is not None else (max(ends) if ends else None),
-            rows=sum(m.num_rows for m in metas),
-            files=len(files),
-        )
-        session.write(root)
 
 
 # --- the recorder --------------------------------------------------------------------------
@@ -469,7 +216,9 @@ class Recorder:
         reconcile_every_s: float | None = RECONCILE_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.root = Path(out)
+        from .._location import recording_path  # an s3:// URL is refused, not made a folder
+
+        self.root = recording_path(out)
         self.account_session = account_session
         self.reconcile_every_s = reconcile_every_s
         self.clock = clock
@@ -499,8 +248,8 @@ class Recorder:
         self._symbols = list(symbols)
         self._sinks: dict[str, EventSink] = {}
         self._live: dict[str, LiveFrame] = {}
-        self._session: _Session | None = None
-        self._lock: _SessionLock | None = None
+        self._session: SessionRow | None = None
+        self._lock: SessionLock | None = None
         self._tg: TaskGroup | None = None
         self._tap: MemoryObjectReceiveStream[ColumnBatch] | None = None
         self._consumer_done = anyio.Event()
@@ -518,7 +267,7 @@ class Recorder:
         self._alert_tap: MemoryObjectReceiveStream[NotificationReceived] | None = None
         self._alerts_done = anyio.Event()
         self._account_last_ns: int | None = None
-        self._account_live: dict[str, list[pa.RecordBatch]] = {}
+        self._account_live = AccountWindow(live_rows)
         self._last_sync = time.monotonic()
         self._bad_user = 0
         self._logged: set[str] = set()
@@ -538,7 +287,7 @@ class Recorder:
     async def __aenter__(self) -> Self:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._lock = _SessionLock(_lock_path(self.root, self.session_id))
+            self._lock = SessionLock(lock_path(self.root, self.session_id))
         except OSError as exc:
             raise StorageError(
                 f"cannot write to the output folder {str(self.root)!r}: "
@@ -547,7 +296,7 @@ class Recorder:
         try:
             if self.recover:
                 self.recovered = await anyio.to_thread.run_sync(recover, self.root)
-            self._session = _Session(self.session_id, self.stats.started_ns, self.source)
+            self._session = SessionRow(self.session_id, self.stats.started_ns, self.source)
             self._update_session()
             await anyio.to_thread.run_sync(self._session.write, self.root)
         except BaseException:
@@ -607,7 +356,7 @@ class Recorder:
         finally:
             self._tg = None
             if self._lock is not None:
-                marker = _marker_path(self.root, self.session_id, self._session.status)
+                marker = marker_path(self.root, self.session_id, self._session.status)
                 self._lock.release(None if status_written else marker)
             logger.info("= %s", self.stats.summary(time.time_ns()))
         if error is not None:
@@ -917,18 +666,9 @@ class Recorder:
         last = int(batch.column(RECV_COLUMN)[-1].value)
         self.stats.last_recv_ns[name] = max(last, self.stats.last_recv_ns.get(name, 0))
         if account:
-            self._keep_account_rows(name, batch)
+            self._account_live.add(name, batch)
         else:
             self._live[name].add(batch)
-
-    def _keep_account_rows(self, name: str, batch: pa.RecordBatch) -> None:
-        """Keep the newest ``live_rows`` rows of an account table for :meth:`frame`."""
-        kept = self._account_live.setdefault(name, [])
-        kept.append(batch)
-        if self.live_rows is not None:
-            rows = sum(b.num_rows for b in kept)
-            while len(kept) > 1 and rows - kept[0].num_rows >= self.live_rows:
-                rows -= kept.pop(0).num_rows
 
     def _base_metadata(self, source: str | None) -> dict[str, str]:
         return {
@@ -1065,24 +805,15 @@ class Recorder:
 
     def _write_gaps(self) -> None:
         assert self._session is not None
-        gaps = [(DXLINK_STREAM, g) for g in (self.streamer.gaps if self.streamer else [])]
-        gaps += [(ACCOUNT_STREAM, g) for g in self.account_gaps]
-        if not gaps:
-            return
-        gaps.sort(key=lambda item: item[1].disconnected_ns)
-        table = pa.table(
-            {
-                "session_id": [self.session_id] * len(gaps),
-                "last_received": [g.last_received_ns for _, g in gaps],
-                "disconnected": [g.disconnected_ns for _, g in gaps],
-                "resumed": [g.resumed_ns for _, g in gaps],
-                "reason": [g.reason for _, g in gaps],
-                "stream": [stream for stream, _ in gaps],
-            },
-            schema=gap_schema(),
-        )
-        name = _session_name(self._session.start_ns, self.session_id)
-        _write_small_table(self.root / layout.GAPS_DIR / f"{name}.parquet", table)
+        gaps = [
+            GapRow(stream, g.last_received_ns, g.disconnected_ns, g.resumed_ns, g.reason)
+            for stream, gs in (
+                (DXLINK_STREAM, self.streamer.gaps if self.streamer else []),
+                (ACCOUNT_STREAM, self.account_gaps),
+            )
+            for g in gs
+        ]
+        write_gaps(self.root, self.session_id, self._session.start_ns, gaps)
 
     # --- live frame ------------------------------------------------------------------------
 
@@ -1093,11 +824,7 @@ class Recorder:
         table (legs and fills as nested lists).
         """
         if is_account_type(event_type):
-            batches = self._account_live.get(event_type.__name__, [])
-            table = pa.Table.from_batches(batches, account_arrow_schema(event_type))
-            frame = pl.from_arrow(table, rechunk=True)
-            assert isinstance(frame, pl.DataFrame)
-            return frame
+            return self._account_live.frame(cast("type[AccountRecord]", event_type))
         assert issubclass(event_type, Event)
         live = self._live.get(event_type.__name__)
         if live is None:
@@ -1118,7 +845,7 @@ class Recorder:
 
         Like :func:`tastyrec.connect` on the output folder, but each event type's view also
         holds the rows still in the journal (the open file and files waiting for conversion),
-        with no row twice across a rotation (argued in :mod:`tastyrec.query._live`). A
+        with no row twice across a rotation (argued in :mod:`tastyrec.record.live_sql`). A
         snapshot: call again for newer rows. Call it from the event loop running the recorder
         (it reads the journal, memory-mapped: fast, but blocking).
 
@@ -1130,8 +857,6 @@ class Recorder:
         Raises:
             StorageError: a file or journal segment cannot be read.
         """
-        from ..query._live import live_connection
-
         written, segments = self._tail_snapshot()
         return live_connection(self.root, self.session_id, written, segments)
 

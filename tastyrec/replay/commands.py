@@ -13,7 +13,7 @@ from typing import Any
 import click
 import msgspec
 
-from .._cli import recording_argument
+from .._cli import recording_argument, time_window
 from ..events.base import Event
 
 __all__ = ("replay", "serve")
@@ -50,8 +50,7 @@ def _speed(text: str) -> float:
 @recording_argument
 @click.option("--events", help="Event types, e.g. Quote,Trade [default: every type recorded].")
 @click.option("--symbols", help="Symbols, comma-separated or @FILE [default: all].")
-@click.option("--start", help="From this receipt time (ISO; naive = New York time).")
-@click.option("--end", help="Until this receipt time (ISO; naive = New York time).")
+@time_window("Events")
 @click.option(
     "--speed",
     default="max",
@@ -75,23 +74,12 @@ def replay(
     """
     from .._cli import event_types as _event_types, parse_symbols, run as _run
     from . import ReplayStreamer
-    from .streamer import to_ns
 
     types = _event_types(events) or _recorded_types(path)
     if not types:
         raise click.ClickException(f"no recorded events in {str(path)!r}")
     names = parse_symbols(symbols) if symbols else ["*"]
     pace = _speed(speed)
-    for option, value in (("--start", start), ("--end", end)):
-        if value is not None:
-            try:
-                to_ns(value)
-            except ValueError:
-                raise click.BadParameter(
-                    f"{value!r} is not a time: give an ISO date or date-time, e.g. "
-                    "2026-11-20T09:30 (New York time) or 2026-11-20T14:30Z",
-                    param_hint=option,
-                ) from None
     encoder = msgspec.json.Encoder()
     out = sys.stdout.buffer
     printed = 0
@@ -197,8 +185,7 @@ def _recorded_symbols(path: Path, types: list[type[Event]]) -> list[str]:
     show_default=True,
     help="Multiple of real time (1 = as recorded), or max.",
 )
-@click.option("--start", help="Each connection's replay starts here (ISO; naive = New York).")
-@click.option("--end", help="... and ends here.")
+@time_window("Each connection replays the events")
 @click.option("--token", default=None, help="Require this AUTH token (default: none needed).")
 def serve(
     path: Path,
@@ -223,12 +210,6 @@ def serve(
     pace = _speed(speed)
     if not _recorded_types(path):
         raise click.ClickException(f"no recorded events in {str(path)!r}")
-    try:
-        ReplayFeed(path, speed=pace, start=start, end=end)  # check --start/--end now
-    except ValueError:
-        raise click.BadParameter(
-            "--start/--end: give an ISO date or date-time, e.g. 2026-11-20T09:30 (New York time)"
-        ) from None
 
     async def run() -> None:
         import anyio

@@ -22,10 +22,12 @@ from typing import Final
 
 import numpy as np
 
+from .. import _time
+from .._location import existing_recording
+from .._time import TimeLike
 from ..events.base import Event
 from ..events.registry import event_class
 from .reader import DEFAULT_CHUNK_ROWS, Timeline, first_receipt_ns, merge_order, to_events
-from .streamer import TimeLike, to_ns
 
 __all__ = ("ReplayFeed",)
 
@@ -43,9 +45,15 @@ class ReplayFeed:
     Args:
         root: the recording folder.
         speed: multiple of real time; ``math.inf`` sends as fast as the connection takes it.
-        start: replay from this receipt time (default: the first event recorded).
-        end: ... until this one.
+        start: replay from this receipt time (default: the first event recorded); datetime,
+            date, ISO text or epoch ns, naive = New York time (:mod:`tastyrec._time`).
+        end: ... until this one (a date: up to the end of that New York day).
         chunk_rows: rows read per file per step.
+
+    Raises:
+        RecordingNotFound: there is no folder at ``root``.
+        UnsupportedLocation: ``root`` is a URL.
+        ValueError: ``start`` or ``end`` is text that is not a time.
 
     Example usage::
 
@@ -64,10 +72,10 @@ class ReplayFeed:
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, not {speed!r}")
-        self.root = Path(root)
         self.speed = speed
-        self.start_ns = None if start is None else to_ns(start)
-        end_ns = None if end is None else to_ns(end)
+        self.start_ns = _time.start_ns(start)
+        end_ns = _time.end_ns(end)
+        self.root = existing_recording(root)
         self._timeline = Timeline(
             self.root, [], start_ns=self.start_ns, end_ns=end_ns, chunk_rows=chunk_rows
         )

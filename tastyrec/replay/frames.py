@@ -15,10 +15,12 @@ from typing import Final
 
 import polars as pl
 
+from .. import _time
+from .._location import existing_recording
+from .._time import TimeLike
 from ..events.base import Event
 from ..schema import RECV_COLUMN
 from .reader import Timeline
-from .streamer import TimeLike, to_ns
 
 __all__ = ("replay_frames",)
 
@@ -47,8 +49,8 @@ def replay_frames(
             the order the types are given).
         symbols: only these ``event_symbol`` values (default: all).
         start: rows received at or after this (datetime, date, ISO string or epoch ns; naive
-            times are New York time).
-        end: ... and before this.
+            times are New York time: :mod:`tastyrec._time`).
+        end: ... and before this (a date: up to the end of that New York day).
         chunk_rows: rows taken from each file being read per frame (frames are about this big).
 
     Example usage::
@@ -58,6 +60,8 @@ def replay_frames(
             ...
 
     Raises:
+        RecordingNotFound: there is no folder at ``path`` (raised at the first ``next()``).
+        UnsupportedLocation: ``path`` is a URL.
         StorageError: a file cannot be read.
     """
     classes: list[type[Event]] = (
@@ -65,10 +69,10 @@ def replay_frames(
     )
     several = not isinstance(event_types, type)
     timeline = Timeline(
-        path,
+        existing_recording(path),
         classes,
-        start_ns=None if start is None else to_ns(start),
-        end_ns=None if end is None else to_ns(end),
+        start_ns=_time.start_ns(start),
+        end_ns=_time.end_ns(end),
         chunk_rows=chunk_rows,
     )
     wanted = None if symbols is None else sorted(set(symbols))

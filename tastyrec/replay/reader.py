@@ -27,7 +27,7 @@ Theory of operation:
 * **Account tables.** The classes of :mod:`tastyrec.events.account` (``PlacedOrder``,
   ``AccountBalance``..., tables named after the class) merge into the same timeline: every
   function here dispatches on the class, market events through their registry spec, account
-  payloads through :mod:`tastyrec.record.account_schema` (:func:`conform` to
+  payloads through :mod:`tastyrec.storage.account_schema` (:func:`conform` to
   ``account_polars_schema``, missing columns null; :func:`to_events` through
   ``account_events_from_arrow``: Decimals, nested legs and fills exact).
 * **Reading.** With polars (several times faster than pyarrow here, PERFORMANCE.md), one row
@@ -60,15 +60,15 @@ from .. import catalog
 from ..events.base import Event
 from ..events.registry import FieldKind, event_class, spec
 from ..exceptions import SchemaError, StorageError
-from ..record.account_schema import (
+from ..schema import RECV_COLUMN, polars_schema
+from ..storage.account_schema import (
     AccountRecord,
     account_class,
     account_events_from_arrow,
     account_polars_schema,
     is_account_type,
 )
-from ..record.layout import check_type_name
-from ..schema import RECV_COLUMN, polars_schema
+from ..storage.layout import check_type_name
 
 __all__ = (
     "Piece",

@@ -63,7 +63,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar, cast, overload
@@ -74,7 +74,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import _time
+from .._location import existing_recording, recording_path
 from .._queue import ChunkQueue
+from .._time import TimeLike, to_ns
 from ..dxlink.streamer import DEFAULT_QUEUE_SIZE, Gap, StreamerStats, candle_symbol
 from ..events.account import (
     AccountBalance,
@@ -91,9 +94,9 @@ from ..events.account import (
 from ..events.base import Event
 from ..events.market import Candle
 from ..exceptions import EndOfReplay, LocalProtocolError
-from ..record.account_schema import AccountRecord, is_account_type
-from ..record.layout import GAPS_DIR, MARKET_TZ
 from ..sim.market import parse_candle_symbol
+from ..storage.account_schema import AccountRecord, is_account_type
+from ..storage.layout import GAPS_DIR
 from .reader import (
     DEFAULT_CHUNK_ROWS,
     Piece,
@@ -112,7 +115,6 @@ logger = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event | AccountRecord)
 E2 = TypeVar("E2", bound=Event | AccountRecord)
 Callback = Callable[..., Awaitable[Any]]
-TimeLike = datetime | date | str | int
 _NS: Final = 1_000_000_000
 #: subscribe to every symbol of a type
 WILDCARD: Final = "*"
@@ -128,29 +130,6 @@ ACCOUNT_BOUND: Final[tuple[type[AccountRecord], ...]] = (
     ExternalTransaction,
     UnderlyingYearGainSummary,
 )
-
-
-def to_ns(value: TimeLike) -> int:
-    """Epoch nanoseconds of a time given as a datetime, a date, an ISO string or epoch ns.
-
-    Naive datetimes and strings without an offset are New York (market) time; a date is its
-    New York midnight.
-
-    Raises:
-        ValueError: a string that is not an ISO date or date-time.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"not a time: {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.strip())
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=MARKET_TZ)
-    seconds = int(value.timestamp())
-    return seconds * _NS + value.microsecond * 1000
 
 
 def normalized_candle_symbol(symbol: str) -> str:
@@ -236,8 +215,8 @@ class ReplayStreamer:
     Args:
         path: the recording folder (``tastyrec record --out``).
         start: replay events received at or after this (datetime, date, ISO string or epoch
-            ns; naive times are New York time).
-        end: ... and before this.
+            ns; naive times are New York time: :mod:`tastyrec._time`).
+        end: ... and before this (a date: up to the end of that New York day).
         speed: ``math.inf`` (default) as fast as events are taken; ``1.0`` real time; any
             positive multiplier of real time.
         disconnect_fn: ``async def fn(streamer, *disconnect_args)``, run at each recorded
@@ -250,7 +229,8 @@ class ReplayStreamer:
         sleep: ``async def sleep(seconds)`` that pacing waits with (injected with ``clock``).
 
     Raises:
-        FileNotFoundError: (on entering) ``path`` is not a folder.
+        UnsupportedLocation: ``path`` is a URL (``s3://...``).
+        RecordingNotFound: (on entering; also a ``FileNotFoundError``) ``path`` is not a folder.
     """
 
     def __init__(
@@ -273,9 +253,9 @@ class ReplayStreamer:
             raise ValueError(f"speed must be positive, not {speed!r}")
         if queue_size <= 0:
             raise ValueError(f"queue_size must be positive, not {queue_size!r}")
-        self.path = Path(path)
-        self.start_ns = None if start is None else to_ns(start)
-        self.end_ns = None if end is None else to_ns(end)
+        self.path = recording_path(path)
+        self.start_ns = _time.start_ns(start)
+        self.end_ns = _time.end_ns(end)
         self.speed = speed
         self.disconnect_fn = disconnect_fn
         self.disconnect_args = disconnect_args
@@ -320,15 +300,11 @@ class ReplayStreamer:
         ``async with``, e.g. in a synchronous pytest fixture; idempotent.
 
         Raises:
-            FileNotFoundError: ``path`` is not a folder.
+            RecordingNotFound: ``path`` is not a folder (also a ``FileNotFoundError``).
         """
         if self._entered:
             return
-        if not self.path.is_dir():
-            raise FileNotFoundError(
-                f"no recording at {str(self.path)!r}: give the folder `tastyrec record --out` "
-                "wrote into"
-            )
+        existing_recording(self.path)
         self._markers = deque(self._read_gaps())
         self._connected = True
         self.stats.connects += 1

@@ -22,7 +22,7 @@ libraries; only :mod:`.server` imports websockets and anyio.
 from __future__ import annotations
 
 from .account import AccountSimulator, open_simulators, run_simulators
-from .account_engine import AccountSimConfig
+from .brokerage import AccountSimConfig
 from .engine import SimConfig
 from .rest import ApiSimulator
 from .server import Simulator

@@ -1,7 +1,7 @@
-"""The account-streamer simulator: :class:`~.account_engine.AccountBook` over real websockets.
+"""The account-streamer simulator: :class:`~.brokerage.AccountBook` over real websockets.
 
 Role: accept websocket connections (``websockets.asyncio.server``, 127.0.0.1 by default, any path,
-no handshake auth), give each one an :class:`~.account_engine.AccountServerConnection`, and run one
+no handshake auth), give each one an :class:`~.account_server.AccountServerConnection`, and run one
 pump that ticks the book at its deadlines (orders walking their lifecycle, the book's own orders
 every ``order_every_s``) and delivers what it publishes to the sockets subscribed to it. Tests
 drive the account directly (:meth:`AccountSimulator.place_order`, :meth:`~AccountSimulator.cancel`,
@@ -38,13 +38,8 @@ from websockets.protocol import Event
 
 from ..account.messages import Request
 from ..account.protocol import authorization_value
-from .account_engine import (
-    DEFAULT_ACCOUNT,
-    AccountBook,
-    AccountServerConnection,
-    AccountSimConfig,
-    Outgoing,
-)
+from .account_server import AccountServerConnection
+from .brokerage import DEFAULT_ACCOUNT, AccountBook, AccountSimConfig, Outgoing
 from .engine import SimConfig
 from .market import Market
 from .server import LoopbackServer, Simulator
@@ -105,7 +100,7 @@ class AccountSimulator(LoopbackServer):
         order_every_s: the account places an order by itself this often (None: never); overrides
             ``config.order_every_s``.
         accounts: the simulated account numbers (the first is the default everywhere).
-        config: timings and modes (:class:`~.account_engine.AccountSimConfig`).
+        config: timings and modes (:class:`~.brokerage.AccountSimConfig`).
         clock: epoch seconds; injectable for tests.
         token_issuer: also accept the unexpired access tokens it issued (the fake REST API,
             :class:`~.rest.ApiSimulator`, that clients log in at: FIELD_REPORTS #11); settable

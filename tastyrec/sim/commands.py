@@ -115,7 +115,7 @@ def simulate(
 
     async def run() -> None:
         from .account import open_simulators
-        from .account_engine import AccountSimConfig
+        from .brokerage import AccountSimConfig
         from .rest import ApiSimulator
 
         async with open_simulators(

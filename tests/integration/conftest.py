@@ -68,7 +68,7 @@ class Proc:
 def journal_rows(out: Path) -> dict[str, int]:
     """Rows a running recorder has journaled so far into ``out``, per type."""
     from tastyrec.exceptions import StorageError
-    from tastyrec.record.journal import read_segment
+    from tastyrec.storage.journal import read_segment
 
     rows: dict[str, int] = {}
     for seg in out.glob("_journal/*/date=*/*.arrows"):

@@ -25,7 +25,7 @@ from tastyrec.record.recorder import Recorder
 from tastyrec.replay.streamer import ReplayStreamer
 from tastyrec.session import Session
 from tastyrec.sim.account import AccountSimulator, open_simulators
-from tastyrec.sim.account_engine import AccountSimConfig
+from tastyrec.sim.brokerage import AccountSimConfig
 from tastyrec.sim.rest import ApiSimulator
 from tests.integration.waits import WAIT_S, fast_delays, wait_until
 

@@ -35,7 +35,7 @@ from tastyrec.exceptions import SchemaError
 from tastyrec.record.recorder import Recorder
 from tastyrec.replay.streamer import ReplayStreamer
 from tastyrec.sim.account import AccountSimulator, open_simulators
-from tastyrec.sim.account_engine import AccountSimConfig
+from tastyrec.sim.brokerage import AccountSimConfig
 from tastyrec.sim.server import Simulator
 from tests.integration.waits import WAIT_S, fast_delays, wait_until
 

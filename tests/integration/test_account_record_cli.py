@@ -12,7 +12,7 @@ import pytest
 import tastyrec
 from tastyrec.account import AlertStreamer
 from tastyrec.events.account import PlacedOrder
-from tastyrec.record.journal import read_segment
+from tastyrec.storage.journal import read_segment
 
 WAIT_S = 20.0
 

@@ -12,7 +12,7 @@ import pytest
 
 from tastyrec.exceptions import _leaves
 from tastyrec.sim.account import AccountSimulator, open_simulators
-from tastyrec.sim.account_engine import AccountSimConfig
+from tastyrec.sim.brokerage import AccountSimConfig
 from tastyrec.sim.rest import ApiSimulator
 
 streamer_mod = pytest.importorskip("tastytrade.streamer")

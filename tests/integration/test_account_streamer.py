@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -28,19 +27,16 @@ from tastyrec.events.account import (
 )
 from tastyrec.exceptions import LocalProtocolError, RequestError
 from tastyrec.sim.account import AccountSimulator, open_simulators
-from tastyrec.sim.account_engine import AccountServerConnection, AccountSimConfig
+from tastyrec.sim.account_server import AccountServerConnection
+from tastyrec.sim.brokerage import AccountSimConfig
 from tests.integration.manual_time import ManualTime
-from tests.integration.waits import wait_until
+from tests.integration.waits import fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "acct-token-7c1e5b"  # distinctive, so a leak is easy to spot
 WAIT_S = 5.0
 FAST = AccountSimConfig(step_s=0.01, fill_step_s=0.01)
-
-
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tastyrec.chain import get_option_chain, select_strikes
+from tastyrec.demo import demo_session
 from tastyrec.dxlink import messages as m
 from tastyrec.dxlink.streamer import DXLinkStreamer
 from tastyrec.events.market import Greeks, Quote, Summary
@@ -30,7 +31,6 @@ from tastyrec.exceptions import ApiError, LocalProtocolError
 from tastyrec.record.chains import (
     SUBSCRIPTION_SCHEMA,
     ChainRecorder,
-    demo_session,
     recentre_threshold,
     record_chains,
 )
@@ -39,6 +39,7 @@ from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.market import Market
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, ApiSimulator
+from tests.integration.waits import fast_delays
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
@@ -52,10 +53,6 @@ STRIKES = 3
 
 def no_delays() -> Iterator[float]:
     return itertools.repeat(0.0)
-
-
-def fast_delays() -> Iterator[float]:
-    return itertools.repeat(0.05)
 
 
 class MovableMarket(Market):

@@ -9,8 +9,7 @@ twice, nothing misdecoded, and a break in the stream is a gap row saying why.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,12 @@ from tastyrec.sim.engine import SimConfig
 from tastyrec.sim.server import CHAOS_502_REFUSALS
 from tests.integration import waits
 from tests.integration.manual_time import Reconnects
+from tests.integration.waits import fast_delays
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
 
 WAIT_S = 20.0  # bounds failure only
-
-
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
 
 
 @pytest.fixture

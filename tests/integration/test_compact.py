@@ -20,9 +20,9 @@ from tastyrec import catalog
 from tastyrec.events import Quote
 from tastyrec.exceptions import StorageError
 from tastyrec.query import _compact as compaction, compact, connect
-from tastyrec.record import layout
 from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
+from tastyrec.storage import layout
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample"
 TYPES = ["Candle", "Greeks", "Profile", "Quote", "Summary", "TimeAndSale", "Trade"]
@@ -175,7 +175,7 @@ def test_a_bad_written_file_is_never_published(rec, monkeypatch):
     def corrupt(*args):  # the check sees a different file
         raise StorageError("compaction check failed: simulated")
 
-    monkeypatch.setattr(compaction, "_verify", corrupt)
+    monkeypatch.setattr(compaction, "verify", corrupt)
     with pytest.raises(StorageError, match="check failed"):
         compact(rec, event_types=["Quote"])
     assert sorted(rec.glob("Quote/*/*")) == before  # old files kept, temporary removed
@@ -308,11 +308,11 @@ async def test_compaction_beside_a_running_recorder_loses_and_repeats_nothing(tm
 def test_the_check_catches_a_corrupted_write(rec, monkeypatch, column):
     """The real check (no stub): the written file differs from what was handed to the writer."""
     before = sorted(rec.glob("Quote/*/*"))
-    real_write = compaction._write
+    real_verify = compaction.verify
 
-    def write_then_corrupt(path, schema, table, order, row_group_rows):
-        digests = real_write(path, schema, table, order, row_group_rows)
-        # rewrite the file with one value changed in the last row group (same rows, same schema)
+    def corrupt_then_verify(path, schema, written_digests, rows):
+        # rewrite the written (not yet published) file with one value changed in the last row
+        # group (same rows, same schema)
         written = pq.read_table(path)
         col = written.column(column).to_pylist()
         i = len(col) - 3
@@ -328,10 +328,10 @@ def test_the_check_catches_a_corrupted_write(rec, monkeypatch, column):
         written = written.set_column(
             idx, written.schema.field(idx), pa.array(col, written.schema.field(idx).type)
         )
-        pq.write_table(written, path, row_group_size=row_group_rows)
-        return digests
+        pq.write_table(written, path, row_group_size=100)
+        real_verify(path, schema, written_digests, rows)
 
-    monkeypatch.setattr(compaction, "_write", write_then_corrupt)
+    monkeypatch.setattr(compaction, "verify", corrupt_then_verify)
     with pytest.raises(StorageError, match=f"check failed: column {column!r} differing"):
         compact(rec, event_types=["Quote"], row_group_rows=100)
     assert sorted(rec.glob("Quote/*/*")) == before  # old files kept, temporary removed
@@ -339,22 +339,21 @@ def test_the_check_catches_a_corrupted_write(rec, monkeypatch, column):
 
 def test_the_check_catches_a_truncated_write(rec, monkeypatch):
     before = sorted(rec.glob("Quote/*/*"))
-    real_write = compaction._write
+    real_verify = compaction.verify
 
-    def write_then_drop_a_row(path, schema, table, order, row_group_rows):
-        digests = real_write(path, schema, table, order, row_group_rows)
+    def drop_a_row_then_verify(path, schema, written_digests, rows):
         written = pq.read_table(path)
-        pq.write_table(written.slice(1), path, row_group_size=row_group_rows)
-        return digests
+        pq.write_table(written.slice(1), path)
+        real_verify(path, schema, written_digests, rows)
 
-    monkeypatch.setattr(compaction, "_write", write_then_drop_a_row)
+    monkeypatch.setattr(compaction, "verify", drop_a_row_then_verify)
     with pytest.raises(StorageError, match="check failed: 954 rows where 955 were expected"):
         compact(rec, event_types=["Quote"])
     assert sorted(rec.glob("Quote/*/*")) == before
 
 
 def test_the_digest_sees_every_bit_and_every_position():
-    digest = compaction._digest
+    digest = compaction.digest
     base = pa.table(
         {
             "f": pa.array([1.0, float("nan"), None, 0.0]),

@@ -16,8 +16,8 @@ import pytest
 from tastyrec.events import Greeks, Quote, Trade
 from tastyrec.exceptions import StorageError
 from tastyrec.query import compact, connect, refresh, scan
-from tastyrec.record import layout
 from tastyrec.schema import arrow_schema
+from tastyrec.storage import layout
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample"
 TYPES = ["Candle", "Greeks", "Profile", "Quote", "Summary", "TimeAndSale", "Trade"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -18,15 +17,12 @@ from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
+from tests.integration.waits import fast_delays
 
 pytestmark = pytest.mark.anyio
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample"
 SYMBOLS = ["SPY", "QQQ", "AAPL"]
-
-
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
 
 
 @pytest.fixture

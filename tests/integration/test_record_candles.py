@@ -10,10 +10,9 @@ streamer with its Candle channel forced to AUTO (what the tastytrade SDK does) a
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tastyrec.events import EMPTY_SNAPSHOT, REMOVE_EVENT, SNAPSHOT_BEGIN, Candle
 from tastyrec.query import connect
 from tastyrec.record.recorder import Recorder
 from tastyrec.sim import SimConfig, Simulator
+from tests.integration.waits import fast_delays
 
 pytestmark = pytest.mark.anyio
 
@@ -40,10 +40,6 @@ async def sim() -> AsyncIterator[Simulator]:
     config = SimConfig(keepalive_timeout=5.0, candle_rate_hz=2.0)
     async with Simulator(seed=3, token=None, config=config) as server:
         yield server
-
-
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
 
 
 def streamer_for(server: Simulator) -> DXLinkStreamer:

@@ -25,8 +25,8 @@ from polars.testing import assert_frame_equal
 
 from tastyrec import __version__
 from tastyrec.exceptions import StorageError
-from tastyrec.record.journal import read_segment
-from tastyrec.record.layout import MARKET_TZ, parquet_for_journal, partition_date
+from tastyrec.storage.journal import read_segment
+from tastyrec.storage.layout import MARKET_TZ, parquet_for_journal, partition_date
 
 TOKEN_ENV = "TASTYREC_DXLINK_TOKEN"
 OPTION = ".SPY261218C600"

@@ -7,7 +7,7 @@ with pyarrow and DuckDB; the bound on what a kill loses is checked on crash imag
 in this process (see its docstring).
 
 What counts as *journaled*: the intact records of the journal segments, read with
-:func:`tastyrec.record.journal.read_segment` right after the kill. Recovery must turn exactly those
+:func:`tastyrec.storage.journal.read_segment` right after the kill. Recovery must turn exactly those
 rows into Parquet, next to the files the recorder had already published, and nothing else.
 """
 
@@ -28,8 +28,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from tastyrec.exceptions import StorageError
-from tastyrec.record.journal import SegmentContents, read_segment
-from tastyrec.record.layout import parquet_for_journal
+from tastyrec.storage.journal import SegmentContents, read_segment
+from tastyrec.storage.layout import parquet_for_journal
 
 SYMBOLS = "SPY,QQQ,AAPL,.SPY261218C600"
 RECOVER_LINE = re.compile(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import logging
 import math
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,12 @@ import pytest
 from tastyrec.dxlink.streamer import DXLinkStreamer
 from tastyrec.events import Greeks, Profile, Quote, Summary, Trade
 from tastyrec.exceptions import SchemaError
-from tastyrec.record.layout import partition_date
 from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
-from tests.integration.waits import wait_until
+from tastyrec.storage.layout import partition_date
+from tests.integration.waits import fast_delays, wait_until
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
@@ -36,10 +35,6 @@ pytestmark = pytest.mark.anyio
 OPTION = ".SPY261218C600"
 SYMBOLS = ["SPY", "QQQ", "AAPL", OPTION]
 WAIT_S = 10.0
-
-
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
 
 
 @pytest.fixture
@@ -143,7 +138,7 @@ async def test_rotation_during_recording_loses_nothing(sim: Simulator, tmp_path:
 
 
 async def test_duckdb_reads_the_recording(sim: Simulator, tmp_path: Path) -> None:
-    from tastyrec.record.layout import partition_date
+    from tastyrec.storage.layout import partition_date
 
     day_before = partition_date(time.time_ns())
     recorder, _ = await record_and_stop(sim, tmp_path)
@@ -179,7 +174,8 @@ async def test_sessions_table_and_metadata(sim: Simulator, tmp_path: Path) -> No
     assert meta[b"tastyrec.schema_version"] == b"1"
     assert meta[b"tastyrec.source"] == sim.url.encode()
     assert meta[b"tastyrec.dxlink_contract"] == b"AUTO"
-    assert float(meta[b"tastyrec.aggregation_period_s"]) >= 0
+    # the period the channel asked for: subscribe()'s default refresh_interval, 0.1 s
+    assert meta[b"tastyrec.aggregation_period_s"] == b"0.1"
 
 
 async def test_source_never_carries_credentials(tmp_path: Path) -> None:
@@ -402,7 +398,7 @@ async def test_disk_full_mid_recording_stops_with_the_journal_kept(
     import os
 
     from tastyrec.exceptions import StorageError
-    from tastyrec.record import journal
+    from tastyrec.storage import journal
 
     real_write = os.write
     full = False

@@ -3,10 +3,9 @@ streamer delivered, in the order the server sent it."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tastyrec.record.sink import RotationPolicy
 from tastyrec.replay import ReplayStreamer
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
+from tests.integration.waits import fast_delays
 from tests.integration.wire import sent_events
 
 pytestmark = pytest.mark.anyio
@@ -28,10 +28,6 @@ pytestmark = pytest.mark.anyio
 OPTION = ".SPY261218C600"
 EQUITIES = ["SPY", "QQQ", "AAPL"]
 TYPES: list[type[Event]] = [Quote, Trade, Greeks, Summary, Profile, TimeAndSale, Candle]
-
-
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
 
 
 def wire(events: list[Any]) -> list[bytes]:

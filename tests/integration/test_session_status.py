@@ -17,10 +17,10 @@ import pytest
 
 from tastyrec.events import Quote
 from tastyrec.exceptions import StorageError
-from tastyrec.record import journal, recorder as recorder_module
 from tastyrec.record.recorder import Recorder, recover
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
+from tastyrec.storage import bookkeeping, journal
 from tests.integration.test_recorder import WAIT_S, streamer_for, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +55,7 @@ class DiskFull:
     ) -> None:
         self.on = False
         real_write = journal.os.write
-        real_table = recorder_module._write_small_table
+        real_table = bookkeeping._write
 
         def write(fd: int, data: Any) -> int:
             if self.on and journal_too:
@@ -68,7 +68,7 @@ class DiskFull:
             real_table(path, table)
 
         monkeypatch.setattr(journal.os, "write", write)
-        monkeypatch.setattr(recorder_module, "_write_small_table", write_table)
+        monkeypatch.setattr(bookkeeping, "_write", write_table)
 
 
 async def record_until_the_disk_fills(sim: Simulator, root: Path, disk: DiskFull) -> int:

@@ -25,7 +25,7 @@ from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, TOKEN_ROUTE, ApiSimulator
 from tests.integration.manual_time import Reconnects
-from tests.integration.waits import wait_until
+from tests.integration.waits import fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,10 +37,6 @@ SYMBOLS = ["SPY", "QQQ", "AAPL", "MSFT"]
 
 def no_delays() -> Iterator[float]:
     return itertools.repeat(0.0)
-
-
-def fast_delays() -> Iterator[float]:
-    return itertools.repeat(0.05)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,7 +43,7 @@ from tastyrec.schema import arrow_schema
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tests.integration.manual_time import ManualTime, Reconnects
-from tests.integration.waits import wait_until
+from tests.integration.waits import fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -51,10 +51,6 @@ TOKEN = "sim-token-5f3a9c"  # distinctive, so a leak is easy to spot
 OPTION = ".SPY261218C600"
 #: generous bound for anything that should happen within a few aggregation periods
 WAIT_S = 5.0
-
-
-def fast_delays() -> Iterator[float]:
-    return iter(itertools.repeat(0.05))
 
 
 def sim_config(**kwargs: Any) -> SimConfig:

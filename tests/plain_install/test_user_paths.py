@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tastyrec.exceptions import StorageError
-from tastyrec.record.journal import read_segment
+from tastyrec.storage.journal import read_segment
 from tests.integration.conftest import Cli, Proc
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from tastyrec.events.account import AccountBalance, CurrentPosition, PlacedOrder
-from tastyrec.sim.account_engine import AccountBook, AccountSimConfig
+from tastyrec.sim.brokerage import AccountBook, AccountSimConfig
 from tastyrec.sim.market import Market
 
 T0 = 1_795_000_000.0  # 2026-11-18 09:46:40 UTC; nothing below depends on the hour or the zone

@@ -23,7 +23,7 @@ from tastyrec.events.account import (
     wire_name,
 )
 from tastyrec.exceptions import SchemaError
-from tastyrec.sim.account_engine import AccountBook, AccountSimConfig
+from tastyrec.sim.brokerage import AccountBook, AccountSimConfig
 from tastyrec.sim.market import Market
 
 # the protocol doc's example order, with a limit price paid (Debit) and a fill

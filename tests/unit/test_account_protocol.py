@@ -16,12 +16,8 @@ from tastyrec.events.account import (
     UnknownNotification,
 )
 from tastyrec.exceptions import LocalProtocolError, RemoteProtocolError
-from tastyrec.sim.account_engine import (
-    AccountBook,
-    AccountServerConnection,
-    AccountSimConfig,
-    occ_to_streamer_symbol,
-)
+from tastyrec.sim.account_server import AccountServerConnection
+from tastyrec.sim.brokerage import AccountBook, AccountSimConfig, occ_to_streamer_symbol
 from tastyrec.sim.market import Market
 
 T0 = 1_795_000_000.0

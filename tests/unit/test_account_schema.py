@@ -18,15 +18,18 @@ from tastyrec.events.account import (
     Watchlist,
     wire_name,
 )
+from tastyrec.events.base import Event
+from tastyrec.events.registry import FieldKind, spec, struct_fields
 from tastyrec.exceptions import SchemaError
-from tastyrec.record.account_schema import (
+from tastyrec.schema import ARROW_TYPES
+from tastyrec.sim.brokerage import AccountBook, AccountSimConfig
+from tastyrec.sim.market import Market
+from tastyrec.storage.account_schema import (
     DECIMAL_TYPE,
     account_arrow_schema,
     account_events_from_arrow,
     account_events_to_batch,
 )
-from tastyrec.sim.account_engine import AccountBook, AccountSimConfig
-from tastyrec.sim.market import Market
 
 T0 = 1_795_000_000.0
 
@@ -80,6 +83,47 @@ def test_schema_is_derived_from_the_struct():
     assert not schema.field("id").nullable and schema.field("price").nullable
     for cls in ACCOUNT_TYPES.values():
         assert account_arrow_schema(cls).names[-1] == "from_snapshot"
+
+
+@pytest.mark.parametrize("cls", list(ACCOUNT_TYPES.values()), ids=lambda c: c.__name__)
+def test_account_columns_come_from_the_registry(cls):
+    """One derivation: the registry's fields of the Struct, typed by ``schema.ARROW_TYPES``."""
+    fields = struct_fields(cls)
+    schema = account_arrow_schema(cls)
+    assert schema.names[: len(fields)] == [f.name for f in fields]
+    for f in fields:
+        column = schema.field(f.name)
+        assert column.nullable is not f.required
+        if f.kind is FieldKind.STRUCT:
+            assert pa.types.is_struct(column.type)
+            assert column.type.names == [g.name for g in struct_fields(f.struct)]
+        elif f.kind is FieldKind.STRUCT_LIST:
+            assert pa.types.is_list(column.type)
+            assert column.type.value_type.names == [g.name for g in struct_fields(f.struct)]
+        else:
+            assert column.type == ARROW_TYPES[f.kind]
+
+
+def test_kinds_of_account_fields():
+    kinds = {f.name: f.kind for f in struct_fields(PlacedOrder)}
+    assert kinds["price"] is FieldKind.DECIMAL
+    assert kinds["legs"] is FieldKind.STRUCT_LIST
+    assert kinds["complex_order_id"] is FieldKind.JSON  # int | str
+    assert kinds["updated_at"] is FieldKind.DATETIME
+    assert kinds["account_number"] is FieldKind.STRING
+
+
+def test_an_event_field_of_an_account_kind_is_refused():
+    """Market events keep DXLink's five wire kinds: the shared derivation does not widen them."""
+
+    class Odd(Event, frozen=True):
+        amount: Decimal = Decimal(0)
+
+    assert struct_fields(Odd)[-1].kind is FieldKind.DECIMAL
+    with pytest.raises(SchemaError, match="unsupported field type"):
+        spec(Odd)
+    with pytest.raises(SchemaError, match="not a msgspec Struct"):
+        struct_fields(int)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("cls", list(ACCOUNT_TYPES.values()), ids=lambda c: c.__name__)

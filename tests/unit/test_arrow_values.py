@@ -114,7 +114,7 @@ def test_without_pandas_values_text_and_file_pruning_are_the_same(tmp_path):
     from datetime import UTC, datetime
 
     from tastyrec import catalog
-    from tastyrec.record import layout
+    from tastyrec.storage import layout
 
     path = layout.parquet_path(
         tmp_path / "rec", "Quote", layout.partition_date(T), layout.file_name(T, "aaaa0001", 1)

@@ -11,7 +11,8 @@ import pytest
 
 from tastyrec.events import Quote
 from tastyrec.exceptions import StorageError
-from tastyrec.record.journal import (
+from tastyrec.schema import arrow_schema
+from tastyrec.storage.journal import (
     MAGIC,
     FsyncPolicy,
     JournalWriter,
@@ -19,7 +20,6 @@ from tastyrec.record.journal import (
     SegmentReader,
     read_segment,
 )
-from tastyrec.schema import arrow_schema
 
 
 def read_streamed(path):

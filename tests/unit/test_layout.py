@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tastyrec.exceptions import SchemaError
-from tastyrec.record import layout
+from tastyrec.storage import layout
 
 NS = 1_000_000_000
 

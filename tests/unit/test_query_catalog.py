@@ -13,8 +13,8 @@ import pytest
 from tastyrec import catalog
 from tastyrec.events import Quote
 from tastyrec.exceptions import SchemaError, StorageError
-from tastyrec.record import layout
 from tastyrec.schema import arrow_schema
+from tastyrec.storage import layout
 
 NS = 1_000_000_000
 #: 2026-11-20 15:00 UTC (10:00 in New York)
@@ -78,8 +78,11 @@ def test_date_and_time_ranges(tmp_path):
     assert files(tmp_path, "Quote", start=at) == [late, tomorrow]
     # the file name: `late` starts after `at`
     assert files(tmp_path, "Quote", end=at) == [early]
-    naive = at.replace(tzinfo=None)  # naive means UTC
+    naive = at.astimezone(layout.MARKET_TZ).replace(tzinfo=None)  # naive means New York time
+    assert files(tmp_path, "Quote", start=naive) == [late, tomorrow]
     assert files(tmp_path, "Quote", start=naive, end=naive) == []
+    # the same instant read as UTC would be five hours later: `late` ends before it
+    assert files(tmp_path, "Quote", start=at.replace(tzinfo=None)) == [tomorrow]
 
 
 def test_files_replaced_by_a_compacted_file_are_hidden(tmp_path):

@@ -10,7 +10,7 @@ import msgspec
 
 from tastyrec.account.reconcile import StreamKnowledge
 from tastyrec.events.account import AccountBalance, CurrentPosition, PlacedOrder
-from tastyrec.sim.account_engine import AccountBook, AccountSimConfig
+from tastyrec.sim.brokerage import AccountBook, AccountSimConfig
 from tastyrec.sim.market import Market
 
 T0 = 1_795_000_000.0

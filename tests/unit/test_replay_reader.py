@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tastyrec.events import Quote, Trade
-from tastyrec.record.layout import file_name, parquet_path, partition_date
-from tastyrec.record.sink import _write_parquet
 from tastyrec.replay.reader import Timeline, conform, merge_order, to_events
 from tastyrec.schema import arrow_schema
+from tastyrec.storage.layout import file_name, parquet_path, partition_date
+from tastyrec.storage.parquet import write_parquet
 
 T0 = 1_795_000_000_000_000_000
 
@@ -55,7 +55,7 @@ def write(
     path = parquet_path(root, "Quote", partition_date(first), file_name(first, session, seq))
     path.parent.mkdir(parents=True, exist_ok=True)
     if row_group is None:
-        _write_parquet(path, table.schema, table.to_batches())
+        write_parquet(path, table.schema, table.to_batches())
     else:
         pq.write_table(table, path, row_group_size=row_group)
     return path

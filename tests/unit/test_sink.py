@@ -12,16 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from tastyrec.exceptions import StorageError
-from tastyrec.record import layout
-from tastyrec.record.journal import FsyncPolicy, read_segment
 from tastyrec.record.sink import (
-    ROW_GROUP_ROWS,
     EventSink,
     RotationPolicy,
     convert_segment,
     journal_segments,
     prune_journal,
 )
+from tastyrec.storage import layout
+from tastyrec.storage.journal import FsyncPolicy, read_segment
+from tastyrec.storage.parquet import ROW_GROUP_ROWS
 
 NS = 1_000_000_000
 T0 = int(datetime.fromisoformat("2026-11-20T15:00:00+00:00").timestamp()) * NS

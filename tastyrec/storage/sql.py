@@ -9,6 +9,13 @@ statistics skip row groups: compacted files (sorted by symbol) make that pruning
 Times are real timestamps: ``recv_ns`` is ``TIMESTAMPTZ_NS`` (nanoseconds kept), wire times are
 ``TIMESTAMPTZ``. The connection's ``TimeZone`` is UTC unless asked otherwise.
 
+With ``start`` / ``end``, each event type's view holds only the rows received in that window
+(files outside it are not even listed), under the one rule of :mod:`tastyrec._time`: naive
+means New York time, a date is a whole New York day (a date ``end`` included) -- the rows
+:func:`scan` and :class:`~tastyrec.ReplayStreamer` select for the same arguments. The window is
+kept on the connection (DuckDB variable ``tastyrec_window``) for :func:`refresh`. SQL text is
+DuckDB's own: a timestamp literal in a query is read in the session ``TimeZone`` (UTC).
+
 The views are a snapshot of the files at :func:`connect` time. A later recording's new files,
 or a compaction that replaced files, are picked up by :func:`refresh` (or a new connection);
 a query over a snapshot whose files a compaction deleted fails with a DuckDB ``IOException``.
@@ -23,16 +30,22 @@ from typing import Final
 
 import duckdb
 
-from .. import catalog
+from .. import _time, catalog
+from .._location import existing_recording, recording_path
+from .._time import TimeLike
 from ..exceptions import StorageError
-from ..record import layout
-from ..record.tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
+from . import layout
+from .tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
 
 __all__ = ("connect", "parquet_source", "refresh")
 
 #: Names of the bookkeeping views.
 SESSIONS_VIEW: Final = "sessions"
 GAPS_VIEW: Final = "gaps"
+#: the receipt-time column (:data:`tastyrec.schema.RECV_COLUMN`; that module loads polars)
+RECV_COLUMN: Final = "recv_ns"
+#: The DuckDB variable holding a connection's receipt-time window, ``[start_ns, end_ns]``.
+WINDOW_VARIABLE: Final = "tastyrec_window"
 
 
 def quote_ident(name: str) -> str:
@@ -59,6 +72,8 @@ def connect(
     *,
     database: str = ":memory:",
     timezone: str | None = "UTC",
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a view per recorded event type, and ``sessions`` and ``gaps``.
 
@@ -71,46 +86,74 @@ def connect(
         path: the recording folder (``tastyrec record --out``).
         database: DuckDB database to open (default: in memory; the views only read Parquet).
         timezone: the session ``TimeZone`` timestamps are shown in (``None``: DuckDB's default).
+        start: event views keep rows received at or after this: a datetime (naive = New York
+            time), a date (from that New York day on), ISO text or epoch ns
+            (:mod:`tastyrec._time`).
+        end: ... and before this; a date keeps that whole New York day.
 
     Returns:
         The connection; views are named after event types (``Quote``, ``Trade``...), each with a
         ``date`` column (the New York date of receipt). Call :func:`refresh` to see new files.
 
     Raises:
-        StorageError: ``path`` is not a folder, or a file cannot be read.
+        RecordingNotFound: ``path`` is not a folder (a ``StorageError``).
+        UnsupportedLocation: ``path`` is a URL (``s3://...``).
+        StorageError: a file cannot be read.
+        ValueError: ``start`` or ``end`` is text that is not a time.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise StorageError(
-            f"no recording at {str(root)!r}: give the folder `tastyrec record --out` wrote "
-            "(default: data)"
-        )
+    root = existing_recording(path)
+    window = (_time.start_ns(start), _time.end_ns(end))
     con = duckdb.connect(database)
     if timezone is not None:
         con.execute(f"SET TimeZone = {quote_str(timezone)}")
+    if window != (None, None):
+        con.execute(f"SET VARIABLE {WINDOW_VARIABLE} = ?::BIGINT[]", [list(window)])
     refresh(con, root)
     return con
 
 
 def refresh(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]) -> list[str]:
-    """(Re)create the views of :func:`connect` on ``con`` from the files there now.
+    """(Re)create the views of :func:`connect` on ``con`` from the files there now (within
+    the receipt-time window :func:`connect` was given, if any).
 
     Returns:
         The event type views created.
 
     Raises:
+        UnsupportedLocation: ``path`` is a URL (``s3://...``).
         StorageError: a file cannot be read.
     """
-    root = Path(path)
+    root = recording_path(path)
+    start_ns, end_ns = _window(con)
     created = []
     for event_type in catalog.event_types(root):
-        files = catalog.recording_files(root, event_type)
+        files = catalog.recording_files(root, event_type, start=start_ns, end=end_ns)
         if files:
-            _create_view(con, event_type, parquet_source(files))
+            _create_view(con, event_type, parquet_source(files) + _where(start_ns, end_ns))
             created.append(event_type)
     _bookkeeping_view(con, SESSIONS_VIEW, root / layout.SESSIONS_DIR, SESSION_COLUMNS)
     _bookkeeping_view(con, GAPS_VIEW, root / layout.GAPS_DIR, GAP_COLUMNS)
     return created
+
+
+def _window(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:
+    """The ``(start_ns, end_ns)`` window :func:`connect` stored on ``con`` (``None``: open)."""
+    row = con.execute(f"SELECT getvariable({quote_str(WINDOW_VARIABLE)})").fetchone()
+    if row is None or row[0] is None:
+        return None, None
+    start_ns, end_ns = row[0]
+    return start_ns, end_ns
+
+
+def _where(start_ns: int | None, end_ns: int | None) -> str:
+    """A ``WHERE`` on the receipt time keeping ``start_ns <= recv_ns < end_ns``."""
+    column = quote_ident(RECV_COLUMN)
+    bounds = [
+        f"{column} {op} make_timestamp_ns({ns}::BIGINT)::TIMESTAMPTZ_NS"
+        for op, ns in ((">=", start_ns), ("<", end_ns))
+        if ns is not None
+    ]
+    return (" WHERE " + " AND ".join(bounds)) if bounds else ""
 
 
 def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:

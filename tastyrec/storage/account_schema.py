@@ -2,8 +2,9 @@
 
 Role: turn :mod:`tastyrec.events.account` payloads (with their server time and local receipt
 time) into Arrow record batches for Parquet, and back. As for market events, the Struct is the one
-schema: :func:`account_arrow_schema` walks ``msgspec.inspect`` type info; nothing is hand-kept.
-This module imports pyarrow and msgspec, no I/O library.
+schema, read by the same code: :func:`tastyrec.events.registry.struct_fields` gives each field's
+kind, :data:`tastyrec.schema.ARROW_TYPES` its Arrow type; nothing is hand-kept. This module
+imports pyarrow and msgspec, no I/O library.
 
 Mapping:
 
@@ -47,7 +48,9 @@ import msgspec
 import pyarrow as pa
 
 from ..events.account import ACCOUNT_TYPES, AccountEvent, UnknownNotification
+from ..events.registry import FieldKind, FieldSpec, struct_fields
 from ..exceptions import SchemaError
+from ..schema import ARROW_TYPES, DECIMAL_TYPE, RECV_COLUMN, RECV_TYPE
 
 if TYPE_CHECKING:
     import polars as pl
@@ -76,11 +79,9 @@ RECORDED_ACCOUNT_TYPES: Final[dict[str, type[AccountRecord]]] = {
 
 #: The column marking rows taken from a REST snapshot (reconciliation), not from the stream.
 SNAPSHOT_COLUMN: Final = "from_snapshot"
-#: Arrow type of every Decimal field.
-DECIMAL_TYPE: Final = pa.decimal128(38, 10)
 _EXTRA: Final = (
-    pa.field("event_time", pa.timestamp("ms", tz="UTC")),
-    pa.field("recv_ns", pa.timestamp("ns", tz="UTC"), nullable=False),
+    pa.field("event_time", ARROW_TYPES[FieldKind.TIME_MS]),
+    pa.field(RECV_COLUMN, RECV_TYPE, nullable=False),
     pa.field(SNAPSHOT_COLUMN, pa.bool_()),
 )
 _json_encoder: Final = msgspec.json.Encoder()
@@ -89,51 +90,33 @@ _json_encoder: Final = msgspec.json.Encoder()
 _Conv = Any
 
 
-def _value_type(t: msgspec.inspect.Type) -> tuple[pa.DataType, _Conv]:
-    members = [
-        m
-        for m in (t.types if isinstance(t, msgspec.inspect.UnionType) else (t,))
-        if not isinstance(m, msgspec.inspect.NoneType)
-    ]
-    if len(members) != 1:
-        return pa.string(), "json"
-    (m,) = members
-    if isinstance(m, msgspec.inspect.DecimalType):
-        return DECIMAL_TYPE, "v"
-    if isinstance(m, msgspec.inspect.DateTimeType):
-        return pa.timestamp("us", tz="UTC"), "v"
-    if isinstance(m, msgspec.inspect.DateType):
-        return pa.date32(), "v"
-    if isinstance(m, msgspec.inspect.BoolType):
-        return pa.bool_(), "v"
-    if isinstance(m, msgspec.inspect.IntType):
-        return pa.int64(), "v"
-    if isinstance(m, msgspec.inspect.StrType):
-        return pa.string(), "v"
-    if isinstance(m, msgspec.inspect.StructType):
-        return pa.struct(_fields(m.cls)), ("struct", m.cls)
-    if isinstance(m, msgspec.inspect.ListType) and isinstance(
-        m.item_type, msgspec.inspect.StructType
-    ):
-        return pa.list_(pa.struct(_fields(m.item_type.cls))), ("list", m.item_type.cls)
-    return pa.string(), "json"
+def _conversion(f: FieldSpec) -> _Conv:
+    if f.kind is FieldKind.JSON:
+        return "json"
+    if f.kind is FieldKind.STRUCT:
+        return ("struct", f.struct)
+    if f.kind is FieldKind.STRUCT_LIST:
+        return ("list", f.struct)
+    return "v"
+
+
+def _arrow_type(f: FieldSpec) -> pa.DataType:
+    if f.struct is None:
+        return ARROW_TYPES[f.kind]
+    nested = pa.struct(_fields(f.struct))
+    return pa.list_(nested) if f.kind is FieldKind.STRUCT_LIST else nested
 
 
 @functools.cache
 def _plan(cls: type[msgspec.Struct]) -> tuple[tuple[str, str, _Conv], ...]:
     """(attribute name, wire name, conversion) per field of a Struct."""
-    info = msgspec.inspect.type_info(cls)
-    if not isinstance(info, msgspec.inspect.StructType):
-        raise SchemaError(f"{cls!r} is not a msgspec Struct")
-    return tuple((f.name, f.encode_name, _value_type(f.type)[1]) for f in info.fields)
+    return tuple((f.name, f.wire_name, _conversion(f)) for f in struct_fields(cls))
 
 
 @functools.cache
 def _fields(cls: type[msgspec.Struct]) -> tuple[pa.Field, ...]:
-    info = msgspec.inspect.type_info(cls)
-    assert isinstance(info, msgspec.inspect.StructType)
     return tuple(
-        pa.field(f.name, _value_type(f.type)[0], nullable=not f.required) for f in info.fields
+        pa.field(f.name, _arrow_type(f), nullable=not f.required) for f in struct_fields(cls)
     )
 
 

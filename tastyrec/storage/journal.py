@@ -24,8 +24,9 @@ checksum are intact and stops at the first that is not — the *torn tail*, repo
   a crash of the process loses nothing written; a power loss loses at most the last interval.
 * ``never`` — the OS writes back when it likes: safe against a killed process, not power loss.
 
-Segments are turned into Parquet by :mod:`tastyrec.record.sink`, then deleted. This module imports
-pyarrow and the standard library only.
+Segments are written by the recorder and turned into Parquet by :mod:`tastyrec.record.sink`,
+then deleted; SQL over a running recording (:mod:`tastyrec.record.live_sql`) reads them too. This
+module imports pyarrow and the standard library only.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from ..exceptions import StorageError
+from .publish import fsync_dir
 
 __all__ = (
     "FsyncPolicy",
     "JournalWriter",
     "SegmentContents",
     "SegmentReader",
-    "fsync_dir",
     "read_segment",
 )
 
@@ -65,15 +66,6 @@ class FsyncPolicy(enum.Enum):
     ALWAYS = "always"
     INTERVAL = "interval"
     NEVER = "never"
-
-
-def fsync_dir(path: Path) -> None:
-    """``fsync`` a directory, making renames and new files in it durable (POSIX)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _frame(payload: pa.Buffer | bytes) -> bytes:

@@ -1,26 +1,30 @@
-"""The account-streamer simulator's logic, sans-I/O: a simulated brokerage account and the server
-side of the protocol.
+"""The simulated brokerage, sans-I/O: accounts, orders walking their lifecycle, fills, positions,
+balances, and the notifications they publish.
 
 Role: :class:`AccountBook` is the account (orders, fills, positions, cash) and decides *what*
-happens and when; :class:`AccountServerConnection` is one client socket's view of the protocol
-(actions in, status replies and notifications out). Both take the time (epoch seconds) as an
-argument and never read a clock; :mod:`.account` runs them over websockets. Payloads are the
-Structs of :mod:`tastyrec.events.account`, encoded with
+happens and when; it publishes :class:`Outgoing` notifications, which
+:class:`~.account_server.AccountServerConnection` hands to the sockets subscribed to them. It
+takes the time (epoch seconds) as an argument and never reads a clock; :mod:`.account` runs it over
+websockets. Payloads are the Structs of :mod:`tastyrec.events.account`, encoded with
 :func:`~tastyrec.events.account.encode_payload`, so client and fake server cannot drift apart. This
-module must not import websockets, anyio, asyncio or ``time``.
+module must not import websockets, anyio, asyncio, ``time`` or the protocol server.
+
+Why over 600 lines: :class:`AccountBook` is one model whose orders, fills, positions, cash and
+published payloads share state and invariants (cash moves exactly by fill notional, a position is
+the sum of its fills); cut in two, each half would reach into the other's private fields.
 
 Theory of operation
 -------------------
-*Orders* (ACCOUNT_STREAMER.md §6). Each order is a generator that yields the delay before its next
-step: ``Received`` at once, then ``Routed``, ``In Flight`` and ``Live`` ``step_s`` apart. A live
-order fills when it is marketable against the simulated :class:`~.market.Market` (a market order
-always is; a limit order when the legs' prices net to no worse than its limit): buys at the ask,
-sells at the bid, each leg in ``fills_per_leg`` partial fills ``fill_step_s`` apart, every fill
-published as a full ``Order``. A single-leg order stays ``Live`` until its last fill; a multi-leg
-order is marked ``Filled`` when its first leg is fully filled (that message shows only that leg's
-fills) and the other legs' fills follow at once, the last message carrying them all. Then a
-``CurrentPosition`` for each leg, ``UnderlyingYearGainSummary`` when a fill realized a gain, and one
-``AccountBalance``. :meth:`AccountBook.cancel` walks ``Cancel Requested`` -> ``Cancelled``;
+*Orders* (docs/account-streamer.md#notifications). Each order is a generator that yields the delay
+before its next step: ``Received`` at once, then ``Routed``, ``In Flight`` and ``Live`` ``step_s``
+apart. A live order fills when it is marketable against the simulated :class:`~.market.Market` (a
+market order always is; a limit order when the legs' prices net to no worse than its limit): buys
+at the ask, sells at the bid, each leg in ``fills_per_leg`` partial fills ``fill_step_s`` apart,
+every fill published as a full ``Order``. A single-leg order stays ``Live`` until its last fill; a
+multi-leg order is marked ``Filled`` when its first leg is fully filled (that message shows only
+that leg's fills) and the other legs' fills follow at once, the last message carrying them all.
+Then a ``CurrentPosition`` for each leg, ``UnderlyingYearGainSummary`` when a fill realized a gain,
+and one ``AccountBalance``. :meth:`AccountBook.cancel` walks ``Cancel Requested`` -> ``Cancelled``;
 :meth:`AccountBook.reject` ends an order ``Rejected`` at once.
 
 *Consistency.* Cash moves by exactly the signed fill notional (buy: ``-qty * price * multiplier``);
@@ -37,15 +41,6 @@ not grow either.
 *Complex orders.* OCO, OTO and OTOCO: the sub-orders are ordinary orders with a
 ``complex-order-id``; the ``ComplexOrder`` is published when they are placed and when it ends. When
 an OCO leg fills, its siblings are cancelled; an OTO's orders are placed once its trigger fills.
-
-*Server side* (§3-4, §9). Every action is answered with one status message carrying a per-socket
-8-hex ``web-socket-session-id``, ``request-id`` only if the request had one, ``value`` for
-``connect``. A missing or wrong ``auth-token`` gets ``status: error``, ``message: "failed"`` and the
-socket stays open. Account notifications go only to sockets that ``connect``-ed that account,
-``PublicWatchlists``/``QuoteAlert`` only to sockets that subscribed to them. Nothing is pushed on
-connect, nothing replayed after a reconnect. A ``connect`` naming an account the session does not
-own gets an error reply (``unauthorized account '5WT99999'``) instead of silence. A socket silent
-for ``idle_timeout_s`` is closed; websocket pings count as activity (FIELD_REPORTS #14).
 """
 
 from __future__ import annotations
@@ -53,7 +48,7 @@ from __future__ import annotations
 import random
 import re
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -61,7 +56,6 @@ from typing import Any, Final
 
 import msgspec
 
-from ..account import messages as m
 from ..events.account import (
     AccountBalance,
     AccountEvent,
@@ -78,13 +72,12 @@ from ..events.account import (
     encode_payload,
     wire_name,
 )
-from ..exceptions import LocalProtocolError, RemoteProtocolError
+from ..exceptions import LocalProtocolError
 from .market import Market
 
 __all__ = (
     "DEFAULT_ACCOUNT",
     "AccountBook",
-    "AccountServerConnection",
     "AccountSimConfig",
     "Outgoing",
     "occ_to_streamer_symbol",
@@ -123,8 +116,8 @@ class AccountSimConfig:
         auto_max_position_value: the book's own orders never take a position worth more than
             this at the mark (default: the starting cash shared among the symbols it trades).
         drop_order_every: chaos: silently drop every Nth ``Order`` notification (None: none),
-            as production has lost order events (FIELD_REPORTS #13); the REST API still shows
-            the orders' state (:class:`~.rest.ApiSimulator`).
+            as production has lost order events (docs/account-streamer.md#lost-order-events); the
+            REST API still shows the orders' state (:class:`~.rest.ApiSimulator`).
     """
 
     step_s: float = 0.2
@@ -1033,137 +1026,3 @@ def _chunks(quantity: Decimal, parts: int) -> list[Decimal]:
     base = (quantity / n).to_integral_value(rounding="ROUND_FLOOR")
     chunks = [base] * (n - 1)
     return [*chunks, quantity - base * (n - 1)]
-
-
-# --- the server side of one socket --------------------------------------------------------------
-
-
-class AccountServerConnection:
-    """One client socket's protocol state on the simulated server.
-
-    Args:
-        check_token: whether an ``auth-token`` value is accepted.
-        session_id: this socket's ``web-socket-session-id`` (8 hex characters).
-        config: modes (``strict``, ``batch``, ``idle_timeout_s``).
-        now: epoch seconds when the socket opened.
-        accounts: the account numbers an accepted token may ``connect`` (None: any); a
-            ``connect`` naming another gets an error reply and subscribes none of them.
-    """
-
-    def __init__(
-        self,
-        check_token: Callable[[str], bool],
-        session_id: str,
-        config: AccountSimConfig,
-        now: float,
-        accounts: Iterable[str] | None = None,
-    ) -> None:
-        self.check_token = check_token
-        self.session_id = session_id
-        self.config = config
-        #: the accounts the session may subscribe to (None: any)
-        self.owned: frozenset[str] | None = None if accounts is None else frozenset(accounts)
-        #: accounts this socket ``connect``-ed
-        self.accounts: set[str] = set()
-        self.public_watchlists = False
-        self.quote_alerts = False
-        self.connected = False
-        #: decoded requests, in arrival order (for tests)
-        self.received: list[m.Request] = []
-        #: set when the server closes the socket: (code, reason)
-        self.close: tuple[int, str] | None = None
-        self._last_recv = now
-        self._out: list[bytes] = []
-        self._notes: list[dict[str, Any]] = []
-
-    def receive_text(self, raw: str | bytes, now: float) -> None:
-        """Handle one client frame: answer it with a status message."""
-        self._last_recv = now
-        try:
-            req = m.decode_request(raw)
-        except RemoteProtocolError:
-            self._reply({"status": "error", "action": "", "message": "invalid message"})
-            return
-        self.received.append(req)
-        reply: dict[str, Any] = {"status": "ok", "action": req.action}
-        error = self._handle(req)
-        if error is not None:
-            reply = {"status": "error", "action": req.action, "message": error}
-        reply["web-socket-session-id"] = self.session_id
-        if req.action in ("connect", "account-subscribe") and error is None:
-            reply["value"] = req.value
-        if req.request_id is not None:
-            reply["request-id"] = req.request_id
-        self._reply(reply)
-
-    def _handle(self, req: m.Request) -> str | None:
-        if not req.auth_token or not self.check_token(req.auth_token):
-            return "failed"
-        action = req.action
-        if action in ("connect", "account-subscribe"):
-            value = req.value
-            numbers = [value] if isinstance(value, str) else list(value or [])
-            if not numbers:
-                return "failed"
-            if self.owned is not None:
-                foreign = [n for n in numbers if n not in self.owned]
-                if foreign:
-                    # the real wording is unknown (ACCOUNT_STREAMER.md §4): say which account
-                    return f"unauthorized account {foreign[0]!r}"
-            self.accounts.update(numbers)
-            self.connected = True
-            return None
-        if action not in m.ACTIONS:
-            return "not implemented"
-        if self.config.strict and not self.connected:
-            return "connect-not-completed"
-        if action == "public-watchlists-subscribe":
-            self.public_watchlists = True
-        elif action == "quote-alerts-subscribe":
-            self.quote_alerts = True
-        return None  # heartbeat, user-message-subscribe
-
-    def deliver(self, out: Outgoing) -> bool:
-        """Queue a notification if this socket subscribed to it; returns whether it did."""
-        if out.topic == "account":
-            wanted = out.account in self.accounts
-        elif out.topic == "public-watchlists":
-            wanted = self.public_watchlists
-        else:
-            wanted = self.quote_alerts
-        if wanted:
-            self._notes.append(out.frame)
-        return wanted
-
-    def receive_ping(self, now: float) -> None:
-        """A websocket ping (or pong) arrived: the socket is not idle (FIELD_REPORTS #14: the
-        tastytrade SDK keeps the session alive with pings alone)."""
-        self._last_recv = now
-
-    def tick(self, now: float) -> None:
-        """Close a socket that has sent nothing, not even a ping, for ``idle_timeout_s``."""
-        if self.close is None and now - self._last_recv > self.config.idle_timeout_s:
-            self.close = (1000, "idle timeout")
-
-    def next_deadline(self) -> float:
-        """When :meth:`tick` may close the socket."""
-        return self._last_recv + self.config.idle_timeout_s
-
-    def _reply(self, reply: dict[str, Any]) -> None:
-        self._flush_notes()
-        self._out.append(m.encode(reply))
-
-    def _flush_notes(self) -> None:
-        if not self._notes:
-            return
-        if self.config.batch and len(self._notes) > 1:
-            self._out.append(m.encode({"results": self._notes}))
-        else:
-            self._out.extend(m.encode(n) for n in self._notes)
-        self._notes = []
-
-    def data_to_send(self) -> list[bytes]:
-        """Take the frames to send, in order."""
-        self._flush_notes()
-        out, self._out = self._out, []
-        return out

@@ -6,6 +6,7 @@
     <root>/_journal/<EventType>/date=YYYY-MM-DD/<name>.arrows  write-ahead journal segments
     <root>/_sessions/<name>.parquet                            one row per recording session
     <root>/_gaps/<name>.parquet                                one row per disconnect -> reconnect
+    <root>/_subscriptions/<name>.parquet                       option-chain subscription changes
 
 * The date is the America/New_York calendar date of *receipt* (the trading day), computed with
   :mod:`zoneinfo`, so a file never spans a New York midnight, DST days included (23 or 25 hours).
@@ -34,6 +35,7 @@ __all__ = (
     "JOURNAL_DIR",
     "MARKET_TZ",
     "SESSIONS_DIR",
+    "SUBSCRIPTIONS_DIR",
     "day_end_ns",
     "file_name",
     "journal_path",
@@ -47,6 +49,8 @@ MARKET_TZ: Final = ZoneInfo("America/New_York")
 JOURNAL_DIR: Final = "_journal"
 SESSIONS_DIR: Final = "_sessions"
 GAPS_DIR: Final = "_gaps"
+#: The bookkeeping folder of subscription changes (option-chain recordings).
+SUBSCRIPTIONS_DIR: Final = "_subscriptions"
 JOURNAL_SUFFIX: Final = ".arrows"
 PARQUET_SUFFIX: Final = ".parquet"
 

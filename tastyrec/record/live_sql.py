@@ -29,9 +29,9 @@ import pyarrow as pa
 
 from .. import catalog
 from ..exceptions import StorageError
-from ..record import layout
-from ..record.journal import read_segment
-from ._duck import connect, parquet_source, quote_ident
+from ..storage import layout
+from ..storage.journal import read_segment
+from ..storage.sql import connect, parquet_source, quote_ident
 
 __all__ = ("live_connection",)
 
