@@ -57,7 +57,7 @@ def test_argument_errors_are_value_errors_and_local_protocol_errors() -> None:
     ):
         with pytest.raises(ValueError) as info:
             make()
-        assert isinstance(info.value, LocalProtocolError | TastyrecError)
+        assert isinstance(info.value, LocalProtocolError) and isinstance(info.value, TastyrecError)
     with pytest.raises(ValueError, match="cannot listen to"):
         AlertStreamer(url="ws://127.0.0.1:1", token="t").queued(int)
 
