@@ -348,9 +348,10 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
             tg.start_soon(self._quote_token_loop)
         await self._change(self.protocol.connect, self._token)
         tg.start_soon(self._receive_loop, conn)
-        tg.start_soon(self._keepalive_loop)
         tg.start_soon(self._tap_flush_loop)
         await self._authorized.wait()
+        # only now is the server's keepalive timeout known (its SETUP came first)
+        tg.start_soon(self._keepalive_loop)
         await self._restored.wait()
         return "subscriptions restored"
 

@@ -504,6 +504,35 @@ async def test_stall_detected_by_watchdog(monkeypatch: pytest.MonkeyPatch) -> No
         assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
 
 
+async def test_keepalives_are_sent_when_idle_on_the_streamers_clock() -> None:
+    """On a clock the test moves: an idle connection gets a KEEPALIVE exactly every
+    ``keepalive_interval`` after the last message sent, not before."""
+    t = ManualTime()
+
+    def keepalives() -> int:
+        return sum(isinstance(x, m.Keepalive) for x in sim.received)
+
+    async with (
+        Simulator(seed=7, token=TOKEN, config=sim_config(keepalive_timeout=60.0)) as sim,
+        make_streamer(sim, keepalive_timeout=100.0, clock=t.clock, sleep=t.sleep) as streamer,
+    ):
+        interval = streamer.protocol.keepalive_interval  # half the server's timeout, not ours
+        assert interval == 30.0
+        # the keepalive loop sleeps to the last message sent (at 0) + the server's interval (it
+        # used to sleep ours, 50 s, having started before the server's SETUP arrived); the
+        # watchdog to the last message received + keepalive_timeout
+        await wait_until(lambda: interval in t.deadlines())
+        assert 100.0 in t.deadlines()
+        sent = keepalives()
+        t.advance(interval - 0.5)
+        assert interval in t.deadlines()  # not woken yet
+        for n in (1, 2):
+            t.advance(0.5 if n == 1 else interval)
+            await wait_until(lambda: keepalives() == sent + n)  # noqa: B023
+            await wait_until(lambda: (n + 1) * interval in t.deadlines())  # noqa: B023
+        assert streamer.stats.disconnects == 0
+
+
 async def test_malformed_frame_is_counted(sim: Simulator) -> None:
     async with make_streamer(sim) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
