@@ -22,7 +22,7 @@ their nanoseconds; numpy integers are epoch nanoseconds like ``int``. Anything e
 bool) is a :class:`TypeError`; unreadable text a :class:`ValueError` whose message shows what to
 give instead.
 
-Imports the standard library and :mod:`tastyrec.storage.layout` (path arithmetic) only, so the
+Imports the standard library only (the layout takes :data:`MARKET_TZ` from here), so the
 command line can parse times before loading anything heavy.
 """
 
@@ -31,8 +31,10 @@ from __future__ import annotations
 import operator
 from datetime import date, datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
-from .storage.layout import MARKET_TZ
+#: The market's time zone: naive user times, and partition dates, are New York time.
+MARKET_TZ: Final = ZoneInfo("America/New_York")
 
 __all__ = ("TIME_EXAMPLES", "TimeLike", "day", "end_ns", "parse_text", "start_ns", "to_ns")
 

@@ -16,22 +16,19 @@ No I/O beyond reading the recording's Parquet files (in the caller's thread).
 from __future__ import annotations
 
 import math
-from collections import deque
 from pathlib import Path
 from typing import Final
-
-import numpy as np
 
 from .. import _time
 from .._location import existing_recording
 from .._time import TimeLike
 from ..events.base import Event
 from ..events.registry import event_class
-from .reader import DEFAULT_CHUNK_ROWS, Timeline, first_receipt_ns, merge_order, to_events
+from ._engine import WILDCARD, Batch, Cursor, pacer
+from .reader import DEFAULT_CHUNK_ROWS, first_receipt_ns
 
 __all__ = ("ReplayFeed",)
 
-_NS: Final = 1_000_000_000
 #: at most this many events per poll when replaying as fast as possible
 MAX_BURST: Final = 10_000
 #: the replay starts this long after the first subscription, so that the subscriptions a client
@@ -59,6 +56,12 @@ class ReplayFeed:
 
         async with Simulator(token=None, feed_factory=lambda: ReplayFeed("data")) as server:
             print(server.url)  # any DXLink client now gets the recorded day
+
+    The replay engine's :class:`~tastyrec.replay._engine.Cursor` reads every subscribed type
+    whole (the server subscribes symbol by symbol, and a symbol subscribed later gets the events
+    from the replay's time on, so symbols are matched as events are handed out) and its
+    :class:`~tastyrec.replay._engine.Pacer` starts :data:`SETTLE_S` after the first
+    subscription.
     """
 
     def __init__(
@@ -70,19 +73,16 @@ class ReplayFeed:
         end: TimeLike | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> None:
-        if not speed > 0:
-            raise ValueError(f"speed must be positive, not {speed!r}")
+        self._pacer = pacer(speed)  # ValueError unless positive
         self.speed = speed
         self.start_ns = _time.start_ns(start)
         end_ns = _time.end_ns(end)
         self.root = existing_recording(root)
-        self._timeline = Timeline(
-            self.root, [], start_ns=self.start_ns, end_ns=end_ns, chunk_rows=chunk_rows
+        self._cursor = Cursor(
+            self.root, start_ns=self.start_ns, end_ns=end_ns, chunk_rows=chunk_rows
         )
         self._subs: dict[str, set[str]] = {}
-        self._recv: deque[int] = deque()
-        self._events: deque[Event] = deque()
-        self._anchor: tuple[float, int] | None = None  # (wall seconds, virtual ns)
+        self._batch: Batch | None = None  # read, not all handed out yet
         self._reached = -math.inf
         #: events handed out so far
         self.sent = 0
@@ -90,35 +90,49 @@ class ReplayFeed:
     @property
     def finished(self) -> bool:
         """Whether every recorded event has been handed out."""
-        return self._anchor is not None and self._timeline.exhausted and not self._events
+        return self._pacer.started and self._cursor.exhausted and not self._left()
 
     def subscribe(self, event_type: str, symbol: str, now: float) -> None:
         cls = event_class(event_type)
-        if self._anchor is None:
-            self._anchor = (now + SETTLE_S, self._first_ns())
+        if not self._pacer.started:
+            self._pacer.start(now + SETTLE_S, self._first_ns())
         self._subs.setdefault(event_type, set()).add(symbol)
-        self._timeline.add_type(cls, self._timeline.horizon_ns)
+        self._cursor.subscribe(cls, [WILDCARD])
 
     def unsubscribe(self, event_type: str, symbol: str) -> None:
-        self._subs.get(event_type, set()).discard(symbol)
+        symbols = self._subs.get(event_type)
+        if symbols is None:
+            return
+        symbols.discard(symbol)
+        if not symbols:  # read none of the type until it is subscribed again
+            self._cursor.unsubscribe(event_class(event_type), [WILDCARD])
 
     def poll(self, now: float) -> list[tuple[int, Event]]:
         """The events due by ``now``, each with its receipt time (epoch ns), in receipt order."""
-        if self._anchor is None:
+        if not self._pacer.started:
             return []
-        limit = self._virtual(now)
+        limit = self._pacer.reached(now)
         out: list[tuple[int, Event]] = []
+        subs = self._subs
         while len(out) < MAX_BURST:
-            while self._events and self._recv[0] <= limit and len(out) < MAX_BURST:
-                recv = self._recv.popleft()
-                event = self._events.popleft()
-                if event.event_symbol in self._subs.get(type(event).__name__, ()):
-                    out.append((recv, event))
-            if self._events or not self._read_more(limit):
+            batch = self._batch
+            if batch is not None and batch.left:
+                events, start = batch.events, batch.pos
+                stop = batch.stop_after(limit)
+                i = start
+                recv = batch.recv[start:stop].tolist()
+                while i < stop and len(out) < MAX_BURST:
+                    event = events[i]
+                    if event.event_symbol in subs.get(type(event).__name__, ()):
+                        out.append((recv[i - start], event))
+                    i += 1
+                batch.pos = i
+            if self._left() or not self._read_more(limit):
                 break
         self.sent += len(out)
         # cut short (a burst), or the next event is not due yet; else all up to now is given
-        self._reached = min(limit, self._recv[0] - 1) if self._events else limit
+        batch = self._batch
+        self._reached = min(limit, batch.next_ns() - 1) if batch and batch.left else limit
         return out
 
     def reached_ns(self) -> float:
@@ -128,35 +142,31 @@ class ReplayFeed:
         return self._reached
 
     def next_due(self) -> float | None:
-        if self._anchor is None:
+        anchor = self._pacer.anchor
+        if anchor is None:
             return None
-        if self._events:
-            return self._wall(self._recv[0])
-        if self._timeline.exhausted:
+        batch = self._batch
+        if batch is not None and batch.left:
+            return self._pacer.wall_at(batch.next_ns())
+        if self._cursor.exhausted:
             return None
-        horizon = self._timeline.horizon_ns
-        return self._anchor[0] if horizon is None else self._wall(horizon)
+        horizon = self._cursor.horizon_ns
+        return anchor[0] if horizon is None else self._pacer.wall_at(horizon)
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _left(self) -> int:
+        return 0 if self._batch is None else self._batch.left
+
     def _read_more(self, limit: float) -> bool:
-        """Stage the next step, if events at or before ``limit`` may be in it."""
-        horizon = self._timeline.horizon_ns
+        """Read the next step, if events at or before ``limit`` may be in it."""
+        horizon = self._cursor.horizon_ns
         if limit == -math.inf or (horizon is not None and horizon > limit):
             return False  # settling (subscriptions still coming), or nothing due yet
-        step = self._timeline.next_step()
-        if step is None:
+        batch = self._cursor.next_batch()
+        if batch is None:
             return False
-        pieces = [
-            p
-            for p in step.pieces
-            if self._subs.get(self._timeline.event_types[p.type_index].__name__)
-        ]
-        built = [to_events(self._timeline.event_types[p.type_index], p.batch) for p in pieces]
-        which, rows = merge_order(pieces)
-        recv = np.concatenate([p.recv for p in pieces]) if pieces else np.empty(0, np.int64)
-        self._recv.extend(np.sort(recv, kind="stable").tolist())
-        self._events.extend(built[w][r] for w, r in zip(which.tolist(), rows.tolist(), strict=True))
+        self._batch = batch
         return True
 
     def _first_ns(self) -> int:
@@ -164,19 +174,3 @@ class ReplayFeed:
             return self.start_ns
         first = first_receipt_ns(self.root)
         return 0 if first is None else first
-
-    def _virtual(self, now: float) -> float:
-        assert self._anchor is not None
-        wall, virtual = self._anchor
-        if now < wall:
-            return -math.inf  # settling
-        if self.speed == math.inf:
-            return math.inf
-        return virtual + (now - wall) * self.speed * _NS
-
-    def _wall(self, ns: int) -> float:
-        assert self._anchor is not None
-        wall, virtual = self._anchor
-        if self.speed == math.inf:
-            return wall
-        return max(wall, wall + (ns - virtual) / self.speed / _NS)

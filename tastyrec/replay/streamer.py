@@ -8,11 +8,14 @@ and the events are the same Structs with the same values (bit-exact, NaN include
 Theory of operation:
 
 * **Pull, not push.** No task runs in the background. When a listener has nothing left, it asks
-  the streamer to *advance*: the next :class:`~tastyrec.replay.reader.Step` of the timeline (a few
-  thousand rows per event type, in a worker thread) is filtered to the subscribed symbols, turned
-  into Structs in whole columns (no per-event channel), and handed to every listener buffer that
-  wants those types. Only one advance runs at a time; several listeners in several tasks each
-  get their own buffer, as with the live streamer's per-type queues.
+  the streamer to *advance*: the engine's :class:`~tastyrec.replay._engine.Cursor` reads the next
+  step of the timeline (a few thousand rows per event type, in a worker thread when it reads a
+  file), filters it to the subscribed symbols and turns it into Structs in whole columns (no
+  per-event channel); the :class:`~tastyrec.replay._engine.Pacer` of the ``speed`` says which of
+  them are due, and those are handed to every listener buffer that wants their types. Only one
+  advance runs at a time; several listeners in several tasks each get their own buffer, as with
+  the live streamer's per-type queues. ``tastyrec serve`` replays with the same cursor and
+  pacer (:mod:`tastyrec.replay.feed`).
 * **Order.** ``listen(Quote)`` yields Quotes in receipt order. ``listen(Quote, Trade)`` (several
   types in one iterator, an extension of the SDK's interface) yields both in the exact recorded
   interleaving, by receipt time; events received in the same frame keep their order within a
@@ -62,7 +65,6 @@ import operator
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -71,8 +73,6 @@ from typing import Any, Final, Self, TypeVar, cast, overload
 import anyio
 import anyio.lowlevel
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import _time
 from .._location import existing_recording, recording_path
@@ -95,18 +95,10 @@ from ..events.base import Event
 from ..events.market import Candle
 from ..exceptions import EndOfReplay, LocalProtocolError
 from ..sim.market import parse_candle_symbol
-from ..storage.account_schema import AccountRecord, is_account_type
-from ..storage.layout import GAPS_DIR
-from .reader import (
-    DEFAULT_CHUNK_ROWS,
-    Piece,
-    RecordClass,
-    Step,
-    Timeline,
-    merge_order,
-    table_name,
-    to_events,
-)
+from ..storage.account_schema import AccountRecord
+from ..storage.tables import read_gaps
+from ._engine import WILDCARD, Batch, Cursor, pacer
+from .reader import DEFAULT_CHUNK_ROWS, RecordClass, table_name
 
 __all__ = ("ReplayStreamer", "TimeLike", "to_ns")
 
@@ -116,10 +108,6 @@ E = TypeVar("E", bound=Event | AccountRecord)
 E2 = TypeVar("E2", bound=Event | AccountRecord)
 Callback = Callable[..., Awaitable[Any]]
 _NS: Final = 1_000_000_000
-#: subscribe to every symbol of a type
-WILDCARD: Final = "*"
-#: the column account-table subscriptions filter on
-ACCOUNT_COLUMN: Final = "account_number"
 #: what ``subscribe_accounts`` subscribes to (the live account streamer's ``connect``)
 ACCOUNT_BOUND: Final[tuple[type[AccountRecord], ...]] = (
     PlacedOrder,
@@ -192,16 +180,6 @@ class _Sink:
         return taken
 
 
-@dataclass
-class _Staged:
-    """A step's events, filtered and built, in receipt order, not yet handed out."""
-
-    recv: _Times  # receipt time of each event, ascending
-    events: list[Any]
-    types: np.ndarray[Any, np.dtype[np.int64]]  # type index of each event
-    pos: int = 0
-
-
 class ReplayStreamer:
     """Play a recording back with the interface of :class:`~tastyrec.DXLinkStreamer`.
 
@@ -249,8 +227,7 @@ class ReplayStreamer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
     ) -> None:
-        if not speed > 0:
-            raise ValueError(f"speed must be positive, not {speed!r}")
+        self._pacer = pacer(speed)  # ValueError unless positive
         if queue_size <= 0:
             raise ValueError(f"queue_size must be positive, not {queue_size!r}")
         self.path = recording_path(path)
@@ -267,19 +244,18 @@ class ReplayStreamer:
         self.gaps: list[Gap] = []
         self._clock = clock
         self._sleep = sleep
-        self._timeline = Timeline(
-            self.path, [], start_ns=self.start_ns, end_ns=self.end_ns, chunk_rows=chunk_rows
+        # what comes next (subscriptions, merge) and when it is due (speed)
+        self._cursor = Cursor(
+            self.path, start_ns=self.start_ns, end_ns=self.end_ns, chunk_rows=chunk_rows
         )
-        self._subs: dict[RecordClass, set[str]] = {}
         self._sinks: dict[tuple[RecordClass, ...], _Sink] = {}
-        self._staged: _Staged | None = None
+        self._batch: Batch | None = None  # built, not all handed to the buffers yet
         self._markers: deque[tuple[int, bool, Gap]] = deque()  # (time, is_disconnect, gap)
         self._lock = anyio.Lock()
         self._time_ns: int | None = self.start_ns
         # a lone listener's chunk in flight: (its iterator, the receipt times); see time_ns
-        self._cursor: tuple[Iterator[Any], _Times] | None = None
-        self._cursor_mark = 0  # the cursor's events left when something else last set the time
-        self._anchor: tuple[float, int] | None = None  # (wall clock, virtual ns) of pacing
+        self._lone: tuple[Iterator[Any], _Times] | None = None
+        self._lone_mark = 0  # the lone chunk's events left when something else last set the time
         self._connected = False
         self._finished = False
         self._entered = False
@@ -314,7 +290,7 @@ class ReplayStreamer:
         """Stop the replay (synchronous :meth:`aclose`)."""
         self._finished = True
         self._connected = False
-        self._staged = None
+        self._batch = None
         for sink in self._sinks.values():
             sink.queue.clear()
 
@@ -348,14 +324,14 @@ class ReplayStreamer:
         Before the first event it is ``start`` (``None`` without one); inside ``disconnect_fn``
         / ``reconnect_fn``, the recorded disconnect / reconnect time.
         """
-        cursor = self._cursor
-        if cursor is not None:
+        lone = self._lone
+        if lone is not None:
             # a lone listener's events are handed out with no per-event work (the hot path of a
             # backtest): its position in the chunk is read off the list iterator, and wins if it
             # moved since anything else set the time
-            left = operator.length_hint(cursor[0])
-            if left != self._cursor_mark:
-                recv = cursor[1]
+            left = operator.length_hint(lone[0])
+            if left != self._lone_mark:
+                recv = lone[1]
                 return int(recv[len(recv) - left - 1])
         return self._time_ns
 
@@ -363,9 +339,9 @@ class ReplayStreamer:
         """Set the time to the receipt time of an event handed out other than by the lone
         listener's chunk (another listener, ``get_event``) or of a recorded gap's edge."""
         self._time_ns = ns
-        cursor = self._cursor
-        if cursor is not None:  # its next event moves the time on again
-            self._cursor_mark = operator.length_hint(cursor[0])
+        lone = self._lone
+        if lone is not None:  # its next event moves the time on again
+            self._lone_mark = operator.length_hint(lone[0])
 
     @property
     def time(self) -> datetime | None:
@@ -389,20 +365,15 @@ class ReplayStreamer:
         ``Watchlist``, ``UnknownNotification``) replay whole whatever is given.
         Subscribing during the replay delivers events received from then on.
         """
-        names = _as_list(symbols)
-        table_name(event_type)  # SchemaError for a class that is never recorded
-        self._subs.setdefault(event_type, set()).update(names)
-        self._timeline.add_type(event_type, self._timeline.horizon_ns)
+        self._cursor.subscribe(event_type, _as_list(symbols))  # SchemaError: never recorded
 
     async def unsubscribe(self, event_type: RecordClass, symbols: Iterable[str]) -> None:
         """Stop replaying these symbols (or account numbers) of ``event_type``."""
-        subs = self._subs.get(event_type)
-        if subs is not None:
-            subs.difference_update(_as_list(symbols))
+        self._cursor.unsubscribe(event_type, _as_list(symbols))
 
     async def unsubscribe_all(self, event_type: RecordClass) -> None:
         """Stop replaying ``event_type``."""
-        self._subs.pop(event_type, None)
+        self._cursor.unsubscribe_all(event_type)
 
     async def subscribe_accounts(self, accounts: Iterable[Any]) -> None:
         """Replay what the live ``AlertStreamer.subscribe_accounts`` would deliver: orders,
@@ -482,7 +453,7 @@ class ReplayStreamer:
                     # the only listener: time_ns reads the receipt time off the iterator
                     it = iter(events)
                     self._time_ns = self.time_ns  # the previous chunk's, before it is replaced
-                    self._cursor, self._cursor_mark = (it, recv), len(recv)
+                    self._lone, self._lone_mark = (it, recv), len(recv)
                     for event in it:
                         yield event
                 else:  # several: each sets the time as it hands an event out
@@ -529,22 +500,21 @@ class ReplayStreamer:
         """:meth:`get_event_nowait`'s synchronous advance: the next event of ``sink``, if any
         is due without awaiting."""
         while not self._release(sink):
-            if self.speed != math.inf:
-                return None  # not due yet
             marker = self._due_marker()
             if marker is not None:
+                if self._delay(marker[0]) > 0:
+                    return None  # not due yet
                 callback = self.disconnect_fn if marker[1] else self.reconnect_fn
                 if callback is not None:
                     return None  # its (async) callback runs at the next get_event/listen
                 self._apply_marker()
                 continue
-            staged = self._staged
-            if staged is not None and staged.pos < len(staged.events):
+            if self._batch is not None and self._batch.left:
+                return None  # not due yet
+            batch = self._cursor.next_batch()
+            if batch is None:
                 return None
-            step = self._timeline.next_step()
-            if step is None:
-                return None
-            self._stage(step)
+            self._batch = batch
         return sink.take_one()
 
     def queued(self, event_type: RecordClass) -> int:
@@ -562,6 +532,8 @@ class ReplayStreamer:
         return sink
 
     # --- the engine --------------------------------------------------------------------------
+    # The cursor says what comes next, the pacer when it is due; this hands it to the listener
+    # buffers (_Sink), between the recorded disconnects and reconnects.
 
     async def _advance(self, sink: _Sink) -> bool:
         """Hand out more events; ``False`` once the replay is over and ``sink`` is empty."""
@@ -573,104 +545,69 @@ class ReplayStreamer:
                     continue
                 if self._release(sink):
                     continue
-                staged = self._staged
-                if staged is not None and staged.pos < len(staged.events):
+                batch = self._batch
+                if batch is not None and batch.left:
                     # held back by pacing (a marker due first would have fired above)
-                    await self._sleep_until(int(staged.recv[staged.pos]))
+                    await self._sleep_until(batch.next_ns())
                     continue
-                if self._timeline.will_read:  # decoding Parquet: off the event loop
-                    step = await anyio.to_thread.run_sync(self._timeline.next_step)
+                cursor = self._cursor
+                if cursor.will_read:  # decoding Parquet: off the event loop
+                    step = await anyio.to_thread.run_sync(cursor.next_step)
                 else:  # slicing what is read already: a thread hop would cost more
-                    step = self._timeline.next_step()
+                    step = cursor.next_step()
                 if step is None:
                     await self._finish()
                 else:
-                    self._stage(step)
+                    self._batch = cursor.decode(step)
             return True
 
-    def _stage(self, step: Step) -> None:
-        """Filter a step to the subscriptions and build its events, in receipt order."""
-        subs = {cls: set(names) for cls, names in self._subs.items()}
-        pieces: list[Piece] = []
-        built: list[list[Any]] = []
-        for piece in step.pieces:
-            cls = self._timeline.event_types[piece.type_index]
-            names = subs.get(cls)
-            if not names:
-                continue
-            batch, recv = piece.batch, piece.recv
-            column = ACCOUNT_COLUMN if is_account_type(cls) else "event_symbol"
-            if WILDCARD not in names and column in batch.columns:
-                mask = batch.get_column(column).is_in(list(names))
-                keep = mask.to_numpy()
-                if not keep.all():
-                    batch, recv = batch.filter(mask), recv[keep]
-            if batch.height:
-                pieces.append(Piece(piece.type_index, batch, recv))
-                built.append(to_events(cls, batch))
-        if not pieces:
-            self._staged = None
-            return
-        if len(pieces) == 1:
-            events, recv = built[0], pieces[0].recv
-            types = np.full(len(events), pieces[0].type_index, dtype=np.int64)
-        else:
-            which, rows = merge_order(pieces)
-            events = [built[w][r] for w, r in zip(which.tolist(), rows.tolist(), strict=True)]
-            all_recv = np.concatenate([p.recv for p in pieces])
-            recv = np.sort(all_recv, kind="stable")
-            types = np.array([p.type_index for p in pieces], dtype=np.int64)[which]
-        self._staged = _Staged(recv, events, types)
-
     def _release(self, sink: _Sink) -> bool:
-        """Hand the staged events that are due, and before the next recorded disconnect or
-        reconnect, to every buffer that wants them; whether ``sink`` got any."""
-        staged = self._staged
-        if staged is None or staged.pos >= len(staged.events):
+        """Hand the events of the batch that are due, and before the next recorded disconnect
+        or reconnect, to every buffer that wants them; whether ``sink`` got any."""
+        batch = self._batch
+        if batch is None or not batch.left:
             return False
-        limit = len(staged.events)
+        stop = batch.stop_after(self._reached(batch.next_ns()))
         if self._markers:
-            limit = min(limit, int(np.searchsorted(staged.recv, self._markers[0][0], "left")))
-        if self.speed != math.inf:
-            now = self._virtual_now(int(staged.recv[staged.pos]))
-            limit = min(limit, int(np.searchsorted(staged.recv, now, "right")))
-        if limit <= staged.pos:
+            stop = min(stop, batch.stop_before(self._markers[0][0]))
+        if stop <= batch.pos:
             return False
-        start, staged.pos = staged.pos, limit
-        events = staged.events[start:limit]
-        types = staged.types[start:limit]
-        recv = staged.recv[start:limit]
+        events, types, recv = batch.take(stop)
         self.stats.events += len(events)
-        classes = self._timeline.event_types
+        classes = self._cursor.event_types
         for other in self._sinks.values():
-            wanted = [i for i, cls in enumerate(classes) if cls in other.types]
-            if not wanted:
-                continue
-            mask = np.isin(types, wanted)
-            if mask.all():
+            wanted = np.fromiter((cls in other.types for cls in classes), bool, len(classes))
+            if batch.only is not None:  # one type: all or nothing
+                if not wanted[batch.only]:
+                    continue
                 mine, mine_recv = events, recv
-            elif mask.any():
-                mine = [e for e, keep in zip(events, mask.tolist(), strict=True) if keep]
-                mine_recv = recv[mask]
             else:
-                continue
+                mask = wanted[types]
+                if mask.all():
+                    mine, mine_recv = events, recv
+                elif mask.any():
+                    mine = [e for e, keep in zip(events, mask.tolist(), strict=True) if keep]
+                    mine_recv = recv[mask]
+                else:
+                    continue
             dropped = other.put(mine, mine_recv)
             if dropped:
                 self.stats.dropped[other.name] += dropped
         return sink.size > 0
 
     def _due_marker(self) -> tuple[int, bool, Gap] | None:
-        """The next recorded disconnect/reconnect, if every event before it is out."""
+        """The next recorded disconnect/reconnect, if every event before it is out (whether
+        its time has come is the pacer's business)."""
         if not self._markers:
             return None
         marker = self._markers[0]
         at = marker[0]
-        staged = self._staged
-        if staged is not None and staged.pos < len(staged.events):
-            if int(staged.recv[staged.pos]) < at:
+        batch = self._batch
+        if batch is not None and batch.left:
+            if batch.next_ns() < at:
                 return None  # events before it are still to be handed out
-        elif not self._timeline.exhausted:
-            horizon = self._timeline.horizon_ns
+        elif not self._cursor.exhausted:
+            horizon = self._cursor.horizon_ns
             if horizon is None or horizon < at:
                 return None  # read on first: there may be events before it
         return marker
@@ -694,7 +631,7 @@ class ReplayStreamer:
         if marker is None:
             return False
         at = marker[0]
-        if self.speed != math.inf and self._virtual_now(at) < at:
+        if self._delay(at) > 0:
             await self._sleep_until(at)
             return True
         callback, args = self._apply_marker()
@@ -710,49 +647,43 @@ class ReplayStreamer:
 
     # --- pacing ------------------------------------------------------------------------------
 
-    def _virtual_now(self, first_ns: int) -> int:
-        if self._anchor is None:
-            self._anchor = (self._clock(), first_ns if self.start_ns is None else self.start_ns)
-        wall, virtual = self._anchor
-        return virtual + math.floor((self._clock() - wall) * self.speed * _NS)
+    def _started_pacer(self, first_ns: int) -> None:
+        """Anchor the pacer the first time it is asked: ``start`` (else the first event or
+        marker) is due now."""
+        self._pacer.start(self._clock(), first_ns if self.start_ns is None else self.start_ns)
+
+    def _reached(self, first_ns: int) -> float:
+        """The recorded time due now (see :meth:`Pacer.reached`)."""
+        if not self._pacer.started:
+            self._started_pacer(first_ns)
+        return self._pacer.reached(self._clock())
+
+    def _delay(self, at_ns: int) -> float:
+        """Seconds until ``at_ns`` is due (0 if it is)."""
+        if not self._pacer.started:
+            self._started_pacer(at_ns)
+        return self._pacer.delay(at_ns, self._clock())
 
     async def _sleep_until(self, at_ns: int) -> None:
-        now = self._virtual_now(at_ns)
-        if now < at_ns:
-            await self._sleep((at_ns - now) / self.speed / _NS)
+        delay = self._delay(at_ns)
+        if delay > 0:
+            await self._sleep(delay)
 
     # --- gaps --------------------------------------------------------------------------------
 
     def _read_gaps(self) -> list[tuple[int, bool, Gap]]:
-        folder = self.path / GAPS_DIR
+        """The recording's DXLink disconnects and reconnects inside ``start``/``end``, as
+        markers ``(time, is_disconnect, gap)`` in time order (disconnects first on a tie)."""
         markers: list[tuple[int, bool, Gap]] = []
-        for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-            table = pq.read_table(path)
-            cols = {
-                name: table.column(name).cast(pa.int64()).to_pylist()
-                for name in ("last_received", "disconnected", "resumed")
-            }
-            reasons = table.column("reason").to_pylist()
-            streams = (
-                table.column("stream").to_pylist()
-                if "stream" in table.column_names
-                else [None] * table.num_rows
-            )
-            for last, lost, back, reason, stream in zip(
-                cols["last_received"],
-                cols["disconnected"],
-                cols["resumed"],
-                reasons,
-                streams,
-                strict=True,
-            ):
-                if stream not in (None, "dxlink"):
-                    continue  # the account streamer's: not this streamer's connection
-                gap = Gap(last, lost, reason or "", back)
-                if self._inside(lost):
-                    markers.append((lost, True, gap))
-                    if back is not None and self._inside(back):
-                        markers.append((back, False, gap))
+        for row in read_gaps(self.path):
+            if row.stream not in (None, "dxlink"):
+                continue  # the account streamer's: not this streamer's connection
+            lost, back = row.disconnected_ns, row.resumed_ns
+            gap = Gap(row.last_received_ns, lost, row.reason, back)
+            if self._inside(lost):
+                markers.append((lost, True, gap))
+                if back is not None and self._inside(back):
+                    markers.append((back, False, gap))
         markers.sort(key=lambda m: (m[0], not m[1]))
         return markers
 

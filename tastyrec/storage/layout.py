@@ -26,8 +26,8 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Final
-from zoneinfo import ZoneInfo
 
+from .._time import MARKET_TZ
 from ..exceptions import SchemaError
 
 __all__ = (
@@ -44,8 +44,6 @@ __all__ = (
     "partition_date",
 )
 
-#: Time zone of partition dates: the exchange calendar of tastytrade's markets.
-MARKET_TZ: Final = ZoneInfo("America/New_York")
 JOURNAL_DIR: Final = "_journal"
 SESSIONS_DIR: Final = "_sessions"
 GAPS_DIR: Final = "_gaps"

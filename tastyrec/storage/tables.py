@@ -4,19 +4,31 @@
 Each column is declared once, as ``(name, kind, nullable)``; the Arrow schemas the recorder
 writes (:func:`session_schema`, :func:`gap_schema`) and the DuckDB types of the empty views
 ``tastyrec.connect`` makes before any file exists (:func:`sql_columns`) are derived from that.
-Kept apart from :mod:`.recorder`, and importing pyarrow only inside the schema functions, so
-that ``tastyrec sql`` starts without pyarrow.
+:func:`read_gaps` reads ``_gaps/`` back (replay fires its recorded disconnects). Kept apart from
+:mod:`.recorder`, and importing pyarrow only inside functions, so that ``tastyrec sql`` starts
+without pyarrow.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+from . import layout
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ("GAP_COLUMNS", "SESSION_COLUMNS", "gap_schema", "session_schema", "sql_columns")
+__all__ = (
+    "GAP_COLUMNS",
+    "SESSION_COLUMNS",
+    "GapRow",
+    "gap_schema",
+    "read_gaps",
+    "session_schema",
+    "sql_columns",
+)
 
 Column = tuple[str, str, bool]  # (name, kind, nullable)
 
@@ -78,3 +90,45 @@ def gap_schema() -> pa.Schema:
 def sql_columns(columns: tuple[Column, ...]) -> list[tuple[str, str]]:
     """``(name, DuckDB type)`` of each column."""
     return [(name, _SQL[kind]) for name, kind, _ in columns]
+
+
+class GapRow(NamedTuple):
+    """One row of ``_gaps/``: a recorded break in a stream (times in epoch ns)."""
+
+    last_received_ns: int | None
+    disconnected_ns: int
+    resumed_ns: int | None
+    reason: str
+    #: ``"dxlink"`` or ``"account"``; ``None`` in recordings older than the column
+    stream: str | None
+
+
+def read_gaps(root: Path) -> list[GapRow]:
+    """Every recorded gap of the recording at ``root`` (all sessions, both streams), in file
+    order; ``[]`` if there are none.
+
+    Raises:
+        OSError, pyarrow.ArrowException: a ``_gaps`` file cannot be read.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / layout.GAPS_DIR
+    rows: list[GapRow] = []
+    for path in sorted(folder.glob("*" + layout.PARQUET_SUFFIX)) if folder.is_dir() else []:
+        table = pq.read_table(path)
+        times = [
+            table.column(name).cast(pa.int64()).to_pylist()
+            for name in ("last_received", "disconnected", "resumed")
+        ]
+        reasons = table.column("reason").to_pylist()
+        streams = (
+            table.column("stream").to_pylist()
+            if "stream" in table.column_names
+            else [None] * table.num_rows
+        )
+        rows.extend(
+            GapRow(last, lost, back, reason or "", stream)
+            for last, lost, back, reason, stream in zip(*times, reasons, streams, strict=True)
+        )
+    return rows

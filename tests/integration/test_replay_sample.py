@@ -367,3 +367,29 @@ async def test_listeners_in_two_tasks_each_see_the_time_of_their_own_event() -> 
     # the trade listener got what was released from when it started (the types are released
     # together, and a type with no listener yet keeps nothing): a tail of the recorded trades
     assert seen["Trade"] == trades[len(trades) - len(seen["Trade"]) :] and len(seen["Trade"]) > 50
+
+
+async def test_paced_get_event_nowait_gives_each_event_once_due_never_early() -> None:
+    """Polled while an injected clock moves on, every event comes out at the first poll after
+    its time (reading on across steps and the recorded gap), none before."""
+    fake = FakeTime()
+    expected = _in_receipt_order(("Quote", "event_symbol = 'SPY'"))
+    first = expected[0][2]
+    speed = 10.0
+    polls: list[tuple[float, int | None]] = []  # (clock, time_ns) of each event taken
+    async with ReplayStreamer(
+        SAMPLE, speed=speed, clock=fake.clock, sleep=fake.sleep, chunk_rows=64
+    ) as replay:
+        await replay.subscribe(Quote, ["SPY"])
+        span_s = (expected[-1][2] - first) / speed / 1e9
+        got: list[tuple[str, str, int | None]] = []
+        while fake.now <= 1000.0 + span_s + 0.1:
+            while (quote := replay.get_event_nowait(Quote)) is not None:
+                got.append(("Quote", quote.event_symbol, replay.time_ns))
+                polls.append((fake.now, replay.time_ns))
+            fake.now += 0.05
+    assert got == expected and len(got) > 100
+    for wall, ns in polls:
+        assert ns is not None
+        due = 1000.0 + (ns - first) / speed / 1e9
+        assert due - 1e-6 <= wall < due + 0.05 + 1e-6  # not early; at the first poll after

@@ -7,8 +7,8 @@ functions and ``TYPE_CHECKING`` blocks alike) together with the lazy re-export t
 
 The layers, bottom to top::
 
-    base        exceptions, version, lazy exports, Arrow value helpers, the drop-oldest queue,
-                the redactor
+    base        exceptions, version, lazy exports, Arrow value helpers, the time rule,
+                recording locations, the drop-oldest queue, the redactor
     events      the event Structs and their registry
     schema      Arrow/polars schemas derived from the events
     transport   websocket plumbing, and the streaming shell both live streamers stand on
@@ -45,6 +45,8 @@ UNITS: dict[str, str] = {
     "tastyrec._version": "base",
     "tastyrec._lazy": "base",
     "tastyrec._arrow_values": "base",
+    "tastyrec._time": "base",
+    "tastyrec._location": "base",
     "tastyrec._queue": "base",
     "tastyrec._redact": "base",
     "tastyrec.events": "events",
@@ -53,6 +55,7 @@ UNITS: dict[str, str] = {
     "tastyrec._stream": "transport",
     "tastyrec.storage": "storage",
     "tastyrec.catalog": "storage",
+    "tastyrec.objectstore": "storage",
     "tastyrec.session": "rest",
     "tastyrec.chain": "rest",
     "tastyrec.dxlink": "dxlink",

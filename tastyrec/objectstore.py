@@ -1,0 +1,616 @@
+"""Recordings on S3-compatible object storage: locations, the filesystem, uploads, listing, reading.
+
+The foundation the recorder and the readers will be wired onto (``docs/object-storage.md``):
+
+* :func:`parse_location` turns what a user typed (``--out``, ``--data``) into a local
+  :class:`~pathlib.Path` or an :class:`S3Location`; any other ``scheme://`` is refused, so a URL
+  never becomes a local folder named ``s3:``.
+* :func:`s3_filesystem` builds :class:`pyarrow.fs.S3FileSystem` from the standard AWS
+  configuration. Credentials (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
+  ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` with ``~/.aws/credentials`` and ``~/.aws/config``) are
+  read by the AWS SDK inside pyarrow itself and never pass through tastyrec, so no value of ours
+  can print them; what the SDK built into pyarrow does *not* read is filled in here:
+  ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in the profile) for
+  S3-compatible services, becoming ``endpoint_override`` and ``scheme``, and the region from
+  ``AWS_REGION``/``AWS_DEFAULT_REGION``.
+* :func:`upload` puts a whole local file under its final key so that the key never names a
+  partial object: the bytes go to a hidden staging key beside it (one PUT, or a multipart upload
+  for large files), then the store copies them to the final key (CopyObject: atomic, no bytes
+  over the network again). Transient failures (connection refused/reset, 5xx, timeouts) are
+  retried with exponential backoff through an injectable ``sleep``; the size is confirmed with a
+  HEAD before returning, so the caller may then delete its local copy.
+* :func:`list_parquet` lists ``<EventType>/date=YYYY-MM-DD/*.parquet`` (the local layout of
+  :mod:`tastyrec.storage.layout`) walking key prefixes one level at a time, so a query for a day
+  lists that day's prefix, never the bucket.
+* :func:`register_duckdb` lets DuckDB read ``s3://`` through fsspec's ``ArrowFSWrapper`` around
+  the same pyarrow filesystem: DuckDB's own ``httpfs`` extension is downloaded from DuckDB's
+  servers at run time, which machines that only reach package registries cannot do
+  (FIELD_REPORTS #16). fsspec is a small pure-Python package; s3fs would bring aiobotocore and
+  botocore and a second reading of the AWS configuration that could disagree with pyarrow's.
+  :func:`dataset` gives pyarrow (and polars, through ``polars.scan_pyarrow_dataset``) the same.
+
+Why a staging key and a copy rather than uploading to the final key directly: pyarrow's S3 output
+stream has no ``abort()`` in Python, and closing it -- which ``with`` does on an exception, and
+its destructor tries too, even after a failed request -- *completes* the upload with what it holds
+(measured with moto 5.2.6 and pyarrow 26: a ``with`` block that raised after writing 7 MiB of a
+larger file left a 7 MiB object; ``test_pyarrow_stream_completes_what_it_has`` keeps that fact
+checked). So an
+interrupted upload may leave a partial object, but only under its staging name, which
+readers never see and the next attempt never reuses (a random token); the copy to the final key
+happens only after the staged size was checked. The source is memory-mapped and written in one
+call, so nothing of ours runs between opening and closing the stream either. The price is one
+server-side copy per file (single CopyObject: files up to 5 GiB, far above a rotation's size) and
+staging leftovers after crashes, which ``recover``/``compact`` are to delete
+(``docs/object-storage.md``).
+
+Errors are :class:`ObjectStoreError` (a :class:`~tastyrec.exceptions.StorageError`) with the URL and
+pyarrow's message, passed through :func:`redact` so that no credential value -- even one a
+server echoes back -- reaches a message or a log.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from .exceptions import StorageError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+__all__ = (
+    "Backoff",
+    "dataset",
+    "fsspec_filesystem",
+    "ObjectInfo",
+    "ObjectStoreError",
+    "S3Config",
+    "S3Location",
+    "is_transient",
+    "list_parquet",
+    "parse_location",
+    "redact",
+    "register_duckdb",
+    "remove_staging_leftovers",
+    "s3_config",
+    "s3_filesystem",
+    "staging_path",
+    "upload",
+)
+
+logger = logging.getLogger(__name__)
+
+#: environment variables whose values are secrets: :func:`redact` removes them from any text
+SECRET_VARS: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending alnum
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_LOOPBACK = ("localhost", "127.", "::1", "[::1]")
+#: the suffix of staging objects (:func:`staging_path`)
+UPLOADING_SUFFIX: Final = ".uploading"
+
+
+class ObjectStoreError(StorageError):
+    """An object-store operation failed.
+
+    Attributes:
+        url: the ``s3://`` URL concerned (never holds credentials).
+        transient: the failure may go away by itself (network, 5xx, timeout): retrying makes sense.
+    """
+
+    def __init__(self, message: str, *, url: str = "", transient: bool = False) -> None:
+        super().__init__(redact(message))
+        self.url = url
+        self.transient = transient
+
+
+# -- locations ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    """``s3://<bucket>/<prefix>``: a recording's root (or anything under it) on object storage.
+
+    ``prefix`` has no leading or trailing ``/`` and may be empty (the bucket's root).
+    """
+
+    bucket: str
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if not _BUCKET.match(self.bucket) or ".." in self.bucket:
+            raise ValueError(f"{self.bucket!r} is not an S3 bucket name")
+        parts = self.prefix.split("/") if self.prefix else []
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"{self.prefix!r} is not a clean key prefix")
+
+    def __str__(self) -> str:
+        return f"s3://{self.path}"
+
+    @property
+    def url(self) -> str:
+        return str(self)
+
+    @property
+    def path(self) -> str:
+        """``bucket/prefix``: the path pyarrow's S3 filesystem takes."""
+        return f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+
+    def join(self, *parts: str) -> S3Location:
+        """The location ``parts`` below this one (each part may hold ``/``)."""
+        extra = "/".join(p.strip("/") for p in parts if p.strip("/"))
+        prefix = "/".join(p for p in (self.prefix, extra) if p)
+        return S3Location(self.bucket, prefix)
+
+
+def parse_location(value: str | os.PathLike[str]) -> Path | S3Location:
+    """A local directory or an ``s3://bucket/prefix``; any other ``scheme://`` is an error.
+
+    ``s3a://`` (Hadoop's spelling) is taken as ``s3://``. Credentials in the URL
+    (``s3://key:secret@bucket``) are refused without repeating them.
+
+    Raises:
+        ValueError: an unsupported scheme, a bad bucket name or key prefix, or credentials in it.
+    """
+    if isinstance(value, os.PathLike):
+        return Path(value)
+    match = _SCHEME.match(value)
+    if match is None:
+        return Path(value)
+    scheme = match.group(1).lower()
+    if scheme not in ("s3", "s3a"):
+        raise ValueError(
+            f"{scheme}:// is not supported: give a local directory or s3://bucket/prefix"
+        )
+    rest = value[match.end() :]
+    bucket, _, prefix = rest.partition("/")
+    if "@" in bucket:
+        raise ValueError("credentials do not belong in an s3:// URL: use the AWS_* variables")
+    if not bucket:
+        raise ValueError(f"{value!r} names no bucket")
+    return S3Location(bucket, prefix.strip("/"))
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class S3Config:
+    """What tastyrec passes to :class:`pyarrow.fs.S3FileSystem` itself (no credentials).
+
+    Attributes:
+        endpoint_override: ``host[:port]`` of an S3-compatible service, or ``None`` for AWS.
+        scheme: ``https``, or ``http`` for an ``http://`` endpoint (or a bare loopback one).
+        region: from ``AWS_REGION``/``AWS_DEFAULT_REGION``; ``None`` leaves it to the SDK.
+    """
+
+    endpoint_override: str | None = None
+    scheme: str = "https"
+    region: str | None = None
+
+
+def _profile_endpoint(env: Mapping[str, str]) -> str | None:
+    """``endpoint_url`` of the active profile in the AWS config file, if any."""
+    path = Path(env.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config").expanduser()
+    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, configparser.Error):
+        return None
+    section = "default" if profile == "default" else f"profile {profile}"
+    if not parser.has_section(section):
+        return None
+    return parser.get(section, "endpoint_url", fallback=None) or None
+
+
+def _endpoint(url: str) -> tuple[str, str]:
+    """(``host[:port]``, scheme) of an endpoint URL; ``http`` for a bare loopback address."""
+    if "://" not in url:
+        host = url.strip("/")
+        scheme = "http" if host.startswith(_LOOPBACK) else "https"
+        url = f"{scheme}://{host}"
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the S3 endpoint URL holds credentials: use the AWS_* variables")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the S3 endpoint must be an http:// or https:// URL")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError("the S3 endpoint URL must have no path (bucket and prefix go in s3://)")
+    return parts.netloc, parts.scheme
+
+
+def s3_config(env: Mapping[str, str] | None = None) -> S3Config:
+    """The endpoint and region from the standard AWS configuration.
+
+    ``AWS_ENDPOINT_URL_S3`` wins over ``AWS_ENDPOINT_URL``, which wins over ``endpoint_url`` in the
+    profile's section of the AWS config file; ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`` ignores
+    all three (the AWS SDKs' rules).
+
+    Raises:
+        ValueError: a malformed endpoint URL (the message never repeats its user/password).
+    """
+    env = os.environ if env is None else env
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return S3Config(region=region)
+    url = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or _profile_endpoint(env)
+    if not url:
+        return S3Config(region=region)
+    host, scheme = _endpoint(url)
+    return S3Config(endpoint_override=host, scheme=scheme, region=region)
+
+
+def s3_filesystem(
+    config: S3Config | None = None,
+    *,
+    connect_timeout: float = 5.0,
+    request_timeout: float = 30.0,
+    sdk_attempts: int = 3,
+) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem configured from :func:`s3_config` (the environment by default).
+
+    Credentials are not passed: the AWS SDK inside pyarrow reads them from the environment and the
+    profile files by itself, so they exist in no tastyrec object (nor a pickle of one sent to a
+    worker process: workers read their own environment). ``sdk_attempts`` bounds the SDK's own
+    quick retries; :func:`upload` adds the slower backoff on top.
+    """
+    import pyarrow.fs as pafs
+
+    config = s3_config() if config is None else config
+    return pafs.S3FileSystem(
+        region=config.region,
+        endpoint_override=config.endpoint_override,
+        scheme=config.scheme,
+        connect_timeout=connect_timeout,
+        request_timeout=request_timeout,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=sdk_attempts),
+        # a file smaller than one part goes up as a single PUT, not a one-part multipart upload
+        allow_delayed_open=True,
+    )
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """``text`` with every credential value of ``env`` (the environment) replaced by ``***``."""
+    env = os.environ if env is None else env
+    for name in SECRET_VARS:
+        value = env.get(name, "")
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+# markers in pyarrow's S3 error messages ("AWS Error NETWORK_CONNECTION during ...: curlCode: 7")
+_TRANSIENT_MARKERS: Final = (
+    "NETWORK_CONNECTION",
+    "curlCode",
+    "SERVICE_UNAVAILABLE",
+    "SLOW_DOWN",
+    "THROTTLING",
+    "INTERNAL_FAILURE",
+    "REQUEST_TIMEOUT",
+    "REQUEST_TIME_TOO_SKEWED",
+    "NO_SUCH_UPLOAD",  # the upload id vanished (a restarted store): start the upload again
+    "HTTP response code: 5",
+    "Timeout",
+    "timed out",
+    "Connection reset",
+    "Connection refused",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure of pyarrow's S3 filesystem may go away by itself."""
+    if isinstance(exc, ObjectStoreError):
+        return exc.transient
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, OSError) and any(m in text for m in _TRANSIENT_MARKERS)
+
+
+def _error(action: str, url: str, exc: BaseException) -> ObjectStoreError:
+    return ObjectStoreError(f"{action} {url}: {exc}", url=url, transient=is_transient(exc))
+
+
+# -- upload ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff: ``first_s``, times ``factor`` after each failure, at most ``max_s``.
+
+    ``attempts`` bounds the tries of one :func:`upload` call (the recorder's uploader calls again
+    later, so the journal keeps the file meanwhile).
+    """
+
+    first_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 30.0
+    attempts: int = 8
+
+    def delays(self) -> Iterator[float]:
+        """The ``attempts - 1`` waits between attempts."""
+        delay = self.first_s
+        for _ in range(self.attempts - 1):
+            yield min(delay, self.max_s)
+            delay *= self.factor
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """An object: its ``s3://`` URL, key path (``bucket/key``) and size in bytes."""
+
+    path: str
+    size: int
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.path}"
+
+
+def staging_path(final: S3Location, token: str) -> str:
+    """Where an upload to ``final`` is written before it is copied there: beside it, named
+    ``.<name>.<token>.uploading`` -- hidden from ``*.parquet`` globs, from Spark and from pyarrow
+    datasets (leading ``.``), in the same prefix so the same permissions cover it."""
+    head, _, name = final.path.rpartition("/")
+    return f"{head}/.{name}.{token}{UPLOADING_SUFFIX}"
+
+
+def _put_once(fs: pafs.S3FileSystem, source: Path, final: S3Location) -> pafs.FileInfo:
+    """One attempt: PUT (or multipart-upload) ``source`` to a staging key, check its size,
+    copy it to ``final`` server-side (one atomic CopyObject), delete the staging key, HEAD
+    ``final``."""
+    import pyarrow as pa
+
+    staging = staging_path(final, secrets.token_hex(8))
+    try:
+        # mapped first, written whole: nothing of ours runs between open and close (module doc)
+        with pa.memory_map(str(source), "r") as mapped:
+            data = mapped.read_buffer()
+            size = int(data.size)
+            out = fs.open_output_stream(staging)
+            out.write(data)
+            out.close()
+        staged = fs.get_file_info(staging)
+        if staged.size != size:
+            raise ObjectStoreError(
+                f"uploading to {final.url}: the staged copy holds {staged.size} bytes, not {size}",
+                url=final.url,
+                transient=True,
+            )
+        fs.copy_file(staging, final.path)
+    finally:
+        with contextlib.suppress(OSError):
+            fs.delete_file(staging)
+    info = fs.get_file_info(final.path)
+    if info.size != size:
+        raise ObjectStoreError(
+            f"uploading to {final.url}: the store holds {info.size} bytes, not {size}",
+            url=final.url,
+        )
+    return info
+
+
+def upload(
+    source: str | os.PathLike[str],
+    dest: S3Location | str,
+    *,
+    fs: pafs.S3FileSystem | None = None,
+    backoff: Backoff = Backoff(),
+    sleep: Callable[[float], None] = time.sleep,
+) -> ObjectInfo:
+    """Put the local file ``source`` under the key ``dest``, whole or not at all; confirm it.
+
+    The file goes to a staging key beside ``dest`` (:func:`staging_path`) and is then copied to
+    ``dest`` by the store itself, so ``dest`` appears complete or not at all, whatever happens to
+    the upload (module doc). Returns after a HEAD found ``dest`` with the local file's size: the
+    caller may delete its copy then. Transient failures are retried after the delays of
+    ``backoff`` (passed to ``sleep``). An interrupted attempt may leave a staging object (or an
+    incomplete multipart upload) behind, never anything under ``dest``.
+
+    Raises:
+        ObjectStoreError: a permanent failure, or a transient one that outlasted ``backoff``.
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: ``dest`` is not an ``s3://bucket/key`` URL.
+    """
+    src = Path(source)
+    loc = dest if isinstance(dest, S3Location) else parse_location(dest)
+    if not isinstance(loc, S3Location) or not loc.prefix:
+        raise ValueError(f"{str(dest)!r} is not an s3://bucket/key URL")
+    size = src.stat().st_size
+    fs = s3_filesystem() if fs is None else fs
+    delays = backoff.delays()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            _put_once(fs, src, loc)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not src.exists():
+                raise
+            err = _error("uploading to", loc.url, exc)
+        except ObjectStoreError as exc:
+            err = exc
+        else:
+            logger.debug("uploaded %s (%d bytes, %d attempts)", loc.url, size, attempt)
+            return ObjectInfo(loc.path, size)
+        delay = next(delays, None) if err.transient else None
+        if delay is None:
+            raise err from None
+        logger.warning(
+            "upload %s: attempt %d failed, retrying in %.1f s: %s", loc.url, attempt, delay, err
+        )
+        sleep(delay)
+
+
+def remove_staging_leftovers(
+    fs: pafs.S3FileSystem, root: S3Location, *, older_than_s: float, now: datetime
+) -> list[str]:
+    """Delete the staging objects (:func:`staging_path`) under ``root`` last modified more than
+    ``older_than_s`` seconds before ``now`` (a timezone-aware time: pass the clock in); return
+    their paths. Younger ones may belong to an upload in progress and are kept. Lists every key
+    under ``root``: for ``recover`` and ``compact``, not for queries.
+
+    Raises:
+        ObjectStoreError: listing or deleting failed.
+    """
+    import pyarrow.fs as pafs
+
+    cutoff = now - timedelta(seconds=older_than_s)
+    removed: list[str] = []
+    try:
+        selector = pafs.FileSelector(root.path, recursive=True, allow_not_found=True)
+        for info in fs.get_file_info(selector):
+            name = info.base_name
+            if info.type != pafs.FileType.File or not (
+                name.startswith(".") and name.endswith(UPLOADING_SUFFIX)
+            ):
+                continue
+            if info.mtime is not None and info.mtime > cutoff:
+                continue
+            fs.delete_file(info.path)
+            removed.append(info.path)
+    except OSError as exc:
+        raise _error("removing staging leftovers under", root.url, exc) from None
+    return sorted(removed)
+
+
+# -- listing -----------------------------------------------------------------------------------
+
+
+def _dirs(fs: pafs.S3FileSystem, path: str) -> list[pafs.FileInfo]:
+    import pyarrow.fs as pafs
+
+    selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
+    return list(fs.get_file_info(selector))
+
+
+def list_parquet(
+    fs: pafs.S3FileSystem,
+    root: S3Location,
+    event_types: Sequence[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    max_enumerated_days: int = 62,
+) -> list[ObjectInfo]:
+    """The Parquet files of ``root`` for ``event_types`` (all) between ``start`` and ``end``.
+
+    Walks one key level at a time with delimiter listings: ``root/`` for the event types (when
+    none are given), ``<Type>/`` for the ``date=`` partitions (skipped when ``start`` and ``end``
+    span at most ``max_enumerated_days`` days: those partitions are named directly), then each
+    chosen ``date=YYYY-MM-DD/``. Bookkeeping folders (``_journal``, ``_sessions``...) are skipped.
+    Sorted by key.
+
+    Raises:
+        ObjectStoreError: a listing failed.
+    """
+    import pyarrow.fs as pafs
+
+    from .storage.layout import check_type_name
+
+    try:
+        if event_types is None:
+            event_types = sorted(
+                i.base_name
+                for i in _dirs(fs, root.path)
+                if i.type == pafs.FileType.Directory and not i.base_name.startswith("_")
+            )
+        found: list[ObjectInfo] = []
+        for event_type in event_types:
+            type_path = root.join(check_type_name(event_type)).path
+            if start is not None and end is not None and (end - start).days < max_enumerated_days:
+                days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+                parts = [f"{type_path}/date={d.isoformat()}" for d in days]
+            else:
+                parts = []
+                for info in _dirs(fs, type_path):
+                    name = info.base_name
+                    if info.type != pafs.FileType.Directory or not name.startswith("date="):
+                        continue
+                    try:
+                        day = date.fromisoformat(name.removeprefix("date="))
+                    except ValueError:
+                        continue
+                    if (start is None or day >= start) and (end is None or day <= end):
+                        parts.append(info.path)
+            for part in parts:
+                found.extend(
+                    ObjectInfo(i.path, i.size)
+                    for i in _dirs(fs, part)
+                    if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                )
+    except OSError as exc:
+        raise _error("listing", root.url, exc) from None
+    return sorted(found, key=lambda i: i.path)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def fsspec_filesystem(fs: pafs.S3FileSystem | None = None) -> Any:
+    """fsspec's ``ArrowFSWrapper`` around ``fs`` (protocol ``s3``)."""
+    from fsspec.implementations.arrow import ArrowFSWrapper  # type: ignore[import-untyped]
+
+    return ArrowFSWrapper(s3_filesystem() if fs is None else fs)
+
+
+def register_duckdb(
+    con: duckdb.DuckDBPyConnection, fs: pafs.S3FileSystem | None = None
+) -> None:
+    """Let ``con`` read ``s3://`` URLs (``read_parquet('s3://b/p/Quote/*/*.parquet')``) with no
+    extension download: through fsspec over pyarrow's S3 filesystem. Idempotent."""
+    if con.filesystem_is_registered("s3"):
+        return
+    con.register_filesystem(fsspec_filesystem(fs))
+
+
+def dataset(
+    fs: pafs.S3FileSystem,
+    root: S3Location,
+    event_type: str,
+    start: date | None = None,
+    end: date | None = None,
+) -> pads.Dataset:
+    """A pyarrow dataset of one event type with the ``date`` hive partition (a string column).
+
+    With ``start``/``end`` its files come from :func:`list_parquet`, which lists only those
+    days' prefixes; without, pyarrow lists every key under ``<root>/<event_type>/``. Either way a
+    filter on ``date`` (``pc.field("date") == "2026-12-01"``) reads that day's files only, and
+    ``polars.scan_pyarrow_dataset`` takes the dataset as it is.
+
+    Raises:
+        ObjectStoreError: listing failed.
+    """
+    import pyarrow.dataset as pads
+
+    from .storage.layout import check_type_name
+
+    base = root.join(check_type_name(event_type)).path
+    partitioning = pads.partitioning(flavor="hive")
+    if start is None and end is None:
+        return pads.dataset(base, filesystem=fs, format="parquet", partitioning=partitioning)
+    files = [i.path for i in list_parquet(fs, root, [event_type], start, end)]
+    return pads.dataset(
+        files, filesystem=fs, format="parquet", partitioning=partitioning, partition_base_dir=base
+    )

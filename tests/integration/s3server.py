@@ -1,0 +1,282 @@
+"""A real S3-compatible server for tests: moto's server mode in a subprocess on 127.0.0.1.
+
+moto (``moto[server]`` >= 5.2.6, FIELD_REPORTS #17) answers the S3 REST API with an in-memory
+store; started as a separate process it can be killed and restarted under the test's control, the
+way an object store goes away and comes back. Its state lives in that process only, so a restart
+empties it: :meth:`S3Server.restart` creates the bucket again and tests that need objects to
+survive an outage put them there after the restart.
+
+Every wait is bounded (``WAIT_S``); nothing here sleeps "long enough". To count the requests a
+query made, :meth:`S3Server.recording` switches on moto's request recorder: it writes each request
+to a file *while handling it*, so every request a client got an answer to is in the file when the
+client's call returns (werkzeug's access log, written after the response, can lag behind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+WAIT_S = 20.0
+
+#: fake credentials for tests: the server does not check them
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIATESTFAKEKEYID0001",
+    "AWS_SECRET_ACCESS_KEY": "fake-secret-Zq9vXw3LmN8pR2tY7uK1",
+    "AWS_SESSION_TOKEN": "fake-session-token-Hb4Jc6Dd8Ff0Gg2",
+    "AWS_REGION": "us-east-1",
+    # never look for an EC2 instance's credentials (a network call with a timeout)
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class S3Server:
+    """moto's S3 server as a subprocess: :meth:`start`, :meth:`stop`, :meth:`restart`.
+
+    ``endpoint`` is ``http://127.0.0.1:<port>``; the port stays the same across restarts so a
+    client configured once reconnects to the new process.
+    """
+
+    def __init__(
+        self, log_dir: Path, bucket: str = "tastyrec-test", env: dict[str, str] | None = None
+    ) -> None:
+        self.bucket = bucket
+        self.extra_env = dict(env or {})
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"moto-{self.port}.log"
+        self.recording_path = log_dir / f"moto-{self.port}.requests.jsonl"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the server, wait (bounded) until it answers, create the bucket."""
+        assert self._proc is None, "already running"
+        log = self.log_path.open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        # moto's request log is werkzeug's; unbuffered so a test reads it right after a request
+        env["PYTHONUNBUFFERED"] = "1"
+        env["MOTO_RECORDER_FILEPATH"] = str(self.recording_path)
+        env.update(self.extra_env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self._proc.returncode}")
+            with contextlib.suppress(OSError):
+                self._request("PUT", f"/{self.bucket}")
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"moto server did not answer within {WAIT_S} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Kill the server (SIGKILL: an outage, not a shutdown) and wait for it to be gone."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=WAIT_S)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (an empty store with the bucket created)."""
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def _request(self, method: str, target: str) -> bytes:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request(method, target)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status >= 400:
+                raise OSError(f"{method} {target}: HTTP {resp.status}")
+            return body
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Request]]:
+        """Record the requests made inside the block into the list yielded (filled at its end)."""
+        self._request("POST", "/moto-api/recorder/reset-recording")
+        self._request("POST", "/moto-api/recorder/start-recording")
+        recorded: list[Request] = []
+        try:
+            yield recorded
+        finally:
+            self._request("POST", "/moto-api/recorder/stop-recording")
+            with self.recording_path.open(encoding="utf-8") as lines:
+                for line in lines:
+                    entry = json.loads(line)
+                    headers = {k.lower(): v for k, v in entry["headers"].items()}
+                    recorded.append(
+                        Request(
+                            entry["method"],
+                            entry["url"],
+                            headers.get("range"),
+                            headers.get("x-amz-copy-source"),
+                        )
+                    )
+
+
+class Request(NamedTuple):
+    """A request the server recorded: method, URL (``http://host/bucket/key?query``), the Range
+    and x-amz-copy-source headers."""
+
+    method: str
+    url: str
+    range: str | None
+    copy_source: str | None
+
+    @property
+    def path(self) -> str:
+        """``/bucket/key`` (no query)."""
+        return urlsplit(self.url).path
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.url).query
+
+
+@contextlib.contextmanager
+def running_s3_server(
+    log_dir: Path, bucket: str = "tastyrec-test", env: dict[str, str] | None = None
+) -> Iterator[S3Server]:
+    """An :class:`S3Server`, started, and always killed at the end."""
+    server = S3Server(log_dir, bucket, env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of the server that calls ``on_cut`` once, when the
+    clients have sent ``cut_at`` bytes: a fault at an exact point of an upload, not a race.
+
+    The connections open at the cut are closed there and their later bytes dropped, whatever
+    ``on_cut`` did (kill the server, kill the uploading process). Connections made after the cut
+    are forwarded again (to a restarted server), or closed at once when nothing listens upstream.
+    :meth:`pause` stops listening (clients get "connection refused", as from a dead server, not
+    an accepted connection that closes: curl may then wait out its 30 s stall limit) and
+    :meth:`resume` listens again on the same port.
+    """
+
+    def __init__(self, upstream_port: int, cut_at: int, on_cut: Callable[[], None]) -> None:
+        self.upstream_port = upstream_port
+        self.cut_at = cut_at
+        self.on_cut = on_cut
+        self.sent = 0
+        self.cut = threading.Event()
+        self._lock = threading.Lock()
+        self._live: set[int] = set()
+        self._dead: set[int] = set()
+        self._next_id = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._closed = False
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def pause(self) -> None:
+        """Stop listening: new connections are refused."""
+        self._listener.close()
+
+    def resume(self) -> None:
+        """Listen again on the same port."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def __enter__(self) -> CuttingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while not self._closed:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                conn_id = self._next_id
+                self._next_id += 1
+                self._live.add(conn_id)
+            for args in ((client, upstream, conn_id, True), (upstream, client, conn_id, False)):
+                threading.Thread(target=self._pump, args=args, daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, conn_id: int, counted: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self._lock:
+                    if conn_id in self._dead:
+                        break
+                    if counted and not self.cut.is_set():
+                        room = self.cut_at - self.sent
+                        self.sent += len(data)
+                        if room <= len(data):
+                            self.cut.set()
+                            self._dead |= self._live
+                            self.on_cut()
+                            break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._live.discard(conn_id)
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
