@@ -4,7 +4,7 @@ Every error tastyrec raises derives from :class:`TastyrecError`::
 
     TastyrecError
     +-- ProtocolError               abstract: the DXLink protocol was broken
-    |   +-- LocalProtocolError      we asked for something illegal in this state
+    |   +-- LocalProtocolError      (also a ValueError) a bad argument, or a request illegal now
     |   +-- RemoteProtocolError     the server sent something malformed or unexpected
     +-- ConnectionClosed            the websocket closed; .code and .reason
     |   +-- ConnectionClosedOK
@@ -20,6 +20,13 @@ Every error tastyrec raises derives from :class:`TastyrecError`::
     +-- ApiError                    a tastytrade REST call failed; .status_code, .error_code
         +-- RateLimitError          429 Too Many Requests; .retry_after (seconds)
     +-- RequestError                the account streamer answered an action with status error
+
+Argument errors, one rule: a caller's bad argument is a ``ValueError`` (``TypeError`` for a
+value of the wrong type). Where tastyrec's own state or protocol is involved (the streamers,
+replay, the simulator: a missing URL or token, a queue size below 1, listening to a class that
+is never streamed, subscribing before a channel is open) it is a :class:`LocalProtocolError`,
+which is also a ``ValueError``: ``except ValueError`` catches every bad argument wherever it is
+raised, ``except TastyrecError`` everything tastyrec raises.
 
 Messages never contain tokens: only the offending value, formatted with ``!r``.
 This module imports nothing from the rest of tastyrec.
@@ -59,8 +66,9 @@ class ProtocolError(TastyrecError):
     """The DXLink protocol was broken, by us or by the server."""
 
 
-class LocalProtocolError(ProtocolError):
-    """We asked for something the protocol does not allow in the current state."""
+class LocalProtocolError(ProtocolError, ValueError):
+    """We were asked for something the protocol does not allow in the current state, or given
+    a bad argument (the module docstring's argument rule: also a ``ValueError``)."""
 
 
 class RemoteProtocolError(ProtocolError):

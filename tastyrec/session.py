@@ -20,6 +20,11 @@ Facts it relies on (ACCOUNT_STREAMER.md §1, DXLINK.md §2):
   renewed :data:`QUOTE_TOKEN_MARGIN_S` before it expires, or at once with ``force=True`` (what a
   streamer does after an unsolicited ``AUTH_STATE UNAUTHORIZED``).
 
+Quote tokens reach a DXLink streamer through :class:`QuoteTokenSource`, a small typed interface
+(:func:`quote_token_source` makes one of a :class:`Session`, or of the tastytrade SDK's
+``Session``): the streamer asks for a token, a fresh one, and when the cached one is due for
+renewal, and reads nothing else off the session.
+
 Retries: network errors, 429 and 5xx answers are retried with capped exponential backoff, at
 most ``max_retries`` times (a 429's ``Retry-After`` is honoured up to ``max_retry_after_s``; a
 longer wait fails at once). Everything else fails at once with a message that says what to do.
@@ -45,13 +50,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self
 
 import anyio
 import httpx2
 
 from ._version import __version__
-from .exceptions import ApiError, CredentialsError, RateLimitError
+from .exceptions import ApiError, CredentialsError, LocalProtocolError, RateLimitError
 
 __all__ = (
     "ACCESS_TOKEN_MARGIN_S",
@@ -61,7 +66,9 @@ __all__ = (
     "USER_AGENT",
     "Account",
     "QuoteToken",
+    "QuoteTokenSource",
     "Session",
+    "quote_token_source",
 )
 
 logger = logging.getLogger(__name__)
@@ -95,7 +102,13 @@ _ACCOUNT_HELP: Final = (
 
 
 def backoff(initial_s: float = 0.5, factor: float = 2.0, max_s: float = 8.0) -> Iterator[float]:
-    """Retry delays: jittered, then exponential, capped (websockets' shape)."""
+    """Retry delays: jittered, then exponential, capped (websockets' shape).
+
+    tastyrec's one retry schedule for calls: REST retries here, and the DXLink streamer's
+    attempts to get a new quote token after ``UNAUTHORIZED``. Reconnects are websockets' own
+    backoff (:data:`tastyrec.transport.backoff`), which users tune through the
+    ``WEBSOCKETS_BACKOFF_*`` environment variables.
+    """
     delay = initial_s
     while True:
         yield delay * random.uniform(0.8, 1.2)
@@ -119,6 +132,57 @@ class QuoteToken:
     level: str
     expires_at: datetime
     issued_at: datetime | None = None
+
+
+class QuoteTokenSource(Protocol):
+    """Where a DXLink streamer gets its quote tokens (:class:`Session` is one)."""
+
+    #: whether tokens are cached and renewed before they expire, so that
+    #: ``get_quote_token()`` without ``force`` is cheap and returns the newest
+    renews_quote_token: bool
+
+    async def get_quote_token(self, force: bool = False) -> QuoteToken:
+        """The current quote token; a new one from tastytrade if ``force``."""
+        ...
+
+    def quote_token_due_in(self) -> float | None:
+        """Seconds until the cached token is due for renewal (``None``: nothing to renew)."""
+        ...
+
+
+class _SdkQuoteTokens:
+    """Quote tokens of any object with the tastytrade SDK's async ``_get(path)`` (its
+    ``Session``): one ``GET /api-quote-tokens`` each time, no cache, no renewal."""
+
+    renews_quote_token = False
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    async def get_quote_token(self, force: bool = False) -> QuoteToken:
+        data = await self._session._get("/api-quote-tokens")
+        qt = _parse_quote_token(data, time.time())
+        if qt is None:
+            raise ApiError("the /api-quote-tokens answer has no token or dxlink-url", 200)
+        return qt
+
+    def quote_token_due_in(self) -> float | None:
+        return None
+
+
+def quote_token_source(session: object) -> QuoteTokenSource:
+    """``session`` as a :class:`QuoteTokenSource`: itself if it is one (a :class:`Session`),
+    else through the tastytrade SDK's ``_get("/api-quote-tokens")``.
+
+    Raises:
+        LocalProtocolError: it has neither (an argument error: also a ``ValueError``).
+    """
+    if hasattr(session, "get_quote_token") and hasattr(session, "quote_token_due_in"):
+        source: QuoteTokenSource = session  # type: ignore[assignment]
+        return source
+    if hasattr(session, "_get"):
+        return _SdkQuoteTokens(session)
+    raise LocalProtocolError(f"cannot get a quote token from {type(session).__name__}")
 
 
 @dataclass(frozen=True)
@@ -297,6 +361,17 @@ class Session:
         return bool(self._access_token) and (
             self.clock() < self._access_expires - self.access_token_margin_s
         )
+
+    #: quote tokens are cached and renewed before they expire (:class:`QuoteTokenSource`)
+    renews_quote_token = True
+
+    def quote_token_due_in(self) -> float | None:
+        """Seconds until the cached quote token is due for renewal, ``quote_token_margin_s``
+        before it expires (negative: overdue; ``None``: none cached yet)."""
+        qt = self._quote_token
+        if qt is None:
+            return None
+        return qt.expires_at.timestamp() - self.quote_token_margin_s - self.clock()
 
     @property
     def quote_token(self) -> QuoteToken | None:

@@ -21,18 +21,15 @@ import contextlib
 import errno
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 
-import anyio
 import websockets
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.uri import parse_uri
 
-from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, _unwrap_group
+from ._redact import REDACTED, redact
+from .exceptions import ConnectionClosedError, ConnectionClosedOK
 
 __all__ = (
     "DEFAULT_MAX_SIZE",
@@ -40,10 +37,9 @@ __all__ = (
     "backoff",
     "connections",
     "map_exceptions",
+    "process_exception",
     "redact",
     "redacting_logger",
-    "start_streaming",
-    "stop_streaming",
 )
 
 #: Largest inbound message accepted: candle snapshots exceed websockets' 1 MiB default.
@@ -53,41 +49,8 @@ DEFAULT_MAX_SIZE: Final = 64 * 1024 * 1024
 backoff: Final = websockets.client.backoff
 
 
-#: DXLink AUTH ``"token"`` and account-streamer ``"auth-token"`` values in a frame
-_TOKEN_RE: Final = re.compile(r'"(token|auth-token)"\s*:\s*"[^"\']*"?')
-#: the userinfo of a URL: ``scheme://user:password@`` (up to the last ``@`` of the authority)
-_USERINFO_RE: Final = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
-#: a query or fragment parameter whose name looks secret, e.g. ``?token=``, ``&api_key=``
-_SECRET_PARAM_RE: Final = re.compile(
-    r"([?&;#][^=&;#\s]*(?:token|key|secret|passw|pwd|auth|sig|cred)[^=&;#\s]*=)[^&;#\s'\"]*",
-    re.IGNORECASE,
-)
 #: websockets logs request and response headers at DEBUG; these carry credentials
 _SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-REDACTED: Final = "<redacted>"
-
-
-def redact(text: str) -> str:
-    """``text`` (a URL, a frame, a log argument, an error message) with its secrets replaced.
-
-    Removes a URL's userinfo (``wss://user:TOKEN@host`` becomes ``wss://host``) and replaces the
-    values of query and fragment parameters named like a token, key, secret, password,
-    authorisation, signature or credential, and of ``"token"``/``"auth-token"`` JSON fields, with
-    ``<redacted>``. Everything else is kept, so a redacted URL still says where it points.
-
-    Example::
-
-        >>> redact("wss://u:TOKEN@host/realtime?token=TOKEN&v=1")
-        'wss://host/realtime?token=<redacted>&v=1'
-    """
-    if "@" in text:
-        text = _USERINFO_RE.sub(r"\1", text)
-    if "=" in text:
-        text = _SECRET_PARAM_RE.sub(rf"\1{REDACTED}", text)
-    if "token" in text:
-        text = _TOKEN_RE.sub(rf'"\1":{REDACTED}', text)
-    return text
-
 
 class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     """websockets' logger with secrets removed from what it logs.
@@ -193,6 +156,7 @@ async def connections(
     open_timeout: float | None = 10,
     reconnect_delays: Callable[[], Iterator[float]] | None = None,
     on_retry: Callable[[Exception], None] | None = None,
+    decide_retry: Callable[[Exception], Exception | None] | None = None,
 ) -> AsyncIterator[Transport]:
     """Yield a new :class:`Transport` each time the previous one is done with.
 
@@ -208,6 +172,10 @@ async def connections(
     Compression is off: permessage-deflate costs far more CPU than it saves on loopback and LAN
     (PERFORMANCE.md).
 
+    ``decide_retry(exc)``, when given, replaces that decision (and ``on_retry``): ``None`` to
+    retry, else the error to raise; the streamers pass their
+    :meth:`~tastyrec._stream.StreamShell.process_exception`, built on :func:`process_exception`.
+
     Raises:
         ConnectionClosedError: the first attempt was refused (``code`` is ``None``).
     """
@@ -218,15 +186,10 @@ async def connections(
     kwargs = {} if reconnect_delays is None else {"reconnect_delays": reconnect_delays}
     connected = False
 
-    def process_exception(exc: Exception) -> Exception | None:
-        # the one place deciding retry vs fatal for both streamers (websockets' pattern)
-        if not connected and _refused(exc):
-            return ConnectionClosedError(
-                None,
-                f"cannot connect to {redact(url)!r}: connection refused; check the URL (host and "
-                "port) and that the server is up",
-            )
-        fatal = websockets.client.process_exception(exc)
+    def decide(exc: Exception) -> Exception | None:
+        if decide_retry is not None:
+            return decide_retry(exc)
+        fatal = process_exception(exc, url=url, connected=connected)
         if fatal is None and on_retry is not None:
             on_retry(exc)
         return fatal
@@ -238,12 +201,29 @@ async def connections(
         ping_interval=None,
         compression=None,
         logger=redacting_logger("websockets.client"),
-        process_exception=process_exception,
+        process_exception=decide,
         **kwargs,  # type: ignore[arg-type]
     )
     async for ws in client:
         connected = True
         yield Transport(ws, max_size)
+
+
+def process_exception(exc: Exception, *, url: str, connected: bool) -> Exception | None:
+    """Whether a failed connection attempt is retried (``None``) or the error to raise.
+
+    websockets' own decision (network errors and HTTP 500/502/503/504 retried; a bad URL,
+    HTTP 4xx fatal), and one rule of ours: a refused connection before any connection
+    succeeded (``connected`` False) is fatal, with a message saying to check the URL.
+    """
+    if not connected and _refused(exc):
+        return ConnectionClosedError(
+            None,
+            f"cannot connect to {redact(url)!r}: connection refused; check the URL (host and "
+            "port) and that the server is up",
+        )
+    fatal: Exception | None = websockets.client.process_exception(exc)
+    return fatal
 
 
 #: errnos of an address that cannot be reached, asyncio's ``Multiple exceptions`` included
@@ -263,57 +243,3 @@ def _refused(exc: Exception) -> bool:
         return False
     codes = {int(n) for n in _ERRNO_RE.findall(str(exc))}
     return errno.ECONNREFUSED in codes and codes <= _UNREACHABLE
-
-
-# --- the lifecycle both streamers share (DXLink and account) ---------------------------------
-
-
-async def start_streaming(
-    tg: TaskGroup,
-    run: Callable[..., Coroutine[Any, Any, Any]],
-    connect_timeout: float,
-    timeout_message: str,
-) -> None:
-    """Enter ``tg`` and start ``run`` in it (``await tg.start(run)``) within ``connect_timeout``.
-
-    On failure the task group is closed and the real cause raised: ``ConnectionClosed`` with
-    ``timeout_message`` when ``run`` was not ready in time, else the one meaningful exception
-    of the group (a tastyrec error such as an authentication failure).
-    """
-    await tg.__aenter__()
-    try:
-        with anyio.fail_after(connect_timeout):
-            await tg.start(run)
-    except BaseException as exc:
-        tg.cancel_scope.cancel()
-        try:
-            await tg.__aexit__(None, None, None)
-        except BaseExceptionGroup as eg:
-            raise _unwrap_group(eg) from None
-        if isinstance(exc, TimeoutError):
-            raise ConnectionClosed(None, timeout_message) from None
-        if isinstance(exc, BaseExceptionGroup):  # run failed before it was ready
-            raise _unwrap_group(exc) from None
-        raise
-
-
-async def stop_streaming(
-    tg: TaskGroup,
-    conn: Transport | None,
-    taps: Iterable[MemoryObjectSendStream[Any]],
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    tb: TracebackType | None,
-) -> bool | None:
-    """Close ``conn`` politely (2 s at most), cancel and leave ``tg``, close every tap."""
-    if conn is not None:
-        with anyio.move_on_after(2, shield=True):
-            await conn.close(1000, "bye")
-    tg.cancel_scope.cancel()
-    try:
-        return await tg.__aexit__(exc_type, exc, tb)
-    except BaseExceptionGroup as eg:
-        raise _unwrap_group(eg) from None
-    finally:
-        for tap in taps:
-            tap.close()

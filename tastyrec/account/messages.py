@@ -8,16 +8,17 @@ optional fields left at ``None`` are not sent (``omit_defaults``).
 
 :func:`decode_frame` maps every failure to :class:`~tastyrec.exceptions.RemoteProtocolError`, never
 to a msgspec exception. Requests never show their token in a repr: use :func:`redact` to log a
-frame. This module imports only msgspec.
+frame (with :func:`tastyrec.transport.redact`, the one redactor). This module imports only
+msgspec (and the redactor's own module).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 import msgspec
 
+from .._redact import redact as _redact
 from ..exceptions import RemoteProtocolError
 
 __all__ = (
@@ -95,7 +96,6 @@ _frame_decoder: Final = msgspec.json.Decoder(_Frame)
 _request_decoder: Final = msgspec.json.Decoder(Request)
 _raw_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 _encoder: Final = msgspec.json.Encoder()
-_TOKEN_RE: Final = re.compile(r'"auth-token"\s*:\s*"[^"]*"?')
 
 
 def decode_frame(raw: str | bytes) -> list[StatusReply | Notification]:
@@ -144,7 +144,7 @@ def encode(msg: Any) -> bytes:
 def redact(raw: str | bytes) -> str:
     """A loggable rendering of a frame: the ``auth-token`` value replaced, long frames clipped."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return _clip(_TOKEN_RE.sub('"auth-token":<redacted>', text))
+    return _clip(_redact(text))
 
 
 def _clip(raw: str | bytes, limit: int = 300) -> str:

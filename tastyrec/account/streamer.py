@@ -1,7 +1,9 @@
 """AlertStreamer: the tastytrade SDK's account-streamer interface over :class:`.AccountProtocol`.
 
 A thin I/O loop (anyio on asyncio, websockets through :mod:`tastyrec.transport`) around the
-sans-I/O protocol. What it adds to the SDK's behaviour:
+sans-I/O protocol, standing on :class:`tastyrec._stream.StreamShell` with the DXLink streamer
+(lifecycle, reconnect loop and its one ``process_exception`` decision, gaps, watchdog, taps,
+injected ``clock``/``sleep``). What it adds to the SDK's behaviour:
 
 * **Errors at the call.** Every ``subscribe_*`` waits for the server's status reply to *its*
   request; an error reply raises :class:`~tastyrec.exceptions.RequestError` right there (a
@@ -11,7 +13,8 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   subscriptions are restored automatically on the new connection (the server replays nothing), and
   only once they are all acknowledged does ``reconnect_fn(streamer, *reconnect_args)`` run. A
   restore the server refuses is fatal (the same token would be refused again): the
-  :class:`~tastyrec.exceptions.RequestError` leaves the ``async with`` block.
+  :class:`~tastyrec.exceptions.RequestError` leaves the ``async with`` block. Each break is a
+  :class:`~tastyrec._stream.Gap` in :attr:`AlertStreamer.gaps` (the recorder's ``account`` gaps).
 * **Heartbeats and watchdog.** A ``heartbeat`` every ``heartbeat_interval`` seconds (the server
   wants one every 2-60 s); a connection that sends nothing back for ``heartbeat_interval +
   reply_timeout`` seconds is dead, dropped and replaced, instead of freezing.
@@ -19,6 +22,8 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   listener falls behind the oldest are dropped and counted (``stats.dropped``). Notifications of
   unknown types are kept (:class:`~tastyrec.events.account.UnknownNotification`, ``listen``-able)
   and counted in ``stats.unknown``; malformed frames and payloads are counted, never fatal.
+* **Tap.** :meth:`AlertStreamer.tap` gives every notification in arrival order and never drops
+  (the receive loop waits for a full tap); :meth:`close_tap` ends one from the streamer's side.
 
 Tokens are never logged and never part of a repr or an exception.
 """
@@ -26,27 +31,24 @@ Tokens are never logged and never part of a repr or an exception.
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Final, Protocol, Self, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .. import transport
+from .._queue import ChunkQueue
+from .._stream import Reconnect, ShellStats, StreamShell
 from ..events.account import ACCOUNT_TYPES, AccountEvent, UnknownNotification
 from ..exceptions import (
-    ConnectionClosed,
     LocalProtocolError,
-    RemoteProtocolError,
     RequestError,
 )
 from . import protocol as p
-from .messages import redact
 
 __all__ = ("AlertStreamer", "AlertStreamerStats")
 
@@ -66,44 +68,15 @@ class _HasAccountNumber(Protocol):
 
 
 @dataclass
-class AlertStreamerStats:
-    """Counters an AlertStreamer exposes; all cumulative over its life."""
+class AlertStreamerStats(ShellStats):
+    """Counters an AlertStreamer exposes; all cumulative over its life (see
+    :class:`.ShellStats` for frames, bad_frames, skipped, dropped, connects, disconnects,
+    failed_connects)."""
 
-    frames: int = 0  #: frames received
     notifications: int = 0  #: notifications received (known and unknown types)
-    bad_frames: int = 0  #: malformed frames and payloads, skipped
     unknown: Counter[str] = field(default_factory=Counter)  #: unknown notification types
-    skipped: Counter[str] = field(default_factory=Counter)  #: bad payloads, by reason
-    dropped: Counter[str] = field(default_factory=Counter)  #: dropped by full queues, by class
     error_replies: int = 0  #: status replies with ``status: error``
     heartbeats: int = 0  #: heartbeats sent
-    connects: int = 0  #: connections up with subscriptions restored (1 + reconnects)
-    disconnects: int = 0  #: connections lost
-
-
-class _Queue:
-    """Bounded queue of one payload class; the oldest item goes first when full."""
-
-    def __init__(self, name: str, max_items: int, stats: AlertStreamerStats) -> None:
-        self.name = name
-        self.items: deque[Any] = deque()
-        self.max_items = max_items
-        self.stats = stats
-        self._ready = anyio.Event()
-
-    def put(self, item: Any) -> None:
-        self.items.append(item)
-        if len(self.items) > self.max_items:
-            self.items.popleft()
-            self.stats.dropped[self.name] += 1
-        self._ready.set()
-
-    async def get(self) -> Any:
-        while not self.items:
-            if self._ready.is_set():
-                self._ready = anyio.Event()
-            await self._ready.wait()
-        return self.items.popleft()
 
 
 class _Waiter:
@@ -114,11 +87,7 @@ class _Waiter:
         self.reply: p.Reply | None = None  # None when done: the connection was lost
 
 
-class _Reconnect(Exception):
-    """Internal: drop this connection and make a new one (no reply to heartbeats)."""
-
-
-class AlertStreamer:
+class AlertStreamer(StreamShell[p.NotificationReceived]):
     """Stream account notifications (orders, fills, balances, positions...), with the tastytrade
     SDK's interface.
 
@@ -145,6 +114,9 @@ class AlertStreamer:
         connect_timeout: seconds ``async with`` waits for the first connection.
         reconnect_delays: backoff generator factory (default: websockets' backoff).
         source: the ``source`` tag sent with every action.
+        clock: monotonic seconds (default ``time.monotonic``), for the watchdog.
+        sleep: ``async def sleep(seconds)`` (default ``anyio.sleep``), for heartbeats and the
+            watchdog.
     """
 
     def __init__(
@@ -156,56 +128,42 @@ class AlertStreamer:
         disconnect_args: tuple[Any, ...] = (),
         reconnect_fn: Callback | None = None,
         reconnect_args: tuple[Any, ...] = (),
-        queue_size: int = DEFAULT_QUEUE_SIZE,
         heartbeat_interval: float = 20.0,
         reply_timeout: float = 10.0,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
         connect_timeout: float = 30.0,
         reconnect_delays: Callable[[], Iterator[float]] | None = None,
         source: str = p.SOURCE,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         if not token:
             raise LocalProtocolError("the account streamer needs an access token")
         if queue_size < 1:
             raise LocalProtocolError(f"queue_size must be at least 1, not {queue_size!r}")
-        self.url = url
+        super().__init__(
+            url, disconnect_fn, disconnect_args, reconnect_fn, reconnect_args,
+            connect_timeout, reconnect_delays, logger, clock, sleep,
+        )  # fmt: skip
+        self.url: str = url
         self._token = token
-        self.disconnect_fn = disconnect_fn
-        self.disconnect_args = disconnect_args
-        self.reconnect_fn = reconnect_fn
-        self.reconnect_args = reconnect_args
         self.queue_size = queue_size
         self.heartbeat_interval = heartbeat_interval
         self.reply_timeout = reply_timeout
-        self.connect_timeout = connect_timeout
-        self.reconnect_delays = reconnect_delays
-        self.protocol = p.AccountProtocol(source=source)
-        self.stats = AlertStreamerStats()
-        self._queues: dict[type[Any], _Queue] = {
-            cls: _Queue(cls.__name__, queue_size, self.stats) for cls in _LISTENABLE
+        self.silence_limit = heartbeat_interval + reply_timeout
+        self.protocol: p.AccountProtocol = p.AccountProtocol(source=source)
+        self.stats: AlertStreamerStats = AlertStreamerStats()
+        self._queues: dict[type[Any], ChunkQueue[Any]] = {
+            cls: ChunkQueue(queue_size) for cls in _LISTENABLE
         }
         self._waiters: dict[int, _Waiter] = {}
-        self._taps: list[MemoryObjectSendStream[p.NotificationReceived]] = []
-        self._transport: transport.Transport | None = None
-        self._send_lock = anyio.Lock()
-        self._tg: TaskGroup | None = None
         self._restored = anyio.Event()
         self._up = anyio.Event()  # replaced by an unset one when a connection is lost
-        self._last_recv = 0.0
-        self._logged: set[str] = set()
-        self._closing = False
-
-    def __repr__(self) -> str:
-        return f"AlertStreamer(url={self._shown_url!r}, connected={self.connected})"
 
     @property
     def connected(self) -> bool:
         """Whether a connection is open with every subscription restored."""
         return self._transport is not None and self._restored.is_set()
-
-    @property
-    def _shown_url(self) -> str:
-        """The URL as logs, reprs and errors show it: credentials redacted."""
-        return transport.redact(self.url)
 
     @property
     def session_id(self) -> str | None:
@@ -221,82 +179,32 @@ class AlertStreamer:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        self._tg = anyio.create_task_group()
-        await transport.start_streaming(
-            self._tg,
-            self._run,
-            self.connect_timeout,
+    def _timeout_message(self) -> str:
+        return (
             f"no account-streamer connection to {self._shown_url!r} within "
-            f"{self.connect_timeout} s; "
-            "check the URL and that the server is up",
+            f"{self.connect_timeout} s; check the URL and that the server is up"
         )
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._tg is not None
-        self._closing = True
-        try:
-            return await transport.stop_streaming(
-                self._tg, self._transport, self._taps, exc_type, exc, tb
-            )
-        finally:
-            self._tg = None
+    async def _before_connection(self) -> None:
+        self._restored = anyio.Event()
 
-    async def aclose(self) -> None:
-        """Stop streaming (the same as leaving ``async with``)."""
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+    async def _serve(self, conn: transport.Transport, tg: TaskGroup) -> str:
+        async with self._send_lock:
+            ids = self.protocol.connect(self._token)
+            waiters = self._wait_for(ids)
+        tg.start_soon(self._receive_loop, conn)
+        await self._flush()
+        await self._await_restore(ids, waiters)
+        self._restored.set()
+        self._up.set()
+        tg.start_soon(self._heartbeat_loop)
+        return f"{len(ids)} subscriptions restored"
 
-    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        started = False
-        async for conn in transport.connections(self.url, reconnect_delays=self.reconnect_delays):
-            self._transport = conn
-            self._restored = anyio.Event()
-            try:
-                async with anyio.create_task_group() as tg:
-                    async with self._send_lock:
-                        ids = self.protocol.connect(self._token)
-                        waiters = self._wait_for(ids)
-                    tg.start_soon(self._receive_loop, conn)
-                    await self._flush()
-                    await self._await_restore(ids, waiters)
-                    self._restored.set()
-                    self._up.set()
-                    tg.start_soon(self._heartbeat_loop)
-                    tg.start_soon(self._watchdog, conn)
-                    self.stats.connects += 1
-                    if not started:
-                        started = True
-                        logger.info("= connected to %s", self._shown_url)
-                        task_status.started()
-                    else:
-                        logger.info(
-                            "= reconnected to %s; %d subscriptions restored",
-                            self._shown_url,
-                            len(ids),
-                        )
-                        if self.reconnect_fn is not None:
-                            await self.reconnect_fn(self, *self.reconnect_args)
-            except* (ConnectionClosed, _Reconnect, OSError) as eg:
-                if not self._closing:
-                    logger.warning("= connection to %s lost: %s", self._shown_url, eg.exceptions[0])
-            finally:
-                self._transport = None
-                if self._up.is_set():
-                    self._up = anyio.Event()
-                self.protocol.close()
-                self._release_waiters()
-            if self._closing:
-                return
-            self.stats.disconnects += 1
-            if started and self.disconnect_fn is not None:  # at once, before anything else
-                await self.disconnect_fn(self, *self.disconnect_args)
+    def _connection_closed(self) -> None:
+        if self._up.is_set():
+            self._up = anyio.Event()
+        self.protocol.close()
+        self._release_waiters()
 
     def _wait_for(self, ids: Iterable[int]) -> list[_Waiter]:
         waiters = []
@@ -310,10 +218,10 @@ class AlertStreamer:
             for waiter in waiters:
                 await waiter.done.wait()
         if scope.cancelled_caught:
-            raise _Reconnect(f"no reply to the restoring requests within {self.reply_timeout} s")
+            raise Reconnect(f"no reply to the restoring requests within {self.reply_timeout} s")
         for rid, waiter in zip(ids, waiters, strict=True):
             if waiter.reply is None:
-                raise _Reconnect("connection lost while restoring subscriptions")
+                raise Reconnect("connection lost while restoring subscriptions")
             if not waiter.reply.ok:
                 # fatal: the same token and subscriptions would be refused again
                 raise RequestError(waiter.reply.action, waiter.reply.message or "", rid)
@@ -324,32 +232,17 @@ class AlertStreamer:
             waiter.done.set()
         self._waiters.clear()
 
-    async def _receive_loop(self, conn: transport.Transport) -> None:
-        proto = self.protocol
-        while True:
-            raw = await conn.recv()
-            self._last_recv = time.monotonic()
-            self.stats.frames += 1
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("< %s", redact(raw))
-            try:
-                proto.receive_text(raw, time.time_ns())
-            except RemoteProtocolError as exc:
+    async def _on_frame(self) -> None:
+        for event in self.protocol.events_received():
+            if isinstance(event, p.NotificationReceived):
+                self._on_notification(event)
+                await self._to_taps(event)
+            elif isinstance(event, p.Reply):
+                self._on_reply(event)
+            else:
                 self.stats.bad_frames += 1
-                self._log_once("bad-frame", "skipped a malformed frame: %s", exc)
-                continue
-            for event in proto.events_received():
-                if isinstance(event, p.NotificationReceived):
-                    self._on_notification(event)
-                    await self._to_taps(event)
-                elif isinstance(event, p.Reply):
-                    self._on_reply(event)
-                else:
-                    self.stats.bad_frames += 1
-                    self.stats.skipped[event.reason] += 1
-                    self._log_once(
-                        f"skip:{event.reason}", "skipped %s: %s", event.reason, event.detail
-                    )
+                self.stats.skipped[event.reason] += 1
+                self._log_once(f"skip:{event.reason}", "skipped %s: %s", event.reason, event.detail)
 
     def _on_notification(self, event: p.NotificationReceived) -> None:
         self.stats.notifications += 1
@@ -359,15 +252,9 @@ class AlertStreamer:
             self._log_once(
                 f"unknown:{payload.type}", "< unknown notification type %r kept", payload.type
             )
-        self._queues[type(payload)].put(payload)
-
-    async def _to_taps(self, event: p.NotificationReceived) -> None:
-        for tap in list(self._taps):
-            try:
-                await tap.send(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._taps.remove(tap)
-                tap.close()  # its reader has gone
+        self._last_event_ns = event.recv_ns
+        if self._queues[type(payload)].put(payload, 1):
+            self.stats.dropped[type(payload).__name__] += 1
 
     def _on_reply(self, reply: p.Reply) -> None:
         if not reply.ok:
@@ -385,44 +272,13 @@ class AlertStreamer:
                 waiter.reply = reply
                 waiter.done.set()
 
-    async def _flush(self) -> None:
-        conn = self._transport
-        if conn is None or not self.protocol.has_data_to_send:
-            return
-        async with self._send_lock:
-            for data in self.protocol.data_to_send():
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("> %s", redact(data))
-                await conn.send(data)
-
     async def _heartbeat_loop(self) -> None:
         while True:
-            await anyio.sleep(self.heartbeat_interval)
+            await self._sleep(self.heartbeat_interval)
             async with self._send_lock:
                 self.protocol.heartbeat()
             self.stats.heartbeats += 1
             await self._flush()
-
-    async def _watchdog(self, conn: transport.Transport) -> None:
-        self._last_recv = time.monotonic()
-        limit = self.heartbeat_interval + self.reply_timeout
-        while True:
-            deadline = self._last_recv + limit
-            now = time.monotonic()
-            if now >= deadline:
-                logger.warning(
-                    "= nothing from %s for %.1f s: connection is dead, reconnecting",
-                    self._shown_url,
-                    now - self._last_recv,
-                )
-                conn.abort()
-                raise _Reconnect(f"silent for {now - self._last_recv:.1f} s")
-            await anyio.sleep(deadline - now)
-
-    def _log_once(self, key: str, msg: str, *args: Any) -> None:
-        level = logging.WARNING if key not in self._logged else logging.DEBUG
-        self._logged.add(key)
-        logger.log(level, msg, *args)
 
     # --- subscriptions -----------------------------------------------------------------------
 
@@ -493,7 +349,7 @@ class AlertStreamer:
 
     # --- events --------------------------------------------------------------------------------
 
-    def _queue(self, cls: type[Any]) -> _Queue:
+    def _queue(self, cls: type[Any]) -> ChunkQueue[Any]:
         queue = self._queues.get(cls)
         if queue is None:
             names = sorted(c.__name__ for c in _LISTENABLE)
@@ -505,28 +361,35 @@ class AlertStreamer:
         ``UnknownNotification``...)."""
         queue = self._queue(alert_class)
         while True:
-            item: T = await queue.get()
+            item: T = await _get(queue)
             yield item
 
     async def get_event(self, alert_class: type[T]) -> T:
         """Wait for and return the next payload of one class."""
-        item: T = await self._queue(alert_class).get()
+        item: T = await _get(self._queue(alert_class))
         return item
 
     def get_event_nowait(self, alert_class: type[T]) -> T | None:
         """The next payload of one class, or ``None`` if none is waiting."""
         queue = self._queue(alert_class)
-        item: T | None = queue.items.popleft() if queue.items else None
+        taken = queue.take_chunk()
+        item: T | None = None if taken is None else taken[0]
         return item
 
     def tap(self, max_items: int = 1024) -> MemoryObjectReceiveStream[p.NotificationReceived]:
         """Receive every notification with its wire type, server time and receipt time (the
         recorder's input), in arrival order. A tap never drops: when ``max_items`` are waiting,
-        the streamer waits for the reader. Close the returned stream to stop tapping."""
-        send, receive = anyio.create_memory_object_stream[p.NotificationReceived](max_items)
-        self._taps.append(send)
-        return receive
+        the streamer waits for the reader. Close the returned stream, or call
+        :meth:`close_tap`, to stop tapping."""
+        return self._open_tap(max_items)
 
     def queued(self, alert_class: type[Any]) -> int:
         """Number of payloads of one class waiting for a listener."""
-        return len(self._queue(alert_class).items)
+        return len(self._queue(alert_class))
+
+
+async def _get(queue: ChunkQueue[Any]) -> Any:
+    """The oldest payload of ``queue``, once there is one."""
+    while (taken := queue.take_chunk()) is None:
+        await queue.wait()
+    return taken[0]

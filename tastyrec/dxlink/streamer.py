@@ -1,12 +1,15 @@
 """DXLinkStreamer: the tastytrade SDK's streamer interface over :class:`.DXLinkProtocol`.
 
 A thin I/O loop (anyio on asyncio, websockets through :mod:`tastyrec.transport`) around the
-sans-I/O protocol. What it adds to the SDK's behaviour:
+sans-I/O protocol, standing on :class:`tastyrec._stream.StreamShell` with the account streamer
+(lifecycle, reconnect loop and its one ``process_exception`` decision, gaps, watchdog, taps,
+injected ``clock``/``sleep``). What it adds to the SDK's behaviour:
 
 * **Reconnect.** websockets' own backoff (``WEBSOCKETS_BACKOFF_*`` environment variables);
   ``disconnect_fn(streamer, *disconnect_args)`` runs at once when a connection breaks,
   ``reconnect_fn(streamer, *reconnect_args)`` once a new one is up *and* every channel, feed setup
-  and subscription (candles with their ``fromTime``) has been restored.
+  and subscription (candles with their ``fromTime``) has been restored. Each break is a
+  :class:`~tastyrec._stream.Gap` in :attr:`DXLinkStreamer.gaps`.
 * **Watchdog.** A connection silent for longer than ``keepalive_timeout`` is dead (the server must
   send something at least that often): it is dropped and a new one made, instead of freezing.
 * **Errors.** A rejected token raises :class:`~tastyrec.exceptions.AuthenticationError` out of the
@@ -24,19 +27,21 @@ sans-I/O protocol. What it adds to the SDK's behaviour:
   only when a listener takes events (from the queued COMPACT values), not on receipt.
 * **Sessions.** ``DXLinkStreamer(session)`` takes the DXLink URL and quote token from a
   :class:`~tastyrec.session.Session` (or the tastytrade SDK's ``Session``: anything with the SDK's
-  ``_get("/api-quote-tokens")``). When the server withdraws authorisation (unsolicited
-  ``AUTH_STATE UNAUTHORIZED``, the quote token expired or was rotated), a fresh token is taken
-  from the session and ``AUTH`` re-sent on the *same* connection: the protocol then re-opens the
-  channels and restores every subscription, no reconnect, no gap marker (the server sends nothing
-  while unauthorised, so nothing received is lost or received twice). With tastyrec's Session the
-  token is also renewed in the background before it expires, so that re-AUTH needs no REST round
-  trip; the live connection is not re-authorised pre-emptively, because a re-AUTH makes the
-  protocol re-open every channel (and re-send candle history). A session that cannot give a new
-  token (credentials rejected, or tastytrade failing for several minutes) stops the streamer with
-  its :class:`~tastyrec.exceptions.ApiError`.
+  ``_get("/api-quote-tokens")``), through the typed :class:`~tastyrec.session.QuoteTokenSource`
+  interface. When the server withdraws authorisation (unsolicited ``AUTH_STATE UNAUTHORIZED``, the
+  quote token expired or was rotated), a fresh token is taken from the session and ``AUTH`` re-sent
+  on the *same* connection: the protocol then re-opens the channels and restores every
+  subscription, no reconnect, no gap marker (the server sends nothing while unauthorised, so
+  nothing received is lost or received twice). With tastyrec's Session the token is also renewed in
+  the background before it expires, so that re-AUTH needs no REST round trip; the live connection
+  is not re-authorised pre-emptively, because a re-AUTH makes the protocol re-open every channel
+  (and re-send candle history). A session that cannot give a new token (credentials rejected, or
+  tastytrade failing for about ten minutes, retried on :func:`tastyrec.session.backoff`) stops the
+  streamer with its :class:`~tastyrec.exceptions.ApiError`.
 * **Columnar tap.** :meth:`DXLinkStreamer.tap` yields Arrow batches per event type with the
   receipt time, without per-event objects: the recorder's input. A tap never drops: when its
-  buffer is full the receive loop waits (backpressure on the socket).
+  buffer is full the receive loop waits (backpressure on the socket). :meth:`close_tap` flushes
+  and ends one.
 
 Tokens are never logged and never part of a repr or an exception, not even one inside the URL
 (its userinfo or query, see :func:`tastyrec.transport.redact`).
@@ -46,19 +51,19 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .. import transport
+from .._queue import ChunkQueue
+from .._stream import Gap, ShellStats, StreamShell
 from ..events.base import Event
 from ..events.candle_symbol import candle_symbol
 from ..events.market import Candle
@@ -70,13 +75,10 @@ from ..exceptions import (
     LocalProtocolError,
     RemoteProtocolError,
     ServerError,
-    TastyrecError,
-    _leaves,
-    _unwrap_group as _unwrap,
 )
+from ..session import QuoteTokenSource, backoff, quote_token_source
 from . import protocol as p
 from .compact import ColumnAccumulator, ColumnBatch, FieldPlan, structs
-from .messages import decode, redact
 
 __all__ = ("DXLinkStreamer", "Gap", "StreamerStats", "candle_symbol")
 
@@ -87,55 +89,43 @@ Callback = Callable[..., Awaitable[Any]]
 
 #: Default bound of each event type's listener queue, in events.
 DEFAULT_QUEUE_SIZE: Final = 100_000
-#: waits between attempts to get a new quote token after UNAUTHORIZED (about 10 minutes)
-_REAUTH_DELAYS_S: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 240.0)
+#: attempts to get a new quote token after UNAUTHORIZED, waiting between them on the REST
+#: retry schedule (:func:`tastyrec.session.backoff` from 1 s, doubling, capped at 4 minutes:
+#: about 10 minutes in all)
+_REAUTH_ATTEMPTS: Final = 10
 
 
 @dataclass
-class StreamerStats:
-    """Counters a streamer exposes; all cumulative over its life."""
+class StreamerStats(ShellStats):
+    """Counters a streamer exposes; all cumulative over its life (see :class:`.ShellStats`
+    for frames, bad_frames, skipped, dropped, connects, disconnects, failed_connects)."""
 
-    frames: int = 0  #: frames received
     events: int = 0  #: events received
-    bad_frames: int = 0  #: malformed or unexpected frames, skipped
-    skipped: Counter[str] = field(default_factory=Counter)  #: unknown types etc., by reason
-    dropped: Counter[str] = field(
-        default_factory=Counter
-    )  #: events dropped by full queues, by type
-    connects: int = 0  #: connections authorised (1 + reconnects)
-    disconnects: int = 0  #: connections lost
-    failed_connects: int = 0  #: connection attempts that failed and were retried
     format_switches: int = 0  #: FEED_DATA in another format than announced (FIELD_REPORTS #5)
 
 
 class _EventQueue:
-    """Bounded queue of one event type, holding COMPACT chunks; Structs built on the way out."""
+    """One event type's listener queue: COMPACT chunks in a :class:`.ChunkQueue` (whole chunks
+    dropped), Structs built on the way out."""
 
     def __init__(self, name: str, max_events: int, stats: StreamerStats) -> None:
         self.name = name
-        self.max_events = max_events
         self.stats = stats
-        self.chunks: deque[tuple[FieldPlan, list[Any], int]] = deque()
-        self.size = 0
+        self.chunks: ChunkQueue[tuple[FieldPlan, list[Any], int]] = ChunkQueue(max_events)
         self._decoded: list[Event] = []
         self._pos = 0
-        self._ready = anyio.Event()
 
     def put(self, plan: FieldPlan, values: list[Any], count: int) -> None:
-        self.chunks.append((plan, values, count))
-        self.size += count
-        while self.size > self.max_events and self.chunks:  # drop_oldest
-            _, _, n = self.chunks.popleft()
-            self.size -= n
-            self.stats.dropped[self.name] += n
-        self._ready.set()
+        dropped = self.chunks.put((plan, values, count), count)
+        if dropped:
+            self.stats.dropped[self.name] += dropped
 
     def get_nowait(self) -> Event | None:
         while self._pos >= len(self._decoded):
-            if not self.chunks:
+            taken = self.chunks.take_chunk()
+            if taken is None:
                 return None
-            plan, values, count = self.chunks.popleft()
-            self.size -= count
+            (plan, values, count), _ = taken
             try:
                 self._decoded, self._pos = structs(plan, values), 0
             except RemoteProtocolError as exc:
@@ -148,51 +138,14 @@ class _EventQueue:
 
     async def get(self) -> Event:
         while (event := self.get_nowait()) is None:
-            if self._ready.is_set():
-                self._ready = anyio.Event()
-            await self._ready.wait()
+            await self.chunks.wait()
         return event
 
     def __len__(self) -> int:
-        return self.size + len(self._decoded) - self._pos
+        return len(self.chunks) + len(self._decoded) - self._pos
 
 
-@dataclass
-class Gap:
-    """A break in the stream: a lost connection, until a new one has every subscription back.
-
-    Attributes:
-        last_received_ns: receipt time of the last event before the break (None: none yet).
-        disconnected_ns: when the loss was noticed.
-        reason: why the connection was lost, and then why reconnect attempts failed, if any
-            did (e.g. HTTP 502 on the upgrade).
-        resumed_ns: when subscriptions were restored on a new connection (None: not yet).
-        failed_attempts: reconnect attempts that failed during the gap.
-    """
-
-    last_received_ns: int | None
-    disconnected_ns: int
-    reason: str
-    resumed_ns: int | None = None
-    failed_attempts: int = 0
-    _cause: str = field(default="", repr=False, compare=False)
-
-    def attempt_failed(self, exc: Exception) -> None:
-        """Note a failed reconnect attempt in :attr:`reason`."""
-        if not self._cause:
-            self._cause = self.reason
-        self.failed_attempts += 1
-        self.reason = (
-            f"{self._cause}; {self.failed_attempts} reconnect attempt(s) failed, the last: "
-            f"{transport.redact(str(exc) or type(exc).__name__)}"
-        )
-
-
-class _Reconnect(Exception):
-    """Internal: drop this connection and make a new one (stale feed)."""
-
-
-class DXLinkStreamer:
+class DXLinkStreamer(StreamShell[ColumnBatch]):
     """Stream DXLink events, with the tastytrade SDK's interface.
 
     Example usage::
@@ -225,6 +178,8 @@ class DXLinkStreamer:
             as the gap's reason, and followed by a reconnect. ``None``: no limit.
         tap_rows: rows gathered per event type before a tap batch is flushed.
         tap_interval: seconds between tap flushes of whatever is gathered.
+        clock: monotonic seconds (default ``time.monotonic``), for keepalives and the watchdog.
+        sleep: ``async def sleep(seconds)`` (default ``anyio.sleep``), likewise.
     """
 
     def __init__(
@@ -245,53 +200,37 @@ class DXLinkStreamer:
         reconnect_delays: Callable[[], Iterator[float]] | None = None,
         tap_rows: int = 4096,
         tap_interval: float = 0.1,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         if session is None and url is None:
             raise LocalProtocolError("give a url (and token), or a session")
+        super().__init__(
+            url, disconnect_fn, disconnect_args, reconnect_fn, reconnect_args,
+            connect_timeout, reconnect_delays, logger, clock, sleep, max_inbound_bytes,
+        )  # fmt: skip
         self.session = session
-        self.url = url
+        self._tokens: QuoteTokenSource | None = None  # the session, as a source of quote tokens
         self._token = token
-        self.disconnect_fn = disconnect_fn
-        self.disconnect_args = disconnect_args
-        self.reconnect_fn = reconnect_fn
-        self.reconnect_args = reconnect_args
         self.queue_size = queue_size
-        self.keepalive_timeout = keepalive_timeout
-        self.connect_timeout = connect_timeout
-        self.reconnect_delays = reconnect_delays
-        self.max_inbound_bytes = max_inbound_bytes
+        self.keepalive_timeout = self.silence_limit = keepalive_timeout
         self.tap_interval = tap_interval
-        self.protocol = p.DXLinkProtocol(
+        self.protocol: p.DXLinkProtocol = p.DXLinkProtocol(
             keepalive_timeout=keepalive_timeout,
             accept_keepalive_timeout=keepalive_timeout,
             max_message_bytes=max_message_bytes,
         )
-        self.stats = StreamerStats()
+        self.stats: StreamerStats = StreamerStats()
         #: the most recent server ERROR messages
         self.server_errors: deque[ServerError] = deque(maxlen=100)
         self._queues: dict[str, _EventQueue] = {}
-        self._taps: list[MemoryObjectSendStream[ColumnBatch]] = []
-        self._tap_ends: dict[int, MemoryObjectSendStream[ColumnBatch]] = {}
         self._tap_lock = anyio.Lock()  # batches reach taps in receipt order
-        #: every break in the stream, oldest first (one small record per reconnect)
-        self.gaps: list[Gap] = []
-        self._last_event_ns: int | None = None
         self._accumulator = ColumnAccumulator(tap_rows)
-        self._transport: transport.Transport | None = None
-        self._send_lock = anyio.Lock()
-        self._tg: TaskGroup | None = None
         self._authorized = anyio.Event()
         self._restored = anyio.Event()
-        self._last_recv = 0.0
-        self._last_send = 0.0
-        self._logged: set[str] = set()
-        self._closing = False
         self._conn_tg: TaskGroup | None = None  # the current connection's tasks
         #: quote tokens taken from the session (the first one included)
         self.quote_token_renewals = 0
-
-    def __repr__(self) -> str:
-        return f"DXLinkStreamer(url={self._shown_url!r}, connected={self.connected})"
 
     @property
     def connected(self) -> bool:
@@ -304,60 +243,27 @@ class DXLinkStreamer:
         or at ``tap_rows`` rows of a type): what a recorder killed now would lose."""
         return self._accumulator.rows
 
-    @property
-    def _shown_url(self) -> str | None:
-        """The URL as logs, reprs and errors show it: credentials redacted."""
-        return None if self.url is None else transport.redact(self.url)
-
     # --- lifecycle ---------------------------------------------------------------------------
+
+    def _timeout_message(self) -> str:
+        return (
+            f"no authorised DXLink connection to {self._shown_url!r} within "
+            f"{self.connect_timeout} s; check the URL and that the server is up"
+        )
 
     async def __aenter__(self) -> Self:
         if self.url is None or (self._token is None and self.session is not None):
             await self._fetch_quote_token()
-        self._tg = anyio.create_task_group()
-        await transport.start_streaming(
-            self._tg,
-            self._run,
-            self.connect_timeout,
-            f"no authorised DXLink connection to {self._shown_url!r} within "
-            f"{self.connect_timeout} s; "
-            "check the URL and that the server is up",
-        )
-        return self
+        return await super().__aenter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._tg is not None
-        self._closing = True
-        try:
-            return await transport.stop_streaming(
-                self._tg, self._transport, self._taps, exc_type, exc, tb
-            )
-        finally:
-            self._tg = None
-
-    async def aclose(self) -> None:
-        """Stop streaming (the same as leaving ``async with``)."""
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+    def _quote_tokens(self) -> QuoteTokenSource:
+        if self._tokens is None:
+            self._tokens = quote_token_source(self.session)
+        return self._tokens
 
     async def _fetch_quote_token(self, force: bool = False) -> None:
-        get_quote_token = getattr(self.session, "get_quote_token", None)
-        if get_quote_token is not None:  # tastyrec's Session: cached, renewed before expiry
-            qt = await get_quote_token(force=force)
-            url, token = qt.dxlink_url, qt.token
-        else:
-            get = getattr(self.session, "_get", None)
-            if get is None:
-                raise LocalProtocolError(
-                    f"cannot get a quote token from {type(self.session).__name__}"
-                )
-            data = await get("/api-quote-tokens")
-            url, token = data["dxlink-url"], data["token"]
+        qt = await self._quote_tokens().get_quote_token(force=force)
+        url, token = qt.dxlink_url, qt.token
         if self.url is None:
             self.url = url
         elif url != self.url:
@@ -374,8 +280,8 @@ class DXLinkStreamer:
     async def _reauthorize(self) -> None:
         """After an unsolicited UNAUTHORIZED: a fresh quote token from the session, AUTH again."""
         used = self._token
-        delays = _REAUTH_DELAYS_S
-        for attempt, delay in enumerate(delays, 1):
+        delays = backoff(initial_s=1.0, factor=2.0, max_s=240.0)
+        for attempt in range(1, _REAUTH_ATTEMPTS + 1):
             try:
                 if self._session_renews():
                     await self._fetch_quote_token()  # renewed in the background already?
@@ -385,10 +291,11 @@ class DXLinkStreamer:
             except CredentialsError:
                 raise
             except ApiError as exc:
-                if attempt == len(delays):
+                if attempt == _REAUTH_ATTEMPTS:
                     raise
+                delay = next(delays)
                 logger.warning("= no new quote token (%s); trying again in %.0f s", exc, delay)
-                await anyio.sleep(delay)
+                await self._sleep(delay)
         if self._token is None:
             raise AuthenticationError("the session gave no quote token")
         logger.info(
@@ -398,90 +305,47 @@ class DXLinkStreamer:
         await self._change(self.protocol.authenticate, self._token)
 
     def _session_renews(self) -> bool:
-        return hasattr(self.session, "get_quote_token")
+        """Whether the session caches quote tokens and renews them before they expire."""
+        if self.session is None:
+            return False
+        try:
+            return self._quote_tokens().renews_quote_token
+        except LocalProtocolError:  # url and token given, with a session that gives no tokens
+            return False
 
     async def _quote_token_loop(self) -> None:
         """Keep tastyrec's Session's quote token fresh, so a re-AUTH needs no REST call."""
-        session: Any = self.session
+        tokens = self._quote_tokens()
         while True:
-            qt = session.quote_token
-            if qt is None:  # url and token were given: nothing to keep fresh
+            due = tokens.quote_token_due_in()
+            if due is None:  # url and token were given: nothing to keep fresh
                 return
-            renew_at = qt.expires_at.timestamp() - session.quote_token_margin_s
-            delay = max(1.0, renew_at - session.clock())
-            await anyio.sleep(delay)
+            await self._sleep(max(1.0, due))
             try:
-                await session.get_quote_token()
+                await tokens.get_quote_token()
             except CredentialsError:
                 raise
             except ApiError as exc:  # the cached token is still valid for a while
                 logger.warning("= could not renew the quote token yet: %s", exc)
 
-    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        assert self.url is not None
-        started = False
-        async for conn in transport.connections(
-            self.url,
-            max_size=self.max_inbound_bytes,
-            reconnect_delays=self.reconnect_delays,
-            on_retry=self._on_retry,
-        ):
-            self._transport = conn
-            self._authorized = anyio.Event()
-            self._restored = anyio.Event()
-            fatal: TastyrecError | None = None
-            try:
-                if started and self._session_renews():
-                    await self._renew_before_connect()
-                async with anyio.create_task_group() as tg:
-                    self._conn_tg = tg
-                    if self._session_renews():
-                        tg.start_soon(self._quote_token_loop)
-                    await self._change(self.protocol.connect, self._token)
-                    tg.start_soon(self._receive_loop, conn)
-                    tg.start_soon(self._keepalive_loop)
-                    tg.start_soon(self._watchdog, conn)
-                    tg.start_soon(self._tap_flush_loop)
-                    await self._authorized.wait()
-                    await self._restored.wait()
-                    self.stats.connects += 1
-                    if not started:
-                        started = True
-                        logger.info("= connected to %s", self._shown_url)
-                        task_status.started()
-                    else:
-                        logger.info("= reconnected to %s; subscriptions restored", self._shown_url)
-                        if self.gaps and self.gaps[-1].resumed_ns is None:
-                            self.gaps[-1].resumed_ns = time.time_ns()
-                        if self.reconnect_fn is not None:
-                            await self.reconnect_fn(self, *self.reconnect_args)
-            except* (ConnectionClosed, _Reconnect, OSError) as eg:
-                fatal = self._process_exception(eg)
-                if not self._closing and fatal is None:
-                    logger.warning("= connection to %s lost: %s", self._shown_url, eg.exceptions[0])
-                    if started and (not self.gaps or self.gaps[-1].resumed_ns is not None):
-                        reason = _reason(eg)
-                        self.gaps.append(Gap(self._last_event_ns, time.time_ns(), reason))
-            finally:
-                self._transport = None
-                self.protocol.close()
-            if self._closing:
-                await self._flush_taps()
-                return
-            if fatal is not None:
-                await self._flush_taps()
-                raise fatal
-            self.stats.disconnects += 1
-            if started and self.disconnect_fn is not None:  # at once, before anything else
-                await self.disconnect_fn(self, *self.disconnect_args)
-            await self._flush_taps()  # what arrived before the break is not lost
+    async def _before_connection(self) -> None:
+        self._authorized = anyio.Event()
+        self._restored = anyio.Event()
+        if self._started and self._session_renews():
+            await self._renew_before_connect()
 
-    def _on_retry(self, exc: Exception) -> None:
-        """A connection attempt failed and will be retried (e.g. HTTP 502 on the upgrade)."""
-        self.stats.failed_connects += 1
-        logger.warning("= connection attempt to %s failed: %s; retrying", self._shown_url, exc)
-        if self.gaps and self.gaps[-1].resumed_ns is None:
-            self.gaps[-1].attempt_failed(exc)
+    async def _serve(self, conn: transport.Transport, tg: TaskGroup) -> str:
+        self._conn_tg = tg
+        if self._session_renews():
+            tg.start_soon(self._quote_token_loop)
+        await self._change(self.protocol.connect, self._token)
+        tg.start_soon(self._receive_loop, conn)
+        tg.start_soon(self._tap_flush_loop)
+        await self._authorized.wait()
+        # only now is the server's keepalive timeout known (its SETUP came first)
+        tg.start_soon(self._keepalive_loop)
+        await self._restored.wait()
+        return "subscriptions restored"
 
     async def _renew_before_connect(self) -> None:
         """A reconnect uses the session's current token (renewed if it is about to expire)."""
@@ -492,44 +356,33 @@ class DXLinkStreamer:
         except ApiError as exc:  # renewed an hour early: the one we have still works
             logger.warning("= could not renew the quote token: %s; reconnecting with it", exc)
 
-    def _process_exception(self, eg: BaseExceptionGroup[BaseException]) -> TastyrecError | None:
-        """The error to raise instead of reconnecting, or None to reconnect."""
-        for exc in _leaves(eg):
-            if isinstance(exc, ConnectionClosed) and exc.code == 1009:
-                # message too big: the restore after a reconnect would be refused the same way
-                fatal = LocalProtocolError(
-                    f"the server closed the connection with 1009 (message too big: "
-                    f"{exc.reason!r}); lower max_message_bytes "
-                    f"(now {self.protocol.max_message_bytes!r})"
-                )
-                fatal.__cause__ = exc
-                return fatal
-        return None
+    def process_exception(self, exc: Exception) -> Exception | None:
+        """Retry (``None``) or the error to raise instead (see
+        :meth:`.StreamShell.process_exception`); also fatal: a close with 1009."""
+        if isinstance(exc, ConnectionClosed) and exc.code == 1009:
+            # message too big: the restore after a reconnect would be refused the same way
+            fatal = LocalProtocolError(
+                f"the server closed the connection with 1009 (message too big: "
+                f"{exc.reason!r}); lower max_message_bytes "
+                f"(now {self.protocol.max_message_bytes!r})"
+            )
+            fatal.__cause__ = exc
+            return fatal
+        return super().process_exception(exc)
 
-    async def _receive_loop(self, conn: transport.Transport) -> None:
+    async def _on_frame(self) -> None:
         proto = self.protocol
-        while True:
-            raw = await conn.recv()
-            now = time.time_ns()
-            self._last_recv = time.monotonic()
-            self.stats.frames += 1
-            try:
-                proto.receive_text(raw, now)
-            except RemoteProtocolError as exc:
-                self.stats.bad_frames += 1
-                self._log_once("bad-frame", "skipped a malformed frame: %s", exc)
-                continue
-            flush_taps = False
-            for event in proto.events_received():
-                if isinstance(event, p.FeedEvents):
-                    flush_taps |= self._on_events(event)
-                else:
-                    self._on_protocol_event(event)
-            await self._flush()
-            # only now, with FEED_SETUP and subscriptions sent, may reconnect_fn run
-            self._check_restored()
-            if flush_taps:
-                await self._flush_taps()
+        flush_taps = False
+        for event in proto.events_received():
+            if isinstance(event, p.FeedEvents):
+                flush_taps |= self._on_events(event)
+            else:
+                self._on_protocol_event(event)
+        await self._flush()
+        # only now, with FEED_SETUP and subscriptions sent, may reconnect_fn run
+        self._check_restored()
+        if flush_taps:
+            await self._flush_taps()
 
     def _on_events(self, event: p.FeedEvents) -> bool:
         self.stats.events += event.count
@@ -600,42 +453,16 @@ class DXLinkStreamer:
         if not pending:
             self._restored.set()
 
-    async def _flush(self) -> None:
-        conn = self._transport
-        if conn is None or not self.protocol.has_data_to_send:
-            return  # the common case after a data frame: no lock, no checkpoint
-        async with self._send_lock:
-            for data in self.protocol.data_to_send():
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("> %s", _redacted(data))
-                await conn.send(data)
-                self._last_send = time.monotonic()
-
     async def _keepalive_loop(self) -> None:
         while True:
             interval = self.protocol.keepalive_interval
-            await anyio.sleep(max(0.0, self._last_send + interval - time.monotonic()))
-            if time.monotonic() - self._last_send >= interval:
+            await self._sleep(max(0.0, self._last_send + interval - self._clock()))
+            if self._clock() - self._last_send >= interval:
                 await self._change(self.protocol.send_keepalive)
-
-    async def _watchdog(self, conn: transport.Transport) -> None:
-        self._last_recv = time.monotonic()
-        while True:
-            deadline = self._last_recv + self.keepalive_timeout
-            now = time.monotonic()
-            if now >= deadline:
-                logger.warning(
-                    "= no message from %s for %.1f s: connection is dead, reconnecting",
-                    self._shown_url,
-                    now - self._last_recv,
-                )
-                conn.abort()
-                raise _Reconnect(f"silent for {now - self._last_recv:.1f} s")
-            await anyio.sleep(deadline - now)
 
     async def _tap_flush_loop(self) -> None:
         while True:
-            await anyio.sleep(self.tap_interval)
+            await self._sleep(self.tap_interval)
             await self._flush_taps()
 
     async def _flush_taps(self) -> None:
@@ -652,17 +479,7 @@ class DXLinkStreamer:
                     self._accumulator.last_error,
                 )
             for batch in batches:
-                for tap in list(self._taps):
-                    try:
-                        await tap.send(batch)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        if tap in self._taps:  # close_tap may have taken it out already
-                            self._taps.remove(tap)
-
-    def _log_once(self, key: str, msg: str, *args: Any) -> None:
-        level = logging.WARNING if key not in self._logged else logging.DEBUG
-        self._logged.add(key)
-        logger.log(level, msg, *args)
+                await self._to_taps(batch)
 
     # --- subscriptions -------------------------------------------------------------------
 
@@ -716,12 +533,6 @@ class DXLinkStreamer:
             from_time=from_time,
             source=source,
         )
-
-    async def _change(self, method: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        """Call a protocol method that queues messages, then send them, in order."""
-        async with self._send_lock:
-            method(*args, **kwargs)
-        await self._flush()
 
     async def unsubscribe(self, event_type: type[Event], symbols: Iterable[str]) -> None:
         """Remove subscriptions of one event type."""
@@ -794,47 +605,8 @@ class DXLinkStreamer:
         When ``max_batches`` are waiting, the streamer waits for the reader (nothing is dropped).
         Close the returned stream to stop tapping.
         """
-        send, receive = anyio.create_memory_object_stream[ColumnBatch](max_batches)
-        self._taps.append(send)
-        self._tap_ends[id(receive)] = send
-        return receive
-
-    async def close_tap(
-        self, tap: MemoryObjectReceiveStream[ColumnBatch], *, flush: bool = True
-    ) -> None:
-        """Flush what has been received into the taps (unless ``flush`` is False), end ``tap``.
-
-        The reader then gets every event received up to this call, followed by the end of the
-        stream: the way to stop recording without losing the last fraction of a second. The
-        tap ends even if this call is cancelled (the flush is then cut short).
-        """
-        try:
-            if flush:
-                await self._flush_taps()
-        finally:
-            send = self._tap_ends.pop(id(tap), None)
-            if send is not None:
-                if send in self._taps:
-                    self._taps.remove(send)
-                send.close()  # wakes a waiting reader with the end of the stream
+        return self._open_tap(max_batches)
 
 
 def _as_list(symbols: Iterable[str]) -> list[str]:
     return [symbols] if isinstance(symbols, str) else list(symbols)
-
-
-def _redacted(data: bytes) -> str:
-    try:
-        return redact(decode(data))
-    except TastyrecError:
-        return "<unparseable>"
-
-
-def _reason(eg: BaseExceptionGroup[BaseException]) -> str:
-    """Why a connection was lost: the watchdog's finding first, else the first error."""
-    leaves = list(_leaves(eg))
-    for exc in leaves:
-        if isinstance(exc, _Reconnect):
-            return f"no data: {exc}"
-    exc = _unwrap(eg)
-    return str(exc) or type(exc).__name__

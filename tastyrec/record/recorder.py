@@ -18,9 +18,8 @@ dropped) and writes each payload class to its own table named after the class (`
 ``AccountBalance``, ``CurrentPosition``..., ``UnknownNotification`` for types tastyrec does not
 know), with the Arrow schema of :mod:`tastyrec.storage.account_schema`, through the same sinks,
 journal, rotation and recovery as market data, on the same ``recv_ns`` axis. The account
-streamer's disconnects are rows of the gaps table (``stream = 'account'``): the recorder wraps the
-streamer's ``disconnect_fn``/``reconnect_fn`` (the originals still run, with their arguments) to
-note the moments exactly.
+streamer's disconnects are rows of the gaps table (``stream = 'account'``), read from its
+:attr:`~tastyrec.account.AlertStreamer.gaps` as the DXLink ones are from the DXLink streamer's.
 
 Reconciliation (FIELD_REPORTS #13: the account stream has lost order events). Given a REST
 session too (``account_session=``, a :class:`~tastyrec.session.Session`), the recorder fetches the
@@ -35,9 +34,9 @@ never fatal to the recording. Noting what the stream said is a dictionary update
 position or balance notification, in the loop that already batches them: account streams carry
 a few notifications a second, not market-data rates.
 
-The account tap is drained by polling every few milliseconds rather than by a cancellable
-``receive``: cancelling a task in ``receive`` can lose the item being handed to it, and the
-AlertStreamer has no ``close_tap`` to end the tap from our side.
+Both taps are read by a shielded task that is never cancelled (cancelling a task in
+``receive`` can lose the item being handed to it); it stops when the streamer's ``close_tap``
+ends the tap.
 
 Size: over 600 lines because the three inputs (DXLink tap, account tap with its reconciliation,
 user events) share the ingest path, the sinks and the counters of one object; what is not input
@@ -65,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
+import anyio.lowlevel
 import polars as pl
 import pyarrow as pa
 from anyio.abc import TaskGroup
@@ -99,6 +99,7 @@ from .status import RecorderStats
 if TYPE_CHECKING:
     import duckdb
 
+    from .._stream import StreamShell
     from ..account.protocol import NotificationReceived
     from ..account.streamer import AlertStreamer
     from ..dxlink.streamer import DXLinkStreamer
@@ -111,8 +112,7 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION: Final = "1"
 #: How often the recorder checks rotation by age, pending user events and gaps.
 TICK_S: Final = 0.05
-#: How often the account tap is drained when it was empty, and the most taken at once.
-ACCOUNT_POLL_S: Final = 0.01
+#: The most account notifications taken from the tap into one batch.
 #: How often the reconciliation task looks at the account stream's state and its timer.
 RECONCILE_POLL_S: Final = 0.05
 ACCOUNT_BATCH: Final = 4096
@@ -180,8 +180,8 @@ class Recorder:
             columnar tap; ``None`` to record only what :meth:`record` is given.
         account_streamer: an :class:`~tastyrec.account.AlertStreamer` to record through its
             :meth:`~tastyrec.account.AlertStreamer.tap` (what it subscribes to, now or later);
-            ``None`` for none. Its ``disconnect_fn``/``reconnect_fn`` are wrapped while
-            recording (to note gaps) and restored on exit.
+            ``None`` for none. Its :attr:`~tastyrec.account.AlertStreamer.gaps` are the
+            ``account`` rows of the gaps table.
         source: provenance stored in every file (default: the streamer's URL without credentials).
         symbols: symbols to list in the sessions table (default: the streamer's subscriptions).
         rotation: when files are closed (rows, bytes, age).
@@ -233,8 +233,6 @@ class Recorder:
         if source is None and account_streamer is not None:
             source = safe_source(account_streamer.url)
         self.source = source
-        #: the account streamer's breaks, oldest first (like ``DXLinkStreamer.gaps``)
-        self.account_gaps: list[Gap] = []
         self.rotation = rotation or RotationPolicy()
         self.fsync = FsyncPolicy(fsync)
         self.fsync_interval_s = fsync_interval_s
@@ -268,14 +266,18 @@ class Recorder:
         self._gaps_written: tuple[int, int | None, int, int | None] = (0, None, 0, None)
         self._alert_tap: MemoryObjectReceiveStream[NotificationReceived] | None = None
         self._alerts_done = anyio.Event()
-        self._alerts_stop = anyio.Event()
-        self._alerts_callbacks: tuple[Any, Any] | None = None
         self._account_last_ns: int | None = None
         self._account_live = AccountWindow(live_rows)
         self._last_sync = time.monotonic()
         self._bad_user = 0
         self._logged: set[str] = set()
         self._markers = SnapshotMarkers()
+
+    @property
+    def account_gaps(self) -> list[Gap]:
+        """The account streamer's breaks, oldest first (its ``gaps``, like
+        ``DXLinkStreamer.gaps``)."""
+        return [] if self.account_streamer is None else self.account_streamer.gaps
 
     def __repr__(self) -> str:
         return f"Recorder(out={str(self.root)!r}, session={self.session_id!r})"
@@ -308,7 +310,6 @@ class Recorder:
             tg.start_soon(self._consume, self._tap)
         if self.account_streamer is not None:
             self._alert_tap = self.account_streamer.tap()
-            self._wrap_account_callbacks(self.account_streamer)
             tg.start_soon(self._consume_alerts, self._alert_tap)
             if self.account_session is not None:
                 tg.start_soon(self._reconcile_loop)
@@ -367,26 +368,13 @@ class Recorder:
         self._ticker_scope.cancel()
         self._reconcile_scope.cancel()
         try:
-            streamer, tap = self.streamer, self._tap
-            if streamer is not None and tap is not None:
-                try:
-                    with anyio.move_on_after(10):  # the tap ends even if this times out
-                        # (no reader left after a failure: nothing to flush into)
-                        await streamer.close_tap(tap, flush=not self._consumer_done.is_set())
-                    with anyio.move_on_after(10):
-                        await self._consumer_done.wait()  # it drains the tap to its end
-                finally:
-                    tap.close()
-                if self._consumer_error is not None:
-                    raise self._consumer_error
-            if self._alert_tap is not None:
-                self._alerts_stop.set()  # it drains what is waiting, then ends
-                with anyio.move_on_after(10):
-                    await self._alerts_done.wait()
-                self._alert_tap.close()
-                self._unwrap_account_callbacks()
-                if self._consumer_error is not None:
-                    raise self._consumer_error
+            inputs = (
+                (self.streamer, self._tap, self._consumer_done),
+                (self.account_streamer, self._alert_tap, self._alerts_done),
+            )
+            for streamer, tap, done in inputs:
+                if streamer is not None and tap is not None:
+                    await self._end_tap(streamer, tap, done)
             self._flush_user()
             for sink in self._sinks.values():
                 self._seal(sink.seal())
@@ -397,6 +385,22 @@ class Recorder:
         while self._sealed:
             await self._convert_next()
         prune_journal(self.root)
+
+    async def _end_tap(
+        self, streamer: StreamShell[Any], tap: MemoryObjectReceiveStream[Any], done: anyio.Event
+    ) -> None:
+        """End a streamer's tap (what it received is flushed into it first) and wait for its
+        reader, which drains it to its end and sets ``done``; 10 s at most for each."""
+        try:
+            with anyio.move_on_after(10):  # the tap ends even if this times out
+                # (no reader left after a failure: nothing to flush into)
+                await streamer.close_tap(tap, flush=not done.is_set())
+            with anyio.move_on_after(10):
+                await done.wait()
+        finally:
+            tap.close()
+        if self._consumer_error is not None:
+            raise self._consumer_error
 
     async def _consume(self, tap: MemoryObjectReceiveStream[ColumnBatch]) -> None:
         """Record every batch of the tap until it ends (:meth:`DXLinkStreamer.close_tap`).
@@ -416,29 +420,19 @@ class Recorder:
             self._consumer_done.set()
 
     async def _consume_alerts(self, tap: MemoryObjectReceiveStream[NotificationReceived]) -> None:
-        """Record every account notification of the tap until :meth:`_finish` stops it (or the
-        account streamer closes it), in batches of what is waiting. Shielded, like
-        :meth:`_consume`; it never waits in ``receive`` (see the module docstring)."""
+        """Record every account notification of the tap until it ends (``close_tap``, or the
+        account streamer closing), in batches of what is waiting. Shielded, like
+        :meth:`_consume`."""
         try:
             with anyio.CancelScope(shield=True):
-                ended = False
-                while not ended:
-                    items: list[NotificationReceived] = []
-                    try:
+                async for item in tap:
+                    items = [item]
+                    with contextlib.suppress(
+                        anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError
+                    ):
                         while len(items) < ACCOUNT_BATCH:
                             items.append(tap.receive_nowait())
-                    except anyio.WouldBlock:
-                        pass
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        ended = True
-                    if items:
-                        self._ingest_notifications(items)
-                        continue
-                    if self._alerts_stop.is_set():
-                        break
-                    if not ended:
-                        with anyio.move_on_after(ACCOUNT_POLL_S):
-                            await self._alerts_stop.wait()
+                    self._ingest_notifications(items)
         except TastyrecError as exc:  # a full disk: fail the recording, keep the journal
             self._consumer_error = exc
             raise
@@ -516,7 +510,7 @@ class Recorder:
                 logger.warning("= reconciling account %s (%s) failed: %s", account, reason, exc)
                 continue
             recv_ns = time.time_ns()
-            self._drain_alert_tap()  # what the stream said first is not news
+            await self._settle_alert_tap()  # what the stream said first is not news
             by_class: dict[type[Any], list[tuple[Any, int | None, int]]] = {}
             for payload in self._said.news(payloads):
                 by_class.setdefault(type(payload), []).append((payload, None, recv_ns))
@@ -540,44 +534,29 @@ class Recorder:
             run.rows,
         )
 
-    def _drain_alert_tap(self) -> None:
-        """Ingest what waits in the account tap now (no await: the consumer cannot interleave)."""
+    async def _settle_alert_tap(self) -> None:
+        """Return once every notification the account stream has handed over is ingested.
+
+        The consumer is either waiting in ``receive`` (then nothing is in flight: a sender
+        hands items to a waiting reader directly, else they wait in the buffer), or woken
+        with an item it ingests without awaiting anything: let it run until it waits again,
+        then take what is buffered (no await: the consumer cannot interleave).
+        """
         tap = self._alert_tap
-        if tap is None or self._alerts_done.is_set():
+        if tap is None:
             return
+        for _ in range(1000):  # each pass lets the woken consumer run; it takes one or two
+            if self._alerts_done.is_set():
+                return
+            if tap.statistics().tasks_waiting_receive:
+                break
+            await anyio.lowlevel.checkpoint()
         items: list[NotificationReceived] = []
         with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
             while True:
                 items.append(tap.receive_nowait())
         if items:
             self._ingest_notifications(items)
-
-    def _wrap_account_callbacks(self, alerts: AlertStreamer) -> None:
-        """Note the account streamer's breaks as gaps; the user's callbacks still run."""
-        disconnect_fn, reconnect_fn = alerts.disconnect_fn, alerts.reconnect_fn
-        self._alerts_callbacks = (disconnect_fn, reconnect_fn)
-
-        async def on_disconnect(streamer: Any, *args: Any) -> None:
-            if not self.account_gaps or self.account_gaps[-1].resumed_ns is not None:
-                self.account_gaps.append(
-                    Gap(self._account_last_ns, time.time_ns(), "account streamer connection lost")
-                )
-            if disconnect_fn is not None:
-                await disconnect_fn(streamer, *args)
-
-        async def on_reconnect(streamer: Any, *args: Any) -> None:
-            if self.account_gaps and self.account_gaps[-1].resumed_ns is None:
-                self.account_gaps[-1].resumed_ns = time.time_ns()
-            if reconnect_fn is not None:
-                await reconnect_fn(streamer, *args)
-
-        alerts.disconnect_fn, alerts.reconnect_fn = on_disconnect, on_reconnect
-
-    def _unwrap_account_callbacks(self) -> None:
-        if self._alerts_callbacks is not None and self.account_streamer is not None:
-            alerts = self.account_streamer
-            alerts.disconnect_fn, alerts.reconnect_fn = self._alerts_callbacks
-            self._alerts_callbacks = None
 
     async def _ticker(self, scope: anyio.CancelScope) -> None:
         with scope:

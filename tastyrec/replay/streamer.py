@@ -76,6 +76,7 @@ import numpy as np
 
 from .. import _time
 from .._location import existing_recording, recording_path
+from .._queue import ChunkQueue
 from .._time import TimeLike, to_ns
 from ..dxlink.streamer import DEFAULT_QUEUE_SIZE, Gap, StreamerStats, candle_symbol
 from ..events.account import (
@@ -129,22 +130,27 @@ _Times = np.ndarray[Any, np.dtype[np.int64]]  # receipt times, epoch ns
 
 
 class _Sink:
-    """One listener's buffer: chunks of events in order, at most ``max_events``.
+    """One listener's buffer: chunks of events in order, at most ``max_events``
+    (a :class:`~tastyrec._queue.ChunkQueue` that cuts the oldest chunk at its head and keeps
+    the newest whole).
 
     Each chunk is a pair: the events (a list), and the receipt time (epoch ns) of each (an
     array: converted to Python ints only when read, off the hot path).
     """
 
-    __slots__ = ("chunks", "head", "listeners", "max_events", "name", "size", "types")
+    __slots__ = ("listeners", "max_events", "name", "queue", "types")
 
     def __init__(self, types: tuple[RecordClass, ...], max_events: int) -> None:
         self.types = frozenset(types)
         self.name = "+".join(cls.__name__ for cls in types)
         self.max_events = max_events
-        self.chunks: deque[tuple[list[Any], _Times]] = deque()
-        self.head = 0  # events already taken from chunks[0]
-        self.size = 0
+        self.queue: ChunkQueue[tuple[list[Any], _Times]] = ChunkQueue(max_events, partial=True)
         self.listeners = 0  # listen() iterators running on this buffer
+
+    @property
+    def size(self) -> int:
+        """Events waiting."""
+        return self.queue.size
 
     def put(self, events: list[Any], recv: _Times) -> int:
         """Append events and their receipt times; the number of oldest events dropped to stay
@@ -152,48 +158,25 @@ class _Sink:
 
         Only events queued before are dropped: a listener always gets the newest step whole.
         """
-        if not events:
-            return 0
-        self.chunks.append((events, recv))
-        self.size += len(events)
-        limit = max(self.max_events, len(events))
-        dropped = 0
-        while self.size > limit:
-            first = len(self.chunks[0][0]) - self.head
-            excess = self.size - limit
-            if first <= excess:
-                self.chunks.popleft()
-                self.head = 0
-                self.size -= first
-                dropped += first
-            else:
-                self.head += excess
-                self.size -= excess
-                dropped += excess
-        return dropped
+        return self.queue.put((events, recv), len(events))
 
     def take_chunk(self) -> tuple[list[Any], _Times] | None:
         """The oldest chunk not taken yet: (events, receipt times)."""
-        if not self.chunks:
+        taken = self.queue.take_chunk()
+        if taken is None:
             return None
-        events, recv = self.chunks.popleft()
-        if self.head:
-            events, recv, self.head = events[self.head :], recv[self.head :], 0
-        self.size -= len(events)
-        return events, recv
+        (events, recv), head = taken
+        return (events[head:], recv[head:]) if head else (events, recv)
 
     def take_one(self) -> tuple[Any, int] | None:
         """The oldest event not taken yet and its receipt time."""
-        if not self.chunks:
+        queue = self.queue
+        if not queue.chunks:
             return None
-        events, recv = self.chunks[0]
-        head = self.head
+        (events, recv), _ = queue.chunks[0]
+        head = queue.head
         taken = events[head], int(recv[head])
-        self.head = head + 1
-        self.size -= 1
-        if self.head == len(events):
-            self.chunks.popleft()
-            self.head = 0
+        queue.advance()
         return taken
 
 
@@ -309,8 +292,7 @@ class ReplayStreamer:
         self._connected = False
         self._batch = None
         for sink in self._sinks.values():
-            sink.chunks.clear()
-            sink.size = sink.head = 0
+            sink.queue.clear()
 
     async def __aexit__(
         self,

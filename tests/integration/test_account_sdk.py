@@ -146,7 +146,7 @@ async def test_sdk_alert_streamer_gets_the_documented_error_for_a_bad_token(
         with anyio.fail_after(WAIT_S), pytest.raises(BaseException) as info:
             async with streamer:
                 await streamer.subscribe_accounts([StubAccount(sim.account_number)])
-                await anyio.sleep(WAIT_S)
+                await anyio.sleep_forever()  # the error ends it (fail_after bounds it)
     finally:
         close_sdk_queues(streamer)
     errors = list(_leaves(info.value))
@@ -160,7 +160,7 @@ async def sdk_error(streamer: Any, action: Any) -> str:
     with anyio.fail_after(WAIT_S), pytest.raises(BaseException) as info:
         async with streamer:
             await action(streamer)
-            await anyio.sleep(WAIT_S)  # the error comes from the SDK's reader task
+            await anyio.sleep_forever()  # the error comes from the SDK's reader task
     errors = [e for e in _leaves(info.value) if isinstance(e, utils_mod.TastytradeError)]
     assert errors, list(_leaves(info.value))
     return str(errors[0])

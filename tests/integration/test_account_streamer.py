@@ -29,7 +29,8 @@ from tastyrec.exceptions import LocalProtocolError, RequestError
 from tastyrec.sim.account import AccountSimulator, open_simulators
 from tastyrec.sim.account_server import AccountServerConnection
 from tastyrec.sim.brokerage import AccountSimConfig
-from tests.integration.waits import fast_delays
+from tests.integration.manual_time import ManualTime
+from tests.integration.waits import fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -217,11 +218,11 @@ async def test_reconnect_restores_subscriptions_then_calls_back(sim: AccountSimu
 
 
 async def test_subscribe_during_an_outage_waits_for_the_restore(sim: AccountSimulator):
-    down = anyio.Event()
+    down, release = anyio.Event(), anyio.Event()
 
     async def on_disconnect(streamer: AlertStreamer) -> None:
         down.set()
-        await anyio.sleep(0.2)  # the next connection is made only after this returns
+        await release.wait()  # the next connection is made only after this returns
 
     async with make_streamer(sim, disconnect_fn=on_disconnect) as s:
         await s.subscribe_public_watchlists()
@@ -229,7 +230,11 @@ async def test_subscribe_during_an_outage_waits_for_the_restore(sim: AccountSimu
             await sim.drop()
             await down.wait()
             assert not s.connected
-            await s.subscribe_accounts([sim.account_number])  # sent by the restore
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(s.subscribe_accounts, [sim.account_number])  # sent by the restore
+                await wait_until(lambda: sim.account_number in s.protocol.subscriptions.accounts)
+                assert not s.connected
+                release.set()
             assert s.connected
             oid = await sim.place_order([("SPY", "Buy to Open", 1)])
             await until_status(s, oid, "Received")
@@ -238,14 +243,25 @@ async def test_subscribe_during_an_outage_waits_for_the_restore(sim: AccountSimu
 
 
 async def test_heartbeats_carry_the_token_and_are_answered(sim: AccountSimulator):
-    async with make_streamer(sim, heartbeat_interval=0.05, reply_timeout=0.5) as streamer:
-        with anyio.fail_after(WAIT_S):
-            while streamer.stats.heartbeats < 3:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
+    """On a clock the test moves: a heartbeat every ``heartbeat_interval`` exactly, and the
+    replies keep the watchdog (``heartbeat_interval + reply_timeout`` = 30 s) quiet for 60 s."""
+    t = ManualTime()
+    async with make_streamer(
+        sim, heartbeat_interval=20.0, reply_timeout=10.0, clock=t.clock, sleep=t.sleep
+    ) as streamer:
+        assert t.deadlines() == [20.0, 30.0]  # the first heartbeat; the watchdog
+        for beat in (1, 2, 3):
+            frames = streamer.stats.frames
+            t.advance(20.0)
+            await wait_until(
+                lambda: streamer.stats.frames > frames  # noqa: B023 (its reply)
+                and 20.0 * (beat + 1) in t.deadlines()  # noqa: B023 (the next one)
+            )
+            assert streamer.stats.heartbeats == beat
         assert streamer.stats.error_replies == 0
-        assert streamer.stats.disconnects == 0  # the replies keep the watchdog quiet
+        assert streamer.stats.disconnects == 0  # 60 s on its clock: the replies kept it up
         beats = [r for r in sim.received if r.action == "heartbeat"]
-        assert len(beats) >= 2 and all(r.auth_token == f"Bearer {TOKEN}" for r in beats)
+        assert len(beats) == 3 and all(r.auth_token == f"Bearer {TOKEN}" for r in beats)
 
 
 async def test_malformed_frames_and_payloads_are_counted_not_fatal(sim: AccountSimulator):
@@ -270,9 +286,7 @@ async def test_tokens_never_reach_the_logs(sim: AccountSimulator, caplog: pytest
         await streamer.subscribe_quote_alerts()
         assert TOKEN not in repr(streamer)
         await sim.drop()
-        with anyio.fail_after(WAIT_S):
-            while streamer.stats.connects < 2:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
+        await wait_until(lambda: streamer.stats.connects == 2)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "auth-token" in text  # frames were logged...
     assert "GET /?token=<redacted> HTTP/1.1" in text and "lost" in text  # ...the URL too...

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import polars as pl
 import pytest
 
@@ -23,6 +22,8 @@ from tastyrec.record.recorder import Recorder
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tastyrec.sim.server import CHAOS_502_REFUSALS
+from tests.integration import waits
+from tests.integration.manual_time import Reconnects
 from tests.integration.waits import fast_delays
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
@@ -50,9 +51,7 @@ def streamer_for(server: Simulator) -> DXLinkStreamer:
 
 
 async def wait_until(predicate: Callable[[], Any], limit_s: float = WAIT_S) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+    await waits.wait_until(predicate, limit_s)  # chaos runs slower: a looser bound
 
 
 async def settle(server: Simulator, streamer: DXLinkStreamer) -> int:
@@ -112,8 +111,10 @@ async def test_close_1012_service_restart_reconnects_resubscribes_and_records_a_
     """FIELD_REPORTS #4: dxFeed closes with 1012 "Reconnection is required"."""
 
     async def restart(streamer: DXLinkStreamer) -> None:
+        reconnects = Reconnects(streamer)
         await sim.restart()
-        await wait_until(lambda: streamer.gaps and streamer.gaps[-1].resumed_ns is not None)
+        await reconnects.wait()
+        assert streamer.gaps and streamer.gaps[-1].resumed_ns is not None
 
     recorder, streamer = await record_through(sim, tmp_path, restart)
     assert_recorded_what_was_sent(sim, tmp_path, streamer)
@@ -159,10 +160,12 @@ async def test_502_on_the_upgrade_is_retried_and_recorded_in_the_gap(
         # everything sent so far is received before the connection is cut (an abort would
         # lose frames still in the socket buffers, which no client can get back)
         await settle(sim, streamer)
+        reconnects = Reconnects(streamer)
         sim.refuse_upgrades(CHAOS_502_REFUSALS)  # what the "502" chaos does
         await sim.drop()
         sim.stall(False)
-        await wait_until(lambda: streamer.gaps and streamer.gaps[-1].resumed_ns is not None)
+        await reconnects.wait()
+        assert streamer.gaps and streamer.gaps[-1].resumed_ns is not None
 
     recorder, streamer = await record_through(sim, tmp_path, bad_gateway)
     assert sim.refused_upgrades == CHAOS_502_REFUSALS
@@ -190,9 +193,11 @@ async def test_the_chaos_schedule_fires_the_new_kinds(kind: str) -> None:
         streamer = DXLinkStreamer(
             url=server.url, token=None, queue_size=10, reconnect_delays=fast_delays
         )
+        reconnects = Reconnects(streamer)
         async with streamer:
             await streamer.subscribe(Quote, ["SPY"])
-            await wait_until(lambda: len(streamer.gaps) >= 1 and streamer.gaps[0].resumed_ns)
+            await reconnects.wait()
+            assert len(streamer.gaps) >= 1 and streamer.gaps[0].resumed_ns
     reason = streamer.gaps[0].reason
     assert ("1012" in reason) if kind == "restart" else ("HTTP 502" in reason)
 

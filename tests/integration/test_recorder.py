@@ -27,7 +27,7 @@ from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tastyrec.storage.layout import partition_date
-from tests.integration.waits import fast_delays
+from tests.integration.waits import fast_delays, wait_until
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
@@ -55,12 +55,6 @@ def streamer_for(server: Simulator, **kwargs: Any) -> DXLinkStreamer:
         **kwargs,
     }
     return DXLinkStreamer(**options)
-
-
-async def wait_until(predicate: Callable[[], bool], limit_s: float = WAIT_S) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 # the independent decoder of what the simulator sent: tests/integration/wire.py
@@ -422,7 +416,8 @@ async def test_disk_full_mid_recording_stops_with_the_journal_kept(
                 await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
                 recorded = recorder.stats.rows["Quote"]
                 full = True
-                await anyio.sleep(WAIT_S)  # cancelled by the failure
+                with anyio.fail_after(WAIT_S):  # a bound: the failure cancels it first
+                    await anyio.sleep_forever()
     full = False
     monkeypatch.undo()
     # what had been recorded is kept (in Parquet or the journal) and recovers completely

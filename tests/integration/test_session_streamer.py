@@ -11,7 +11,7 @@ import itertools
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -24,7 +24,8 @@ from tastyrec.exceptions import CredentialsError
 from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, TOKEN_ROUTE, ApiSimulator
-from tests.integration.waits import fast_delays
+from tests.integration.manual_time import Reconnects
+from tests.integration.waits import fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -65,12 +66,6 @@ def make_streamer(session: Any, **kwargs: Any) -> DXLinkStreamer:
         reconnect_delays=fast_delays,
         **kwargs,
     )
-
-
-async def wait_until(predicate: Callable[[], bool], limit_s: float = WAIT_S) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
 
 
 _barriers = itertools.count()
@@ -198,8 +193,10 @@ async def test_reconnect_uses_the_sessions_token(sim: Simulator, api: ApiSimulat
     async with make_session(api) as session, make_streamer(session) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
         await wait_until(lambda: streamer.stats.events >= 1)
+        reconnects = Reconnects(streamer)
         await sim.drop()
-        await wait_until(lambda: streamer.stats.connects == 2)
+        await reconnects.wait()
+        assert streamer.stats.connects == 2
         assert api.calls[QUOTE_TOKEN_ROUTE] == 1  # still valid for ~24 h: the cached one
         n = streamer.stats.events
         await wait_until(lambda: streamer.stats.events > n)

@@ -4,7 +4,7 @@ Every wait is bounded with ``anyio.fail_after``. Where a test must know that the
 processed everything the server sent before some point, it uses a *barrier*: the simulator sends
 an ``ERROR`` with a unique message after that point, and frames keep their order on the socket, so
 once the message shows up in ``streamer.server_errors`` everything before it has been handled.
-Waits on counters that have no event to await poll every few ms (``_wait_until``).
+Waits on counters that have no event to await poll every few ms (``waits.wait_until``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +42,8 @@ from tastyrec.exceptions import AuthenticationError, LocalProtocolError
 from tastyrec.schema import arrow_schema
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
-from tests.integration.waits import fast_delays
+from tests.integration.manual_time import ManualTime, Reconnects
+from tests.integration.waits import fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -74,13 +75,6 @@ def make_streamer(server: Simulator, **kwargs: Any) -> DXLinkStreamer:
     return DXLinkStreamer(**options)
 
 
-async def _wait_until(predicate: Callable[[], bool]) -> None:
-    """Poll a condition on counters or recorded messages, which have no event to wait on."""
-    with anyio.fail_after(WAIT_S):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
-
-
 _barriers = itertools.count()
 
 
@@ -88,7 +82,7 @@ async def barrier(server: Simulator, streamer: DXLinkStreamer) -> None:
     """Return once the streamer has processed every frame the server sent before this call."""
     marker = f"barrier-{next(_barriers)}"
     await server.send_error("UNKNOWN", marker)
-    await _wait_until(lambda: any(e.message == marker for e in streamer.server_errors))
+    await wait_until(lambda: any(e.message == marker for e in streamer.server_errors))
 
 
 def drain(streamer: DXLinkStreamer, event_type: type[Any]) -> list[Any]:
@@ -241,8 +235,10 @@ async def test_candle_history_comes_on_a_history_channel_also_after_a_reconnect(
         }
 
         n = len(sim.received)
+        reconnects = Reconnects(streamer)
         await sim.drop()
-        await _wait_until(lambda: streamer.stats.connects == 2)
+        await reconnects.wait()
+        assert streamer.stats.connects == 2
         assert channel_contracts(sim, n) == {1: "AUTO", 3: "HISTORY", 5: "AUTO"}
         drain(streamer, Candle)
         again = await history(streamer)
@@ -260,7 +256,7 @@ async def test_a_candle_symbol_the_server_refuses_is_a_warning_naming_it(
     async with make_streamer(sim) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
         await streamer.subscribe_candle(["SPY"], "t")
-        await _wait_until(lambda: bool(streamer.server_errors))
+        await wait_until(lambda: bool(streamer.server_errors))
         (error,) = streamer.server_errors
         candle_channel = next(
             ch.id for ch in streamer.protocol.channels.values() if ch.event_type == "Candle"
@@ -305,7 +301,7 @@ async def test_unsubscribe(sim: Simulator) -> None:
 
         start = len(sim.received)
         await streamer.unsubscribe(Quote, ["SPY"])
-        await _wait_until(lambda: bool(subscriptions_sent(sim, start)))
+        await wait_until(lambda: bool(subscriptions_sent(sim, start)))
         (msg,) = subscriptions_sent(sim, start)
         assert [s.symbol for s in msg.remove or ()] == ["SPY"] and not msg.add
         await barrier(sim, streamer)
@@ -317,7 +313,7 @@ async def test_unsubscribe(sim: Simulator) -> None:
         assert {q.event_symbol for q in later} == {"QQQ"}
 
         await streamer.unsubscribe_all(Quote)
-        await _wait_until(lambda: any(msg.reset for msg in subscriptions_sent(sim, start)))
+        await wait_until(lambda: any(msg.reset for msg in subscriptions_sent(sim, start)))
         await barrier(sim, streamer)
         drain(streamer, Quote)
         drain(streamer, Trade)  # the Trade awaited below must be one received after this
@@ -457,7 +453,7 @@ async def test_drop_restores_subscriptions_then_calls_reconnect_fn(
             ("Candle", "SPY{=1m,tho=true}", from_time),
         }
         # and the server did get them, on the new connection
-        await _wait_until(lambda: len(added(subscriptions_sent(sim, n))) == 2)
+        await wait_until(lambda: len(added(subscriptions_sent(sim, n))) == 2)
         assert {(s.type, s.from_time) for s in added(subscriptions_sent(sim, n))} == {
             ("Quote", None),
             ("Candle", from_time),
@@ -476,28 +472,65 @@ async def test_drop_restores_subscriptions_then_calls_reconnect_fn(
         assert not candle.snapshot_marker  # with bars: on HISTORY (FIELD_REPORTS #3)
 
 
-async def test_stall_detected_by_watchdog(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stall_detected_by_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock the test moves: a feed silent for ``keepalive_timeout`` (60 s, as in
+    production) is dropped exactly then, not a moment earlier, and a new connection made."""
+    t = ManualTime()
     rec = Recorder(monkeypatch)
-    async with rec.streamer(sim, keepalive_timeout=0.5) as streamer:
+    config = sim_config(keepalive_timeout=120.0)  # the server never times us out here
+    async with (
+        Simulator(seed=7, token=TOKEN, config=config) as sim,
+        rec.streamer(sim, keepalive_timeout=60.0, clock=t.clock, sleep=t.sleep) as streamer,
+    ):
         await streamer.subscribe(Quote, ["SPY"])
-        await next_for(streamer, Quote, "SPY")
-        stalled_at = time.monotonic()
+        await next_for(streamer, Quote, "SPY")  # every frame so far arrived at t = 0
         sim.stall(True)
         try:
+            t.advance(59.9)
+            assert 60.0 in t.deadlines()  # the watchdog sleeps on, to 60 s after the last frame
+            assert not rec.disconnected.is_set() and streamer.stats.disconnects == 0
+            t.advance(0.1)
             with anyio.fail_after(WAIT_S):
                 await rec.disconnected.wait()
-            # not before the keepalive timeout (0.5 s after the last frame, which came a little
-            # before the stall); how late depends on the machine's load, bounded by WAIT_S
-            assert time.monotonic() - stalled_at >= 0.4
+            assert streamer.gaps[-1].reason == "no data: silent for 60.0 s"
         finally:
             sim.stall(False)
         with anyio.fail_after(WAIT_S):
             await rec.reconnected.wait()
-        assert streamer.stats.disconnects >= 1
-        assert streamer.stats.connects == streamer.stats.disconnects + 1
+        assert streamer.stats.disconnects == 1
+        assert streamer.stats.connects == 2
         assert streamer.connected
         drain(streamer, Quote)
         assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
+
+
+async def test_keepalives_are_sent_when_idle_on_the_streamers_clock() -> None:
+    """On a clock the test moves: an idle connection gets a KEEPALIVE exactly every
+    ``keepalive_interval`` after the last message sent, not before."""
+    t = ManualTime()
+
+    def keepalives() -> int:
+        return sum(isinstance(x, m.Keepalive) for x in sim.received)
+
+    async with (
+        Simulator(seed=7, token=TOKEN, config=sim_config(keepalive_timeout=60.0)) as sim,
+        make_streamer(sim, keepalive_timeout=100.0, clock=t.clock, sleep=t.sleep) as streamer,
+    ):
+        interval = streamer.protocol.keepalive_interval  # half the server's timeout, not ours
+        assert interval == 30.0
+        # the keepalive loop sleeps to the last message sent (at 0) + the server's interval (it
+        # used to sleep ours, 50 s, having started before the server's SETUP arrived); the
+        # watchdog to the last message received + keepalive_timeout
+        await wait_until(lambda: interval in t.deadlines())
+        assert 100.0 in t.deadlines()
+        sent = keepalives()
+        t.advance(interval - 0.5)
+        assert interval in t.deadlines()  # not woken yet
+        for n in (1, 2):
+            t.advance(0.5 if n == 1 else interval)
+            await wait_until(lambda: keepalives() == sent + n)  # noqa: B023
+            await wait_until(lambda: (n + 1) * interval in t.deadlines())  # noqa: B023
+        assert streamer.stats.disconnects == 0
 
 
 async def test_malformed_frame_is_counted(sim: Simulator) -> None:
@@ -548,8 +581,10 @@ async def test_inbound_message_over_the_limit_is_named_and_reconnected(
     async with make_streamer(sim, max_inbound_bytes=limit) as streamer:
         await streamer.subscribe(Quote, ["SPY"])
         await next_for(streamer, Quote, "SPY")
+        reconnects = Reconnects(streamer)
         await sim.send_raw("x" * (limit + 1))
-        await _wait_until(lambda: streamer.stats.connects == 2)
+        await reconnects.wait()
+        assert streamer.stats.connects == 2
         drain(streamer, Quote)
         assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
     (gap,) = streamer.gaps
@@ -569,7 +604,7 @@ async def test_server_error_is_kept(sim: Simulator) -> None:
         await streamer.subscribe(Quote, ["SPY"])
         await next_for(streamer, Quote, "SPY")
         await sim.send_error("BAD_ACTION", "simulated trouble")
-        await _wait_until(lambda: bool(streamer.server_errors))
+        await wait_until(lambda: bool(streamer.server_errors))
         (error,) = streamer.server_errors
         assert (error.error_type, error.message, error.channel) == (
             "BAD_ACTION",
@@ -588,7 +623,7 @@ async def test_expired_token_reauthorises(sim: Simulator) -> None:
         n = len(sim.received)
         await sim.expire_token()
         # AUTH again, then the channel re-opened and the subscription re-sent
-        await _wait_until(lambda: bool(added(subscriptions_sent(sim, n))))
+        await wait_until(lambda: bool(added(subscriptions_sent(sim, n))))
         sent = sim.received[n:]
         assert isinstance(sent[0], m.Auth)
         assert [s.symbol for s in added(subscriptions_sent(sim, n))] == ["SPY"]
@@ -643,7 +678,7 @@ async def test_token_never_leaks(sim: Simulator, caplog: pytest.LogCaptureFixtur
         await streamer.subscribe(Quote, ["SPY"])
         await next_for(streamer, Quote, "SPY")
         await sim.expire_token()  # re-sends AUTH
-        await _wait_until(lambda: sum(isinstance(x, m.Auth) for x in sim.received) == 2)
+        await wait_until(lambda: sum(isinstance(x, m.Auth) for x in sim.received) == 2)
         text = repr(streamer)
     bad = "wrong-5f3a9c-token"
     wrong = make_streamer(sim, token=bad)
@@ -675,8 +710,8 @@ async def test_slow_listener_bounded_memory(sim: Simulator) -> None:
     async with make_streamer(sim, queue_size=500) as streamer:
         t_sub = time.time()
         await streamer.subscribe(Quote, symbols, refresh_interval=0.05)
-        await _wait_until(lambda: streamer.stats.dropped["Quote"] >= 3000)
-        await _wait_until(lambda: time.time() - t_sub > 1.5)
+        await wait_until(lambda: streamer.stats.dropped["Quote"] >= 3000)
+        await wait_until(lambda: time.time() - t_sub > 1.5)
         assert streamer.queued(Quote) <= 500
         assert streamer.stats.events > 3500
         kept = drain(streamer, Quote)

@@ -8,10 +8,10 @@ functions and ``TYPE_CHECKING`` blocks alike) together with the lazy re-export t
 The layers, bottom to top::
 
     base        exceptions, version, lazy exports, Arrow value helpers, the time rule,
-                recording locations
+                recording locations, the drop-oldest queue, the redactor
     events      the event Structs and their registry
     schema      Arrow/polars schemas derived from the events
-    transport   websocket plumbing
+    transport   websocket plumbing, and the streaming shell both live streamers stand on
     storage     the on-disk format (tastyrec.storage) and the catalog of a recording's files
     rest        the REST session and option chains
     dxlink, account   the two live protocols and their streamers
@@ -47,9 +47,12 @@ UNITS: dict[str, str] = {
     "tastyrec._arrow_values": "base",
     "tastyrec._time": "base",
     "tastyrec._location": "base",
+    "tastyrec._queue": "base",
+    "tastyrec._redact": "base",
     "tastyrec.events": "events",
     "tastyrec.schema": "schema",
     "tastyrec.transport": "transport",
+    "tastyrec._stream": "transport",
     "tastyrec.storage": "storage",
     "tastyrec.catalog": "storage",
     "tastyrec.objectstore": "storage",
@@ -76,7 +79,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "transport": {"base"},
     "storage": _LOW,
     "rest": {"base"},
-    "dxlink": _LOW | {"transport"},
+    "dxlink": _LOW | {"transport", "rest"},  # quote tokens: session.QuoteTokenSource
     "account": _LOW | {"transport"},
     "live": _LOW,
     "record": _LOW | {"storage", "transport", "rest", "dxlink", "account", "live"},
