@@ -158,6 +158,9 @@ class StreamShell(Generic[T]):
         self.gaps: list[Gap] = []
         self._last_event_ns: int | None = None
         self._taps: list[MemoryObjectSendStream[T]] = []
+        #: held while items are handed to the taps: they arrive in receipt order, and close_tap
+        #: waits for a delivery under way instead of cutting it short (losing what it carried)
+        self._tap_lock = anyio.Lock()
         self._tap_ends: dict[int, MemoryObjectSendStream[T]] = {}
         self._transport: transport.Transport | None = None
         self._send_lock = anyio.Lock()
@@ -384,7 +387,10 @@ class StreamShell(Generic[T]):
         return receive
 
     async def _to_taps(self, item: T) -> None:
-        """Hand ``item`` to every tap, waiting for full ones; a tap whose reader left is ended."""
+        """Hand ``item`` to every tap, waiting for full ones; a tap whose reader left is ended.
+
+        The caller holds :attr:`_tap_lock`.
+        """
         for tap in list(self._taps):
             try:
                 await tap.send(item)
@@ -406,12 +412,17 @@ class StreamShell(Generic[T]):
         try:
             if flush:
                 await self._flush_taps()
+                async with self._tap_lock:  # a delivery under way finishes into this tap first
+                    self._end_tap(tap)
         finally:
-            send = self._tap_ends.pop(id(tap), None)
-            if send is not None:
-                if send in self._taps:
-                    self._taps.remove(send)
-                send.close()  # wakes a waiting reader with the end of the stream
+            self._end_tap(tap)
+
+    def _end_tap(self, tap: MemoryObjectReceiveStream[T]) -> None:
+        send = self._tap_ends.pop(id(tap), None)
+        if send is not None:
+            if send in self._taps:
+                self._taps.remove(send)
+            send.close()  # wakes a waiting reader with the end of the stream
 
 
 async def _start_streaming(

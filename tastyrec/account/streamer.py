@@ -236,7 +236,8 @@ class AlertStreamer(StreamShell[p.NotificationReceived]):
         for event in self.protocol.events_received():
             if isinstance(event, p.NotificationReceived):
                 self._on_notification(event)
-                await self._to_taps(event)
+                async with self._tap_lock:
+                    await self._to_taps(event)
             elif isinstance(event, p.Reply):
                 self._on_reply(event)
             else:

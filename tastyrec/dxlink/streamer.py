@@ -224,7 +224,6 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
         #: the most recent server ERROR messages
         self.server_errors: deque[ServerError] = deque(maxlen=100)
         self._queues: dict[str, _EventQueue] = {}
-        self._tap_lock = anyio.Lock()  # batches reach taps in receipt order
         self._accumulator = ColumnAccumulator(tap_rows)
         self._authorized = anyio.Event()
         self._restored = anyio.Event()
@@ -466,9 +465,9 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
             await self._flush_taps()
 
     async def _flush_taps(self) -> None:
-        if not self._accumulator.rows:
-            return
-        async with self._tap_lock:
+        async with self._tap_lock:  # a flush under way ends before this one looks
+            if not self._accumulator.rows:
+                return
             bad = self._accumulator.bad_messages
             batches = self._accumulator.flush()
             if self._accumulator.bad_messages > bad:

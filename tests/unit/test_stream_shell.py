@@ -192,3 +192,31 @@ def test_one_redactor_for_urls_frames_and_account_frames() -> None:
         '{"action":"heartbeat","auth-token":<redacted>,"value":1}'
     )
     assert transport.redact is redact
+
+
+async def test_close_tap_lets_a_delivery_under_way_finish_into_the_tap() -> None:
+    """A full tap makes a delivery wait for the reader; ending the tap then must not cut that
+    delivery short: the reader gets every item whose delivery began before the end ("a" waiting
+    in the tap, "b" waiting for room; "c" comes after it and finds the tap ended). Cutting "b"
+    short is how a stopping recorder lost the last events it was being given."""
+    streamer = AlertStreamer(url="ws://127.0.0.1:1", token="t")
+    tap = streamer.tap(max_items=1)
+    delivering = anyio.Event()
+    got: list[Any] = []
+
+    async def deliver() -> None:  # what the receive loop does with each notification
+        for item in ("a", "b", "c"):
+            async with streamer._tap_lock:
+                delivering.set()
+                await streamer._to_taps(item)  # type: ignore[arg-type]
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(deliver)
+            await delivering.wait()
+            await anyio.wait_all_tasks_blocked()  # "b" waits for room in the full tap
+            tg.start_soon(streamer.close_tap, tap)
+            await anyio.wait_all_tasks_blocked()
+            with tap:
+                got.extend([item async for item in tap])
+    assert got == ["a", "b"]
