@@ -235,7 +235,7 @@ class RequestError(TastyrecError):
     """The account streamer answered an action with ``status: error``.
 
     Raised at the call that sent the action (``subscribe_accounts``...). The server says
-    ``"failed"`` when it rejects the ``auth-token`` (ACCOUNT_STREAMER.md §4).
+    ``"failed"`` when it rejects the ``auth-token`` (docs/account-streamer.md#status-replies).
 
     Attributes:
         action: the action refused (``connect``, ``quote-alerts-subscribe``...).

@@ -25,7 +25,7 @@ The foundation the recorder and the readers will be wired onto (``docs/object-st
 * :func:`register_duckdb` lets DuckDB read ``s3://`` through fsspec's ``ArrowFSWrapper`` around
   the same pyarrow filesystem: DuckDB's own ``httpfs`` extension is downloaded from DuckDB's
   servers at run time, which machines that only reach package registries cannot do
-  (FIELD_REPORTS #16). fsspec is a small pure-Python package; s3fs would bring aiobotocore and
+  (docs/object-storage.md). fsspec is a small pure-Python package; s3fs would bring aiobotocore and
   botocore and a second reading of the AWS configuration that could disagree with pyarrow's.
   :func:`dataset` gives pyarrow (and polars, through ``polars.scan_pyarrow_dataset``) the same.
 

@@ -6,7 +6,8 @@ module imports the HTTP client, httpx2 (the maintained httpx fork the tastytrade
 maps httpx2's exceptions to :mod:`tastyrec.exceptions` at this boundary. It must not import the
 DXLink modules.
 
-Facts it relies on (ACCOUNT_STREAMER.md §1, DXLINK.md §2):
+Facts it relies on (docs/account-streamer.md#authentication,
+docs/dxlink.md#getting-the-url-and-token):
 
 * ``POST {base}/oauth/token`` with a JSON body ``{"grant_type": "refresh_token", ...}`` answers
   ``access_token``/``expires_in`` at the top level (no ``data`` envelope). Access tokens live 15

@@ -161,16 +161,16 @@ async def connections(
     """Yield a new :class:`Transport` each time the previous one is done with.
 
     Failed connection attempts are retried with websockets' backoff (network errors, and HTTP
-    500/502/503/504 on the upgrade: tastytrade's gateway answers 502 at times, FIELD_REPORTS.md
-    #6); ``on_retry(exc)`` is told of each such attempt. A fatal error (bad URL, HTTP 4xx) is
-    raised. So is a refused connection before any connection succeeded: nothing
-    listens at that address, which a wrong URL or port explains far more often than a server
-    restarting, and waiting out ``connect_timeout`` would only delay saying so. Once a
-    connection has succeeded, a refused reconnect is retried like any network error.
+    500/502/503/504 on the upgrade: tastytrade's gateway answers 502 at times,
+    docs/dxlink.md#strict-order-and-502-on-the-upgrade); ``on_retry(exc)`` is told of each such
+    attempt. A fatal error (bad URL, HTTP 4xx) is raised. So is a refused connection before any
+    connection succeeded: nothing listens at that address, which a wrong URL or port explains far
+    more often than a server restarting, and waiting out ``connect_timeout`` would only delay saying
+    so. Once a connection has succeeded, a refused reconnect is retried like any network error.
 
-    WebSocket pings are off: DXLink needs application KEEPALIVEs, not pings (DXLINK.md §1).
-    Compression is off: permessage-deflate costs far more CPU than it saves on loopback and LAN
-    (PERFORMANCE.md).
+    WebSocket pings are off: DXLink needs application KEEPALIVEs, not pings
+    (docs/dxlink.md#keepalive). Compression is off: permessage-deflate costs far more CPU than it
+    saves on loopback and LAN (docs/performance.md#the-wire).
 
     ``decide_retry(exc)``, when given, replaces that decision (and ``on_retry``): ``None`` to
     retry, else the error to raise; the streamers pass their

@@ -1,10 +1,11 @@
 """Account-streamer frames as msgspec Structs, shared by the client and the simulator.
 
 Client -> server: :class:`Request` (``action``, ``auth-token``, optional ``value``,
-``request-id`` and ``source``; ACCOUNT_STREAMER.md §3). Server -> client, told apart by their keys
-(§6): a status reply has ``action`` (:class:`StatusReply`), a notification has ``type``
-(:class:`Notification`), a batch has ``results`` (a list of notifications). Keys are kebab-case;
-optional fields left at ``None`` are not sent (``omit_defaults``).
+``request-id`` and ``source``; docs/account-streamer.md#actions). Server -> client, told apart by
+their keys (docs/account-streamer.md#notifications): a status reply has ``action``
+(:class:`StatusReply`), a notification has ``type`` (:class:`Notification`), a batch has ``results``
+(a list of notifications). Keys are kebab-case; optional fields left at ``None`` are not sent
+(``omit_defaults``).
 
 :func:`decode_frame` maps every failure to :class:`~tastyrec.exceptions.RemoteProtocolError`, never
 to a msgspec exception. Requests never show their token in a repr: use :func:`redact` to log a

@@ -7,19 +7,21 @@ events come out of :meth:`~AccountProtocol.events_received`, bytes to send come 
 Theory of operation
 -------------------
 *Messages.* Every action carries ``auth-token``, exactly the REST ``Authorization`` value
-(``Bearer <access token>``; ACCOUNT_STREAMER.md §3), a fresh ``request-id`` (1, 2, 3... per
-protocol object) and ``source``. The token may be replaced at any time (:meth:`set_auth_token`):
+(``Bearer <access token>``; docs/account-streamer.md#actions), a fresh ``request-id`` (1, 2, 3...
+per protocol object) and ``source``. The token may be replaced at any time (:meth:`set_auth_token`):
 access tokens live 15 minutes and each message must carry a valid one.
 
-*Replies.* The server answers each action with one status message (no ``type``; §4). A reply is
-matched to its request by ``request-id`` and comes out as :class:`Reply` (``ok`` or not, with the
-server's ``message``), so the I/O layer can raise at the call that caused an error.
+*Replies.* The server answers each action with one status message (no ``type``;
+docs/account-streamer.md#status-replies). A reply is matched to its request by ``request-id`` and
+comes out as :class:`Reply` (``ok`` or not, with the server's ``message``), so the I/O layer can
+raise at the call that caused an error.
 
 *Subscriptions.* :attr:`subscriptions` is the desired state (accounts, public watchlists, quote
 alerts, user messages), kept across connections. Nothing is replayed by the server after a
-reconnect (§5), so :meth:`connect` on a fresh socket queues the actions that restore it: ``connect``
-with every account first, then the others; it returns their request ids. While no socket is open a
-subscribe call only changes the desired state.
+reconnect (docs/account-streamer.md#notifications: nothing is replayed), so :meth:`connect` on a
+fresh socket queues the actions that restore it: ``connect`` with every account first, then the
+others; it returns their request ids. While no socket is open a subscribe call only changes the
+desired state.
 
 *Notifications.* ``{"type", "data", "timestamp"}`` frames (and ``{"results": [...]}`` batches)
 become :class:`NotificationReceived` with the payload Struct of

@@ -1,15 +1,15 @@
 """Reconciliation: what tastytrade's REST API says about an account that its stream did not.
 
-Role: production's account stream has lost order events (FIELD_REPORTS #13: fills that never
-arrived while heartbeats went on). The stream alone cannot be trusted to hold an account's full
-history, so the recorder also asks the REST API, at every connect and reconnect of the account
-stream and every ``reconcile_every_s``, for the account's orders of the day
-(``GET /accounts/{n}/orders/live``), open positions (``GET /accounts/{n}/positions``) and
-balances (``GET /accounts/{n}/balances``), and records what the stream had not already said.
-This module holds the pure part, :class:`StreamKnowledge` (what the stream said, and whether a
-snapshot payload adds to it), and :func:`fetch_snapshot` (the three calls through the session's
-authenticated client and retry policy: :meth:`tastyrec.session.Session.get`; no second HTTP
-client). It imports neither the recorder nor the simulator.
+Role: production's account stream has lost order events (docs/account-streamer.md#lost-order-events:
+fills that never arrived while heartbeats went on). The stream alone cannot be trusted to hold an
+account's full history, so the recorder also asks the REST API, at every connect and reconnect of
+the account stream and every ``reconcile_every_s``, for the account's orders of the day (``GET
+/accounts/{n}/orders/live``), open positions (``GET /accounts/{n}/positions``) and balances (``GET
+/accounts/{n}/balances``), and records what the stream had not already said. This module holds the
+pure part, :class:`StreamKnowledge` (what the stream said, and whether a snapshot payload adds to
+it), and :func:`fetch_snapshot` (the three calls through the session's authenticated client and
+retry policy: :meth:`tastyrec.session.Session.get`; no second HTTP client). It imports neither the
+recorder nor the simulator.
 
 "Already said" — a snapshot payload is recorded only when it is news:
 

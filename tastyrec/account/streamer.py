@@ -315,8 +315,9 @@ class AlertStreamer(StreamShell[p.NotificationReceived]):
         Args:
             accounts: SDK ``Account`` objects (anything with ``account_number``) or numbers.
 
-        Returns once the server confirmed the subscription (FIELD_REPORTS #12): notifications
-        sent after that reach the listeners.
+        Returns once the server confirmed the subscription
+        (docs/account-streamer.md#subscriptions-are-confirmed): notifications sent after that reach
+        the listeners.
 
         Raises:
             RequestError: the server refused (``"failed"``: the auth-token was rejected; an

@@ -1,7 +1,8 @@
 """FEED_DATA values -> columns (Arrow arrays) or event Structs. No I/O, no clock.
 
 This is the recorder's hot path. A COMPACT ``FEED_DATA`` carries, per event type, one flat list of
-``N * len(fields)`` values (DXLINK.md §8). Per-value Python work is what makes decoders slow, so:
+``N * len(fields)`` values (docs/dxlink.md#data-formats). Per-value Python work is what makes
+decoders slow, so:
 
 * the flat list is sliced once per field with extended slicing (``values[i::width]``);
 * doubles go through ``numpy.fromiter(..., float64)``, whose ``float()`` parses ``"NaN"``,
@@ -13,7 +14,7 @@ This is the recorder's hot path. A COMPACT ``FEED_DATA`` carries, per event type
   primitive Arrow arrays wrap the numpy buffers (exact, and no tz-aware cast for times);
 * :class:`ColumnAccumulator` concatenates the values of many messages (one ``list.extend`` each)
   and converts a few thousand rows at a time, which is several times faster than converting each
-  100-event message on its own (PERFORMANCE.md).
+  100-event message on its own (docs/performance.md#decoding).
 
 Values are decoded by the fields the server *announced* (FEED_CONFIG ``eventFields``) when it
 announced them, through a :class:`FieldPlan`; fields it did not announce get the Struct default

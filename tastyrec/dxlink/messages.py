@@ -6,7 +6,8 @@ asyncapi specification (``keepaliveTimeout``, ``acceptEventFields``...) through 
 optional fields left at their default are not sent (``omit_defaults``). So the default of a field
 is ``None`` (absent) wherever absent and default mean different things: a real value equal to a
 non-``None`` default would silently vanish from the wire (a ``FEED_CONFIG`` without ``dataFormat``
-makes the official JS client drop every COMPACT message, FIELD_REPORTS.md #1).
+makes the official JS client drop every COMPACT message,
+docs/dxlink.md#the-data-format-is-always-stated).
 
 Values inside messages are typed as deep as the protocol goes (``FEED_DATA`` holds type names,
 lists of scalars or objects of scalars; channel parameters one level more), so a hostile frame
@@ -52,7 +53,8 @@ __all__ = (
 )
 
 
-#: a JSON value with no structure inside (DXLINK.md §8: every event field is one of these)
+#: a JSON value with no structure inside (docs/dxlink.md#value-encoding: every event field is one of
+#: these)
 JSONScalar = str | int | float | bool | None
 #: a CHANNEL_REQUEST/CHANNEL_OPENED parameter: a scalar, or one level more (DOM ``sources``)
 _Parameter = JSONScalar | list[JSONScalar] | dict[str, JSONScalar]
@@ -69,7 +71,7 @@ class Message(
     """Base of every DXLink message: ``type`` (the tag) and ``channel`` (0 = connection).
 
     ``channel`` has no default on purpose: ``omit_defaults`` would drop a default 0 from the
-    wire, and receivers drop frames without a numeric ``channel`` (DXLINK.md §1).
+    wire, and receivers drop frames without a numeric ``channel`` (docs/dxlink.md#transport).
     """
 
     channel: int

@@ -9,23 +9,26 @@ Theory of operation
 *Connection.* :meth:`connect` queues ``SETUP`` and, with a token, ``AUTH`` at once (as the dxFeed
 JS client does). The server answers ``SETUP`` and then its *initial* ``AUTH_STATE``; the first
 ``AUTH_STATE`` after the server's ``SETUP`` is that initial state, so a first ``UNAUTHORIZED`` is
-not a rejection (DXLINK.md §4). Any later ``UNAUTHORIZED`` is: :class:`AuthRejected` before we were
-authorised, :class:`AuthExpired` after (token expiry); the I/O layer decides what to do.
+not a rejection (docs/dxlink.md#authorization). Any later ``UNAUTHORIZED`` is: :class:`AuthRejected`
+before we were authorised, :class:`AuthExpired` after (token expiry); the I/O layer decides what to
+do.
 
 *Channels.* One FEED channel per event type, odd ids (1, 3, 5...) handed out in order of first use
 and kept for the life of the object, so a reconnect re-requests each type on its own channel with
 its own contract. The contract comes from one table, :data:`FEED_CONTRACTS` (:func:`contract_for`):
 ``HISTORY`` for Candle, ``AUTO`` for every other type. On an ``AUTO`` channel production answers a
 Candle subscription with ``fromTime`` by an explicitly empty snapshot (one event, eventFlags
-``SNAPSHOT_BEGIN|SNAPSHOT_END|REMOVE_EVENT``, NaN prices; FIELD_REPORTS.md #3); the same request on
-a ``HISTORY`` channel gets the bars. Channels are requested only once ``AUTHORIZED`` (service
-messages before that are rejected by the server).
+``SNAPSHOT_BEGIN|SNAPSHOT_END|REMOVE_EVENT``, NaN prices;
+docs/dxlink.md#candle-history-needs-history); the same request on a ``HISTORY`` channel gets the
+bars. Channels are requested only once ``AUTHORIZED`` (service messages before that are rejected by
+the server).
 
 *Subscriptions.* :attr:`subscriptions` is the desired state, kept across reconnects. When a channel
 opens, the protocol sends ``FEED_SETUP`` (aggregation period, ``COMPACT``, ``acceptEventFields``
 from the event Struct) and then every desired subscription; while it is open, changes are sent as
 deltas. Every ``FEED_SUBSCRIPTION`` is chunked to at most :attr:`max_message_bytes` (8,192 by
-default: the official JS client's ``maxSendSubscriptionChunkSize``, FIELD_REPORTS.md #7) and
+default: the official JS client's ``maxSendSubscriptionChunkSize``,
+docs/dxlink.md#large-subscriptions-close-with-1009) and
 :attr:`max_entries`, so a large subscription never makes the server close with 1009.
 
 *Reconnect.* Call :meth:`connect` again on a fresh socket: connection and channel states reset,
@@ -35,9 +38,10 @@ subscriptions (candles with their ``fromTime``) are restored as the channels reo
 the server announced *when it announced them* (a :class:`~.compact.FieldPlan` travels with each
 :class:`FeedEvents`), falling back to the fields we asked for. Each ``FEED_DATA`` is decoded by
 its own shape (objects: FULL; type/values pairs: COMPACT), whatever ``FEED_CONFIG`` said:
-production has switched a channel to FULL mid-session without a word (FIELD_REPORTS.md #5),
-which is reported as :class:`FormatSwitched`. Nothing is converted here: values
-stay the flat COMPACT list, so the recorder can batch them and listeners can build Structs lazily.
+production has switched a channel to FULL mid-session without a word
+(docs/dxlink.md#the-format-can-change-mid-session), which is reported as :class:`FormatSwitched`.
+Nothing is converted here: values stay the flat COMPACT list, so the recorder can batch them and
+listeners can build Structs lazily.
 
 Errors: misuse raises :class:`~tastyrec.exceptions.LocalProtocolError`; a malformed or unexpected
 server message raises :class:`~tastyrec.exceptions.RemoteProtocolError` from :meth:`receive_text`
@@ -87,13 +91,15 @@ __all__ = (
 #: SETUP version: protocol 0.1, implementation tastyrec.
 DXLINK_VERSION: Final = f"0.1-tastyrec/{__version__}"
 #: Largest FEED_SUBSCRIPTION sent by default: the official dxFeed JS client splits its
-#: subscriptions at 8,192 characters (``maxSendSubscriptionChunkSize``, FIELD_REPORTS.md #7).
+#: subscriptions at 8,192 characters (``maxSendSubscriptionChunkSize``,
+#: docs/dxlink.md#large-subscriptions-close-with-1009).
 MAX_SUBSCRIPTION_BYTES: Final = 8192
 #: FEED contract of the channels of the event types not in :data:`FEED_CONTRACTS` (what the
 #: tastytrade SDK and web platform use for everything).
 DEFAULT_CONTRACT: Final = "AUTO"
 #: The one place deciding a FEED channel's ``contract`` per event type. Candle history needs
-#: ``HISTORY``: on ``AUTO`` production sends an empty snapshot instead (FIELD_REPORTS.md #3).
+#: ``HISTORY``: on ``AUTO`` production sends an empty snapshot instead
+#: (docs/dxlink.md#candle-history-needs-history).
 FEED_CONTRACTS: Final[Mapping[str, str]] = MappingProxyType({"Candle": "HISTORY"})
 
 
@@ -210,8 +216,9 @@ class FeedEvents:
 @dataclass(frozen=True, slots=True)
 class FormatSwitched:
     """A FEED_DATA came in the other format than the channel's FEED_CONFIG said, with no new
-    FEED_CONFIG: production has switched COMPACT -> FULL mid-session (FIELD_REPORTS.md #5). It
-    was decoded by its own shape; ``data_format`` is now the channel's format."""
+    FEED_CONFIG: production has switched COMPACT -> FULL mid-session
+    (docs/dxlink.md#the-format-can-change-mid-session). It was decoded by its own shape;
+    ``data_format`` is now the channel's format."""
 
     channel: int
     data_format: str
@@ -572,7 +579,8 @@ class DXLinkProtocol:
         channel = self._open_channel(msg.channel, "FEED_DATA")
         data = msg.data
         out: list[ProtocolEvent] = []
-        # each FEED_DATA is decoded by its own shape, whatever FEED_CONFIG said (FIELD_REPORTS #5)
+        # each FEED_DATA is decoded by its own shape, whatever FEED_CONFIG said
+        # (docs/dxlink.md#the-format-can-change-mid-session)
         shape = "FULL" if data and isinstance(data[0], dict) else "COMPACT"
         if data and shape != channel.data_format:
             out.append(FormatSwitched(channel.id, shape))

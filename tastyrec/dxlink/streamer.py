@@ -101,7 +101,8 @@ class StreamerStats(ShellStats):
     for frames, bad_frames, skipped, dropped, connects, disconnects, failed_connects)."""
 
     events: int = 0  #: events received
-    format_switches: int = 0  #: FEED_DATA in another format than announced (FIELD_REPORTS #5)
+    #: FEED_DATA in another format than announced (docs/dxlink.md#the-format-can-change-mid-session)
+    format_switches: int = 0
 
 
 class _EventQueue:
@@ -554,11 +555,12 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
 
         Candles go on a channel of their own opened with contract ``HISTORY``: on ``AUTO``,
         where the tastytrade SDK asks, production sends no history, only an empty snapshot
-        (one event with eventFlags 14, NaN prices; FIELD_REPORTS.md #3). A history that is
-        really empty arrives the same way: check :attr:`~tastyrec.events.Candle.snapshot_marker`.
-        The server normalises the symbol in the events it sends: ``SPY{=1d}`` arrives as
-        ``SPY{=d}``. A candle symbol the server refuses is answered with an ``ERROR`` on the
-        candle channel, logged at WARNING and kept in :attr:`server_errors`.
+        (one event with eventFlags 14, NaN prices; docs/dxlink.md#candle-history-needs-history). A
+        history that is really empty arrives the same way: check
+        :attr:`~tastyrec.events.Candle.snapshot_marker`. The server normalises the symbol in the
+        events it sends: ``SPY{=1d}`` arrives as ``SPY{=d}``. A candle symbol the server refuses is
+        answered with an ``ERROR`` on the candle channel, logged at WARNING and kept in
+        :attr:`server_errors`.
         """
         from_time = (
             1_000_000_000 if start_time is None else math.floor(start_time.timestamp() * 1000)

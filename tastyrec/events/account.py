@@ -1,10 +1,11 @@
 """Account-streamer payloads: orders, complex orders, balances, positions, alerts, watchlists.
 
-One frozen msgspec Struct per notification ``type`` (ACCOUNT_STREAMER.md §6-7), with the
-tastytrade SDK's snake_case attribute names (``account_number``, ``fill_price``...) and the wire's
-kebab-case keys (``rename="kebab"``). The wire name of each class is in :data:`ACCOUNT_TYPES`
-(``Order`` -> :class:`PlacedOrder`, ``PublicWatchlists`` -> :class:`Watchlist`...), so tables named
-after the classes never collide with DXLink's own ``Order`` event.
+One frozen msgspec Struct per notification ``type`` (docs/account-streamer.md#notifications,
+#payloads), with the tastytrade SDK's snake_case attribute names (``account_number``,
+``fill_price``...) and the wire's kebab-case keys (``rename="kebab"``). The wire name of each class
+is in :data:`ACCOUNT_TYPES` (``Order`` -> :class:`PlacedOrder`, ``PublicWatchlists`` ->
+:class:`Watchlist`...), so tables named after the classes never collide with DXLink's own ``Order``
+event.
 
 Value policy:
 
@@ -434,7 +435,7 @@ _EFFECT_ALIASES: Final = {
         "unsettled-cryptocurrency-fiat-amount-effect",
     )
 }
-#: wire keys sent as JSON numbers, not strings (ACCOUNT_STREAMER.md §7), per class
+#: wire keys sent as JSON numbers, not strings (docs/account-streamer.md#payloads), per class
 _NUMBER_KEYS: Final[dict[type[AccountEvent], frozenset[str]]] = {
     PlacedOrder: frozenset({"size"}),
     Leg: frozenset({"quantity", "remaining-quantity"}),

@@ -1,8 +1,9 @@
 """Event base Structs and the eventFlags bits.
 
 Every DXLink event type is a frozen msgspec Struct whose attributes are the tastytrade SDK's
-snake_case names and whose field order is the DXLink wire order (DXLINK.md §9). ``rename="camel"``
-gives the wire names (``bid_price`` -> ``bidPrice``). From these classes alone
+snake_case names and whose field order is the DXLink wire order
+(docs/dxlink.md#event-types-and-fields). ``rename="camel"`` gives the wire names (``bid_price`` ->
+``bidPrice``). From these classes alone
 :mod:`tastyrec.events.registry` derives FEED_SETUP ``acceptEventFields``, COMPACT and FULL decoding
 and the Arrow and polars schemas.
 
@@ -52,7 +53,8 @@ SNAPSHOT_SNIP: Final = 0x10
 SNAPSHOT_MODE: Final = 0x40
 #: eventFlags of the one event of an explicitly empty snapshot (SNAPSHOT_BEGIN | SNAPSHOT_END |
 #: REMOVE_EVENT = 14, values NaN): what production answers a Candle subscription on an ``AUTO``
-#: channel (FIELD_REPORTS.md #3), or on ``HISTORY`` when there is no history.
+#: channel (docs/dxlink.md#candle-history-needs-history), or on ``HISTORY`` when there is no
+#: history.
 EMPTY_SNAPSHOT: Final = SNAPSHOT_BEGIN | SNAPSHOT_END | REMOVE_EVENT
 _SNAPSHOT_EDGES: Final = SNAPSHOT_BEGIN | SNAPSHOT_END | SNAPSHOT_SNIP
 

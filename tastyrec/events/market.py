@@ -1,4 +1,4 @@
-"""The DXLink market events, in DXLink wire field order (DXLINK.md §9).
+"""The DXLink market events, in DXLink wire field order (docs/dxlink.md#event-types-and-fields).
 
 Attribute names are the tastytrade SDK's (``event_symbol``, ``bid_price``...), so user code moves
 across unchanged; values are floats rather than the SDK's Decimals (see :mod:`.base` for the value

@@ -50,7 +50,7 @@ __all__ = (
 
 
 class FieldKind(enum.Enum):
-    """How a field travels on the wire (DXLINK.md §8) and how it is stored.
+    """How a field travels on the wire (docs/dxlink.md#value-encoding) and how it is stored.
 
     The first five are the kinds of DXLink event fields (:data:`WIRE_KINDS`); the others occur
     only in account payloads (JSON of the account streamer and of REST).

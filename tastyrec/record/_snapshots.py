@@ -4,11 +4,11 @@ A snapshot marker is an indexed event whose eventFlags have REMOVE_EVENT togethe
 SNAPSHOT_BEGIN, SNAPSHOT_END or SNAPSHOT_SNIP (:func:`tastyrec.events.is_snapshot_marker`): it
 delimits a snapshot and carries no entry, its values are NaN. The one users meet is the explicitly
 empty snapshot, eventFlags 14: production's whole answer to a Candle subscription on an ``AUTO``
-channel (FIELD_REPORTS.md #3), and its answer on ``HISTORY`` when there is no history from
-``fromTime``. Recorded, it would be a Candle row with NaN open/high/low/close that every
-``min(low)``, ``max(high)`` and bar count over the table takes for a bar, so the recorder drops
-it here, before the journal and the live frame (and therefore before Parquet, queries, replay and
-``tastyrec serve``), and says so once per symbol in the log. A removal that is not on a
+channel (docs/dxlink.md#candle-history-needs-history), and its answer on ``HISTORY`` when there is
+no history from ``fromTime``. Recorded, it would be a Candle row with NaN open/high/low/close that
+every ``min(low)``, ``max(high)`` and bar count over the table takes for a bar, so the recorder
+drops it here, before the journal and the live frame (and therefore before Parquet, queries, replay
+and ``tastyrec serve``), and says so once per symbol in the log. A removal that is not on a
 snapshot's edge (REMOVE_EVENT alone: "the entry at this index is gone") is data and is recorded.
 
 Imports pyarrow and the event flags only; nothing of the recorder.

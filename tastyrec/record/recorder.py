@@ -21,7 +21,7 @@ journal, rotation and recovery as market data, on the same ``recv_ns`` axis. The
 streamer's disconnects are rows of the gaps table (``stream = 'account'``), read from its
 :attr:`~tastyrec.account.AlertStreamer.gaps` as the DXLink ones are from the DXLink streamer's.
 
-Reconciliation (FIELD_REPORTS #13: the account stream has lost order events). Given a REST
+Reconciliation (docs/account-streamer.md#lost-order-events). Given a REST
 session too (``account_session=``, a :class:`~tastyrec.session.Session`), the recorder fetches the
 subscribed accounts' orders of the day, open positions and balances when the account stream
 connects (once the accounts are subscribed), after every reconnect and every
@@ -42,9 +42,10 @@ Size: over 600 lines because the three inputs (DXLink tap, account tap with its 
 user events) share the ingest path, the sinks and the counters of one object; what is not input
 lives in the modules above.
 
-Deviation from STYLE.md: the Parquet conversion runs in a worker thread; journal appends run on
-the event loop (one ``write`` into the page cache each), which keeps batches in receipt order
-without a lock. ``fsync`` runs in the worker thread on a duplicated descriptor.
+Deviation from the house style (docs/performance.md#threads says why): the Parquet conversion runs
+in a worker thread; journal appends run on the event loop (one ``write`` into the page cache each),
+which keeps batches in receipt order without a lock. ``fsync`` runs in the worker thread on a
+duplicated descriptor.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ recording) a moment (:data:`SETTLE_S`) after the connection first subscribes, an
 Subscriptions made later deliver events from the replay's current time on, as a live server does.
 Each event is given with its receipt time, so that the server applies the client's aggregation
 period in *recorded* time, at any ``speed``: a client asking for 10 s gets at most one Quote per
-symbol per 10 s of the recorded day, and every Trade and TimeAndSale (FIELD_REPORTS.md #8).
+symbol per 10 s of the recorded day, and every Trade and TimeAndSale
+(docs/dxlink.md#aggregation-conflates-ticker-events-only).
 
 No I/O beyond reading the recording's Parquet files (in the caller's thread).
 """

@@ -30,8 +30,8 @@ Theory of operation:
   payloads through :mod:`tastyrec.storage.account_schema` (:func:`conform` to
   ``account_polars_schema``, missing columns null; :func:`to_events` through
   ``account_events_from_arrow``: Decimals, nested legs and fills exact).
-* **Reading.** With polars (several times faster than pyarrow here, PERFORMANCE.md), one row
-  group at a time (a slice of a lazy scan reads only that row group).
+* **Reading.** With polars (several times faster than pyarrow here, docs/performance.md#replay), one
+  row group at a time (a slice of a lazy scan reads only that row group).
 * **Memory.** At most ``chunk_rows`` rows per open run are cut per step, and a run is loaded
   whole only when the merge reaches it: memory is a few row groups (256Ki rows each, as the
   recorder writes them) per event type, whatever the size of the recording.
@@ -303,8 +303,8 @@ class Timeline:
     def _load(self, run: _Run) -> None:
         cls = self.event_types[run.type_index]
         try:
-            # polars reads Parquet several times faster than pyarrow does here (PERFORMANCE.md);
-            # the slice of one row group reads just that row group
+            # polars reads Parquet several times faster than pyarrow does here
+            # (docs/performance.md#replay); the slice of one row group reads just that row group
             frame = pl.scan_parquet(run.path).slice(run.offset, run.rows).collect()
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise StorageError(f"cannot read {str(run.path)!r}: {exc}") from exc

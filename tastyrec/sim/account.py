@@ -103,8 +103,9 @@ class AccountSimulator(LoopbackServer):
         config: timings and modes (:class:`~.brokerage.AccountSimConfig`).
         clock: epoch seconds; injectable for tests.
         token_issuer: also accept the unexpired access tokens it issued (the fake REST API,
-            :class:`~.rest.ApiSimulator`, that clients log in at: FIELD_REPORTS #11); settable
-            later as :attr:`token_issuer`.
+            :class:`~.rest.ApiSimulator`, that clients log in at:
+            docs/account-streamer.md#the-auth-token-is-the-rest-access-token); settable later as
+            :attr:`token_issuer`.
     """
 
     def __init__(
@@ -246,9 +247,9 @@ class AccountSimulator(LoopbackServer):
     ) -> None:
         """Chaos: silently drop the next ``times`` notifications of ``type_name`` (``"Order"``,
         ``"CurrentPosition"``...) for which ``when(payload)`` is true (default: all), as production
-        has been seen to (FIELD_REPORTS #13). The book goes on as if they had been sent: the REST
-        API (:class:`~.rest.ApiSimulator`) still shows their state. Heartbeats and replies flow
-        as usual; :attr:`dropped` lists what was dropped."""
+        has been seen to (docs/account-streamer.md#lost-order-events). The book goes on as if they
+        had been sent: the REST API (:class:`~.rest.ApiSimulator`) still shows their state.
+        Heartbeats and replies flow as usual; :attr:`dropped` lists what was dropped."""
         self._drops.append([type_name, times, when])
 
     def _dropped(self, out: Outgoing) -> bool:

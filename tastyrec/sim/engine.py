@@ -1,6 +1,6 @@
 """Sans-I/O DXLink server logic: one :class:`ServerConnection` per websocket connection.
 
-Role: everything the simulated tastytrade/dxFeed server decides (DXLINK.md §4-§13): the SETUP /
+Role: everything the simulated tastytrade/dxFeed server decides (docs/dxlink.md): the SETUP /
 AUTH handshake, channels, FEED_SETUP / FEED_CONFIG, subscriptions, FEED_DATA in COMPACT or FULL
 with exact field order and ``"NaN"`` strings, aggregation, candle snapshots, keepalives and the
 client-silence timeout. It reuses :mod:`tastyrec.dxlink.messages` for every control message, so
@@ -11,7 +11,7 @@ It must not import websockets, anyio, asyncio, socket or ``time``: text goes in 
 and the caller passes ``now`` (epoch seconds) to every call, then calls :meth:`tick` no later than
 :meth:`next_deadline`. A close the server wants is reported in :attr:`ServerConnection.close`.
 
-Choices where the real server's behaviour is unconfirmed (see DXLINK.md):
+Choices where the real server's behaviour is unconfirmed (marked *unconfirmed* in docs/dxlink.md):
 
 * errors about a request go on the request's channel; an unparseable frame gets
   ``ERROR INVALID_MESSAGE`` on channel 0 and the connection stays open;
@@ -21,14 +21,14 @@ Choices where the real server's behaviour is unconfirmed (see DXLINK.md):
 * AUTHORIZED is only ever sent in answer to an AUTH (or once after SETUP in no-auth mode);
 * unknown event types in ``add`` get ``ERROR BAD_ACTION``; the known ones are still added. Types
   the market does not simulate (Order, Series, OptionSale) are accepted and stay silent;
-* Candle history follows the channel's ``contract`` (FIELD_REPORTS.md #3, where production
-  contradicts DXLINK.md §5's "AUTO picks HISTORY for Candle"): on ``HISTORY`` the snapshot from
-  ``fromTime`` (without one: a one-candle snapshot of the live candle), served a part per tick,
-  then live updates of the newest candle; on any other contract (``AUTO``; ``TICKER``/``STREAM``
-  and a request naming none are treated alike, unconfirmed) exactly one event, the explicitly
-  empty snapshot (eventFlags 14 = SNAPSHOT_BEGIN|SNAPSHOT_END|REMOVE_EVENT, NaN prices and
-  volumes), and nothing after it: the report saw one event and no more, so a client relying on
-  ``AUTO`` for candles fails against the simulator as it would against production;
+* Candle history follows the channel's ``contract`` (docs/dxlink.md#candle-history-needs-history,
+  where production contradicts the specification's "AUTO picks HISTORY for Candle"): on ``HISTORY``
+  the snapshot from ``fromTime`` (without one: a one-candle snapshot of the live candle), served a
+  part per tick, then live updates of the newest candle; on any other contract (``AUTO``;
+  ``TICKER``/``STREAM`` and a request naming none are treated alike, unconfirmed) exactly one event,
+  the explicitly empty snapshot (eventFlags 14 = SNAPSHOT_BEGIN|SNAPSHOT_END|REMOVE_EVENT, NaN
+  prices and volumes), and nothing after it: the report saw one event and no more, so a client
+  relying on ``AUTO`` for candles fails against the simulator as it would against production;
 * a Candle symbol the simulator cannot build candles for (no period, ``SPY``, which dxFeed reads
   as tick candles; a tick, volume or price period, ``SPY{=t}``, ``SPY{=100v}``) is not added and
   gets ``ERROR BAD_ACTION`` on the channel naming it, instead of a subscription that never sends
@@ -86,10 +86,12 @@ logger = logging.getLogger(__name__)
 #: what the simulator reports as its ``version`` in SETUP (the real server's format)
 SERVER_VERSION: Final = "1.0-1.2.1-tastyrec-sim"
 CANDLE_TOO_BIG: Final = "Your subscription size for event type 'Candle' is too big"
-#: the FEED contract on which Candle subscriptions get their history (FIELD_REPORTS.md #3)
+#: the FEED contract on which Candle subscriptions get their history
+#: (docs/dxlink.md#candle-history-needs-history)
 HISTORY: Final = "HISTORY"
 #: types sent as "latest value per symbol" (TICKER-like), conflated per aggregation period; the
-#: others are streams, every event sent: Trade and TimeAndSale are STREAM (FIELD_REPORTS.md #8)
+#: others are streams, every event sent: Trade and TimeAndSale are STREAM
+#: (docs/dxlink.md#aggregation-conflates-ticker-events-only)
 CONFLATED: Final = frozenset({"Quote", "Greeks", "Summary", "Profile", "TheoPrice", "Underlying"})
 
 
@@ -315,7 +317,8 @@ class ServerConnection:
 
     def switch_format(self) -> None:
         """Switch every channel COMPACT -> FULL (FULL -> COMPACT), announcing nothing: the
-        following FEED_DATA simply come in the other format (fault injection, FIELD_REPORTS #5)."""
+        following FEED_DATA simply come in the other format (fault injection,
+        docs/dxlink.md#the-format-can-change-mid-session)."""
         for ch in self.channels.values():
             ch.data_format = "FULL" if ch.data_format == "COMPACT" else "COMPACT"
         logger.debug("= data format switched without FEED_CONFIG")
@@ -542,7 +545,8 @@ class ServerConnection:
     def _candle_snapshot(self, ch: _Channel, sub: _Sub, now: float) -> None:
         """Start the history snapshot: a part per :meth:`tick` from the next one on (so a long
         history never holds up other channels or connections), then live candles. On a channel
-        whose contract is not ``HISTORY``: the empty snapshot alone (FIELD_REPORTS.md #3)."""
+        whose contract is not ``HISTORY``: the empty snapshot alone
+        (docs/dxlink.md#candle-history-needs-history)."""
         cs = sub.candle
         if cs is None or not cs.supported:
             return  # refused before it got here (_buildable)
@@ -806,7 +810,8 @@ class ServerConnection:
         for i, _ in plan:
             if i is None:
                 values.append(None)
-            elif i == _EVENT_TYPE:  # production puts the type name there (FIELD_REPORTS #2)
+            # production puts the type name there (docs/dxlink.md#the-type-name-in-compact-rows)
+            elif i == _EVENT_TYPE:
                 values.append(name)
             else:
                 f = s.fields[i]
@@ -815,7 +820,8 @@ class ServerConnection:
 
     @staticmethod
     def _full_row(s: EventSpec, plan: list[tuple[int | None, str]], name: str, e: Event) -> str:
-        row: dict[str, Any] = {"eventType": name}  # every FULL object has it (DXLINK.md §8)
+        # every FULL object has it (docs/dxlink.md#data-formats)
+        row: dict[str, Any] = {"eventType": name}
         for i, wire in plan:
             if i is None or i == _EVENT_TYPE:
                 continue

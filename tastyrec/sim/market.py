@@ -121,7 +121,7 @@ _ETFS: Final = frozenset({"SPY", "QQQ", "IWM", "DIA", "TLT", "GLD", "XLF", "XLE"
 
 
 def ts_index(time_ms: int, sequence: int = 0) -> int:
-    """The dxFeed time-series index of an event (DXLINK.md §10)."""
+    """The dxFeed time-series index of an event (docs/dxlink.md#snapshots-and-event-flags)."""
     return ((time_ms // 1000) << 32) | ((time_ms % 1000) << 22) | sequence
 
 

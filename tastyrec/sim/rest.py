@@ -1,9 +1,9 @@
 """A fake tastytrade REST API on 127.0.0.1 for tests and demos: OAuth, quote tokens, chains.
 
 Role: answer the few endpoints tastyrec uses with the JSON shapes tastytrade documents
-(ACCOUNT_STREAMER.md §1, DXLINK.md §2; the tastytrade SDK's models for the chain and accounts),
-point quote tokens at a :class:`~tastyrec.sim.Simulator`, and fail on demand so the client's error
-handling can be tested. Nothing here reaches the internet.
+(docs/account-streamer.md#authentication, docs/dxlink.md#getting-the-url-and-token; the tastytrade
+SDK's models for the chain and accounts), point quote tokens at a :class:`~tastyrec.sim.Simulator`,
+and fail on demand so the client's error handling can be tested. Nothing here reaches the internet.
 
 Endpoints:
 
@@ -247,7 +247,7 @@ class ApiSimulator:
         seed: market seed when there is no simulator.
         account: the account simulator: its accounts are the user's (``/customers/me/accounts``)
             and the access tokens this API issues are accepted on its stream, as at tastytrade
-            (FIELD_REPORTS #11).
+            (docs/account-streamer.md#the-auth-token-is-the-rest-access-token).
     """
 
     def __init__(

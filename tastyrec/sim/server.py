@@ -9,8 +9,8 @@ that imports websockets or anyio; it runs on anyio's asyncio backend (websockets
 Each connection has two tasks: a reader that feeds frames to the engine and a pump that calls
 ``tick`` at the engine's deadlines (at least every 50 ms) and writes whatever the engine queued,
 one text frame per message, under one lock so frames keep their order. Library pings are off:
-DXLink keepalive is application-level (DXLINK.md §1). Oversized client frames are refused by
-websockets' ``max_size`` (close 1009).
+DXLink keepalive is application-level (docs/dxlink.md#keepalive). Oversized client frames are
+refused by websockets' ``max_size`` (close 1009).
 
 Tokens are never logged.
 """
@@ -44,7 +44,8 @@ MALFORMED_FRAME: Final = "this is not JSON {"
 CHAOS_KINDS: Final = frozenset(
     {"drop", "stall", "malformed", "error", "expire", "restart", "full", "502"}
 )
-#: the close production sends before a service restart (FIELD_REPORTS.md #4)
+#: the close production sends before a service restart
+#: (docs/dxlink.md#close-1012-reconnection-is-required)
 RESTART_CLOSE: Final = (1012, "Reconnection is required")
 #: upgrade attempts refused with 502 each time the ``502`` chaos fires
 CHAOS_502_REFUSALS: Final = 2
@@ -138,11 +139,11 @@ class Simulator(LoopbackServer):
     ``keepalive_timeout``) then resumes, ``malformed`` sends a non-JSON frame, ``error`` sends
     ``ERROR UNKNOWN``, ``expire`` withdraws authorisation without rotating the token (a client
     that re-sends AUTH with the same token is authorised again). Three more do what production
-    has done to clients (FIELD_REPORTS.md): ``restart`` closes every connection with 1012,
-    "Reconnection is required" (#4); ``full`` switches every COMPACT channel to FULL, and a FULL
-    one back to COMPACT, *without* a FEED_CONFIG, as production did without warning (#5);
-    ``502`` aborts every connection and answers the next :data:`CHAOS_502_REFUSALS` upgrade
-    attempts with HTTP 502 Bad Gateway (#6).
+    has done to clients (docs/dxlink.md#what-production-does): ``restart`` closes every connection
+    with 1012, "Reconnection is required" (#4); ``full`` switches every COMPACT channel to FULL, and
+    a FULL one back to COMPACT, *without* a FEED_CONFIG, as production did without warning (#5);
+    ``502`` aborts every connection and answers the next :data:`CHAOS_502_REFUSALS` upgrade attempts
+    with HTTP 502 Bad Gateway (#6).
     """
 
     def __init__(
@@ -231,7 +232,7 @@ class Simulator(LoopbackServer):
 
     async def restart(self) -> None:
         """Close every connection with 1012 "Reconnection is required", as production does
-        before a service restart (FIELD_REPORTS.md #4)."""
+        before a service restart (docs/dxlink.md#close-1012-reconnection-is-required)."""
         for ws in list(self._conns):
             try:
                 await ws.close(*RESTART_CLOSE)
@@ -240,7 +241,8 @@ class Simulator(LoopbackServer):
 
     def refuse_upgrades(self, count: int) -> None:
         """Answer the next ``count`` websocket upgrade attempts with HTTP 502 Bad Gateway, as
-        tastytrade's gateway intermittently does (FIELD_REPORTS.md #6)."""
+        tastytrade's gateway intermittently does
+        (docs/dxlink.md#strict-order-and-502-on-the-upgrade)."""
         self._refusals += count
 
     def _process_request(self, ws: WsConnection, request: Request) -> Response | None:
@@ -253,8 +255,9 @@ class Simulator(LoopbackServer):
 
     async def switch_format(self) -> None:
         """Switch every channel's data format (COMPACT to FULL, FULL to COMPACT) without a
-        FEED_CONFIG: production once did this mid-session, without warning (FIELD_REPORTS.md #5).
-        Clients must decode each FEED_DATA by its own shape."""
+        FEED_CONFIG: production once did this mid-session, without warning
+        (docs/dxlink.md#the-format-can-change-mid-session). Clients must decode each FEED_DATA by
+        its own shape."""
         for c in list(self._conns.values()):
             async with c.lock:  # between two frames, never in the middle of a flush
                 c.engine.switch_format()
