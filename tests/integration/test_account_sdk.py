@@ -14,6 +14,7 @@ from tastyrec.exceptions import _leaves
 from tastyrec.sim.account import AccountSimulator, open_simulators
 from tastyrec.sim.brokerage import AccountSimConfig
 from tastyrec.sim.rest import ApiSimulator
+from tests.integration.waits import WAIT_S
 
 streamer_mod = pytest.importorskip("tastytrade.streamer")
 order_mod = pytest.importorskip("tastytrade.order")
@@ -23,7 +24,6 @@ utils_mod = pytest.importorskip("tastytrade.utils")
 session_mod = pytest.importorskip("tastytrade.session")
 
 TOKEN = "sdk-access-token-3e9"
-WAIT_S = 10.0
 
 
 class StubSession:

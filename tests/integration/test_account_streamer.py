@@ -30,12 +30,11 @@ from tastyrec.sim.account import AccountSimulator, open_simulators
 from tastyrec.sim.account_server import AccountServerConnection
 from tastyrec.sim.brokerage import AccountSimConfig
 from tests.integration.manual_time import ManualTime
-from tests.integration.waits import fast_delays, wait_until
+from tests.integration.waits import WAIT_S, fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "acct-token-7c1e5b"  # distinctive, so a leak is easy to spot
-WAIT_S = 5.0
 FAST = AccountSimConfig(step_s=0.01, fill_step_s=0.01)
 
 

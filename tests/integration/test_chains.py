@@ -14,7 +14,7 @@ import itertools
 import math
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,13 @@ from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.market import Market
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, ApiSimulator
-from tests.integration.waits import fast_delays
+from tests.integration.waits import WAIT_S, fast_delays, wait_until
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "sim-quote-token-chains-5a1c"
 ROTATED = "sim-quote-token-rotated-9d02"
-WAIT_S = 10.0
 DTE = (0, 7)
 STRIKES = 3
 
@@ -68,11 +67,6 @@ class MovableMarket(Market):
             return price
         return price * self.factor.get(symbol, 1.0)
 
-
-async def wait_until(predicate: Callable[[], bool], limit_s: float = WAIT_S) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 def make_streamer(session: Any, **kwargs: Any) -> DXLinkStreamer:

@@ -22,14 +22,12 @@ from tastyrec.record.recorder import Recorder
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tastyrec.sim.server import CHAOS_502_REFUSALS
-from tests.integration import waits
 from tests.integration.manual_time import Reconnects
-from tests.integration.waits import fast_delays
+from tests.integration.waits import fast_delays, wait_until
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
 
-WAIT_S = 20.0  # bounds failure only
 
 
 @pytest.fixture
@@ -49,9 +47,6 @@ def streamer_for(server: Simulator) -> DXLinkStreamer:
         reconnect_delays=fast_delays,
     )
 
-
-async def wait_until(predicate: Callable[[], Any], limit_s: float = WAIT_S) -> None:
-    await waits.wait_until(predicate, limit_s)  # chaos runs slower: a looser bound
 
 
 async def settle(server: Simulator, streamer: DXLinkStreamer) -> int:

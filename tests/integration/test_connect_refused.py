@@ -20,11 +20,11 @@ from tastyrec import transport
 from tastyrec.account import AlertStreamer
 from tastyrec.dxlink.streamer import DXLinkStreamer
 from tastyrec.exceptions import ConnectionClosedError
+from tests.integration.waits import WAIT_S
 
 pytestmark = pytest.mark.anyio
 
 #: bounds failure only; a refused connection is reported in milliseconds
-WAIT_S = 10.0
 
 
 @pytest.fixture

@@ -28,11 +28,10 @@ from tastyrec.events import EMPTY_SNAPSHOT, REMOVE_EVENT, SNAPSHOT_BEGIN, Candle
 from tastyrec.query import connect
 from tastyrec.record.recorder import Recorder
 from tastyrec.sim import SimConfig, Simulator
-from tests.integration.waits import fast_delays
+from tests.integration.waits import WAIT_S, fast_delays
 
 pytestmark = pytest.mark.anyio
 
-WAIT_S = 10.0
 
 
 @pytest.fixture

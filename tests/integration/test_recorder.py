@@ -27,14 +27,13 @@ from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tastyrec.storage.layout import partition_date
-from tests.integration.waits import fast_delays, wait_until
+from tests.integration.waits import WAIT_S, fast_delays, wait_until
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
 pytestmark = pytest.mark.anyio
 
 OPTION = ".SPY261218C600"
 SYMBOLS = ["SPY", "QQQ", "AAPL", OPTION]
-WAIT_S = 10.0
 
 
 @pytest.fixture

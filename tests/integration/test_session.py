@@ -29,13 +29,13 @@ from tastyrec.sim.rest import (
     TOKEN_ROUTE,
     ApiSimulator,
 )
+from tests.integration.waits import WAIT_S
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "sim-client-secret-4d2b"
 REFRESH = "sim-refresh-token-8e71"
 QUOTE = "sim-quote-token-c0a5"
-WAIT_S = 10.0
 
 
 class Clock:

@@ -25,13 +25,12 @@ from tastyrec.session import Session
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.rest import QUOTE_TOKEN_ROUTE, TOKEN_ROUTE, ApiSimulator
 from tests.integration.manual_time import Reconnects
-from tests.integration.waits import fast_delays, wait_until
+from tests.integration.waits import WAIT_S, fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "sim-quote-token-1b9d"
 ROTATED = "sim-quote-token-rotated-77e3"
-WAIT_S = 5.0
 SYMBOLS = ["SPY", "QQQ", "AAPL", "MSFT"]
 
 

@@ -43,14 +43,13 @@ from tastyrec.schema import arrow_schema
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tests.integration.manual_time import ManualTime, Reconnects
-from tests.integration.waits import fast_delays, wait_until
+from tests.integration.waits import WAIT_S, fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "sim-token-5f3a9c"  # distinctive, so a leak is easy to spot
 OPTION = ".SPY261218C600"
 #: generous bound for anything that should happen within a few aggregation periods
-WAIT_S = 5.0
 
 
 def sim_config(**kwargs: Any) -> SimConfig:
