@@ -5,7 +5,8 @@ New York date of receipt from the hive partition. Filters on ``date`` prune whol
 on ``event_symbol`` are pushed into the Parquet reader, which skips row groups by their
 statistics. Files written by other schema versions are read into the current schema: a column a
 file lacks reads as null, a column the current schema lacks is left out (use :func:`connect` to
-see every column of every file).
+see every column of every file). Schema version 1's nanosecond ``recv_ns`` is read as
+nanoseconds, then made what version 2 has (:func:`tastyrec.schema.upgrade_frame`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import polars as pl
 from .. import catalog
 from ..events.base import Event
 from ..exceptions import StorageError
-from ..schema import RECV_COLUMN, polars_schema
+from ..schema import RECV_COLUMN, polars_schema, upgrade_frame
 
 __all__ = ("scan",)
 
 _CAST = pl.ScanCastOptions(
     integer_cast="upcast",
     float_cast="upcast",
-    datetime_cast=["nanosecond-downcast", "convert-timezone"],
+    datetime_cast=["nanosecond-downcast", "microsecond-upcast", "convert-timezone"],
 )
 
 
@@ -68,6 +69,8 @@ def scan(
     if not root.is_dir():
         raise StorageError(f"no recording at {str(root)!r}: give the folder a recording wrote")
     schema = dict(polars_schema(event_type))
+    # every file's recv_ns read as nanoseconds, version 1's exact: upgrade_frame takes it from there
+    read_schema = {**schema, RECV_COLUMN: pl.Datetime("ns", "UTC")}
     files = catalog.recording_files(root, event_type.__name__, start=start, end=end)
     if not files:
         frame = pl.LazyFrame(schema=schema).with_columns(pl.lit(None, pl.Date).alias("date"))
@@ -76,11 +79,12 @@ def scan(
             files,
             hive_partitioning=True,
             hive_schema={"date": pl.Date},
-            schema=schema,
+            schema=read_schema,
             missing_columns="insert",
             extra_columns="ignore",
             cast_options=_CAST,
         )
+        frame = upgrade_frame(frame, list(read_schema))
     if isinstance(start, datetime):
         frame = frame.filter(pl.col(RECV_COLUMN) >= _utc(start))
     elif isinstance(start, date):

@@ -28,7 +28,7 @@ How it follows the market:
 
 Bookkeeping table: ``<root>/_subscriptions/<name>.parquet`` (``<name>`` is the recording
 session's, as in ``_sessions``), one row per symbol and event type subscribed or unsubscribed:
-``time`` (ns, UTC), ``session_id``, ``underlying``, ``action`` (``subscribe``/``unsubscribe``),
+``time`` (UTC, µs), ``session_id``, ``underlying``, ``action`` (``subscribe``/``unsubscribe``),
 ``event_type``, ``symbol``, ``reason`` (``initial``, ``recentre``, ``chain``, ``close``) and
 ``price`` (the underlying's mid that led to it). Rewritten atomically (temporary file, fsync,
 rename) at most once per ``write_interval_s`` and when the block is left, like ``_sessions``.
@@ -567,7 +567,7 @@ class ChainRecorder:
         rows = list(self.changes)
         return pa.table(
             {
-                "time": [c.time_ns for c in rows],
+                "time": [c.time_ns // 1000 for c in rows],  # microseconds (RECV_TYPE)
                 "session_id": [self.session_id] * len(rows),
                 "underlying": [c.underlying for c in rows],
                 "action": [c.action for c in rows],
