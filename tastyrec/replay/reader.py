@@ -365,7 +365,8 @@ def conform(frame: pl.DataFrame, cls: RecordClass) -> pl.DataFrame:
     another type is cast (``SchemaError`` if it cannot be). For an account payload class the
     schema is ``account_polars_schema(cls)`` and a missing column is null.
     """
-    frame = upgrade_frame(frame, frame.columns)  # schema version 1's receipt time
+    if RECV_EXACT_COLUMN not in frame.columns:  # schema version 1's receipt time
+        frame = upgrade_frame(frame, frame.columns)
     if is_account_type(cls):
         return _conform_account(frame, cast("type[AccountRecord]", cls))
     cls = cast("type[Event]", cls)
