@@ -30,9 +30,13 @@ from .. import catalog
 from ..exceptions import StorageError
 from ..record import layout
 from ..record.tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
-from ..schema import RECV_COLUMN, RECV_EXACT_COLUMN
 
 __all__ = ("connect", "parquet_source", "refresh")
+
+#: tastyrec.schema's RECV_COLUMN and RECV_EXACT_COLUMN (not imported: that module loads
+#: polars and numpy, which ``tastyrec sql`` does without)
+RECV_COLUMN: Final = "recv_ns"
+RECV_EXACT_COLUMN: Final = "recv_epoch_ns"
 
 #: Names of the bookkeeping views.
 SESSIONS_VIEW: Final = "sessions"
