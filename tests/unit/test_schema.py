@@ -175,3 +175,9 @@ def test_polars_keeps_nan_and_big_longs() -> None:
     assert frame["close"].null_count() == 0
     assert frame["open"][0] == -math.inf
     assert frame["time"].dt.epoch("ms").to_list() == [1721664000000, 0]
+
+
+def test_duckdb_views_name_the_same_receipt_columns() -> None:
+    from tastyrec.query import _duck  # names them itself, to stay light for `tastyrec sql`
+
+    assert (_duck.RECV_COLUMN, _duck.RECV_EXACT_COLUMN) == (RECV_COLUMN, RECV_EXACT_COLUMN)
