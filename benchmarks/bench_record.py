@@ -66,7 +66,7 @@ sys.path.insert(0, str(HERE))
 
 from dxlink_blaster import subscriptions  # noqa: E402
 
-from tastyrec.schema import RECV_COLUMN  # noqa: E402
+from tastyrec.schema import RECV_EXACT_COLUMN, receipt_ns  # noqa: E402
 
 POLL_S = 0.002
 #: extra DXLinkStreamer options for the tastyrec paths (``--tap-rows``); empty = its defaults
@@ -138,7 +138,7 @@ def _clock() -> tuple[float, float]:
 
 
 def _first_recv_ns(batch: pa.RecordBatch | pa.Table) -> int:
-    return int(pc.min(batch.column(RECV_COLUMN)).cast(pa.int64()).as_py())
+    return int(pc.min(receipt_ns(batch)).as_py())
 
 
 async def run_sdk(info: dict[str, Any], limit_s: float, out: Path) -> Run:
@@ -269,7 +269,7 @@ def parquet_rows(root: Path) -> dict[str, tuple[int, int]]:
         if not files:
             continue
         rows = sum(pq.read_metadata(f).num_rows for f in files)
-        first = min(_first_recv_ns(pq.read_table(f, columns=[RECV_COLUMN])) for f in files)
+        first = min(_first_recv_ns(pq.read_table(f, columns=[RECV_EXACT_COLUMN])) for f in files)
         out[folder.name] = (rows, first)
     return out
 

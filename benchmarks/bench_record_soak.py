@@ -67,7 +67,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from tastyrec.schema import RECV_COLUMN
+from tastyrec.schema import RECV_EXACT_COLUMN
 
 TOKEN = "soak-token"
 EQUITIES = (
@@ -216,7 +216,7 @@ class Latency:
                 continue
             now = time.time_ns()
             frame = self._frame(rec, quote)
-            recv = frame.get_column(RECV_COLUMN).dt.epoch("ns").to_numpy()
+            recv = frame.get_column(RECV_EXACT_COLUMN).to_numpy()
             new = recv[recv > seen]
             self.per_event.add((now - new) / 1e6)
             seen = int(recv.max())
@@ -229,7 +229,7 @@ class Latency:
             now = time.time_ns()
             frame = self._frame(rec, quote)
             if frame.height:
-                newest = frame.get_column(RECV_COLUMN).dt.epoch("ns").max()
+                newest = frame.get_column(RECV_EXACT_COLUMN).max()
                 self.newest_age.add(np.array([(now - newest) / 1e6]))  # type: ignore[operator]
 
     def _frame(self, rec: Any, quote: type[Any]) -> pl.DataFrame:
@@ -379,7 +379,7 @@ def arrival_gaps_ms(out: Path) -> np.ndarray:
     """Time between successive Quote frames received (distinct ``recv_ns``), from the Parquet."""
     files = sorted((out / "Quote").glob("date=*/*.parquet"))
     recv = np.concatenate(
-        [pq.read_table(f, columns=[RECV_COLUMN]).column(0).cast("int64").to_numpy() for f in files]
+        [pq.read_table(f, columns=[RECV_EXACT_COLUMN]).column(0).to_numpy() for f in files]
     )
     return np.diff(np.unique(recv)) / 1e6
 

@@ -82,7 +82,8 @@ def make_quotes(rows: int, symbols: int, seed: int) -> pa.Table:
         "ask_price": pa.array(mid + spread / 2),
         "bid_size": pa.array(bid_size),
         "ask_size": pa.array(rng.integers(1, 50, rows) * 100.0),
-        "recv_ns": pa.array(recv).cast(schema.field("recv_ns").type),
+        "recv_ns": pa.array(recv // 1000).cast(schema.field("recv_ns").type),
+        "recv_epoch_ns": pa.array(recv),
     }
     return pa.table(cols).cast(schema)
 
@@ -92,7 +93,7 @@ def write_recording(root: Path, table: pa.Table, file_rows: int) -> list[Path]:
     paths = []
     for seq, offset in enumerate(range(0, table.num_rows, file_rows), start=1):
         part = table.slice(offset, file_rows)
-        first = int(part.column("recv_ns")[0].value)
+        first = int(part.column("recv_epoch_ns")[0].as_py())
         path = parquet_path(root, "Quote", partition_date(first), file_name(first, "bench", seq))
         path.parent.mkdir(parents=True, exist_ok=True)
         write_parquet(path, schema, part.to_batches(max_chunksize=65_536))
@@ -104,7 +105,7 @@ def sdk_messages(table: pa.Table, rows: int) -> list[list[Any]]:
     """The first ``rows`` Quotes as COMPACT value lists of 100 events, the SDK's field order."""
     part = table.slice(0, rows)
     columns = []
-    for name in arrow_schema(Quote).names[:-1]:
+    for name in arrow_schema(Quote).names[:-2]:  # not the receipt times
         col = part.column(name)
         if pa.types.is_timestamp(col.type):
             col = col.cast(pa.int64())

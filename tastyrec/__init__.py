@@ -89,7 +89,7 @@ if TYPE_CHECKING:
         recover,
     )
     from .record.chains import ChainRecorder, record_chains
-    from .replay import ReplayStreamer, replay_frames
+    from .replay import BacktestError, ReplayStreamer, backtest, replay_frames
     from .session import QuoteToken, Session
 
 #: public name -> the module that defines it
@@ -184,7 +184,7 @@ _EXPORTS: Final[dict[str, str]] = {
         ".record",
     ),
     **dict.fromkeys(("ChainRecorder", "record_chains"), ".record.chains"),
-    **dict.fromkeys(("ReplayStreamer", "replay_frames"), ".replay"),
+    **dict.fromkeys(("BacktestError", "ReplayStreamer", "backtest", "replay_frames"), ".replay"),
     **dict.fromkeys(("QuoteToken", "Session"), ".session"),
 }
 
@@ -194,6 +194,8 @@ __all__ = (
     "ApiError",
     "asof_quotes",
     "AuthenticationError",
+    "backtest",
+    "BacktestError",
     "Candle",
     "candle_symbol",
     "ChainRecorder",

@@ -300,7 +300,8 @@ def _ends_before(path: Path, start_ns: int) -> bool:
             if stats is None or not stats.has_min_max:
                 return False
             # the raw int64, not `stats.max`: pyarrow hands nanoseconds to Python through pandas
-            value = int(stats.max_raw) * scale
+            # a microsecond column is floored (schema version 2): up to its last nanosecond
+            value = int(stats.max_raw) * scale + scale - 1
             newest = value if newest is None else max(newest, value)
     except (OSError, ValueError):
         return False  # list it; the reader reports what is wrong with it

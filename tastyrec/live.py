@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from .events.base import Event
 from .exceptions import SchemaError
-from .schema import RECV_COLUMN, arrow_schema, polars_schema
+from .schema import RECV_EXACT_COLUMN, arrow_schema, polars_schema
 
 __all__ = ("LiveFrame",)
 
@@ -108,7 +108,8 @@ class LiveFrame:
         self._clock = clock
         self._arrow_schema: pa.Schema = arrow_schema(event_type)
         self._schema = polars_schema(event_type)
-        self._recv_index: int = self._arrow_schema.get_field_index(RECV_COLUMN)
+        # the exact receipt time (epoch ns), compared with the clock
+        self._recv_index: int = self._arrow_schema.get_field_index(RECV_EXACT_COLUMN)
         self._pieces: collections.deque[_Piece] = collections.deque()
         self._small: list[_Piece] = []  # newest small batches, not combined yet
         self._small_rows = 0
@@ -148,7 +149,7 @@ class LiveFrame:
         if recv.null_count or batch.column(0).null_count:
             raise SchemaError(f"{self.event_type.__name__} batch with null {_SYMBOL} or recv_ns")
         bounds = pc.min_max(recv)
-        piece = _Piece(batch, bounds["min"].value, bounds["max"].value)
+        piece = _Piece(batch, bounds["min"].as_py(), bounds["max"].as_py())
         self._queue.append(batch)
         self._queue_rows += n
         if (
@@ -184,7 +185,7 @@ class LiveFrame:
         table = pa.Table.from_batches(batches, self._arrow_schema)
         frame = cast(pl.DataFrame, pl.from_arrow(table, rechunk=True))
         if cutoff is not None and self._pieces[0].min_ns < cutoff:
-            frame = frame.filter(pl.col(RECV_COLUMN).dt.epoch("ns") >= cutoff)
+            frame = frame.filter(pl.col(RECV_EXACT_COLUMN) >= cutoff)
         return frame
 
     def latest(self) -> pl.DataFrame:

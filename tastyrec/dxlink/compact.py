@@ -38,7 +38,7 @@ import pyarrow as pa
 from ..events.base import Event
 from ..events.registry import EVENT_TYPES, EventSpec, FieldKind, FieldSpec, spec
 from ..exceptions import RemoteProtocolError, SchemaError
-from ..schema import ARROW_TYPES, RECV_TYPE, arrow_schema
+from ..schema import ARROW_TYPES, arrow_schema, receipt_arrays
 
 __all__ = (
     "ColumnAccumulator",
@@ -443,7 +443,6 @@ class ColumnAccumulator:
 
     @staticmethod
     def _batch(p: FieldPlan, arrays: list[pa.Array], recv: np.ndarray[Any, Any]) -> ColumnBatch:
-        recv_arr = pa.Array.from_buffers(RECV_TYPE, len(recv), [None, pa.py_buffer(recv)])
         schema = arrow_schema(p.spec.cls)
-        batch = pa.RecordBatch.from_arrays([*arrays, recv_arr], schema=schema)
+        batch = pa.RecordBatch.from_arrays([*arrays, *receipt_arrays(recv)], schema=schema)
         return ColumnBatch(p.spec.cls, batch)

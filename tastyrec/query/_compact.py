@@ -18,7 +18,9 @@ compaction per recording at a time; the file is removed when the compaction ends
 2. *Merge.* The inputs (grouped into outputs of at most ``max_rows`` rows, in time order) are
    read (strings as dictionaries), their schemas unified by column name (a column some files
    lack is null there), each input's row count checked against its footer, and the row order
-   computed: stably by ``event_symbol`` then ``recv_ns`` (receipt order kept for equal times).
+   computed: stably by ``event_symbol`` then ``recv_epoch_ns`` (receipt order kept for equal
+   times). Files of schema version 1 are rewritten in the current one
+   (:func:`tastyrec.schema.upgrade`: ``recv_epoch_ns`` from their nanosecond ``recv_ns``).
 3. *Write* ``<stamp>Z-compact<hex>-<seq>.parquet.tmp`` with the recorder's Parquet settings
    (:mod:`tastyrec.storage.parquet`: zstd, dictionary, delta ``recv_ns``, 256Ki-row row groups) —
    except that every timestamp column is delta-encoded (see :func:`_compacted_options`) —,
@@ -83,7 +85,7 @@ from .._location import existing_recording
 from .._version import __version__
 from ..events.registry import EVENT_TYPES
 from ..exceptions import StorageError
-from ..schema import RECV_COLUMN, arrow_schema
+from ..schema import RECV_EXACT_COLUMN, SCHEMA_VERSION, arrow_schema, upgrade
 from ..storage import layout
 from ..storage.parquet import ROW_GROUP_ROWS, parquet_options
 from ..storage.publish import TMP_SUFFIX, fsync_dir, publish
@@ -330,7 +332,8 @@ def _read_inputs(group: list[tuple[Path, int]]) -> list[tuple[pa.Schema, pa.Tabl
             ) from exc
         if table.num_rows != rows or meta.num_rows != rows:
             raise StorageError(f"{str(file)!r} read {table.num_rows} rows, its footer {rows}")
-        read.append((schema, table))
+        # schema version 1: the receipt columns of the current version
+        read.append((upgrade(schema.empty_table()).schema, upgrade(table)))
     return read
 
 
@@ -358,13 +361,9 @@ def _target_schema(event_type: str, schemas: list[pa.Schema]) -> pa.Schema:
     sessions = sorted(
         {(s.metadata or {}).get(b"tastyrec.session_id", b"").decode() for s in schemas} - {""}
     )
-    versions = sorted(
-        {(s.metadata or {}).get(b"tastyrec.schema_version", b"").decode() for s in schemas} - {""}
-    )
     if sessions:
         meta[b"tastyrec.session_id"] = ",".join(sessions).encode()
-    if versions:
-        meta[b"tastyrec.schema_version"] = ",".join(versions).encode()
+    meta[b"tastyrec.schema_version"] = SCHEMA_VERSION.encode()  # inputs were upgraded
     meta[b"tastyrec.event_type"] = event_type.encode()
     meta[b"tastyrec.compacted_by"] = __version__.encode()
     return pa.schema(fields, metadata=meta)
@@ -380,7 +379,9 @@ def _merge(
     del read
     expected = sum(r for _, r in group)
     keys = {
-        n: columns.pop(n).combine_chunks() for n in (SYMBOL_COLUMN, RECV_COLUMN) if n in work.names
+        n: columns.pop(n).combine_chunks()
+        for n in (SYMBOL_COLUMN, RECV_EXACT_COLUMN)
+        if n in work.names
     }
     with concurrent.futures.ThreadPoolExecutor(1, "tastyrec-compact") as pool:
         # copying the other columns (fresh memory: slow) overlaps the sort
@@ -482,9 +483,9 @@ def _sort_order(table: pa.Table) -> pa.Array | None:
     answer (2-3x faster than ``numpy.lexsort`` on both keys), checked on the result; otherwise
     (files overlapping in time) the two-key ``lexsort`` runs.
     """
-    if not table.num_rows or RECV_COLUMN not in table.column_names:
+    if not table.num_rows or RECV_EXACT_COLUMN not in table.column_names:
         return None
-    recv_col = table.column(RECV_COLUMN).combine_chunks().view(pa.int64())
+    recv_col = table.column(RECV_EXACT_COLUMN).combine_chunks().view(pa.int64())
     if recv_col.null_count:
         recv_col = pc.fill_null(recv_col, 0)  # nulls (never written) sort first
     recv = recv_col.to_numpy()
@@ -521,8 +522,8 @@ def _sorted_within(codes: np.ndarray, recv: np.ndarray, order: np.ndarray) -> bo
 
 
 def _min_recv(table: pa.Table) -> int:
-    if RECV_COLUMN in table.column_names and table.num_rows:
-        value = pc.min(table.column(RECV_COLUMN).cast(pa.int64())).as_py()
+    if RECV_EXACT_COLUMN in table.column_names and table.num_rows:
+        value = pc.min(table.column(RECV_EXACT_COLUMN)).as_py()
         if value is not None:
             return int(value)
     return time.time_ns()

@@ -1,7 +1,7 @@
 """What a recording holds, for ``tastyrec info``: per event type and in the bookkeeping tables.
 
 Row counts and bytes come from file footers and sizes; symbols and the first and last receipt
-times from one DuckDB pass over the ``event_symbol`` and ``recv_ns`` columns of each type.
+times from one DuckDB pass over the ``event_symbol`` and ``recv_epoch_ns`` columns of each type.
 
 Times are integer epoch nanoseconds (exact; a ``datetime`` holds microseconds only, and pyarrow
 hands nanosecond timestamps to Python only through pandas, which tastyrec does not need).
@@ -22,7 +22,7 @@ from .. import catalog
 from .._arrow_values import rows as python_rows
 from .._location import existing_recording
 from ..exceptions import StorageError
-from ..storage.sql import connect, parquet_source, quote_ident
+from ..storage.sql import connect, parquet_source, quote_ident, receipt_select
 
 __all__ = ("Inventory", "TypeInventory", "inventory")
 
@@ -100,8 +100,9 @@ def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
             symbols, first, last = python_rows(
                 _arrow(
                     con,
-                    f"SELECT {distinct}, min(recv_ns), max(recv_ns) FROM "
-                    + parquet_source(files, hive=False),
+                    # the exact receipt times, of every schema version
+                    f"SELECT {distinct}, min(recv_epoch_ns), max(recv_epoch_ns) FROM "
+                    + receipt_select(con, parquet_source(files, hive=False)),
                 )
             )[0].values()
             result.types.append(

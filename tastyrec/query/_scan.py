@@ -5,11 +5,12 @@ New York date of receipt from the hive partition. Filters on ``date`` prune whol
 on ``event_symbol`` are pushed into the Parquet reader, which skips row groups by their
 statistics. Files written by other schema versions are read into the current schema: a column a
 file lacks reads as null, a column the current schema lacks is left out (use :func:`connect` to
-see every column of every file).
+see every column of every file). Schema version 1's nanosecond ``recv_ns`` is read as
+nanoseconds, then made what version 2 has (:func:`tastyrec.schema.upgrade_frame`).
 
-``start`` and ``end`` select rows by receipt time (``recv_ns``) under the one rule of
-:mod:`tastyrec._time` (naive = New York time; a date is a whole New York day, a date ``end``
-included), the same rows :class:`~tastyrec.ReplayStreamer` replays.
+``start`` and ``end`` select rows by receipt time (the exact ``recv_epoch_ns``) under the one
+rule of :mod:`tastyrec._time` (naive = New York time; a date is a whole New York day, a date
+``end`` included), the same rows :class:`~tastyrec.ReplayStreamer` replays.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from .. import _time, catalog
 from .._location import existing_recording
 from .._time import TimeLike
 from ..events.base import Event
-from ..schema import RECV_COLUMN, polars_schema
+from ..schema import RECV_COLUMN, RECV_EXACT_COLUMN, polars_schema, upgrade_frame
 
 __all__ = ("scan",)
 
 _CAST = pl.ScanCastOptions(
     integer_cast="upcast",
     float_cast="upcast",
-    datetime_cast=["nanosecond-downcast", "convert-timezone"],
+    datetime_cast=["nanosecond-downcast", "microsecond-upcast", "convert-timezone"],
 )
 
 
@@ -72,6 +73,8 @@ def scan(
     root = existing_recording(path)
     start_ns, end_ns = _time.start_ns(start), _time.end_ns(end)
     schema = dict(polars_schema(event_type))
+    # every file's recv_ns read as nanoseconds, version 1's exact: upgrade_frame takes it from there
+    read_schema = {**schema, RECV_COLUMN: pl.Datetime("ns", "UTC")}
     files = catalog.recording_files(root, event_type.__name__, start=start_ns, end=end_ns)
     if not files:
         frame = pl.LazyFrame(schema=schema).with_columns(pl.lit(None, pl.Date).alias("date"))
@@ -80,20 +83,17 @@ def scan(
             files,
             hive_partitioning=True,
             hive_schema={"date": pl.Date},
-            schema=schema,
+            schema=read_schema,
             missing_columns="insert",
             extra_columns="ignore",
             cast_options=_CAST,
         )
+        frame = upgrade_frame(frame, list(read_schema))
     if start_ns is not None:
-        frame = frame.filter(pl.col(RECV_COLUMN) >= _timestamp(start_ns))
+        frame = frame.filter(pl.col(RECV_EXACT_COLUMN) >= start_ns)
     if end_ns is not None:
-        frame = frame.filter(pl.col(RECV_COLUMN) < _timestamp(end_ns))
+        frame = frame.filter(pl.col(RECV_EXACT_COLUMN) < end_ns)
     if symbols is not None:
         frame = frame.filter(pl.col("event_symbol").is_in(list(symbols)))
     return frame
 
-
-def _timestamp(epoch_ns: int) -> pl.Expr:
-    """An epoch-ns time as a literal of ``recv_ns``'s type."""
-    return pl.lit(epoch_ns, pl.Int64).cast(pl.Datetime("ns", "UTC"))

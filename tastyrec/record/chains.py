@@ -28,7 +28,7 @@ How it follows the market:
 
 Bookkeeping table: ``<root>/_subscriptions/<name>.parquet`` (``<name>`` is the recording
 session's, as in ``_sessions``), one row per symbol and event type subscribed or unsubscribed:
-``time`` (ns, UTC), ``session_id``, ``underlying``, ``action`` (``subscribe``/``unsubscribe``),
+``time`` (UTC, µs), ``session_id``, ``underlying``, ``action`` (``subscribe``/``unsubscribe``),
 ``event_type``, ``symbol``, ``reason`` (``initial``, ``recentre``, ``chain``, ``close``) and
 ``price`` (the underlying's mid that led to it). Rewritten atomically
 (:mod:`tastyrec.storage.bookkeeping`) at most once per ``write_interval_s`` and when the block is

@@ -59,7 +59,7 @@ from ..dxlink.compact import ColumnBatch
 from ..events.base import Event
 from ..events.registry import EVENT_TYPES, EventSpec, FieldKind, FieldSpec, spec
 from ..exceptions import SchemaError
-from ..schema import ARROW_TYPES, RECV_TYPE, arrow_schema
+from ..schema import ARROW_TYPES, arrow_schema, receipt_arrays
 
 __all__ = ("to_batches",)
 
@@ -145,7 +145,7 @@ def _batch(s: EventSpec, group: list[object], recv_ns: int) -> ColumnBatch:
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
     arrays = [_CONVERTERS[f.kind](s, f, col) for f, col in zip(s.fields, columns, strict=True)]
     recv = np.full(len(group), recv_ns, dtype=np.int64)
-    arrays.append(pa.Array.from_buffers(RECV_TYPE, len(recv), [None, pa.py_buffer(recv)]))
+    arrays += receipt_arrays(recv)
     return ColumnBatch(s.cls, pa.RecordBatch.from_arrays(arrays, schema=arrow_schema(s.cls)))
 
 

@@ -29,9 +29,10 @@ import pyarrow as pa
 
 from .. import catalog
 from ..exceptions import StorageError
+from ..schema import upgrade
 from ..storage import layout
 from ..storage.journal import read_segment
-from ..storage.sql import connect, parquet_source, quote_ident
+from ..storage.sql import connect, parquet_source, quote_ident, receipt_select
 
 __all__ = ("live_connection",)
 
@@ -79,7 +80,8 @@ def live_connection(
     for event_type in sorted(set(files) | set(tail)):
         parts = []
         if files[event_type]:
-            parts.append(f"SELECT * FROM {parquet_source(sorted(files[event_type]))}")
+            source = receipt_select(con, parquet_source(sorted(files[event_type])))
+            parts.append(f"SELECT * FROM {source}")
         if tail[event_type]:
             name = f"_tail_{event_type}"
             con.register(name, _table(tail[event_type]))
@@ -95,6 +97,7 @@ def _with_date(batch: pa.RecordBatch, day: date) -> pa.RecordBatch:
 
 
 def _table(batches: list[pa.RecordBatch]) -> pa.Table:
-    """One table of batches whose schemas may differ (segments of other schema versions)."""
-    tables = [pa.Table.from_batches([b]) for b in batches]
+    """One table of batches whose schemas may differ (segments of other schema versions), with
+    the receipt columns of the current version, as the files' views have them."""
+    tables = [pa.Table.from_batches([upgrade(b)]) for b in batches]
     return pa.concat_tables(tables, promote_options="permissive")

@@ -66,6 +66,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.lowlevel
+import numpy as np
 import polars as pl
 import pyarrow as pa
 from anyio.abc import TaskGroup
@@ -81,7 +82,14 @@ from ..events.base import Event
 from ..events.registry import EVENT_TYPES
 from ..exceptions import SchemaError, StorageError, TastyrecError, _unwrap_group
 from ..live import LiveFrame
-from ..schema import RECV_COLUMN, RECV_TYPE, arrow_schema
+from ..schema import (
+    RECV_COLUMN,
+    RECV_EXACT_COLUMN,
+    SCHEMA_VERSION,
+    arrow_schema,
+    receipt_arrays,
+    receipt_ns,
+)
 from ..storage.account_schema import (
     AccountRecord,
     account_arrow_schema,
@@ -110,7 +118,6 @@ __all__ = ("SCHEMA_VERSION", "Reconciliation", "Recorder", "RecoveryReport", "re
 logger = logging.getLogger(__name__)
 
 #: Version of the recorded column layout, in every file's metadata.
-SCHEMA_VERSION: Final = "1"
 #: How often the recorder checks rotation by age, pending user events and gaps.
 TICK_S: Final = 0.05
 #: The most account notifications taken from the tap into one batch.
@@ -664,7 +671,7 @@ class Recorder:
         self._seal(sink.append(batch))  # raises StorageError: nothing is counted then
         self.stats.rows[name] += batch.num_rows
         self.stats.journal_bytes += sink.journaled_bytes - journaled
-        last = int(batch.column(RECV_COLUMN)[-1].value)
+        last = int(receipt_ns(batch)[-1].as_py())
         self.stats.last_recv_ns[name] = max(last, self.stats.last_recv_ns.get(name, 0))
         if account:
             self._account_live.add(name, batch)
@@ -753,10 +760,14 @@ class Recorder:
                 events, times = [events[i] for i in good], [times[i] for i in good]
                 batches = to_batches(events) if events else []
             for batch in batches:
-                recv = pa.array(times, pa.int64()).cast(RECV_TYPE)
-                index = batch.batch.schema.get_field_index(RECV_COLUMN)
-                recv_field = batch.batch.schema.field(index)
-                fixed = batch.batch.set_column(index, recv_field, recv)
+                fixed = batch.batch
+                for name, array in zip(
+                    (RECV_COLUMN, RECV_EXACT_COLUMN),
+                    receipt_arrays(np.array(times, np.int64)),
+                    strict=True,
+                ):
+                    index = fixed.schema.get_field_index(name)
+                    fixed = fixed.set_column(index, fixed.schema.field(index), array)
                 self._ingest(batch.event_type, fixed)
 
     def _convertible(self, event: Any) -> bool:

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..exceptions import StorageError
-from ..schema import RECV_COLUMN
+from ..schema import receipt_ns
 from ..storage import layout
 from ..storage.journal import FsyncPolicy, JournalWriter, SegmentReader
 from ..storage.parquet import write_row_groups
@@ -151,14 +151,14 @@ class EventSink:
         """
         sealed: list[Path] = []
         while batch.num_rows:
-            recv = batch.column(RECV_COLUMN)
-            first_ns = int(recv[0].value)
+            recv = receipt_ns(batch)
+            first_ns = int(recv[0].as_py())
             if self._open is None:
                 self._start(first_ns)
             current = self._open
             assert current is not None
             # rows received after this file's New York midnight go to the next day's file
-            late = pc.greater_equal(recv.cast(pa.int64()), current.day_end_ns)
+            late = pc.greater_equal(recv, current.day_end_ns)
             if not pc.any(late).as_py():
                 current.journal.append(batch)
                 break
@@ -168,7 +168,7 @@ class EventSink:
                 current.journal.append(keep)
             batch = batch.filter(late)
             sealed += self.seal()
-            self._start(int(pc.min(batch.column(RECV_COLUMN)).value))
+            self._start(int(pc.min(receipt_ns(batch)).as_py()))
         sealed += self.rotate_if_due()
         return sealed
 
@@ -256,7 +256,7 @@ def _convert(root: Path, segment: Path) -> WrittenFile | None:
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in reader:
             if batch.num_rows:
-                last_ns.append(int(pc.max(batch.column(RECV_COLUMN)).value))
+                last_ns.append(int(pc.max(receipt_ns(batch)).as_py()))
             yield batch
 
     published = False

@@ -19,7 +19,7 @@ from .. import _time
 from .._location import existing_recording
 from .._time import TimeLike
 from ..events.base import Event
-from ..schema import RECV_COLUMN
+from ..schema import RECV_EXACT_COLUMN
 from .reader import Timeline
 
 __all__ = ("replay_frames",)
@@ -101,4 +101,4 @@ def replay_frames(
             len(a) == 0 or len(b) == 0 or a[-1] <= b[0]
             for (a, _), (b, _) in zip(frames, frames[1:], strict=False)
         )
-        yield combined if ordered else combined.sort(RECV_COLUMN, maintain_order=True)
+        yield combined if ordered else combined.sort(RECV_EXACT_COLUMN, maintain_order=True)

@@ -60,7 +60,7 @@ from .. import catalog
 from ..events.base import Event
 from ..events.registry import FieldKind, event_class, spec
 from ..exceptions import SchemaError, StorageError
-from ..schema import RECV_COLUMN, polars_schema
+from ..schema import RECV_COLUMN, RECV_EXACT_COLUMN, polars_schema, upgrade_frame
 from ..storage.account_schema import (
     AccountRecord,
     account_class,
@@ -311,7 +311,7 @@ class Timeline:
         frame = conform(frame, cls).rechunk()  # one chunk: to_numpy() without copies
         values = _ns_values(frame)
         if len(values) > 1 and bool(np.any(values[1:] < values[:-1])):
-            frame = frame.sort(RECV_COLUMN, maintain_order=True)
+            frame = frame.sort(RECV_EXACT_COLUMN, maintain_order=True)
             values = _ns_values(frame)
         low, high = self._after.get(run.type_index), self.end_ns
         if low is not None or high is not None:
@@ -325,8 +325,7 @@ class Timeline:
 
 
 def _ns_values(frame: pl.DataFrame) -> np.ndarray[Any, np.dtype[np.int64]]:
-    values = frame.get_column(RECV_COLUMN).to_numpy()  # datetime64[ns]: no expression, no copy
-    return values.view(np.int64) if values.dtype.kind == "M" else values.astype(np.int64)
+    return frame.get_column(RECV_EXACT_COLUMN).to_numpy().astype(np.int64, copy=False)
 
 
 def _row_group_bounds(path: Path) -> list[tuple[int, int, int, int, int]]:
@@ -338,7 +337,9 @@ def _row_group_bounds(path: Path) -> list[tuple[int, int, int, int, int]]:
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     if RECV_COLUMN not in names:
         raise SchemaError(f"{str(path)!r} has no {RECV_COLUMN} column: not a tastyrec recording")
-    col = names.index(RECV_COLUMN)
+    # the exact receipt time; schema version 1 has it in recv_ns (nanoseconds)
+    name = RECV_EXACT_COLUMN if RECV_EXACT_COLUMN in names else RECV_COLUMN
+    col = names.index(name)
     bounds = []
     offset = 0
     for rg in range(meta.num_row_groups):
@@ -349,7 +350,7 @@ def _row_group_bounds(path: Path) -> list[tuple[int, int, int, int, int]]:
             if stats is not None and stats.has_min_max:
                 lo, hi = int(stats.min_raw), int(stats.max_raw)
             else:  # no statistics: read the column once
-                recv = pq.ParquetFile(path).read_row_group(rg, columns=[RECV_COLUMN]).column(0)
+                recv = pq.ParquetFile(path).read_row_group(rg, columns=[name]).column(0)
                 ints = recv.cast(pa.int64())
                 lo, hi = int(pc.min(ints).as_py()), int(pc.max(ints).as_py())
             bounds.append((rg, offset, rows, lo, hi))
@@ -364,6 +365,8 @@ def conform(frame: pl.DataFrame, cls: RecordClass) -> pl.DataFrame:
     another type is cast (``SchemaError`` if it cannot be). For an account payload class the
     schema is ``account_polars_schema(cls)`` and a missing column is null.
     """
+    if RECV_EXACT_COLUMN not in frame.columns:  # schema version 1's receipt time
+        frame = upgrade_frame(frame, frame.columns)
     if is_account_type(cls):
         return _conform_account(frame, cast("type[AccountRecord]", cls))
     cls = cast("type[Event]", cls)

@@ -23,8 +23,9 @@ Mapping:
   exactly.
 
 Every table also has ``event_time`` (the notification's ``timestamp``: server time, epoch ms, as
-``timestamp[ms, UTC]``), ``recv_ns`` (local receipt time, ``timestamp[ns, UTC]``), the same
-receipt-time axis as market data, and ``from_snapshot`` (``bool``): true on rows the recorder
+``timestamp[ms, UTC]``), ``recv_ns`` and ``recv_epoch_ns`` (local receipt time, microsecond
+timestamp and exact epoch nanoseconds: :mod:`tastyrec.schema`), the same receipt-time axis as
+market data, and ``from_snapshot`` (``bool``): true on rows the recorder
 took from a REST snapshot because the stream had not said them (:mod:`tastyrec.account.reconcile`;
 their ``event_time`` is null and ``recv_ns`` is when the REST answer arrived), false on rows of
 the stream. Files written before the column existed read it as null (DuckDB's
@@ -50,7 +51,14 @@ import pyarrow as pa
 from ..events.account import ACCOUNT_TYPES, AccountEvent, UnknownNotification
 from ..events.registry import FieldKind, FieldSpec, struct_fields
 from ..exceptions import SchemaError
-from ..schema import ARROW_TYPES, DECIMAL_TYPE, RECV_COLUMN, RECV_TYPE
+from ..schema import (
+    ARROW_TYPES,
+    DECIMAL_TYPE,
+    RECV_COLUMN,
+    RECV_EXACT_COLUMN,
+    RECV_TYPE,
+    receipt_ns,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -82,6 +90,7 @@ SNAPSHOT_COLUMN: Final = "from_snapshot"
 _EXTRA: Final = (
     pa.field("event_time", ARROW_TYPES[FieldKind.TIME_MS]),
     pa.field(RECV_COLUMN, RECV_TYPE, nullable=False),
+    pa.field(RECV_EXACT_COLUMN, pa.int64(), nullable=False),
     pa.field(SNAPSHOT_COLUMN, pa.bool_()),
 )
 _json_encoder: Final = msgspec.json.Encoder()
@@ -198,7 +207,8 @@ def account_events_to_batch(
             raise SchemaError(f"a {type(event).__name__} in a batch of {cls.__name__}")
         row = _to_row(event)
         row["event_time"] = event_time
-        row["recv_ns"] = recv_ns
+        row[RECV_COLUMN] = recv_ns // 1000  # microseconds
+        row[RECV_EXACT_COLUMN] = recv_ns
         row[SNAPSHOT_COLUMN] = from_snapshot
         rows.append(row)
     try:
@@ -230,11 +240,12 @@ def account_events_from_arrow(
     """The payloads of a table written by :func:`account_events_to_batch` (or read back from
     Parquet), with their ``event_time`` and ``recv_ns`` (epoch ns)."""
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
-    recv = table.column("recv_ns").cast(pa.int64()).to_pylist()
+    recv = receipt_ns(table).to_pylist()
     times = table.column("event_time").to_pylist()
     out = []
+    extra = [n for n in ("event_time", RECV_COLUMN, RECV_EXACT_COLUMN) if n in table.column_names]
     for row, t, r in zip(
-        table.drop_columns(["event_time", "recv_ns"]).to_pylist(),
+        table.drop_columns(extra).to_pylist(),
         times,
         recv,
         strict=True,

@@ -182,10 +182,15 @@ class SubscriptionChange:
     reason: str  #: ``"initial"``, ``"recentre"``, ``"chain"`` or ``"close"``
     price: float | None  #: the underlying's mid behind the change
 
+    @property
+    def time_us(self) -> int:
+        """``time_ns`` in the unit of the ``time`` column (:data:`tastyrec.schema.RECV_TYPE`)."""
+        return self.time_ns // 1000
+
 
 #: subscriptions column -> SubscriptionChange attribute
 _SUBSCRIPTION_ATTRIBUTES: Final = {
-    "time": "time_ns",
+    "time": "time_us",
     **{n: n for n in ("underlying", "action", "event_type", "symbol", "reason", "price")},
 }
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..schema import RECV_COLUMN
+from ..schema import RECV_COLUMN, RECV_EXACT_COLUMN
 from .publish import publish
 
 __all__ = (
@@ -36,7 +36,7 @@ SMALL_TABLE_COMPRESSION: Final = "zstd"
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     """``pyarrow.parquet.ParquetWriter`` options of a recorded file of ``schema``."""
-    delta = [RECV_COLUMN] if RECV_COLUMN in schema.names else []
+    delta = [n for n in (RECV_COLUMN, RECV_EXACT_COLUMN) if n in schema.names]
     return {
         "compression": "zstd",
         # dictionary for every column but the delta-encoded one (Parquet allows one or the other)

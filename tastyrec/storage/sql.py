@@ -6,8 +6,11 @@ Each event type's view reads the files :func:`tastyrec.catalog.recording_files` 
 NULL). DuckDB pushes ``event_symbol`` filters into the Parquet scan, where row-group min/max
 statistics skip row groups: compacted files (sorted by symbol) make that pruning sharp.
 
-Times are real timestamps: ``recv_ns`` is ``TIMESTAMPTZ_NS`` (nanoseconds kept), wire times are
-``TIMESTAMPTZ``. The connection's ``TimeZone`` is UTC unless asked otherwise.
+Times are real timestamps: ``recv_ns`` and wire times are ``TIMESTAMPTZ``; ``recv_epoch_ns`` is
+the exact receipt time (``BIGINT`` epoch nanoseconds, :mod:`tastyrec.schema`). Files of schema
+version 1 (a nanosecond ``recv_ns``, no ``recv_epoch_ns``) read the same: the view takes the
+exact value from their ``recv_ns`` and floors ``recv_ns`` to the microsecond. The connection's
+``TimeZone`` is UTC unless asked otherwise.
 
 With ``start`` / ``end``, each event type's view holds only the rows received in that window
 (files outside it are not even listed), under the one rule of :mod:`tastyrec._time`: naive
@@ -39,11 +42,14 @@ from .tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
 
 __all__ = ("connect", "parquet_source", "refresh")
 
+#: tastyrec.schema's RECV_COLUMN and RECV_EXACT_COLUMN (not imported: that module loads
+#: polars and numpy, which ``tastyrec sql`` does without)
+RECV_COLUMN: Final = "recv_ns"
+RECV_EXACT_COLUMN: Final = "recv_epoch_ns"
+
 #: Names of the bookkeeping views.
 SESSIONS_VIEW: Final = "sessions"
 GAPS_VIEW: Final = "gaps"
-#: the receipt-time column (:data:`tastyrec.schema.RECV_COLUMN`; that module loads polars)
-RECV_COLUMN: Final = "recv_ns"
 #: The DuckDB variable holding a connection's receipt-time window, ``[start_ns, end_ns]``.
 WINDOW_VARIABLE: Final = "tastyrec_window"
 
@@ -129,7 +135,8 @@ def refresh(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]) -> lis
     for event_type in catalog.event_types(root):
         files = catalog.recording_files(root, event_type, start=start_ns, end=end_ns)
         if files:
-            _create_view(con, event_type, parquet_source(files) + _where(start_ns, end_ns))
+            source = receipt_select(con, parquet_source(files))
+            _create_view(con, event_type, source + _where(start_ns, end_ns))
             created.append(event_type)
     _bookkeeping_view(con, SESSIONS_VIEW, root / layout.SESSIONS_DIR, SESSION_COLUMNS)
     _bookkeeping_view(con, GAPS_VIEW, root / layout.GAPS_DIR, GAP_COLUMNS)
@@ -146,14 +153,46 @@ def _window(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:
 
 
 def _where(start_ns: int | None, end_ns: int | None) -> str:
-    """A ``WHERE`` on the receipt time keeping ``start_ns <= recv_ns < end_ns``."""
-    column = quote_ident(RECV_COLUMN)
+    """A ``WHERE`` on the exact receipt time keeping ``start_ns <= recv_epoch_ns < end_ns`` (every
+    view has that column: :func:`receipt_select` derives it for schema version 1 files)."""
+    column = quote_ident(RECV_EXACT_COLUMN)
     bounds = [
-        f"{column} {op} make_timestamp_ns({ns}::BIGINT)::TIMESTAMPTZ_NS"
+        f"{column} {op} {int(ns)}"
         for op, ns in ((">=", start_ns), ("<", end_ns))
         if ns is not None
     ]
     return (" WHERE " + " AND ".join(bounds)) if bounds else ""
+
+
+def receipt_select(con: duckdb.DuckDBPyConnection, source: str) -> str:
+    """``source`` (a table expression) with the receipt columns of the current schema version.
+
+    Rows of schema version 1 files get ``recv_epoch_ns`` from their nanosecond ``recv_ns``,
+    which is floored to a microsecond ``TIMESTAMPTZ`` (as the recorder does). A source of
+    current files only is returned as it is.
+
+    Raises:
+        StorageError: a file cannot be read.
+    """
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    except duckdb.Error as exc:
+        raise StorageError(f"cannot read {source:.200}: {exc}") from exc
+    types = {str(row[0]): str(row[1]) for row in described}
+    recv, exact = RECV_COLUMN, RECV_EXACT_COLUMN
+    if recv not in types or (types[recv] == "TIMESTAMP WITH TIME ZONE" and exact in types):
+        return source
+    value = f"epoch_ns({quote_ident(recv)})"
+    if exact in types:
+        value = f"coalesce({quote_ident(exact)}, {value})"
+    columns = []
+    for name in types:
+        if name == recv:
+            columns.append(f"make_timestamptz({value} // 1000) AS {quote_ident(recv)}")
+            columns.append(f"{value} AS {quote_ident(exact)}")
+        elif name != exact:
+            columns.append(quote_ident(name))
+    return f"(SELECT {', '.join(columns)} FROM {source})"
 
 
 def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:

@@ -60,7 +60,7 @@ def test_sql_formats_and_output_files(cli, demo, tmp_path):
     assert proc.popen.returncode == 0, proc.stderr
     table = pq.read_table(out)
     assert (
-        table.num_rows == 5 and str(table.schema.field("recv_ns").type) == "timestamp[ns, tz=UTC]"
+        table.num_rows == 5 and str(table.schema.field("recv_ns").type) == "timestamp[us, tz=UTC]"
     )
     text = tmp_path / "q.txt"
     proc = cli.run("sql", query, "--format", "table", "-o", str(text), cwd=demo)

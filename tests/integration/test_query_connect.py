@@ -16,7 +16,7 @@ import pytest
 from tastyrec.events import Greeks, Quote, Trade
 from tastyrec.exceptions import StorageError
 from tastyrec.query import compact, connect, refresh, scan
-from tastyrec.schema import arrow_schema
+from tastyrec.schema import arrow_schema, upgrade
 from tastyrec.storage import layout
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample"
@@ -76,18 +76,20 @@ def test_one_view_per_event_type_plus_sessions_and_gaps(rec):
 def test_times_are_timestamps_and_date_is_the_partition(rec):
     con = connect(rec)
     types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE Quote)").fetchall())
-    assert types["recv_ns"] == "TIMESTAMPTZ_NS"
+    # a schema version 1 recording, read as version 2 has it
+    assert types["recv_ns"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["recv_epoch_ns"] == "BIGINT"
     assert types["bid_time"] == "TIMESTAMP WITH TIME ZONE"
     assert types["date"] == "DATE"
     row = arrow(con, "SELECT min(recv_ns) AS first, any_value(date) AS d FROM Quote").to_pylist()
     first = row[0]["first"]
     assert first.year == 2026 and first.tzinfo is not None and row[0]["d"] == DAY
-    # nanoseconds are kept: the same value as the file
+    # nanoseconds are kept in recv_epoch_ns: the same value as the file; recv_ns is floored
     raw = pq.read_table(sorted(rec.glob("Quote/*/*.parquet"))[0], columns=["recv_ns"])
-    assert (
-        con.sql("SELECT epoch_ns(min(recv_ns)) FROM Quote").fetchall()[0][0]
-        == (raw.column(0).cast(pa.int64()).to_pylist()[0])
-    )
+    exact = raw.column(0).cast(pa.int64()).to_pylist()[0]
+    assert con.sql(
+        "SELECT min(recv_epoch_ns), epoch_us(min(recv_ns)) FROM Quote"
+    ).fetchall() == [(exact, exact // 1000)]
     # the shown time zone is UTC
     assert con.sql("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
 
@@ -116,7 +118,7 @@ def write_changed_quote_file(rec: Path) -> Path:
         "queue_position", pa.array(range(10), pa.int32())
     )
     meta = dict(changed.schema.metadata)
-    meta[b"tastyrec.schema_version"] = b"2"
+    meta[b"tastyrec.schema_version"] = b"3"
     path = (
         rec
         / "Quote"
@@ -148,7 +150,7 @@ def test_schema_changes_survive_compaction(rec):
     (result,) = compact(rec, event_types=["Quote"])
     assert len(result.inputs) == 4 and len(result.outputs) == 1
     meta = pq.read_schema(result.outputs[0]).metadata
-    assert meta[b"tastyrec.schema_version"] == b"1,2"
+    assert meta[b"tastyrec.schema_version"] == b"2"  # rewritten in the current version
     after = arrow(connect(rec), "SELECT * EXCLUDE (date) FROM Quote ORDER BY ALL")
     # polars' equality treats NaN (the sample has NaN sizes) as equal to NaN
     assert pl.from_arrow(after.select(before.column_names)).equals(pl.from_arrow(before))
@@ -165,7 +167,7 @@ def test_scan_pushes_date_and_symbol_down(rec):
     later = datetime(2026, 11, 21, 13, 44, 30, tzinfo=UTC)
     times = scan(rec, Trade, start=later).select("recv_ns").collect()["recv_ns"]
     assert times.len() > 0 and times.min() >= later
-    assert scan(rec, Greeks).collect_schema()["recv_ns"] == pl.Datetime("ns", "UTC")
+    assert scan(rec, Greeks).collect_schema()["recv_ns"] == pl.Datetime("us", "UTC")
 
 
 def test_a_missing_recording_is_a_clear_error(tmp_path):
@@ -179,5 +181,31 @@ def test_an_empty_folder_has_empty_bookkeeping_views(tmp_path):
     con = connect(tmp_path)
     assert con.sql("SELECT count(*) FROM sessions").fetchall() == [(0,)]
     assert "session_id" in [r[0] for r in con.sql("DESCRIBE gaps").fetchall()]
-    assert scan(tmp_path, Quote).collect().schema["recv_ns"] == pl.Datetime("ns", "UTC")
+    assert scan(tmp_path, Quote).collect().schema["recv_ns"] == pl.Datetime("us", "UTC")
     assert arrow_schema(Quote).names[0] == "event_symbol"
+
+
+def test_files_of_schema_versions_1_and_2_in_one_view(rec):
+    """A recording upgraded mid-way: DuckDB, polars, replay order and compaction agree."""
+    files = sorted(rec.glob("Quote/*/*.parquet"))
+    exact = sorted(
+        ns
+        for f in files
+        for ns in pq.read_table(f, columns=["recv_ns"]).column(0).cast(pa.int64()).to_pylist()
+    )
+    newer = upgrade(pq.read_table(files[1]))  # one file rewritten as version 2 writes it
+    meta = {**newer.schema.metadata, b"tastyrec.schema_version": b"2"}
+    pq.write_table(newer.replace_schema_metadata(meta), files[1])
+    con = connect(rec)
+    types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE Quote)").fetchall())
+    assert types["recv_ns"] == "TIMESTAMP WITH TIME ZONE" and types["recv_epoch_ns"] == "BIGINT"
+    rows = con.sql("SELECT recv_epoch_ns, epoch_us(recv_ns) FROM Quote ORDER BY 1").fetchall()
+    assert rows == [(ns, ns // 1000) for ns in exact]
+    frame = scan(rec, Quote).collect().sort("recv_epoch_ns")
+    assert frame["recv_epoch_ns"].to_list() == exact
+    assert frame["recv_ns"].dt.epoch("us").to_list() == [ns // 1000 for ns in exact]
+    compact(rec, event_types=["Quote"])
+    (merged,) = rec.glob("Quote/*/*.parquet")
+    assert pq.read_schema(merged).field("recv_ns").type == pa.timestamp("us", tz="UTC")
+    again = connect(rec).sql("SELECT recv_epoch_ns, epoch_us(recv_ns) FROM Quote ORDER BY 1")
+    assert again.fetchall() == rows

@@ -95,3 +95,8 @@ async def test_user_events_are_in_the_live_view_before_any_file(tmp_path):
         rows = con.sql("SELECT event_symbol, bid_price, ask_price FROM Quote").fetchall()
         assert rows == [("SPY", 1.0, 2.0)]
         assert con.sql("SELECT count(*) FROM sessions").fetchall() == [(1,)]
+        tail_types = con.sql("DESCRIBE Quote").fetchall()
+    # the journal tail has the columns and types the files have
+    file_types = connect(tmp_path).sql("DESCRIBE Quote").fetchall()
+    assert [r[:2] for r in tail_types] == [r[:2] for r in file_types]
+    assert ("recv_ns", "TIMESTAMP WITH TIME ZONE") in [r[:2] for r in file_types]

@@ -177,13 +177,12 @@ def test_demo_recording_layout_metadata_and_duckdb_types(cli):
         event_type, partition, name = path.relative_to(out).parts
         day = date.fromisoformat(partition.removeprefix("date="))
         assert day in days
-        recv = pq.ParquetFile(path).read(columns=["recv_ns"]).column("recv_ns")
-        ns = recv.cast(pa.int64())
+        ns = pq.ParquetFile(path).read(columns=["recv_epoch_ns"]).column("recv_epoch_ns")
         assert {partition_date(pc.min(ns).as_py()), partition_date(pc.max(ns).as_py())} == {day}
         assert f"-{session['session_id']}-" in name
         meta = {k.decode(): v.decode() for k, v in pq.read_metadata(path).metadata.items()}
         assert meta["tastyrec.version"] == __version__
-        assert meta["tastyrec.schema_version"] == "1"
+        assert meta["tastyrec.schema_version"] == "2"
         assert meta["tastyrec.source"] == "simulator"
         assert meta["tastyrec.session_id"] == session["session_id"]
         assert meta["tastyrec.event_type"] == event_type
@@ -196,18 +195,18 @@ def test_demo_recording_layout_metadata_and_duckdb_types(cli):
             f"read_parquet('{glob}', hive_partitioning=true))"
         ).fetchall()
     )
-    # tz-aware: wire times in ms; the receipt time keeps its nanoseconds (DuckDB 2.0 reads
-    # isAdjustedToUTC nanosecond columns as TIMESTAMPTZ_NS, earlier versions as TIMESTAMPTZ)
-    for column in ("event_time", "bid_time", "ask_time"):
+    # tz-aware: wire times in ms, the receipt time in microseconds (schema version 2: what
+    # Spark reads too), its exact nanoseconds beside it
+    for column in ("event_time", "bid_time", "ask_time", "recv_ns"):
         assert types[column] == "TIMESTAMP WITH TIME ZONE", column
-    assert types["recv_ns"] in {"TIMESTAMPTZ_NS", "TIMESTAMP WITH TIME ZONE"}
+    assert types["recv_epoch_ns"] == "BIGINT"
     assert types["date"] == "DATE"
-    recv_ns = con.execute(
-        f"SELECT epoch_ns(recv_ns) FROM read_parquet('{glob}', hive_partitioning=true) ORDER BY 1"
+    recv = con.execute(
+        f"SELECT recv_epoch_ns, epoch_us(recv_ns) FROM read_parquet('{glob}', "
+        "hive_partitioning=true) ORDER BY 1"
     ).fetchall()
-    assert [r[0] for r in recv_ns] == sorted(
-        read_type(out, "Quote").column("recv_ns").cast(pa.int64()).to_pylist()
-    )
+    exact = sorted(read_type(out, "Quote").column("recv_epoch_ns").to_pylist())
+    assert recv == [(ns, ns // 1000) for ns in exact]
     (total,) = con.execute(
         f"SELECT count(*) FROM read_parquet('{out}/*/date=*/*.parquet', hive_partitioning=true)"
     ).fetchone()

@@ -201,7 +201,7 @@ def test_replay_frames_one_type_is_the_recording_in_receipt_order() -> None:
     assert len(frames) > 3
     whole = pl.concat(frames)
     expected = _recorded("Quote", "true")
-    ns = whole["recv_ns"].dt.epoch("ns").to_list()
+    ns = whole["recv_epoch_ns"].to_list()
     assert list(zip(whole["event_symbol"].to_list(), ns, strict=True)) == expected
     spy = pl.concat(list(replay_frames(SAMPLE, Quote, symbols=["SPY"])))
     assert spy["event_symbol"].unique().to_list() == ["SPY"]

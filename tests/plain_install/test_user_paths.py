@@ -334,7 +334,7 @@ def test_info_shows_what_duckdb_reads(recording, cli):
     con = duck(recording.out)
     for event_type in ("Quote", "Trade", "Greeks", "Summary", "Profile"):
         rows, first, last = con.execute(
-            f"SELECT count(*), epoch_ns(min(recv_ns)), epoch_ns(max(recv_ns)) FROM {event_type}"
+            f"SELECT count(*), min(recv_epoch_ns), max(recv_epoch_ns) FROM {event_type}"
         ).fetchone()
         (line,) = [x for x in text.splitlines() if f" {event_type} " in x]
         assert f" {rows:,} " in line, line
@@ -366,7 +366,7 @@ def test_sql_on_a_terminal_shows_whole_times_and_goes_vertical_when_too_wide(rec
             if value
         }
         assert fields["event_symbol"] == symbol
-        assert fields["recv_ns"] == utc_text(recv_ns) + "+00:00"
+        assert fields["recv_ns"] == utc_text(recv_ns, 6) + "+00:00"  # microseconds (schema 2)
         assert fields["bid_time"] == utc_text(bid_ns, 6) + "+00:00"
         assert float(fields["bid_price"]) == bid
     assert wide.rstrip().endswith("5 rows")
@@ -377,12 +377,12 @@ def test_sql_on_a_terminal_shows_whole_times_and_goes_vertical_when_too_wide(rec
         columns=160,
     )
     assert "…" not in narrow and "-[ row" not in narrow
-    assert "timestamp[ns, tz=UTC]" in narrow
+    assert "timestamp[us, tz=UTC]" in narrow
     lines = [line for line in narrow.splitlines() if line.startswith("│")]
     assert len(lines) == 5 and max(len(line) for line in narrow.splitlines()) <= 160
     for line, (symbol, recv_ns, _, bid) in zip(lines, expected, strict=True):
         cells = [c.strip() for c in line.strip("│").split("│")]
-        assert cells == [symbol, utc_text(recv_ns) + "+00:00", repr(bid)]
+        assert cells == [symbol, utc_text(recv_ns, 6) + "+00:00", repr(bid)]
 
 
 def test_sql_csv_json_and_parquet_hold_the_values_duckdb_reads(recording, cli, tmp_path):
@@ -423,12 +423,12 @@ def test_sql_csv_json_and_parquet_hold_the_values_duckdb_reads(recording, cli, t
     parquet = tmp_path / "q.parquet"
     ok(cli.run(*base, "--format", "parquet", "-o", str(parquet), timeout=60))
     table = pq.read_table(parquet)
-    assert str(table.schema.field("recv_ns").type) == "timestamp[ns, tz=UTC]"
+    assert str(table.schema.field("recv_ns").type) == "timestamp[us, tz=UTC]"
     assert [
-        (symbol, recv, bid_us * 1000, bid)
-        for symbol, recv, bid_us, bid in zip(
+        (symbol, recv_us * 1000, bid_us * 1000, bid)
+        for symbol, recv_us, bid_us, bid in zip(
             table.column("event_symbol").to_pylist(),
-            table.column("recv_ns").cast(pa.int64()).to_pylist(),
+            table.column("recv_ns").cast(pa.int64()).to_pylist(),  # microseconds
             table.column("bid_time").cast(pa.int64()).to_pylist(),  # microseconds
             table.column("bid_price").to_pylist(),
             strict=True,

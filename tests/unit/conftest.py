@@ -21,7 +21,9 @@ def quote_batch(recv_ns: Sequence[int], start: int = 0) -> pa.RecordBatch:
         if f.name == "event_symbol":
             cols[f.name] = pa.array([f"SYM{(start + i) % 7}" for i in range(n)], f.type)
         elif f.name == "recv_ns":
-            cols[f.name] = pa.array(list(recv_ns), pa.int64()).cast(f.type)
+            cols[f.name] = pa.array([t // 1000 for t in recv_ns], f.type)
+        elif f.name == "recv_epoch_ns":
+            cols[f.name] = pa.array(list(recv_ns), f.type)
         elif pa.types.is_string(f.type):
             cols[f.name] = pa.array(["Q"] * n, f.type)
         elif pa.types.is_floating(f.type):

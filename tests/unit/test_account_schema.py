@@ -73,7 +73,9 @@ def payloads(book: AccountBook, cls: type) -> list:
 def test_schema_is_derived_from_the_struct():
     schema = account_arrow_schema(PlacedOrder)
     assert schema.names[:2] == ["id", "account_number"]
-    assert schema.names[-3:] == ["event_time", "recv_ns", "from_snapshot"]
+    assert schema.names[-4:] == ["event_time", "recv_ns", "recv_epoch_ns", "from_snapshot"]
+    assert schema.field("recv_ns").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("recv_epoch_ns").type == pa.int64()
     assert schema.field("from_snapshot").type == pa.bool_()
     assert schema.field("price").type == DECIMAL_TYPE
     fills = schema.field("legs").type.value_type.field("fills").type
@@ -166,7 +168,7 @@ def test_duckdb_queries_nested_fills_exactly(book, tmp_path):
         """
         WITH last AS (
             SELECT * FROM PlacedOrder WHERE status = 'Filled'
-            QUALIFY row_number() OVER (PARTITION BY id ORDER BY recv_ns DESC) = 1
+            QUALIFY row_number() OVER (PARTITION BY id ORDER BY recv_epoch_ns DESC) = 1
         ), legs AS (SELECT id, UNNEST(legs) AS leg FROM last),
         fills AS (SELECT id, leg.symbol AS symbol, leg.action AS action, UNNEST(leg.fills) AS f
                   FROM legs)
@@ -185,7 +187,7 @@ def test_duckdb_queries_nested_fills_exactly(book, tmp_path):
     paid = sum(p for _, _, p in rows)
     (cash,) = con.execute(
         f"SELECT cash_balance FROM read_parquet('{tmp_path}/AccountBalance.parquet') "
-        "ORDER BY recv_ns DESC LIMIT 1"  # the last published
+        "ORDER BY recv_epoch_ns DESC LIMIT 1"  # the last published
     ).fetchone()
     # exact decimals: the money adds up to the cent
     assert cash == Decimal(100000) + Decimal("1000.5") - paid

@@ -18,7 +18,7 @@ from tastyrec.events import Event, Quote, Trade
 from tastyrec.events.registry import FieldKind, spec
 from tastyrec.exceptions import SchemaError
 from tastyrec.live import LiveFrame
-from tastyrec.schema import RECV_COLUMN, polars_schema
+from tastyrec.schema import RECV_EXACT_COLUMN, polars_schema
 
 S = 1_000_000_000  # one second in ns
 T0 = 1_721_664_000 * S
@@ -52,7 +52,7 @@ def _seq(frame: pl.DataFrame) -> list[int]:
 
 
 def _recv(frame: pl.DataFrame) -> list[int]:
-    return frame.get_column(RECV_COLUMN).dt.epoch("ns").to_list()
+    return frame.get_column(RECV_EXACT_COLUMN).to_list()
 
 
 def _bits(v: Any) -> Any:

@@ -28,7 +28,9 @@ def write(root: Path, recv_ns: list[int], session: str = "aaaa0001", seq: int = 
     cols = {}
     for f in schema:
         if f.name == "recv_ns":
-            cols[f.name] = pa.array(recv_ns, pa.int64()).cast(f.type)
+            cols[f.name] = pa.array([t // 1000 for t in recv_ns], f.type)
+        elif f.name == "recv_epoch_ns":
+            cols[f.name] = pa.array(list(recv_ns), f.type)
         elif pa.types.is_timestamp(f.type):
             cols[f.name] = pa.array([0] * n, pa.int64()).cast(f.type)
         elif pa.types.is_string(f.type):

@@ -15,7 +15,7 @@ import pytest
 
 from tastyrec.events import Quote, Trade
 from tastyrec.replay.reader import Timeline, conform, merge_order, to_events
-from tastyrec.schema import arrow_schema
+from tastyrec.schema import arrow_schema, receipt_ns
 from tastyrec.storage.layout import file_name, parquet_path, partition_date
 from tastyrec.storage.parquet import write_parquet
 
@@ -43,15 +43,23 @@ def quotes(
             "ask_price": [101.0] * n,
             "bid_size": [math.nan] * n,
             "ask_size": [math.inf] * n,
-            "recv_ns": pa.array(recv, pa.int64()).cast(schema.field("recv_ns").type),
+            "recv_ns": pa.array([r // 1000 for r in recv], schema.field("recv_ns").type),
+            "recv_epoch_ns": pa.array(recv, pa.int64()),
         }
     ).cast(schema)
+
+
+def version_1(table: pa.Table) -> pa.Table:
+    """``table`` as schema version 1 wrote it: ``recv_ns`` in nanoseconds, no exact column."""
+    exact = table.column("recv_epoch_ns").cast(pa.timestamp("ns", tz="UTC"))
+    table = table.set_column(table.schema.get_field_index("recv_ns"), "recv_ns", exact)
+    return table.drop_columns(["recv_epoch_ns"])
 
 
 def write(
     root: Path, table: pa.Table, session: str, seq: int, row_group: int | None = None
 ) -> Path:
-    first = int(table.column("recv_ns")[0].value)
+    first = int(receipt_ns(table)[0].as_py())
     path = parquet_path(root, "Quote", partition_date(first), file_name(first, session, seq))
     path.parent.mkdir(parents=True, exist_ok=True)
     if row_group is None:
@@ -78,6 +86,15 @@ def test_overlapping_sessions_merge_by_receipt_time(tmp_path: Path) -> None:
     a = [T0 + 10 * i for i in range(1000)]  # every 10 ns
     b = [T0 + 5 + 10 * i for i in range(1000)]  # between them: a second recorder
     write(tmp_path, quotes(a), "aaaa", 1, row_group=100)
+    write(tmp_path, quotes(b), "bbbb", 1, row_group=64)
+    recv, _ = drain(Timeline(tmp_path, [Quote], chunk_rows=50))
+    assert recv == sorted(a + b)
+
+
+def test_files_of_schema_versions_1_and_2_merge_by_exact_receipt_time(tmp_path: Path) -> None:
+    a = [T0 + 10 * i for i in range(300)]  # a version 1 file: exact nanoseconds in recv_ns
+    b = [T0 + 5 + 10 * i for i in range(300)]  # version 2, within the same microseconds
+    write(tmp_path, version_1(quotes(a)), "aaaa", 1, row_group=100)
     write(tmp_path, quotes(b), "bbbb", 1, row_group=64)
     recv, _ = drain(Timeline(tmp_path, [Quote], chunk_rows=50))
     assert recv == sorted(a + b)
@@ -130,10 +147,12 @@ def test_a_type_added_later_reads_only_rows_after_the_horizon(tmp_path: Path) ->
 
 
 def test_rows_of_another_schema_version_are_conformed() -> None:
-    table = quotes([T0, T0 + 1]).drop_columns(["ask_size"])
+    table = version_1(quotes([T0 + 1999, T0 + 2001])).drop_columns(["ask_size"])
     table = table.append_column("future_field", pa.array(["x", "y"]))
     frame = conform(pl.from_arrow(table), Quote)  # type: ignore[arg-type]
     assert frame.columns == list(arrow_schema(Quote).names)
+    assert frame["recv_epoch_ns"].to_list() == [T0 + 1999, T0 + 2001]  # exact, from recv_ns
+    assert frame["recv_ns"].dt.epoch("us").to_list() == [T0 // 1000 + 1, T0 // 1000 + 2]
     events = to_events(Quote, frame)
     assert math.isnan(events[0].ask_size)  # the field's default
     assert events[1].bid_price == 101.0

@@ -15,7 +15,13 @@ import pytest
 from tastyrec.dxlink.compact import ColumnAccumulator, plan
 from tastyrec.events import Candle, Event, Greeks, Quote
 from tastyrec.events.registry import EVENT_TYPES, FieldKind, spec
-from tastyrec.schema import ARROW_TYPES, RECV_COLUMN, arrow_schema, polars_schema
+from tastyrec.schema import (
+    ARROW_TYPES,
+    RECV_COLUMN,
+    RECV_EXACT_COLUMN,
+    arrow_schema,
+    polars_schema,
+)
 
 NAMES = sorted(EVENT_TYPES)
 _POLARS: dict[FieldKind, pl.DataType] = {
@@ -79,9 +85,12 @@ def test_arrow_schema_columns_and_types(name: str) -> None:
     cls = EVENT_TYPES[name]
     schema = arrow_schema(cls)
     fields = [f.name for f in msgspec.structs.fields(cls)]
-    assert schema.names == [*fields, RECV_COLUMN]
-    assert schema.field(RECV_COLUMN).type == pa.timestamp("ns", tz="UTC")
+    assert schema.names == [*fields, RECV_COLUMN, RECV_EXACT_COLUMN]
+    # what Spark, Trino, DuckDB, polars and pandas all read as a timestamp by default
+    assert schema.field(RECV_COLUMN).type == pa.timestamp("us", tz="UTC")
+    assert schema.field(RECV_EXACT_COLUMN).type == pa.int64()
     assert not schema.field(RECV_COLUMN).nullable
+    assert not schema.field(RECV_EXACT_COLUMN).nullable
     assert schema.field("event_symbol").type == pa.string()
     assert not schema.field("event_symbol").nullable
     for f in spec(cls).fields[1:]:
@@ -108,7 +117,8 @@ def test_polars_schema_matches_arrow(name: str) -> None:
     cls = EVENT_TYPES[name]
     schema = polars_schema(cls)
     assert list(schema.names()) == arrow_schema(cls).names
-    assert schema[RECV_COLUMN] == pl.Datetime("ns", "UTC")
+    assert schema[RECV_COLUMN] == pl.Datetime("us", "UTC")
+    assert schema[RECV_EXACT_COLUMN] == pl.Int64()
     assert schema["event_symbol"] == pl.String()
     for f in spec(cls).fields[1:]:
         assert schema[f.name] == _POLARS[f.kind], f.name
@@ -127,7 +137,7 @@ def test_struct_arrow_struct_round_trip_is_bit_exact(name: str) -> None:
         assert list(map(_bits, msgspec.structs.astuple(a))) == list(
             map(_bits, msgspec.structs.astuple(b))
         )
-    recv = batch.column(RECV_COLUMN).cast(pa.int64()).to_pylist()
+    recv = batch.column(RECV_EXACT_COLUMN).to_pylist()
     assert recv == [1721664000123456789] * 50
 
 
@@ -165,3 +175,9 @@ def test_polars_keeps_nan_and_big_longs() -> None:
     assert frame["close"].null_count() == 0
     assert frame["open"][0] == -math.inf
     assert frame["time"].dt.epoch("ms").to_list() == [1721664000000, 0]
+
+
+def test_duckdb_views_name_the_same_receipt_columns() -> None:
+    from tastyrec.query import _duck  # names them itself, to stay light for `tastyrec sql`
+
+    assert (_duck.RECV_COLUMN, _duck.RECV_EXACT_COLUMN) == (RECV_COLUMN, RECV_EXACT_COLUMN)

@@ -109,8 +109,8 @@ def test_files_never_span_new_york_midnight(tmp_path, make_quotes):
     sealed += s.seal()
     files = [convert_segment(tmp_path, p) for p in sealed]
     assert [f.path.parent.name for f in files if f] == ["date=2026-11-01", "date=2026-11-02"]
-    first = pl.read_parquet(files[0].path)["recv_ns"].dt.epoch("ns").to_list()
-    second = pl.read_parquet(files[1].path)["recv_ns"].dt.epoch("ns").to_list()
+    first = pl.read_parquet(files[0].path)["recv_epoch_ns"].to_list()
+    second = pl.read_parquet(files[1].path)["recv_epoch_ns"].to_list()
     assert first == [end - 2, end - 1, end - 3] and second == [end, end + 1]
 
 
