@@ -36,6 +36,8 @@ from typing import Any, Final, Literal
 
 import anyio
 import polars as pl
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .. import catalog
 from ..events.registry import EVENT_TYPES
@@ -182,18 +184,16 @@ def plan(
             days.update(p.day for p in catalog.partitions(root, name, start=start, end=end))
         return [BacktestTask(str(root), d, None, names, symbols or ()) for d in sorted(days)]
     pairs: set[tuple[date, str]] = set()
-    from ..query import scan
-
+    wanted = None if symbols is None else set(symbols)
     for cls in types:
         if cls.__name__ not in EVENT_TYPES:
             raise ValueError(f'by="symbol-day" needs market event types, not {cls.__name__}')
-        frame = (
-            scan(root, cls, start=start, end=end, symbols=symbols)
-            .select("date", "event_symbol")
-            .unique()
-            .collect()
-        )
-        pairs.update(frame.iter_rows())
+        for part in catalog.partitions(root, cls.__name__, start=start, end=end):
+            # the symbols column alone (dictionary-encoded: a few kB a file)
+            for path in catalog.partition_files(part.path):
+                column = pq.read_table(path, columns=["event_symbol"]).column(0)
+                found = set(pc.unique(column).to_pylist())
+                pairs.update((part.day, s) for s in found if wanted is None or s in wanted)
     return [BacktestTask(str(root), d, s, names) for d, s in sorted(pairs)]
 
 

@@ -178,6 +178,6 @@ def test_polars_keeps_nan_and_big_longs() -> None:
 
 
 def test_duckdb_views_name_the_same_receipt_columns() -> None:
-    from tastyrec.query import _duck  # names them itself, to stay light for `tastyrec sql`
+    from tastyrec.storage import sql as _duck  # names them itself, to stay light for `tastyrec sql`
 
     assert (_duck.RECV_COLUMN, _duck.RECV_EXACT_COLUMN) == (RECV_COLUMN, RECV_EXACT_COLUMN)

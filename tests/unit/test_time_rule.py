@@ -26,6 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -37,7 +38,7 @@ from tastyrec.cli import main as cli_main
 from tastyrec.events import Quote
 from tastyrec.replay import ReplayStreamer, replay_frames
 from tastyrec.replay.feed import SETTLE_S, ReplayFeed
-from tastyrec.schema import arrow_schema
+from tastyrec.schema import RECV_COLUMN, RECV_EXACT_COLUMN, arrow_schema, receipt_arrays
 from tastyrec.storage import layout
 
 NS = 1_000_000_000
@@ -157,9 +158,12 @@ def write_recording(root: Path) -> dict[int, Path]:
     where: dict[int, Path] = {}
     for seq, (day, ks) in enumerate(sorted(by_day.items()), start=1):
         cols: dict[str, pa.Array] = {}
+        recv, exact = receipt_arrays(np.array([recv_of(k) for k in ks], np.int64))
         for f in schema:
-            if f.name == "recv_ns":
-                cols[f.name] = pa.array([recv_of(k) for k in ks], pa.int64()).cast(f.type)
+            if f.name == RECV_COLUMN:
+                cols[f.name] = recv
+            elif f.name == RECV_EXACT_COLUMN:
+                cols[f.name] = exact
             elif f.name == "bid_price":
                 cols[f.name] = pa.array([float(k) for k in ks], f.type)
             elif pa.types.is_timestamp(f.type):
