@@ -12,6 +12,12 @@ one run:
       Parquet files to tastyrec Quote Structs in the consumer's ``async for``;
   (c) the vectorised path: ``replay_frames(root, Quote)`` rows per second (polars frames).
 
+With ``--phases`` it also splits (b) into what it is made of, in CPU nanoseconds per event, by
+running the replay engine's cursor (``tastyrec.replay._engine.Cursor``) without the streamer:
+``read`` (Parquet decoding, the merge and slicing into steps), ``build`` (turning each step's
+columns into Quote Structs, ``to_events``), ``free`` (dropping them), and ``hand out`` -- what
+``listen()`` costs on top: the streamer, its async generator and the consumer's ``async for``.
+
 Targets: (b) >= 2,000,000 events/s and >= 15x (a); (c) >= 20,000,000 rows/s. Medians of
 ``--repeats`` runs; the machine is shared, so ratios from the same run are what count. Each rate
 is given twice: per second of wall time, and per second of this process's CPU time (all its
@@ -21,7 +27,7 @@ threads), which other processes on a shared machine disturb far less; pin the sc
 Usage::
 
     .venv/bin/python benchmarks/bench_replay.py [--rows 5000000] [--file-rows 1000000]
-        [--sdk-rows 200000] [--repeats 5] [--symbols 500]
+        [--sdk-rows 200000] [--repeats 5] [--symbols 500] [--phases]
 """
 
 from __future__ import annotations
@@ -47,7 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from tastyrec.events import Quote
 from tastyrec.replay import ReplayStreamer
+from tastyrec.replay._engine import Cursor
 from tastyrec.replay.frames import replay_frames
+from tastyrec.replay.reader import DEFAULT_CHUNK_ROWS
 from tastyrec.schema import arrow_schema
 from tastyrec.storage.layout import file_name, parquet_path, partition_date
 from tastyrec.storage.parquet import write_parquet
@@ -140,6 +148,28 @@ def run_frames(root: Path) -> int:
     return sum(frame.height for frame in replay_frames(root, Quote))
 
 
+def run_phases(root: Path) -> dict[str, float]:
+    """CPU seconds of the cursor's phases over the whole recording: ``read``, ``build``,
+    ``free`` (see the module docstring)."""
+    cursor = Cursor(root, start_ns=None, end_ns=None, chunk_rows=DEFAULT_CHUNK_ROWS)
+    cursor.subscribe(Quote, ["*"])
+    spent = {"read": 0.0, "build": 0.0, "free": 0.0}
+    clock = time.process_time
+    gc.collect()
+    while True:
+        c0 = clock()
+        step = cursor.next_step()
+        c1 = clock()
+        spent["read"] += c1 - c0
+        if step is None:
+            return spent
+        batch = cursor.decode(step)
+        c2 = clock()
+        del batch
+        spent["build"] += c2 - c1
+        spent["free"] += clock() - c2
+
+
 def timed(fn: Any) -> tuple[float, float, int]:
     """(wall seconds, process CPU seconds, what ``fn`` returned)."""
     gc.collect()
@@ -156,6 +186,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--phases", action="store_true", help="split listen() into phases")
     args = parser.parse_args()
     print(
         f"Python {platform.python_version()}, polars {pl.__version__}, pyarrow {pa.__version__}; "
@@ -177,6 +208,7 @@ def main() -> None:
             "frames": lambda: run_frames(folder),
         }
         rates = {clock: {name: [] for name in runs} for clock in ("wall", "cpu")}
+        phases: dict[str, list[float]] = {}
         run_sdk(messages[:10])  # warm-up, not counted: the SDK's import and model building
         for r in range(args.repeats):
             for name, fn in runs.items():
@@ -184,6 +216,12 @@ def main() -> None:
                 assert name == "sdk" or n == args.rows, (name, n, args.rows)
                 rates["wall"][name].append(n / wall)
                 rates["cpu"][name].append(n / cpu)
+            if args.phases:
+                spent = run_phases(folder)
+                listen_cpu = args.rows / rates["cpu"]["listen"][-1]  # seconds, this repeat
+                spent["hand out"] = listen_cpu - sum(spent.values())
+                for phase, seconds in spent.items():
+                    phases.setdefault(phase, []).append(seconds / args.rows * 1e9)
             print(
                 f"  repeat {r + 1}: "
                 + "  ".join(
@@ -203,6 +241,10 @@ def main() -> None:
                 f"(per-repeat ratios {min(ratios):.1f}-{max(ratios):.1f}; target 15x)"
             )
             print(f"(c) replay_frames(Quote):         {med['frames']:>13,.0f} rows/s (target 20M)")
+        if phases:
+            print("\nlisten() by phase, CPU ns per event (median; per-repeat range):")
+            for phase, ns in phases.items():
+                print(f"  {phase:9s} {statistics.median(ns):6.0f}  ({min(ns):.0f}-{max(ns):.0f})")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
