@@ -776,7 +776,10 @@ async def test_slow_listener_bounded_memory(sim: Simulator) -> None:
 
 async def test_large_subscription_is_chunked() -> None:
     # a server that refuses anything larger than the official JS client sends (FIELD_REPORTS #7)
-    config = sim_config(quote_rate_hz=1.0, max_inbound_bytes=8192)
+    # each symbol's current quote once (at its subscription), then one per 100 s: at 1 Hz the
+    # 3,000 quotes a second outran a loaded machine, and the last symbol's first quote queued
+    # behind a backlog that grew with the load (7-18 s under burn_cpu, 20 s once)
+    config = sim_config(quote_rate_hz=0.01, max_inbound_bytes=8192)
     symbols = [f"S{i:04d}" for i in range(3000)]
     async with (
         Simulator(seed=7, token=TOKEN, config=config) as sim,
@@ -791,6 +794,7 @@ async def test_large_subscription_is_chunked() -> None:
             assert len(m.encode(msg)) <= 8192
             assert len(msg.add or ()) <= 500
         assert [s.symbol for s in added(msgs)] == symbols
+        assert streamer.stats.events == len(symbols)  # one quote each: a fixed amount of work
         assert sim.connection_count == 1
         assert streamer.stats.disconnects == 0
         assert not streamer.server_errors
