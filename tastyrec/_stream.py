@@ -441,20 +441,21 @@ async def _within(
     wait: Callable[[], Awaitable[object]],
 ) -> bool:
     """Race ``wait()`` against ``sleep(seconds)`` (the injected sleep, not anyio's clock):
-    True if ``wait`` finished first; the loser is cancelled."""
-    done = False
+    True if ``wait`` finished first (a wait already over wins), False if the sleep did; the
+    loser is cancelled."""
+    expired = False
     async with anyio.create_task_group() as tg:
 
-        async def run() -> None:
-            nonlocal done
-            await wait()
-            done = True
+        async def expire() -> None:
+            nonlocal expired
+            await sleep(seconds)
+            expired = True
             tg.cancel_scope.cancel()
 
-        tg.start_soon(run)
-        await sleep(seconds)
+        tg.start_soon(expire)
+        await wait()
         tg.cancel_scope.cancel()
-    return done
+    return not expired
 
 
 async def _start_streaming(
