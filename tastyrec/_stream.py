@@ -23,8 +23,11 @@ What is the same for :class:`~tastyrec.dxlink.streamer.DXLinkStreamer` and
 * **Sending.** Whatever the sans-I/O protocol queued is sent in order under one lock; DEBUG lines
   ``> frame`` / ``< frame`` go through :func:`tastyrec.transport.redact`, the one redactor.
 * **Time.** ``clock`` (monotonic seconds) and ``sleep`` are injected, so keepalive, heartbeat
-  and watchdog behaviour is tested without real waits; receipt times (``recv_ns``) and gap
-  times are wall-clock ``time.time_ns()``.
+  and watchdog behaviour is tested without real waits; so are the timeouts (``connect_timeout``
+  and the account streamer's reply timeouts): :meth:`StreamShell._within` races a wait against
+  the injected ``sleep``, never anyio's clock. Only the 2 s bound on the polite close when
+  leaving is real time (teardown must end whatever a test does with its clock). Receipt times
+  (``recv_ns``) and gap times are wall-clock ``time.time_ns()``.
 
 A subclass supplies the protocol object and the per-connection part: :meth:`_before_connection`,
 :meth:`_serve` (send the greeting, start its tasks, return once restored),
@@ -196,7 +199,7 @@ class StreamShell(Generic[T]):
     async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
         await _start_streaming(
-            self._tg, self._run, self.connect_timeout, self._timeout_message()
+            self._tg, self._run, self.connect_timeout, self._timeout_message(), self._sleep
         )
         return self
 
@@ -372,6 +375,13 @@ class StreamShell(Generic[T]):
                 raise Reconnect(f"silent for {now - self._last_recv:.1f} s")
             await self._sleep(deadline - now)
 
+    async def _within(self, seconds: float, wait: Callable[[], Awaitable[object]]) -> bool:
+        """Run ``wait()`` for at most ``seconds`` of the injected clock: whether it finished.
+
+        ``wait`` must not raise (it waits for events).
+        """
+        return await _within(self._sleep, seconds, wait)
+
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
         """Log at WARNING the first time ``key`` is seen, at DEBUG after that."""
         level = logging.WARNING if key not in self._logged else logging.DEBUG
@@ -425,13 +435,38 @@ class StreamShell(Generic[T]):
             send.close()  # wakes a waiting reader with the end of the stream
 
 
+async def _within(
+    sleep: Callable[[float], Awaitable[None]],
+    seconds: float,
+    wait: Callable[[], Awaitable[object]],
+) -> bool:
+    """Race ``wait()`` against ``sleep(seconds)`` (the injected sleep, not anyio's clock):
+    True if ``wait`` finished first (a wait already over wins), False if the sleep did; the
+    loser is cancelled."""
+    expired = False
+    async with anyio.create_task_group() as tg:
+
+        async def expire() -> None:
+            nonlocal expired
+            await sleep(seconds)
+            expired = True
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(expire)
+        await wait()
+        tg.cancel_scope.cancel()
+    return not expired
+
+
 async def _start_streaming(
     tg: TaskGroup,
     run: Callable[..., Coroutine[Any, Any, Any]],
     connect_timeout: float,
     timeout_message: str,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> None:
-    """Enter ``tg`` and start ``run`` in it (``await tg.start(run)``) within ``connect_timeout``.
+    """Enter ``tg`` and start ``run`` in it (``await tg.start(run)``) within ``connect_timeout``
+    seconds of ``sleep``'s clock.
 
     On failure the task group is closed and the real cause raised: ``ConnectionClosed`` with
     ``timeout_message`` when ``run`` was not ready in time, else the one meaningful exception
@@ -439,8 +474,8 @@ async def _start_streaming(
     """
     await tg.__aenter__()
     try:
-        with anyio.fail_after(connect_timeout):
-            await tg.start(run)
+        if not await _within(sleep, connect_timeout, lambda: tg.start(run)):
+            raise TimeoutError
     except BaseException as exc:
         tg.cancel_scope.cancel()
         try:

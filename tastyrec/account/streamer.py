@@ -110,13 +110,15 @@ class AlertStreamer(StreamShell[p.NotificationReceived]):
             and every subscription has been restored.
         queue_size: bound of each payload type's listener queue (oldest dropped first).
         heartbeat_interval: seconds between heartbeats.
-        reply_timeout: seconds a request waits for its status reply.
-        connect_timeout: seconds ``async with`` waits for the first connection.
+        reply_timeout: seconds (of ``clock``/``sleep``) a request waits for its status reply;
+            then ``TimeoutError`` (a restore not answered in time: a new connection).
+        connect_timeout: seconds (of ``clock``/``sleep``) ``async with`` waits for the first
+            connection.
         reconnect_delays: backoff generator factory (default: websockets' backoff).
         source: the ``source`` tag sent with every action.
         clock: monotonic seconds (default ``time.monotonic``), for the watchdog.
-        sleep: ``async def sleep(seconds)`` (default ``anyio.sleep``), for heartbeats and the
-            watchdog.
+        sleep: ``async def sleep(seconds)`` (default ``anyio.sleep``), for heartbeats, the
+            watchdog and every timeout.
     """
 
     def __init__(
@@ -214,10 +216,11 @@ class AlertStreamer(StreamShell[p.NotificationReceived]):
         return waiters
 
     async def _await_restore(self, ids: list[int], waiters: list[_Waiter]) -> None:
-        with anyio.move_on_after(self.reply_timeout) as scope:
+        async def all_answered() -> None:
             for waiter in waiters:
                 await waiter.done.wait()
-        if scope.cancelled_caught:
+
+        if not await self._within(self.reply_timeout, all_answered):  # on the injected clock
             raise Reconnect(f"no reply to the restoring requests within {self.reply_timeout} s")
         for rid, waiter in zip(ids, waiters, strict=True):
             if waiter.reply is None:
@@ -296,8 +299,11 @@ class AlertStreamer(StreamShell[p.NotificationReceived]):
             await self._restored_anew()
             return
         await self._flush()
-        with anyio.fail_after(self.reply_timeout):
-            await waiter.done.wait()
+        if not await self._within(self.reply_timeout, waiter.done.wait):  # the injected clock
+            assert rid is not None
+            self._waiters.pop(rid, None)
+            action = self.protocol.pending.get(rid, "the request")
+            raise TimeoutError(f"no reply to {action!r} within {self.reply_timeout} s")
         reply = waiter.reply
         if reply is None:
             await self._restored_anew()

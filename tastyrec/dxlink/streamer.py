@@ -170,7 +170,8 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
         queue_size: bound of each event type's listener queue, in events (oldest dropped first);
             0 for a streamer read only through :meth:`tap` (no listener queues at all).
         keepalive_timeout: seconds of silence after which the connection is considered dead.
-        connect_timeout: seconds ``async with`` waits for the first authorised connection.
+        connect_timeout: seconds (of ``clock``/``sleep``) ``async with`` waits for the first
+            authorised connection.
         reconnect_delays: backoff generator factory (default: websockets' backoff).
         max_message_bytes: largest FEED_SUBSCRIPTION sent (8,192, where the official JS client
             splits; larger subscriptions go in several messages).
@@ -180,7 +181,8 @@ class DXLinkStreamer(StreamShell[ColumnBatch]):
         tap_rows: rows gathered per event type before a tap batch is flushed.
         tap_interval: seconds between tap flushes of whatever is gathered.
         clock: monotonic seconds (default ``time.monotonic``), for keepalives and the watchdog.
-        sleep: ``async def sleep(seconds)`` (default ``anyio.sleep``), likewise.
+        sleep: ``async def sleep(seconds)`` (default ``anyio.sleep``), likewise, and for
+            ``connect_timeout``.
     """
 
     def __init__(

@@ -97,7 +97,7 @@ class S3Server:
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"moto server did not answer within {WAIT_S} s")
-            time.sleep(0.05)
+            time.sleep(0.05)  # kept: polls another process until it answers (bounded by WAIT_S)
 
     def stop(self) -> None:
         """Kill the server (SIGKILL: an outage, not a shutdown) and wait for it to be gone."""

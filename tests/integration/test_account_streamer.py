@@ -29,7 +29,7 @@ from tastyrec.exceptions import LocalProtocolError, RequestError
 from tastyrec.sim.account import AccountSimulator, open_simulators
 from tastyrec.sim.account_server import AccountServerConnection
 from tastyrec.sim.brokerage import AccountSimConfig
-from tests.integration.manual_time import ManualTime
+from tests.integration.manual_time import ManualTime, Reconnects
 from tests.integration.waits import WAIT_S, fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -73,7 +73,12 @@ class FakeAccount:
         self.account_number = number
 
 
-async def test_every_notification_type_through_listen(sim: AccountSimulator):
+async def test_every_notification_type_through_listen(
+    sim: AccountSimulator, monkeypatch: pytest.MonkeyPatch
+):
+    # a still market: the sell realizes a loss (bid < the buy's ask), so a gain summary is
+    # published; on the moving one it sold at exactly the buy's price in ~5% of runs (no summary)
+    monkeypatch.setattr(sim.book.market, "bid_ask", lambda symbol, t_ms: (100.0, 100.02))
     async with make_streamer(sim) as streamer:
         await streamer.subscribe_accounts([FakeAccount(sim.account_number)])
         await streamer.subscribe_public_watchlists()
@@ -261,6 +266,87 @@ async def test_heartbeats_carry_the_token_and_are_answered(sim: AccountSimulator
         assert streamer.stats.disconnects == 0  # 60 s on its clock: the replies kept it up
         beats = [r for r in sim.received if r.action == "heartbeat"]
         assert len(beats) == 3 and all(r.auth_token == f"Bearer {TOKEN}" for r in beats)
+
+
+def mute_replies(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The simulator stops answering requests while ``muted[0]`` is True (it still reads them)."""
+    muted = [False]
+    real_reply = AccountServerConnection._reply
+
+    def reply(self: AccountServerConnection, message: dict[str, Any]) -> None:
+        if not muted[0]:
+            real_reply(self, message)
+
+    monkeypatch.setattr(AccountServerConnection, "_reply", reply)
+    return muted
+
+
+async def test_a_request_not_answered_times_out_on_the_streamers_clock(
+    sim: AccountSimulator, monkeypatch: pytest.MonkeyPatch
+):
+    """On a clock the test moves: a subscribe the server never answers raises ``TimeoutError``
+    exactly ``reply_timeout`` after it was sent, not a moment earlier (no real waiting)."""
+    muted = mute_replies(monkeypatch)
+    t = ManualTime()
+    async with make_streamer(
+        sim, heartbeat_interval=20.0, reply_timeout=10.0, clock=t.clock, sleep=t.sleep
+    ) as streamer:
+        muted[0] = True
+        failed = anyio.Event()
+        errors: list[BaseException] = []
+
+        async def subscribe() -> None:
+            try:
+                await streamer.subscribe_quote_alerts()
+            except TimeoutError as exc:
+                errors.append(exc)
+            failed.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(subscribe)
+            sent = ("quote-alerts-subscribe", None)
+            await wait_until(lambda: sent in [(r.action, r.value) for r in sim.received])
+            await wait_until(lambda: 10.0 in t.deadlines())  # the reply timeout's deadline
+            t.advance(9.9)
+            await anyio.wait_all_tasks_blocked()
+            assert not failed.is_set()
+            t.advance(0.1)
+            with anyio.fail_after(WAIT_S):
+                await failed.wait()
+        assert "no reply to 'quote-alerts-subscribe' within 10.0 s" in str(errors[0])
+        assert not streamer._waiters  # the timed-out request is forgotten
+        assert streamer.stats.disconnects == 0  # a request timing out does not drop the link
+
+
+async def test_a_restore_not_answered_makes_a_new_connection_on_the_streamers_clock(
+    sim: AccountSimulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """On a clock the test moves: after a drop, a restore the server never answers is given up
+    ``reply_timeout`` later (a gap, a new connection), and the next answered restore ends it."""
+    muted = mute_replies(monkeypatch)
+    t = ManualTime()
+    async with make_streamer(
+        sim, heartbeat_interval=20.0, reply_timeout=10.0, clock=t.clock, sleep=t.sleep
+    ) as streamer:
+        reconnects = Reconnects(streamer)
+        await streamer.subscribe_accounts([sim.account_number])
+        muted[0] = True
+        await sim.drop()
+        # the new connection sent its restoring connect, which is not answered
+        await wait_until(lambda: sim.connection_count == 1 and streamer.stats.disconnects == 1)
+        await wait_until(lambda: sum(r.action == "connect" for r in sim.received) == 2)
+        await wait_until(lambda: t.now + 10.0 in t.deadlines())
+        t.advance(9.9)
+        await anyio.wait_all_tasks_blocked()
+        assert streamer.stats.disconnects == 1 and not streamer.connected
+        muted[0] = False  # the next connection's restore is answered
+        t.advance(0.1)
+        await reconnects.wait(1, WAIT_S)
+        assert streamer.stats.disconnects == 2 and streamer.stats.connects == 2
+        assert len(streamer.gaps) == 1 and streamer.gaps[0].resumed_ns is not None
+        assert streamer.connected
+        assert sum(r.action == "connect" for r in sim.received) == 3
+    assert "lost: no reply to the restoring requests within 10.0 s" in caplog.text
 
 
 async def test_malformed_frames_and_payloads_are_counted_not_fatal(sim: AccountSimulator):

@@ -23,6 +23,7 @@ from tastyrec.query import _compact as compaction, compact, connect
 from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.storage import layout
+from tests.integration.waits import wait_until
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample"
 TYPES = ["Candle", "Greeks", "Profile", "Quote", "Summary", "TimeAndSale", "Trade"]
@@ -291,11 +292,11 @@ async def test_compaction_beside_a_running_recorder_loses_and_repeats_nothing(tm
                 for k in range(25)
             )
             total += 25
-            await anyio.sleep(0.02)
+            # the recorder has journaled (and rotated) them: compaction runs beside its files
+            await wait_until(lambda: recorder.stats.rows["Quote"] >= total)  # noqa: B023
             if i % 5 == 4:
                 await anyio.to_thread.run_sync(lambda: compact(out))
                 runs += 1
-        await anyio.sleep(0.1)
     compact(out)
     seqs = pl.from_arrow(connect(out).sql("SELECT sequence FROM Quote").to_arrow_table())[
         "sequence"

@@ -32,6 +32,7 @@ from tastyrec.events import EMPTY_SNAPSHOT
 from tastyrec.replay.feed import ReplayFeed
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.market import Market, parse_candle_symbol
+from tests.integration.waits import WAIT_S, wait_until
 
 NODE = shutil.which("node")
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -234,8 +235,8 @@ async def run_client(
 
     async def stop_when_done() -> None:
         assert until is not None
-        while not until(progress()):  # noqa: ASYNC110
-            await anyio.sleep(0.02)
+        # polls the client's output (no event to wait for); the run's own bound below ends first
+        await wait_until(lambda: until(progress()), seconds + GRACE_S + WAIT_S)
         process.terminate()
 
     timed_out = False
@@ -539,9 +540,7 @@ def received_again(run: ClientRun) -> bool:
 
 
 async def wait_for_client(progress: Callable[[], ClientRun], done: Callable[[ClientRun], bool]):
-    with anyio.fail_after(RUN_S + GRACE_S):
-        while not done(progress()):  # noqa: ASYNC110
-            await anyio.sleep(0.02)
+    await wait_until(lambda: done(progress()), RUN_S + GRACE_S)
 
 
 def assert_keeps_receiving(run: ClientRun) -> None:

@@ -6,7 +6,6 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,7 +16,7 @@ from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
-from tests.integration.waits import fast_delays
+from tests.integration.waits import fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -59,26 +58,28 @@ async def test_live_views_cover_files_and_the_tail_through_rotations(sim, tmp_pa
         async with Recorder(out, streamer, rotation=rotation, recover=False) as recorder:
             await streamer.subscribe(Quote, SYMBOLS)
             await streamer.subscribe(Trade, SYMBOLS)
-            with anyio.fail_after(20):
-                while snapshots < 40 or mixed < 3:
-                    await anyio.sleep(0.03)
-                    if not recorder.stats.rows:
-                        continue
-                    # no await between the snapshot and reading the counters it must equal
-                    con = recorder.connect()
-                    recorded = dict(recorder.stats.rows)
-                    in_files = sum(f.rows for f in recorder.files if f.event_type == "Quote")
-                    got = counts(con, recorded)
-                    expected = {t: n + history.get(t, 0) for t, n in recorded.items()}
-                    assert got == expected
-                    # rows of this session: from files and from the journal tail, once each
-                    tail = recorded.get("Quote", 0) - in_files
-                    mixed += in_files > 0 and tail > 0
-                    snapshots += 1
-                    # the tail carries the partition date like the files do
-                    nulls = con.sql("SELECT count(*) FROM Quote WHERE date IS NULL").fetchall()
-                    assert nulls == [(0,)]
-                    con.close()
+            seen = 0
+            # bounded by iterations, each wait by WAIT_S: a snapshot costs ~0.1-0.3 s of DuckDB,
+            # so a bound on the whole loop's time would measure the machine's load
+            while (snapshots < 40 or mixed < 3) and snapshots < 400:
+                # the next snapshot once the recorder has more rows than the last one saw
+                await wait_until(lambda: sum(recorder.stats.rows.values()) > seen)  # noqa: B023
+                seen = sum(recorder.stats.rows.values())
+                # no await between the snapshot and reading the counters it must equal
+                con = recorder.connect()
+                recorded = dict(recorder.stats.rows)
+                in_files = sum(f.rows for f in recorder.files if f.event_type == "Quote")
+                got = counts(con, recorded)
+                expected = {t: n + history.get(t, 0) for t, n in recorded.items()}
+                assert got == expected
+                # rows of this session: from files and from the journal tail, once each
+                tail = recorded.get("Quote", 0) - in_files
+                mixed += in_files > 0 and tail > 0
+                snapshots += 1
+                # the tail carries the partition date like the files do
+                nulls = con.sql("SELECT count(*) FROM Quote WHERE date IS NULL").fetchall()
+                assert nulls == [(0,)]
+                con.close()
             assert recorder.stats.files >= 2  # rotations happened meanwhile
         final = dict(recorder.stats.rows)
     # after the recorder: the files alone hold the same rows

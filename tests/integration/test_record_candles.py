@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -28,7 +27,7 @@ from tastyrec.events import EMPTY_SNAPSHOT, REMOVE_EVENT, SNAPSHOT_BEGIN, Candle
 from tastyrec.query import connect
 from tastyrec.record.recorder import Recorder
 from tastyrec.sim import SimConfig, Simulator
-from tests.integration.waits import WAIT_S, fast_delays
+from tests.integration.waits import fast_delays, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -50,12 +49,6 @@ def streamer_for(server: Simulator) -> DXLinkStreamer:
         keepalive_timeout=10.0,
         reconnect_delays=fast_delays,
     )
-
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    with anyio.fail_after(WAIT_S):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 def contract_of(root: Path, event_type: str) -> set[bytes]:

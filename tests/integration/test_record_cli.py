@@ -350,7 +350,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         while not (log / "stdout").read_text().endswith("\n"):
             assert proc.poll() is None, (log / "stderr").read_text()
             assert time.monotonic() < deadline, "simulate printed no URL"
-            time.sleep(0.02)
+            time.sleep(0.02)  # kept: polls another process's stdout (no event crosses to here)
         first = (log / "stdout").read_text().splitlines()[0]
         assert re.fullmatch(r"dxlink ws://127\.0\.0\.1:\d+/realtime", first), first
         yield first.split()[1]

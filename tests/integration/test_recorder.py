@@ -27,6 +27,7 @@ from tastyrec.record.sink import RotationPolicy
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
 from tastyrec.storage.layout import partition_date
+from tests.integration.manual_time import ManualTime
 from tests.integration.waits import WAIT_S, fast_delays, wait_until
 from tests.integration.wire import expected_rows, recorded_rows, sent_events
 
@@ -244,8 +245,18 @@ async def test_a_token_in_the_url_reaches_no_log_error_or_file(
 # --- gaps -----------------------------------------------------------------------------------------
 
 
-async def test_gaps_are_recorded_across_faults(sim: Simulator, tmp_path: Path) -> None:
-    async with streamer_for(sim, keepalive_timeout=0.5) as streamer:
+async def test_gaps_are_recorded_across_faults(tmp_path: Path) -> None:
+    """The watchdog on a clock the test moves (it used to be 0.5 s of real silence, which a
+    loaded machine could mistake for a stall); every frame hands its rows to the tap at once
+    (tap_rows=1), so no tap flush waits for that clock."""
+    t = ManualTime()
+    config = SimConfig(keepalive_timeout=120.0, quote_rate_hz=50.0)  # never times us out here
+    async with (
+        Simulator(seed=3, token=None, config=config) as sim,
+        streamer_for(
+            sim, keepalive_timeout=60.0, tap_rows=1, clock=t.clock, sleep=t.sleep
+        ) as streamer,
+    ):
         async with Recorder(tmp_path, streamer) as recorder:
             await streamer.subscribe(Quote, ["SPY"])
             await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
@@ -253,7 +264,12 @@ async def test_gaps_are_recorded_across_faults(sim: Simulator, tmp_path: Path) -
             await wait_until(lambda: len(streamer.gaps) == 1 and streamer.gaps[0].resumed_ns)
             rows_before = recorder.stats.rows["Quote"]
             await wait_until(lambda: recorder.stats.rows["Quote"] > rows_before)
-            sim.stall(True)  # silent: the watchdog notices after 0.5 s
+            sim.stall(True)
+            await sim.quiesce()
+            t.advance(59.9)  # every frame arrived at 0 on this clock: not silent for long yet
+            await anyio.wait_all_tasks_blocked()
+            assert len(streamer.gaps) == 1
+            t.advance(0.1)  # silent for keepalive_timeout: the watchdog drops the connection
             await wait_until(lambda: len(streamer.gaps) == 2)
             sim.stall(False)
             await wait_until(lambda: streamer.gaps[1].resumed_ns is not None)

@@ -20,7 +20,7 @@ from tastyrec.record.sink import RotationPolicy
 from tastyrec.replay import ReplayStreamer
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
-from tests.integration.waits import fast_delays
+from tests.integration.waits import fast_delays, wait_until
 from tests.integration.wire import sent_events
 
 pytestmark = pytest.mark.anyio
@@ -68,19 +68,17 @@ async def recorded(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, list[A
                     await streamer.subscribe(Profile, EQUITIES)
                     await streamer.subscribe(TimeAndSale, EQUITIES)
                     await streamer.subscribe_candle(["SPY"], "1m")
-                    with anyio.fail_after(60):
-                        while not (  # noqa: ASYNC110
-                            len(live["Quote"]) > 80
-                            and all(live[cls.__name__] for cls in TYPES)
-                            and len(list((tmp_path / "Quote").glob("date=*/*.parquet"))) >= 2
-                        ):
-                            await anyio.sleep(0.02)
-                        sim.stall(True)  # nothing more is sent; what was sent all arrives
-                        await sim.quiesce()
-                        assert sim.sent is not None
-                        sent = sum(len(v) for v in sent_events(sim.sent).values())
-                        while sum(len(v) for v in live.values()) < sent:  # noqa: ASYNC110
-                            await anyio.sleep(0.02)
+                    await wait_until(
+                        lambda: len(live["Quote"]) > 80
+                        and all(live[cls.__name__] for cls in TYPES)
+                        and len(list((tmp_path / "Quote").glob("date=*/*.parquet"))) >= 2,
+                        60,
+                    )
+                    sim.stall(True)  # nothing more is sent; what was sent all arrives
+                    await sim.quiesce()
+                    assert sim.sent is not None
+                    sent = sum(len(v) for v in sent_events(sim.sent).values())
+                    await wait_until(lambda: sum(len(v) for v in live.values()) >= sent, 60)
                     tg.cancel_scope.cancel()
         frames = list(sim.sent or [])
     yield tmp_path, live, frames

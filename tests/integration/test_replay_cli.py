@@ -20,6 +20,8 @@ from tastyrec.events import Candle, Quote, Trade
 from tastyrec.replay import ReplayStreamer
 from tastyrec.replay.feed import ReplayFeed
 from tastyrec.sim import Simulator
+from tests.integration.waits import wait_until
+from tests.integration.wire import sent_events
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 TASTYREC = [sys.executable, "-m", "tastyrec"]
@@ -120,7 +122,7 @@ async def test_the_replay_server_gives_a_dxlink_client_the_recorded_events() -> 
     def feed() -> ReplayFeed:
         return ReplayFeed(SAMPLE, speed=math.inf)
 
-    async with Simulator(token=None, feed_factory=feed) as server:
+    async with Simulator(token=None, feed_factory=feed, keep_sent=True) as server:
         async with DXLinkStreamer(url=server.url, token=None) as streamer:
             got: dict[str, list[Any]] = {"Quote": [], "Candle": []}
 
@@ -134,10 +136,13 @@ async def test_the_replay_server_gives_a_dxlink_client_the_recorded_events() -> 
                     tg.start_soon(take, cls)
                 await streamer.subscribe(Quote, ["SPY", "QQQ"])
                 await streamer.subscribe_candle(["SPY"], "1m")
-                with anyio.fail_after(20):
-                    while len(got["Quote"]) + len(got["Candle"]) < len(expected):  # noqa: ASYNC110
-                        await anyio.sleep(0.05)
-                await anyio.sleep(0.2)
+                await wait_until(lambda: len(got["Quote"]) + len(got["Candle"]) >= len(expected))
+                # nothing more is sent; every event the server sent arrives (an extra one too)
+                server.stall(True)
+                await server.quiesce()
+                assert server.sent is not None
+                sent = sum(len(v) for v in sent_events(server.sent).values())
+                await wait_until(lambda: len(got["Quote"]) + len(got["Candle"]) >= sent)
                 tg.cancel_scope.cancel()
     quotes = [e for e in expected if isinstance(e, Quote)]
     candles = [e for e in expected if isinstance(e, Candle)]

@@ -79,7 +79,8 @@ async def record_until_the_disk_fills(sim: Simulator, root: Path, disk: DiskFull
                 await wait_until(lambda: recorder.stats.rows["Quote"] > 0)
                 recorded = recorder.stats.rows["Quote"]
                 disk.on = True
-                await anyio.sleep(WAIT_S)  # cancelled by the failure
+                with anyio.fail_after(WAIT_S):  # a bound: the failure ends this wait
+                    await anyio.sleep_forever()
     disk.on = False
     return recorded
 

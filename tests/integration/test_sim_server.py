@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from typing import Any
@@ -15,16 +14,13 @@ from websockets.exceptions import ConnectionClosed
 from tastyrec.dxlink.messages import Auth, FeedSubscription, Keepalive
 from tastyrec.sim import SimConfig, Simulator
 from tastyrec.sim.server import MALFORMED_FRAME
+from tests.integration.waits import wait_until
 
 TIMEOUT = 5.0
 
 
 async def no_connections(sim: Simulator) -> None:
-    with anyio.fail_after(TIMEOUT):
-        for _ in itertools.count():
-            if not sim.connection_count:
-                return
-            await anyio.sleep(0.01)
+    await wait_until(lambda: not sim.connection_count, TIMEOUT)
 
 
 async def send(ws: ClientConnection, **msg: Any) -> None:
@@ -210,9 +206,10 @@ async def test_client_keepalives_keep_the_connection_open():
             await handshake(ws, sim.token)
             for i in range(8):  # 0.8 s > keepalive_timeout
                 await send(ws, type="KEEPALIVE", channel=0)
-                with anyio.fail_after(TIMEOUT):  # the server has read it
-                    while sum(isinstance(m, Keepalive) for m in sim.received) <= i:  # noqa: ASYNC110
-                        await anyio.sleep(0.005)
+                await wait_until(  # the server has read it
+                    lambda: sum(isinstance(m, Keepalive) for m in sim.received) > i,  # noqa: B023
+                    TIMEOUT,
+                )
                 now[0] += 0.1
             assert sim.connection_count == 1
             now[0] += 0.6  # then silence for longer than the timeout: the server hangs up

@@ -38,7 +38,7 @@ from tastyrec.events.market import (
     TradeETH,
     Underlying,
 )
-from tastyrec.exceptions import AuthenticationError, LocalProtocolError
+from tastyrec.exceptions import AuthenticationError, ConnectionClosed, LocalProtocolError
 from tastyrec.schema import arrow_schema
 from tastyrec.sim import Simulator
 from tastyrec.sim.engine import SimConfig
@@ -503,6 +503,51 @@ async def test_stall_detected_by_watchdog(monkeypatch: pytest.MonkeyPatch) -> No
         assert (await next_for(streamer, Quote, "SPY")).bid_price > 0
 
 
+async def test_connect_timeout_is_on_the_streamers_clock() -> None:
+    """On a clock the test moves: a server that accepts the websocket and never answers SETUP
+    ends ``async with`` with ``ConnectionClosed`` exactly ``connect_timeout`` later."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    t = ManualTime()
+    greeted = anyio.Event()
+
+    async def mute(ws: ServerConnection) -> None:
+        await ws.recv()  # SETUP, never answered
+        greeted.set()
+        await ws.wait_closed()
+
+    async with serve(mute, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        streamer = DXLinkStreamer(
+            url=f"ws://127.0.0.1:{port}/", token="t", connect_timeout=30.0,
+            clock=t.clock, sleep=t.sleep, reconnect_delays=fast_delays,
+        )  # fmt: skip
+        result: list[BaseException] = []
+        done = anyio.Event()
+
+        async def enter() -> None:
+            try:
+                async with streamer:
+                    pass
+            except ConnectionClosed as exc:
+                result.append(exc)
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(enter)
+            with anyio.fail_after(WAIT_S):
+                await greeted.wait()
+            await wait_until(lambda: 30.0 in t.deadlines())
+            t.advance(29.9)
+            await anyio.wait_all_tasks_blocked()
+            assert not done.is_set()
+            t.advance(0.1)
+            with anyio.fail_after(WAIT_S):
+                await done.wait()
+    assert "no authorised DXLink connection" in str(result[0])
+    assert "within 30.0 s" in str(result[0])
+
+
 async def test_keepalives_are_sent_when_idle_on_the_streamers_clock() -> None:
     """On a clock the test moves: an idle connection gets a KEEPALIVE exactly every
     ``keepalive_interval`` after the last message sent, not before."""
@@ -731,7 +776,10 @@ async def test_slow_listener_bounded_memory(sim: Simulator) -> None:
 
 async def test_large_subscription_is_chunked() -> None:
     # a server that refuses anything larger than the official JS client sends (FIELD_REPORTS #7)
-    config = sim_config(quote_rate_hz=1.0, max_inbound_bytes=8192)
+    # each symbol's current quote once (at its subscription), then one per 100 s: at 1 Hz the
+    # 3,000 quotes a second outran a loaded machine, and the last symbol's first quote queued
+    # behind a backlog that grew with the load (7-18 s under burn_cpu, 20 s once)
+    config = sim_config(quote_rate_hz=0.01, max_inbound_bytes=8192)
     symbols = [f"S{i:04d}" for i in range(3000)]
     async with (
         Simulator(seed=7, token=TOKEN, config=config) as sim,
@@ -746,6 +794,7 @@ async def test_large_subscription_is_chunked() -> None:
             assert len(m.encode(msg)) <= 8192
             assert len(msg.add or ()) <= 500
         assert [s.symbol for s in added(msgs)] == symbols
+        assert streamer.stats.events == len(symbols)  # one quote each: a fixed amount of work
         assert sim.connection_count == 1
         assert streamer.stats.disconnects == 0
         assert not streamer.server_errors

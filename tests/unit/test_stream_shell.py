@@ -220,3 +220,16 @@ async def test_close_tap_lets_a_delivery_under_way_finish_into_the_tap() -> None
             with tap:
                 got.extend([item async for item in tap])
     assert got == ["a", "b"]
+
+
+@pytest.mark.anyio
+async def test_timeouts_race_the_injected_sleep_not_anyios_clock() -> None:
+    """A reply, restore or connect timeout is ``_within``: the wait against the injected sleep."""
+    clock = _Clock()
+    s = AlertStreamer(url="ws://127.0.0.1:1", token="t", clock=clock, sleep=clock.sleep)
+    never = anyio.Event()
+    assert await s._within(10.0, never.wait) is False
+    assert clock.now == 10.0 and clock.slept == [10.0]  # no real time passed: the fake's
+    done = anyio.Event()
+    done.set()
+    assert await s._within(10.0, done.wait) is True
