@@ -99,6 +99,16 @@ HISTORY: Final = "HISTORY"
 #: (docs/dxlink.md#aggregation-conflates-ticker-events-only)
 CONFLATED: Final = frozenset({"Quote", "Greeks", "Summary", "Profile", "TheoPrice", "Underlying"})
 
+#: the event types a market prices on demand, one method each (symbol, epoch ms -> event or None)
+_PRICED: Final[dict[str, Callable[[Market, str, int], Event | None]]] = {
+    "Quote": Market.quote,
+    "Greeks": Market.greeks,
+    "TheoPrice": Market.theo_price,
+    "Underlying": Market.underlying,
+    "Summary": Market.summary,
+    "Profile": Market.profile,
+}
+
 
 class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Simulator settings (all optional).
@@ -602,18 +612,8 @@ class ServerConnection:
             event = trade
             if kind == "TradeETH":
                 event = TradeETH(*msgspec.structs.astuple(trade))
-        elif kind == "Quote":
-            event = m.quote(sub.symbol, t_ms)
-        elif kind == "Greeks":
-            event = m.greeks(sub.symbol, t_ms)
-        elif kind == "TheoPrice":
-            event = m.theo_price(sub.symbol, t_ms)
-        elif kind == "Underlying":
-            event = m.underlying(sub.symbol, t_ms)
-        elif kind == "Summary":
-            event = m.summary(sub.symbol, t_ms)
-        elif kind == "Profile":
-            event = m.profile(sub.symbol, t_ms)
+        elif kind in _PRICED:
+            event = _PRICED[kind](m, sub.symbol, t_ms)
         else:
             return
         if event is None:
