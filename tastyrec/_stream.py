@@ -46,6 +46,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import transport
+from ._taskgroup import leave_group, start_in_group
 from .exceptions import ConnectionClosed, RemoteProtocolError, _leaves, _unwrap_group
 
 __all__ = ("Gap", "ShellStats", "StreamShell")
@@ -437,21 +438,12 @@ async def _start_streaming(
     ``timeout_message`` when ``run`` was not ready in time, else the one meaningful exception
     of the group (a tastyrec error such as an authentication failure).
     """
-    await tg.__aenter__()
-    try:
-        with anyio.fail_after(connect_timeout):
-            await tg.start(run)
-    except BaseException as exc:
-        tg.cancel_scope.cancel()
-        try:
-            await tg.__aexit__(None, None, None)
-        except BaseExceptionGroup as eg:
-            raise _unwrap_group(eg) from None
-        if isinstance(exc, TimeoutError):
-            raise ConnectionClosed(None, timeout_message) from None
-        if isinstance(exc, BaseExceptionGroup):  # run failed before it was ready
-            raise _unwrap_group(exc) from None
-        raise
+    await start_in_group(
+        tg,
+        run,
+        timeout_s=connect_timeout,
+        timeout_error=ConnectionClosed(None, timeout_message),
+    )
 
 
 async def _stop_streaming(
@@ -468,9 +460,7 @@ async def _stop_streaming(
             await conn.close(1000, "bye")
     tg.cancel_scope.cancel()
     try:
-        return await tg.__aexit__(exc_type, exc, tb)
-    except BaseExceptionGroup as eg:
-        raise _unwrap_group(eg) from None
+        return await leave_group(tg, exc_type, exc, tb)
     finally:
         for tap in taps:
             tap.close()

@@ -42,7 +42,7 @@ Layout: this module holds the lifecycle, the DXLink tap, the ticker (rotation by
 gaps) and the conversion path; the account tap and the reconciliation driver are
 :mod:`._account_input`'s, the user-event input :mod:`._user_input`'s (mixins: the three inputs
 share the ingest path, the sinks and the counters of one object). Size: a little over 600
-lines, of which this docstring and the class's are a fifth.
+lines, of which this docstring and the class's are a sixth.
 
 Deviation from the house style (docs/performance.md#threads says why): the Parquet conversion runs
 in a worker thread; journal appends run on the event loop (one ``write`` into the page cache each),
@@ -70,6 +70,7 @@ import pyarrow as pa
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from .._taskgroup import leave_group
 from .._version import __version__
 from ..account.reconcile import RestClient, StreamKnowledge
 from ..dxlink.compact import ColumnBatch
@@ -77,7 +78,7 @@ from ..dxlink.protocol import contract_for
 from ..dxlink.streamer import Gap
 from ..events.account import AccountEvent
 from ..events.base import Event
-from ..exceptions import StorageError, TastyrecError, _unwrap_group
+from ..exceptions import StorageError, TastyrecError
 from ..live import LiveFrame
 from ..schema import (
     SCHEMA_VERSION,
@@ -333,9 +334,7 @@ class Recorder(AccountInput, UserInput):
                 )
         self._tg.cancel_scope.cancel()
         try:
-            result = await self._tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as eg:
-            raise _unwrap_group(eg) from None
+            result = await leave_group(self._tg, exc_type, exc, tb)
         finally:
             self._tg = None
             if self._lock is not None:

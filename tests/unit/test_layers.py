@@ -50,6 +50,7 @@ UNITS: dict[str, str] = {
     "tastyrec._queue": "base",
     "tastyrec._redact": "base",
     "tastyrec._closing": "base",
+    "tastyrec._taskgroup": "base",
     "tastyrec.events": "events",
     "tastyrec.schema": "schema",
     "tastyrec.transport": "transport",
