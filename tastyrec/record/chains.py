@@ -43,10 +43,6 @@ Symbols already subscribed for an event type before the recorder started (e.g. `
 are never unsubscribed by it. Leaving the block unsubscribes what it subscribed (``close``).
 
 Imports no websockets and no HTTP client: I/O goes through the session and the streamer.
-
-Size: a little over 600 lines because the chain recorder is one control loop (follow the price, re-
-centre, subscribe and unsubscribe, note every change) over one set of state; the rest is
-:func:`record_chains`, the short entry point that runs a Recorder and a ChainRecorder together.
 """
 
 from __future__ import annotations
