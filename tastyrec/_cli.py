@@ -22,7 +22,9 @@ __all__ = (
     "Duration",
     "Size",
     "TimeParam",
+    "bind_options",
     "check_out_folder",
+    "dxlink_options",
     "event_types",
     "parse_duration",
     "parse_size",
@@ -65,43 +67,59 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * scale)
 
 
-class Duration(click.ParamType[float, Any]):
-    """A click type for durations (``30s``, ``5m``, ``1h``): errors name the option."""
+_N = TypeVar("_N", int, float)
 
-    name = "duration"
+
+class _Quantity(click.ParamType[_N, Any]):
+    """A click type parsed from text by :meth:`parse` (a value of the type itself passes
+    through, as click's defaults do), optionally required to be positive: errors name the
+    option."""
+
+    #: the Python type of a converted value, and an example for the error message
+    kind: type[_N]
+    example: str
 
     def __init__(self, *, positive: bool = False) -> None:
         self.positive = positive
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
+    def parse(self, text: str) -> _N:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> _N:
+        if isinstance(value, self.kind):
             return value
         try:
-            seconds = parse_duration(str(value))
+            parsed = self.parse(str(value))
         except click.BadParameter as exc:
             self.fail(exc.message, param, ctx)
-        if self.positive and not seconds > 0:
-            self.fail(f"{value!r} is not a positive duration such as 30s, 5m or 1h", param, ctx)
-        return seconds
+        if self.positive and not parsed > 0:
+            self.fail(f"{value!r} is not a positive {self.name} such as {self.example}", param, ctx)
+        return parsed
 
 
-class Size(click.ParamType[int, Any]):
+class Duration(_Quantity[float]):
+    """A click type for durations (``30s``, ``5m``, ``1h``): errors name the option."""
+
+    name = "duration"
+    kind = float
+    example = "30s, 5m or 1h"
+
+    def parse(self, text: str) -> float:
+        return parse_duration(text)
+
+
+class Size(_Quantity[int]):
     """A click type for positive sizes in bytes (``64MB``, ``1GB``): errors name the option."""
 
     name = "size"
+    kind = int
+    example = "64MB or 1GB"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            size = parse_size(str(value))
-        except click.BadParameter as exc:
-            self.fail(exc.message, param, ctx)
-        if size < 1:
-            self.fail(f"{value!r} is not a positive size such as 64MB or 1GB", param, ctx)
-        return size
+    def __init__(self) -> None:
+        super().__init__(positive=True)
+
+    def parse(self, text: str) -> int:
+        return parse_size(text)
 
 
 #: a real URL for each URL option, shown when the one given is not a websocket URL
@@ -151,6 +169,37 @@ class TimeParam(click.ParamType[str, Any]):
         return text
 
 
+def _stack(*options: Callable[[_F], _F]) -> Callable[[_F], _F]:
+    """One decorator applying ``options`` in the order they are listed (as in ``--help``)."""
+
+    def apply(fn: _F) -> _F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+def bind_options() -> Callable[[_F], _F]:
+    """The ``--host`` and ``--port`` options of a command that serves on a socket."""
+    return _stack(
+        click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind."),
+        click.option("--port", default=0, show_default=True, help="TCP port; 0 picks a free one."),
+    )
+
+
+def dxlink_options(demo_help: str) -> Callable[[_F], _F]:
+    """The ``--url``, ``--token`` and ``--demo`` options of a command that reads a DXLink
+    server (``demo_help``: what ``--demo`` does in that command)."""
+    return _stack(
+        click.option(
+            "--url", callback=ws_url, help="DXLink websocket URL (ws://... or wss://...)."
+        ),
+        click.option("--token", envvar=TOKEN_ENV, help=f"Quote token (or ${TOKEN_ENV})."),
+        click.option("--demo", is_flag=True, help=demo_help),
+    )
+
+
 def time_window(rows: str) -> Callable[[_F], _F]:
     """The ``--start`` and ``--end`` options of a command reading a recording: ``rows`` (e.g.
     ``"Events"``) received in ``[start, end)`` under the one rule of :mod:`tastyrec._time`."""
@@ -166,10 +215,7 @@ def time_window(rows: str) -> Callable[[_F], _F]:
         help="... and before this time (a date: through that New York day).",
     )
 
-    def apply(fn: _F) -> _F:
-        return start(end(fn))
-
-    return apply
+    return _stack(start, end)
 
 
 def recording_folder(ctx: click.Context, param: click.Parameter, value: Path | str) -> Path:

@@ -49,6 +49,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import transport
+from ._taskgroup import leave_group, start_in_group, within
 from .exceptions import ConnectionClosed, RemoteProtocolError, _leaves, _unwrap_group
 
 __all__ = ("Gap", "ShellStats", "StreamShell")
@@ -380,7 +381,7 @@ class StreamShell(Generic[T]):
 
         ``wait`` must not raise (it waits for events).
         """
-        return await _within(self._sleep, seconds, wait)
+        return await within(self._sleep, seconds, wait)
 
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
         """Log at WARNING the first time ``key`` is seen, at DEBUG after that."""
@@ -435,29 +436,6 @@ class StreamShell(Generic[T]):
             send.close()  # wakes a waiting reader with the end of the stream
 
 
-async def _within(
-    sleep: Callable[[float], Awaitable[None]],
-    seconds: float,
-    wait: Callable[[], Awaitable[object]],
-) -> bool:
-    """Race ``wait()`` against ``sleep(seconds)`` (the injected sleep, not anyio's clock):
-    True if ``wait`` finished first (a wait already over wins), False if the sleep did; the
-    loser is cancelled."""
-    expired = False
-    async with anyio.create_task_group() as tg:
-
-        async def expire() -> None:
-            nonlocal expired
-            await sleep(seconds)
-            expired = True
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(expire)
-        await wait()
-        tg.cancel_scope.cancel()
-    return not expired
-
-
 async def _start_streaming(
     tg: TaskGroup,
     run: Callable[..., Coroutine[Any, Any, Any]],
@@ -472,21 +450,13 @@ async def _start_streaming(
     ``timeout_message`` when ``run`` was not ready in time, else the one meaningful exception
     of the group (a tastyrec error such as an authentication failure).
     """
-    await tg.__aenter__()
-    try:
-        if not await _within(sleep, connect_timeout, lambda: tg.start(run)):
-            raise TimeoutError
-    except BaseException as exc:
-        tg.cancel_scope.cancel()
-        try:
-            await tg.__aexit__(None, None, None)
-        except BaseExceptionGroup as eg:
-            raise _unwrap_group(eg) from None
-        if isinstance(exc, TimeoutError):
-            raise ConnectionClosed(None, timeout_message) from None
-        if isinstance(exc, BaseExceptionGroup):  # run failed before it was ready
-            raise _unwrap_group(exc) from None
-        raise
+    await start_in_group(
+        tg,
+        run,
+        timeout_s=connect_timeout,
+        timeout_error=ConnectionClosed(None, timeout_message),
+        sleep=sleep,
+    )
 
 
 async def _stop_streaming(
@@ -503,9 +473,7 @@ async def _stop_streaming(
             await conn.close(1000, "bye")
     tg.cancel_scope.cancel()
     try:
-        return await tg.__aexit__(exc_type, exc, tb)
-    except BaseExceptionGroup as eg:
-        raise _unwrap_group(eg) from None
+        return await leave_group(tg, exc_type, exc, tb)
     finally:
         for tap in taps:
             tap.close()

@@ -21,10 +21,10 @@ docs/dxlink.md#getting-the-url-and-token):
   renewed :data:`QUOTE_TOKEN_MARGIN_S` before it expires, or at once with ``force=True`` (what a
   streamer does after an unsolicited ``AUTH_STATE UNAUTHORIZED``).
 
-Quote tokens reach a DXLink streamer through :class:`QuoteTokenSource`, a small typed interface
-(:func:`quote_token_source` makes one of a :class:`Session`, or of the tastytrade SDK's
-``Session``): the streamer asks for a token, a fresh one, and when the cached one is due for
-renewal, and reads nothing else off the session.
+Quote tokens reach a DXLink streamer through :class:`~tastyrec.quote_tokens.QuoteTokenSource`
+(:mod:`tastyrec.quote_tokens`, re-exported here), a small typed interface: the streamer asks for
+a token, a fresh one, and when the cached one is due for renewal, and reads nothing else off the
+session.
 
 Retries: network errors, 429 and 5xx answers are retried with capped exponential backoff, at
 most ``max_retries`` times (a 429's ``Retry-After`` is honoured up to ``max_retry_after_s``; a
@@ -48,16 +48,22 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from dataclasses import dataclass
+from typing import Any, Final
 
 import anyio
 import httpx2
 
+from ._closing import AsyncClosing
 from ._version import __version__
-from .exceptions import ApiError, CredentialsError, LocalProtocolError, RateLimitError
+from .exceptions import ApiError, CredentialsError, RateLimitError
+from .quote_tokens import (
+    QUOTE_TOKEN_MARGIN_S,
+    QuoteToken,
+    QuoteTokenSource,
+    parse_quote_token as _parse_quote_token,
+    quote_token_source,
+)
 
 __all__ = (
     "ACCESS_TOKEN_MARGIN_S",
@@ -88,10 +94,6 @@ ENV_CLIENT_SECRET: Final = "TASTYTRADE_CLIENT_SECRET"
 ENV_REFRESH_TOKEN: Final = "TASTYTRADE_REFRESH_TOKEN"
 #: refresh an access token this long before it expires (the SDK's 60 s)
 ACCESS_TOKEN_MARGIN_S: Final = 60.0
-#: renew a quote token this long before it expires (they live 24 h)
-QUOTE_TOKEN_MARGIN_S: Final = 3600.0
-#: a quote token's life when the answer has no ``expires-at``
-QUOTE_TOKEN_TTL_S: Final = 86_400.0
 #: access-token life when the answer has no ``expires_in``
 ACCESS_TOKEN_TTL_S: Final = 900
 _TRANSIENT: Final = frozenset({429, 500, 502, 503, 504})
@@ -117,76 +119,6 @@ def backoff(initial_s: float = 0.5, factor: float = 2.0, max_s: float = 8.0) -> 
 
 
 @dataclass(frozen=True)
-class QuoteToken:
-    """A DXLink quote token and where to use it (``GET /api-quote-tokens``).
-
-    Attributes:
-        token: the token to send in DXLink ``AUTH`` (not in the repr).
-        dxlink_url: the DXLink websocket URL to connect to.
-        level: ``"api"`` in production (the sandbox reports ``"demo"``).
-        expires_at: when the token stops working (24 h after issue).
-        issued_at: when it was issued, if the server said.
-    """
-
-    token: str = field(repr=False)
-    dxlink_url: str
-    level: str
-    expires_at: datetime
-    issued_at: datetime | None = None
-
-
-class QuoteTokenSource(Protocol):
-    """Where a DXLink streamer gets its quote tokens (:class:`Session` is one)."""
-
-    #: whether tokens are cached and renewed before they expire, so that
-    #: ``get_quote_token()`` without ``force`` is cheap and returns the newest
-    renews_quote_token: bool
-
-    async def get_quote_token(self, force: bool = False) -> QuoteToken:
-        """The current quote token; a new one from tastytrade if ``force``."""
-        ...
-
-    def quote_token_due_in(self) -> float | None:
-        """Seconds until the cached token is due for renewal (``None``: nothing to renew)."""
-        ...
-
-
-class _SdkQuoteTokens:
-    """Quote tokens of any object with the tastytrade SDK's async ``_get(path)`` (its
-    ``Session``): one ``GET /api-quote-tokens`` each time, no cache, no renewal."""
-
-    renews_quote_token = False
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-
-    async def get_quote_token(self, force: bool = False) -> QuoteToken:
-        data = await self._session._get("/api-quote-tokens")
-        qt = _parse_quote_token(data, time.time())
-        if qt is None:
-            raise ApiError("the /api-quote-tokens answer has no token or dxlink-url", 200)
-        return qt
-
-    def quote_token_due_in(self) -> float | None:
-        return None
-
-
-def quote_token_source(session: object) -> QuoteTokenSource:
-    """``session`` as a :class:`QuoteTokenSource`: itself if it is one (a :class:`Session`),
-    else through the tastytrade SDK's ``_get("/api-quote-tokens")``.
-
-    Raises:
-        LocalProtocolError: it has neither (an argument error: also a ``ValueError``).
-    """
-    if hasattr(session, "get_quote_token") and hasattr(session, "quote_token_due_in"):
-        source: QuoteTokenSource = session  # type: ignore[assignment]
-        return source
-    if hasattr(session, "_get"):
-        return _SdkQuoteTokens(session)
-    raise LocalProtocolError(f"cannot get a quote token from {type(session).__name__}")
-
-
-@dataclass(frozen=True)
 class Account:
     """One of the customer's accounts (``GET /customers/me/accounts``), the fields tastyrec uses.
 
@@ -207,7 +139,7 @@ class Account:
     authority_level: str = ""
 
 
-class Session:
+class Session(AsyncClosing):
     """A tastytrade API session from an OAuth client secret and refresh token.
 
     Example usage::
@@ -293,17 +225,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session(api_url={self.api_url!r}, is_test={self.is_test!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""
@@ -654,31 +575,3 @@ def _retry_after(resp: httpx2.Response) -> float | None:
     except ValueError:
         return None
     return max(0.0, seconds)
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _parse_quote_token(data: Mapping[str, Any], now: float) -> QuoteToken | None:
-    token, url = data.get("token"), data.get("dxlink-url")
-    if not isinstance(token, str) or not token or not isinstance(url, str) or not url:
-        return None
-    issued = _parse_time(data.get("issued-at"))
-    expires = _parse_time(data.get("expires-at"))
-    if expires is None:
-        start = issued.timestamp() if issued is not None else now
-        expires = datetime.fromtimestamp(start + QUOTE_TOKEN_TTL_S, UTC)
-    return QuoteToken(
-        token=token,
-        dxlink_url=url,
-        level=str(data.get("level", "")),
-        expires_at=expires,
-        issued_at=issued,
-    )

@@ -11,7 +11,7 @@ import anyio
 import click
 import msgspec
 
-from .._cli import TOKEN_ENV, Duration, run as _run, ws_url
+from .._cli import TOKEN_ENV, Duration, dxlink_options, run as _run
 from ..events.registry import EVENT_TYPES, event_class
 from ..exceptions import TastyrecError
 
@@ -28,9 +28,7 @@ __all__ = ("listen",)
     show_default=True,
     help=f"Comma-separated event types: {', '.join(EVENT_TYPES)}.",
 )
-@click.option("--url", callback=ws_url, help="DXLink websocket URL (ws://... or wss://...).")
-@click.option("--token", envvar=TOKEN_ENV, help=f"Quote token (or ${TOKEN_ENV}).")
-@click.option("--demo", is_flag=True, help="Use a built-in simulator; no account needed.")
+@dxlink_options("Use a built-in simulator; no account needed.")
 @click.option(
     "--for",
     "duration",

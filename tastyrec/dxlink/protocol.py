@@ -46,6 +46,12 @@ listeners can build Structs lazily.
 Errors: misuse raises :class:`~tastyrec.exceptions.LocalProtocolError`; a malformed or unexpected
 server message raises :class:`~tastyrec.exceptions.RemoteProtocolError` from :meth:`receive_text`
 before any of its events are emitted (the caller counts it and goes on).
+
+Size: over 600 lines because it is one cohesive thing, the sans-I/O DXLink client state machine
+(connection, authorisation, channels, feed configuration, subscriptions and their chunking,
+FEED_DATA decoding): every method reads or changes the same connection and channel state, and its
+protocol events are the vocabulary the streamer consumes. The message codecs are :mod:`.messages`',
+the COMPACT decoder :mod:`.compact`'s.
 """
 
 from __future__ import annotations

@@ -45,6 +45,11 @@ injected ``clock``/``sleep``). What it adds to the SDK's behaviour:
 
 Tokens are never logged and never part of a repr or an exception, not even one inside the URL
 (its userinfo or query, see :func:`tastyrec.transport.redact`).
+
+Size: a little over 600 lines because it is everything DXLink-specific of one streamer: quote-token
+renewal, frame handling, keepalives, the columnar tap and the SDK-compatible
+``subscribe*``/``listen`` surface with its docstrings; the lifecycle, reconnects, watchdog, gaps and
+taps are the shell's (:mod:`tastyrec._stream`) and the protocol is :mod:`.protocol`'s.
 """
 
 from __future__ import annotations

@@ -65,11 +65,12 @@ import pyarrow.compute as pc
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from .._taskgroup import leave_group, start_in_group
 from ..chain import Option, get_option_chain, select_strikes
 from ..dxlink.compact import ColumnBatch
 from ..events.base import Event
 from ..events.market import Greeks, Quote, Summary
-from ..exceptions import ApiError, CredentialsError, LocalProtocolError, _unwrap_group
+from ..exceptions import ApiError, CredentialsError, LocalProtocolError
 from ..storage.bookkeeping import (
     SUBSCRIPTION_SCHEMA,
     SubscriptionChange,
@@ -274,22 +275,8 @@ class ChainRecorder:
     async def __aenter__(self) -> Self:
         subs = self.streamer.protocol.subscriptions
         self._preexisting = {(name, key[1]) for name, keys in subs.items() for key in keys}
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        try:
-            await tg.start(self._run)
-        except BaseException as exc:
-            tg.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                await self._close_tap()
-            try:
-                await tg.__aexit__(None, None, None)
-            except BaseExceptionGroup as eg:
-                raise _unwrap_group(eg) from None
-            if isinstance(exc, BaseExceptionGroup):  # _run failed before it was ready
-                raise _unwrap_group(exc) from None
-            raise
+        self._tg = anyio.create_task_group()
+        await start_in_group(self._tg, self._run, cleanup=self._close_tap)
         return self
 
     async def __aexit__(
@@ -310,9 +297,7 @@ class ChainRecorder:
                         await anyio.to_thread.run_sync(self._write, list(self.changes))
                     except OSError as error:
                         logger.warning("could not write the subscriptions table: %s", error)
-            return await self._tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as eg:
-            raise _unwrap_group(eg) from None
+            return await leave_group(self._tg, exc_type, exc, tb)
         finally:
             self._tg = None
 

@@ -23,6 +23,7 @@ from .._cli import (
     Duration,
     Size,
     check_out_folder,
+    dxlink_options,
     event_types,
     parse_symbols,
     recording_argument,
@@ -82,9 +83,7 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     default=None,
     help="Stop cleanly after this long (30s, 5m, 1h).",
 )
-@click.option("--url", callback=ws_url, help="DXLink websocket URL (ws://... or wss://...).")
-@click.option("--token", envvar=TOKEN_ENV, help=f"Quote token (or ${TOKEN_ENV}).")
-@click.option("--demo", is_flag=True, help="Record from a built-in simulator; no account needed.")
+@dxlink_options("Record from a built-in simulator; no account needed.")
 @click.option(
     "--rotate-rows",
     type=click.IntRange(min=1),

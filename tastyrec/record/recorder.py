@@ -38,9 +38,11 @@ Both taps are read by a shielded task that is never cancelled (cancelling a task
 ``receive`` can lose the item being handed to it); it stops when the streamer's ``close_tap``
 ends the tap.
 
-Size: over 600 lines because the three inputs (DXLink tap, account tap with its reconciliation,
-user events) share the ingest path, the sinks and the counters of one object; what is not input
-lives in the modules above.
+Layout: this module holds the lifecycle, the DXLink tap, the ticker (rotation by age, fsync,
+gaps) and the conversion path; the account tap and the reconciliation driver are
+:mod:`._account_input`'s, the user-event input :mod:`._user_input`'s (mixins: the three inputs
+share the ingest path, the sinks and the counters of one object). Size: a little over 600
+lines, of which this docstring and the class's are a sixth.
 
 Deviation from the house style (docs/performance.md#threads says why): the Parquet conversion runs
 in a worker thread; journal appends run on the event loop (one ``write`` into the page cache each),
@@ -50,15 +52,12 @@ duplicated descriptor.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, cast
@@ -66,39 +65,36 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.lowlevel
-import numpy as np
 import polars as pl
 import pyarrow as pa
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from .._taskgroup import leave_group
 from .._version import __version__
-from ..account.reconcile import RECONCILED_TYPES, RestClient, StreamKnowledge, fetch_snapshot
+from ..account.reconcile import RestClient, StreamKnowledge
 from ..dxlink.compact import ColumnBatch
 from ..dxlink.protocol import contract_for
 from ..dxlink.streamer import Gap
-from ..events.account import AccountEvent, UnknownNotification
+from ..events.account import AccountEvent
 from ..events.base import Event
-from ..events.registry import EVENT_TYPES
-from ..exceptions import SchemaError, StorageError, TastyrecError, _unwrap_group
+from ..exceptions import StorageError, TastyrecError
 from ..live import LiveFrame
 from ..schema import (
-    RECV_COLUMN,
-    RECV_EXACT_COLUMN,
     SCHEMA_VERSION,
     arrow_schema,
-    receipt_arrays,
     receipt_ns,
 )
 from ..storage.account_schema import (
     AccountRecord,
     account_arrow_schema,
-    account_events_to_batch,
     is_account_type,
 )
 from ..storage.bookkeeping import ACCOUNT_STREAM, DXLINK_STREAM, GapRow, SessionRow, write_gaps
 from ..storage.journal import FsyncPolicy
+from ._account_input import RECONCILE_EVERY_S, AccountInput, Reconciliation
 from ._snapshots import SnapshotMarkers
+from ._user_input import UserInput
 from .account_window import AccountWindow
 from .live_sql import live_connection
 from .recovery import RecoveryReport, SessionLock, lock_path, marker_path, recover
@@ -117,28 +113,8 @@ __all__ = ("SCHEMA_VERSION", "Reconciliation", "Recorder", "RecoveryReport", "re
 
 logger = logging.getLogger(__name__)
 
-#: Version of the recorded column layout, in every file's metadata.
 #: How often the recorder checks rotation by age, pending user events and gaps.
 TICK_S: Final = 0.05
-#: The most account notifications taken from the tap into one batch.
-#: How often the reconciliation task looks at the account stream's state and its timer.
-RECONCILE_POLL_S: Final = 0.05
-ACCOUNT_BATCH: Final = 4096
-#: Default seconds between two reconciliations of the account stream against REST.
-RECONCILE_EVERY_S: Final = 300.0
-
-
-@dataclass
-class Reconciliation:
-    """One reconciliation run: why, when it started and ended (epoch ns; ``ended_ns`` None while
-    it runs), the accounts, rows recorded, the last error if any."""
-
-    reason: str  # "connect", "reconnect", "subscribe" or "timer"
-    at_ns: int
-    accounts: tuple[str, ...]
-    rows: int = 0
-    error: str | None = None
-    ended_ns: int | None = None
 
 
 def safe_source(url: str) -> str:
@@ -156,7 +132,7 @@ def safe_source(url: str) -> str:
 # --- the recorder --------------------------------------------------------------------------
 
 
-class Recorder:
+class Recorder(AccountInput, UserInput):
     """Record a DXLinkStreamer's events (and events from user code) into rotating Parquet.
 
     Example usage::
@@ -358,9 +334,7 @@ class Recorder:
                 )
         self._tg.cancel_scope.cancel()
         try:
-            result = await self._tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as eg:
-            raise _unwrap_group(eg) from None
+            result = await leave_group(self._tg, exc_type, exc, tb)
         finally:
             self._tg = None
             if self._lock is not None:
@@ -426,145 +400,6 @@ class Recorder:
             raise
         finally:
             self._consumer_done.set()
-
-    async def _consume_alerts(self, tap: MemoryObjectReceiveStream[NotificationReceived]) -> None:
-        """Record every account notification of the tap until it ends (``close_tap``, or the
-        account streamer closing), in batches of what is waiting. Shielded, like
-        :meth:`_consume`."""
-        try:
-            with anyio.CancelScope(shield=True):
-                async for item in tap:
-                    items = [item]
-                    with contextlib.suppress(
-                        anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError
-                    ):
-                        while len(items) < ACCOUNT_BATCH:
-                            items.append(tap.receive_nowait())
-                    self._ingest_notifications(items)
-        except TastyrecError as exc:  # a full disk: fail the recording, keep the journal
-            self._consumer_error = exc
-            raise
-        finally:
-            self._alerts_done.set()
-
-    def _ingest_notifications(self, items: list[NotificationReceived]) -> None:
-        """Journal account notifications: one batch per payload class, rows in receipt order."""
-        by_class: dict[type[Any], list[tuple[Any, int | None, int]]] = {}
-        said = self._said
-        for item in items:
-            payload = item.event
-            if type(payload) in RECONCILED_TYPES:
-                said.note(payload)
-            by_class.setdefault(type(payload), []).append(
-                (payload, item.timestamp_ms, item.recv_ns)
-            )
-        for cls, rows in by_class.items():
-            try:
-                batch = account_events_to_batch(cls, rows)
-            except SchemaError:  # one value Arrow cannot hold exactly: keep the others
-                good = [r for r in rows if self._account_convertible(cls, r)]
-                if not good:
-                    continue
-                batch = account_events_to_batch(cls, good)
-            self._ingest(cls, batch)
-        self._account_last_ns = max(self._account_last_ns or 0, items[-1].recv_ns)
-
-    def _account_convertible(self, cls: type[Any], row: tuple[Any, int | None, int]) -> bool:
-        try:
-            account_events_to_batch(cls, [row])
-        except SchemaError as exc:
-            self._bad_user += 1
-            key = f"account:{cls.__name__}"
-            level = logging.DEBUG if key in self._logged else logging.WARNING
-            self._logged.add(key)
-            logger.log(level, "skipped a %s notification: %s", cls.__name__, exc)
-            return False
-        return True
-
-    # --- reconciliation -------------------------------------------------------------------
-
-    async def _reconcile_loop(self) -> None:
-        """Reconcile at connect (accounts subscribed), reconnect and on the timer."""
-        alerts, every = self.account_streamer, self.reconcile_every_s
-        assert alerts is not None
-        with self._reconcile_scope:
-            connects, done, due = 0, frozenset[str](), math.inf
-            while True:
-                accounts = tuple(alerts.protocol.subscriptions.accounts)
-                reason = None
-                if alerts.connected and accounts:
-                    if alerts.stats.connects != connects:
-                        reason = "connect" if connects == 0 else "reconnect"
-                    elif not done.issuperset(accounts):
-                        reason = "subscribe"
-                    elif self.clock() >= due:
-                        reason = "timer"
-                if reason is None:
-                    await anyio.sleep(RECONCILE_POLL_S)
-                    continue
-                connects, done = alerts.stats.connects, frozenset(accounts)
-                await self._reconcile(reason, accounts)
-                due = self.clock() + every if every is not None else math.inf
-
-    async def _reconcile(self, reason: str, accounts: tuple[str, ...]) -> None:
-        assert self.account_session is not None
-        run = Reconciliation(reason, time.time_ns(), accounts)
-        self.reconciliations.append(run)
-        for account in accounts:
-            try:
-                payloads = await fetch_snapshot(self.account_session, account)
-            except TastyrecError as exc:  # retried at the next trigger
-                run.error = str(exc)
-                logger.warning("= reconciling account %s (%s) failed: %s", account, reason, exc)
-                continue
-            recv_ns = time.time_ns()
-            await self._settle_alert_tap()  # what the stream said first is not news
-            by_class: dict[type[Any], list[tuple[Any, int | None, int]]] = {}
-            for payload in self._said.news(payloads):
-                by_class.setdefault(type(payload), []).append((payload, None, recv_ns))
-            for cls, rows in by_class.items():
-                try:
-                    batch = account_events_to_batch(cls, rows, from_snapshot=True)
-                except SchemaError:
-                    good = [r for r in rows if self._account_convertible(cls, r)]
-                    if not good:
-                        continue
-                    batch = account_events_to_batch(cls, good, from_snapshot=True)
-                self._ingest(cls, batch)
-                run.rows += batch.num_rows
-            if by_class:
-                self._account_last_ns = max(self._account_last_ns or 0, recv_ns)
-        run.ended_ns = time.time_ns()
-        logger.info(
-            "= reconciled %s against REST (%s): %d rows the stream had not said",
-            ", ".join(accounts),
-            reason,
-            run.rows,
-        )
-
-    async def _settle_alert_tap(self) -> None:
-        """Return once every notification the account stream has handed over is ingested.
-
-        The consumer is either waiting in ``receive`` (then nothing is in flight: a sender
-        hands items to a waiting reader directly, else they wait in the buffer), or woken
-        with an item it ingests without awaiting anything: let it run until it waits again,
-        then take what is buffered (no await: the consumer cannot interleave).
-        """
-        tap = self._alert_tap
-        if tap is None:
-            return
-        for _ in range(1000):  # each pass lets the woken consumer run; it takes one or two
-            if self._alerts_done.is_set():
-                return
-            if tap.statistics().tasks_waiting_receive:
-                break
-            await anyio.lowlevel.checkpoint()
-        items: list[NotificationReceived] = []
-        with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-            while True:
-                items.append(tap.receive_nowait())
-        if items:
-            self._ingest_notifications(items)
 
     async def _ticker(self, scope: anyio.CancelScope) -> None:
         with scope:
@@ -704,86 +539,6 @@ class Recorder:
                     meta["tastyrec.aggregation_period_s"] = repr(channel.aggregation_period)
         return meta
 
-    def record(self, *events: Event | AccountEvent | Any) -> None:
-        """Record events handed over by user code: tastyrec event Structs or SDK event objects,
-        or account payloads (:class:`~tastyrec.events.account.PlacedOrder`... ; their
-        ``event_time`` is left null).
-
-        Cheap: events are buffered and written in batches within ~50 ms. The receipt time
-        recorded is the time of this call. An event whose values do not fit its schema is
-        skipped, counted in ``stats.bad`` and logged, never fatal to the recording.
-
-        Raises:
-            SchemaError: an object that is not an event (nothing of this call is recorded).
-        """
-        self.record_many(events)
-
-    def record_many(self, events: Iterable[Event | Any]) -> None:
-        """Like :meth:`record`, for an iterable of events."""
-        now = time.time_ns()
-        items = [(e, now) for e in events]
-        for event, _ in items:
-            _check_event(event)
-        if not self._user:
-            self._user_since = time.monotonic()
-        self._user += items
-        if len(self._user) >= 4096:
-            self._flush_user()
-
-    def _flush_user(self) -> None:
-        if not self._user:
-            return
-        from .convert import to_batches
-
-        pending, self._user = self._user, []
-        by_type: dict[type[Any], tuple[list[Any], list[int]]] = {}
-        for event, recv_ns in pending:
-            events, times = by_type.setdefault(type(event), ([], []))
-            events.append(event)
-            times.append(recv_ns)
-        for cls, (events, times) in by_type.items():
-            if is_account_type(cls):
-                rows = [(e, None, t) for e, t in zip(events, times, strict=True)]
-                try:
-                    batch = account_events_to_batch(cls, rows)
-                except SchemaError:
-                    fitting = [r for r in rows if self._account_convertible(cls, r)]
-                    if not fitting:
-                        continue
-                    batch = account_events_to_batch(cls, fitting)
-                self._ingest(cls, batch)
-                continue
-            try:
-                batches = to_batches(events)
-            except SchemaError:  # find the bad ones; keep the rest
-                good = [i for i, e in enumerate(events) if self._convertible(e)]
-                events, times = [events[i] for i in good], [times[i] for i in good]
-                batches = to_batches(events) if events else []
-            for batch in batches:
-                fixed = batch.batch
-                for name, array in zip(
-                    (RECV_COLUMN, RECV_EXACT_COLUMN),
-                    receipt_arrays(np.array(times, np.int64)),
-                    strict=True,
-                ):
-                    index = fixed.schema.get_field_index(name)
-                    fixed = fixed.set_column(index, fixed.schema.field(index), array)
-                self._ingest(batch.event_type, fixed)
-
-    def _convertible(self, event: Any) -> bool:
-        from .convert import to_batches
-
-        try:
-            to_batches([event])
-        except SchemaError as exc:
-            self._bad_user += 1
-            key = type(event).__name__
-            level = logging.DEBUG if key in self._logged else logging.WARNING
-            self._logged.add(key)
-            logger.log(level, "skipped a %s handed to record(): %s", key, exc)
-            return False
-        return True
-
     def _poll_streamer(self) -> None:
         streamer, alerts = self.streamer, self.account_streamer
         reconnects, gaps, bad = 0, len(self.account_gaps), self._bad_user
@@ -818,7 +573,7 @@ class Recorder:
     def _write_gaps(self) -> None:
         assert self._session is not None
         gaps = [
-            GapRow(stream, g.last_received_ns, g.disconnected_ns, g.resumed_ns, g.reason)
+            GapRow(g.last_received_ns, g.disconnected_ns, g.resumed_ns, g.reason, stream)
             for stream, gs in (
                 (DXLINK_STREAM, self.streamer.gaps if self.streamer else []),
                 (ACCOUNT_STREAM, self.account_gaps),
@@ -893,15 +648,3 @@ def _schema_of(cls: type[Any]) -> pa.Schema:
         return account_arrow_schema(cast("type[AccountRecord]", cls))
     return arrow_schema(cast("type[Event]", cls))
 
-
-def _check_event(event: Any) -> None:
-    if isinstance(event, Event | AccountEvent | UnknownNotification):
-        if isinstance(event, Event) or is_account_type(type(event)):
-            return
-        raise SchemaError(f"cannot record a {type(event).__name__!r}: not a notification payload")
-    name = type(event).__name__
-    if name not in EVENT_TYPES:
-        raise SchemaError(
-            f"cannot record a {name!r}: give tastyrec or tastytrade SDK event objects "
-            f"({', '.join(EVENT_TYPES)})"
-        )

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import msgspec
 
-from .._cli import recording_argument, time_window
+from .._cli import bind_options, recording_argument, time_window
 from ..events.base import Event
 
 __all__ = ("replay", "serve")
@@ -177,8 +177,7 @@ def _recorded_symbols(path: Path, types: list[type[Event]]) -> list[str]:
 
 @click.command()
 @recording_argument
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=0, show_default=True, help="TCP port; 0 picks a free one.")
+@bind_options()
 @click.option(
     "--speed",
     default="1",

@@ -8,14 +8,13 @@ from collections.abc import Sequence
 
 import click
 
-from .._cli import Duration, parse_duration, run as _run
+from .._cli import Duration, bind_options, parse_duration, run as _run
 
 __all__ = ("simulate",)
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=0, show_default=True, help="TCP port; 0 picks a free one.")
+@bind_options()
 @click.option("--seed", default=0, show_default=True, help="Market seed (same seed, same prices).")
 @click.option(
     "--token",

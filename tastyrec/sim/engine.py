@@ -2,9 +2,14 @@
 
 Role: everything the simulated tastytrade/dxFeed server decides (docs/dxlink.md): the SETUP /
 AUTH handshake, channels, FEED_SETUP / FEED_CONFIG, subscriptions, FEED_DATA in COMPACT or FULL
-with exact field order and ``"NaN"`` strings, aggregation, candle snapshots, keepalives and the
-client-silence timeout. It reuses :mod:`tastyrec.dxlink.messages` for every control message, so
-client and fake server cannot drift apart.
+with exact field order and ``"NaN"`` strings (the encoding is :mod:`._feed_data`'s),
+aggregation, candle snapshots, keepalives and the client-silence timeout. It reuses
+:mod:`tastyrec.dxlink.messages` for every control message, so client and fake server cannot
+drift apart.
+
+Size: over 600 lines because it is one state machine (connection, channels, subscriptions,
+candle snapshots, flushing, deadlines) over one set of fields; the market, the option chains and
+the wire encoding of FEED_DATA live in :mod:`.market`, :mod:`.options` and :mod:`._feed_data`.
 
 It must not import websockets, anyio, asyncio, socket or ``time``: text goes in through
 :meth:`ServerConnection.receive_text`, frames come out of :meth:`ServerConnection.data_to_send`,
@@ -40,7 +45,6 @@ Choices where the real server's behaviour is unconfirmed (marked *unconfirmed* i
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -73,8 +77,9 @@ from ..dxlink.messages import (
 from ..events.base import EMPTY_SNAPSHOT, Event
 from ..events.candle_symbol import CandleSymbol, parse_candle_symbol
 from ..events.market import Candle, TradeETH
-from ..events.registry import EVENT_TYPES, EventSpec, FieldKind, spec
+from ..events.registry import EVENT_TYPES, EventSpec, spec
 from ..exceptions import RemoteProtocolError
+from ._feed_data import column_frames, event_frames
 from .batch import OptionBatch
 from .market import Market
 from .options import BOOK_TYPES
@@ -93,6 +98,16 @@ HISTORY: Final = "HISTORY"
 #: others are streams, every event sent: Trade and TimeAndSale are STREAM
 #: (docs/dxlink.md#aggregation-conflates-ticker-events-only)
 CONFLATED: Final = frozenset({"Quote", "Greeks", "Summary", "Profile", "TheoPrice", "Underlying"})
+
+#: the event types a market prices on demand, one method each (symbol, epoch ms -> event or None)
+_PRICED: Final[dict[str, Callable[[Market, str, int], Event | None]]] = {
+    "Quote": Market.quote,
+    "Greeks": Market.greeks,
+    "TheoPrice": Market.theo_price,
+    "Underlying": Market.underlying,
+    "Summary": Market.summary,
+    "Profile": Market.profile,
+}
 
 
 class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -223,16 +238,6 @@ class _Channel:
     due: list[tuple[int, int, tuple[str, str]]] = field(default_factory=list)
     #: the synthetic market's option subscriptions, one batch per type (see :mod:`.batch`)
     batches: dict[str, OptionBatch] = field(default_factory=dict)
-
-
-def _json_value(kind: FieldKind, value: Any) -> Any:
-    if kind is FieldKind.DOUBLE:
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return float(value)
-    return value
 
 
 class ServerConnection:
@@ -607,18 +612,8 @@ class ServerConnection:
             event = trade
             if kind == "TradeETH":
                 event = TradeETH(*msgspec.structs.astuple(trade))
-        elif kind == "Quote":
-            event = m.quote(sub.symbol, t_ms)
-        elif kind == "Greeks":
-            event = m.greeks(sub.symbol, t_ms)
-        elif kind == "TheoPrice":
-            event = m.theo_price(sub.symbol, t_ms)
-        elif kind == "Underlying":
-            event = m.underlying(sub.symbol, t_ms)
-        elif kind == "Summary":
-            event = m.summary(sub.symbol, t_ms)
-        elif kind == "Profile":
-            event = m.profile(sub.symbol, t_ms)
+        elif kind in _PRICED:
+            event = _PRICED[kind](m, sub.symbol, t_ms)
         else:
             return
         if event is None:
@@ -742,109 +737,18 @@ class ServerConnection:
         return fields
 
     def _emit(self, ch: _Channel, name: str, events: list[Event]) -> None:
-        s = spec(EVENT_TYPES[name])
-        fields = self._announce(ch, name, s)
-        plan = [(_field_index(s, f), f) for f in fields]
-        if ch.data_format == "FULL":
-            rows = [self._full_row(s, plan, name, e) for e in events]
-            head = f'{{"type":"FEED_DATA","channel":{ch.id},"data":['
-            tail = "]}"
-        else:
-            rows = [self._compact_row(s, plan, name, e) for e in events]
-            head = f'{{"type":"FEED_DATA","channel":{ch.id},"data":["{name}",['
-            tail = "]]}"
-        self._frames(head, tail, rows)
+        fields = self._announce(ch, name, spec(EVENT_TYPES[name]))
+        limit = self.config.max_frame_bytes
+        self._out += event_frames(ch.id, ch.data_format, name, fields, events, limit)
+        self._last_sent = self._now
 
     def _emit_columns(
         self, ch: _Channel, name: str, groups: Iterable[dict[str, list[Any] | Any]]
     ) -> None:
-        """Send events given as columns (an :class:`~.batch.OptionBatch`'s), encoded in bulk:
-        COMPACT frames are the flat value lists of many events, one msgspec call per frame."""
-        cls = EVENT_TYPES[name]
-        s = spec(cls)
-        fields = self._announce(ch, name, s)
-        plan = [(_field_index(s, f), f) for f in fields]
-        for cols in groups:
-            n = len(cols["event_symbol"])
-            if ch.data_format == "FULL":
-                lists = [_expand(cols[f], n) for f in cls.__struct_fields__]
-                events = [cls(*row) for row in zip(*lists, strict=True)]
-                rows = [self._full_row(s, plan, name, e) for e in events]
-                self._frames(f'{{"type":"FEED_DATA","channel":{ch.id},"data":[', "]}", rows)
-                continue
-            values: list[list[Any]] = []
-            for i, _ in plan:
-                if i is None:
-                    values.append([None] * n)
-                elif i == _EVENT_TYPE:
-                    values.append([name] * n)
-                else:
-                    f = s.fields[i]
-                    values.append(_json_column(f.kind, cols[f.name], n))
-            flat = list(itertools.chain.from_iterable(zip(*values, strict=True)))
-            head = f'{{"type":"FEED_DATA","channel":{ch.id},"data":["{name}",['
-            self._frames_bulk(head, "]]}", flat, len(plan))
-
-    def _frames_bulk(self, head: str, tail: str, flat: list[Any], width: int) -> None:
-        """Frames of the flat value list ``flat`` (``width`` values an event), as large as
-        ``max_frame_bytes`` allows, cut between events."""
+        """Send events given as columns (an :class:`~.batch.OptionBatch`'s), encoded in bulk."""
+        fields = self._announce(ch, name, spec(EVENT_TYPES[name]))
         limit = self.config.max_frame_bytes
-        overhead = len(head.encode()) + len(tail.encode())
-        rows = len(flat) // width
-        i, take = 0, 256
-        while i < rows:
-            take = max(1, min(take, rows - i))
-            body = _ENCODER.encode(flat[i * width : (i + take) * width])
-            size = overhead + len(body) - 2
-            if size > limit and take > 1:
-                take = min(take - 1, take * (limit - overhead) * 9 // (10 * (size - overhead)))
-                continue
-            self._out.append(head + body[1:-1].decode() + tail)
-            i += take
-            take = int((limit - overhead) * take * 0.95 / max(1, len(body)))
-        self._last_sent = self._now
-
-    @staticmethod
-    def _compact_row(s: EventSpec, plan: list[tuple[int | None, str]], name: str, e: Event) -> str:
-        values: list[Any] = []
-        for i, _ in plan:
-            if i is None:
-                values.append(None)
-            # production puts the type name there (docs/dxlink.md#the-type-name-in-compact-rows)
-            elif i == _EVENT_TYPE:
-                values.append(name)
-            else:
-                f = s.fields[i]
-                values.append(_json_value(f.kind, getattr(e, f.name)))
-        return _ENCODER.encode(values).decode()[1:-1]
-
-    @staticmethod
-    def _full_row(s: EventSpec, plan: list[tuple[int | None, str]], name: str, e: Event) -> str:
-        # every FULL object has it (docs/dxlink.md#data-formats)
-        row: dict[str, Any] = {"eventType": name}
-        for i, wire in plan:
-            if i is None or i == _EVENT_TYPE:
-                continue
-            f = s.fields[i]
-            value = getattr(e, f.name)
-            if value is not None:  # the spec omits empty fields in FULL
-                row[wire] = _json_value(f.kind, value)
-        return _ENCODER.encode(row).decode()
-
-    def _frames(self, head: str, tail: str, rows: Iterable[str]) -> None:
-        limit = self.config.max_frame_bytes
-        overhead = len(head.encode()) + len(tail.encode())
-        chunk: list[str] = []
-        size = overhead
-        for row in rows:
-            n = len(row.encode()) + 1
-            if chunk and size + n > limit:
-                self._out.append(head + ",".join(chunk) + tail)
-                chunk, size = [], overhead
-            chunk.append(row)
-            size += n
-        if chunk:
-            self._out.append(head + ",".join(chunk) + tail)
+        self._out += column_frames(ch.id, ch.data_format, name, fields, groups, limit)
         self._last_sent = self._now
 
     # -- scheduling ----------------------------------------------------------------------------
@@ -885,32 +789,3 @@ def _unbuildable_message(symbols: list[str]) -> str:
         "means tick candles"
     )
 
-
-_ENCODER: Final = msgspec.json.Encoder()
-#: plan index of the ``eventType`` pseudo-field: not a Struct field, but a field clients may ask
-#: for in ``acceptEventFields``; its value is the event type's name
-_EVENT_TYPE: Final = -1
-
-
-def _expand(column: list[Any] | Any, n: int) -> list[Any]:
-    return column if isinstance(column, list) else [column] * n
-
-
-def _json_column(kind: FieldKind, column: list[Any] | Any, n: int) -> list[Any]:
-    """A column as JSON values: :func:`_json_value` of each (only where needed: most columns
-    are finite floats, ints or strings as they are)."""
-    if not isinstance(column, list):
-        return [_json_value(kind, column)] * n
-    if kind is FieldKind.DOUBLE and not math.isfinite(sum(column)):
-        # v - v is 0.0 for a finite v, NaN for NaN and the infinities
-        return [v if v - v == 0.0 else _json_value(kind, v) for v in column]
-    return column
-
-
-def _field_index(s: EventSpec, wire: str) -> int | None:
-    """Index of the Struct field a requested name means (case-insensitive), ``_EVENT_TYPE``, or
-    None for a name the event does not have (sent as null)."""
-    key = wire.lower()
-    if key == "eventtype":
-        return _EVENT_TYPE
-    return s.by_wire_name.get(key)

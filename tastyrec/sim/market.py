@@ -29,6 +29,10 @@ Everything else is derived from that path:
   it (so high >= max(open, close) and low <= min(open, close) always hold).
 
 The market trades around the clock (no sessions): ``tho=true`` is accepted and ignored.
+
+Size: over 600 lines because it is one deterministic model: every price, quote, trade, summary,
+profile and candle of a symbol derives from the same hashed path and per-symbol info, so the parts
+cannot drift apart; option prices for whole chains are :mod:`.options`'.
 """
 
 from __future__ import annotations

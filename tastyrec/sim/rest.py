@@ -35,6 +35,9 @@ or starves its loop cannot stall the server (and the server cannot hide a client
 await); it also serves synchronous callers (a CLI demo). Its state is guarded by one lock.
 
 Secrets sent to it are never logged (request lines only, at DEBUG).
+
+Size: a little over 600 lines because it is one fake API: the routes, the faults it injects and the
+request log share one server object and handler; the account model behind it is :mod:`.brokerage`'s.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
+from .._closing import AsyncClosing
 from ..events.account import AccountEvent, PlacedOrder, encode_payload
 from .market import Market
 
@@ -223,7 +227,7 @@ def nested_chain(
     return [item(symbol, "Standard", exps)]
 
 
-class ApiSimulator:
+class ApiSimulator(AsyncClosing):
     """A local fake of tastytrade's REST API, with switchable failures and call counts.
 
     Example usage::
@@ -343,12 +347,8 @@ class ApiSimulator:
         self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """:meth:`close` from async code (in a worker thread: the server thread is joined)."""
         await anyio.to_thread.run_sync(self.close)
 
     # -- switches ------------------------------------------------------------------------------

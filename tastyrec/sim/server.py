@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from types import TracebackType
 from typing import Final, Self
 
 import anyio
@@ -30,6 +29,7 @@ from websockets.asyncio.server import Server, ServerConnection as WsConnection, 
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .._closing import AsyncClosing
 from ..dxlink.messages import AnyMessage, UnknownMessage
 from ..transport import redacting_logger
 from .engine import Feed, ServerConnection, SimConfig
@@ -51,7 +51,7 @@ RESTART_CLOSE: Final = (1012, "Reconnection is required")
 CHAOS_502_REFUSALS: Final = 2
 
 
-class LoopbackServer:
+class LoopbackServer(AsyncClosing):
     """What both simulators share: listening for websocket clients, a task group for the
     background tasks, and closing.
 
@@ -87,14 +87,6 @@ class LoopbackServer:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         return self._tg
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the background tasks, close every connection and stop listening."""

@@ -30,7 +30,7 @@ from .._version import __version__
 from ..schema import RECV_TYPE
 from . import layout
 from .parquet import write_small_table
-from .tables import gap_schema, session_schema
+from .tables import GapRow, gap_schema, session_schema
 
 __all__ = (
     "ACCOUNT_STREAM",
@@ -119,17 +119,6 @@ def _table(
     for column, attribute in attributes.items():
         columns[column] = [getattr(row, attribute) for row in rows]
     return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
-
-
-@dataclass(frozen=True)
-class GapRow:
-    """One row of ``_gaps``."""
-
-    stream: str
-    last_received_ns: int | None
-    disconnected_ns: int
-    resumed_ns: int | None
-    reason: str | None
 
 
 #: gaps column -> GapRow attribute

@@ -93,7 +93,8 @@ def sql_columns(columns: tuple[Column, ...]) -> list[tuple[str, str]]:
 
 
 class GapRow(NamedTuple):
-    """One row of ``_gaps/``: a recorded break in a stream (times in epoch ns)."""
+    """One row of ``_gaps/``: a recorded break in a stream (times in epoch ns), as the recorder
+    writes it (:func:`tastyrec.storage.bookkeeping.write_gaps`) and :func:`read_gaps` reads it."""
 
     last_received_ns: int | None
     disconnected_ns: int

@@ -48,8 +48,8 @@ def test_gaps_are_written_oldest_first_and_none_make_no_file(tmp_path):
     write_gaps(tmp_path, "s1", START, [])
     assert not (tmp_path / layout.GAPS_DIR).exists()
     gaps = [
-        GapRow("account", None, START + 9 * NS, None, "account streamer connection lost"),
-        GapRow("dxlink", START + NS, START + 2 * NS, START + 3 * NS, "keepalive timeout"),
+        GapRow(None, START + 9 * NS, None, "account streamer connection lost", "account"),
+        GapRow(START + NS, START + 2 * NS, START + 3 * NS, "keepalive timeout", "dxlink"),
     ]
     write_gaps(tmp_path, "s1", START, gaps)
     [path] = (tmp_path / layout.GAPS_DIR).iterdir()
