@@ -103,7 +103,15 @@ from .account_window import AccountWindow
 from .live_sql import live_connection
 from .recovery import RecoveryReport, SessionLock, lock_path, marker_path, recover
 from .sink import EventSink, RotationPolicy, WrittenFile, convert_segment, prune_journal
-from .status import RecorderStats
+from .status import RecorderStats, UploadBacklog
+from .upload import (
+    Uploader,
+    UploadRetry,
+    UploadsPending,
+    default_journal_dir,
+    pending_message,
+    s3_destination,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -183,7 +191,12 @@ class Recorder:
     everything received.
 
     Args:
-        out: the recording folder (created if needed).
+        out: the recording folder (created if needed), or ``s3://bucket/prefix``: the journal
+            and each Parquet file stay in ``journal`` until a worker thread has uploaded the
+            file (:mod:`tastyrec.record.upload`); leaving the block waits
+            ``upload_timeout_s`` at most for the uploads, then raises
+            :class:`~tastyrec.record.upload.UploadsPending` if files are left (safe in
+            ``journal``; ``tastyrec recover --journal DIR --out s3://…`` uploads them).
         streamer: a :class:`~tastyrec.dxlink.streamer.DXLinkStreamer` to record through its
             columnar tap; ``None`` to record only what :meth:`record` is given.
         account_streamer: an :class:`~tastyrec.account.AlertStreamer` to record through its
@@ -204,6 +217,11 @@ class Recorder:
         reconcile_every_s: seconds between reconciliations besides those at connect and
             reconnect (``None``: only those).
         clock: monotonic seconds, for the reconciliation timer; injectable for tests.
+        journal: with an ``s3://`` ``out``, the local folder of the journal and of the files
+            waiting for upload (default: :func:`~tastyrec.record.upload.default_journal_dir`).
+        upload_retry: the uploader's backoff between failed attempts (never gives up while
+            recording).
+        upload_timeout_s: how long leaving the block waits for the last uploads.
     """
 
     def __init__(
@@ -223,10 +241,22 @@ class Recorder:
         account_session: RestClient | None = None,
         reconcile_every_s: float | None = RECONCILE_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
+        journal: str | os.PathLike[str] | None = None,
+        upload_retry: UploadRetry | None = None,
+        upload_timeout_s: float = 300.0,
     ) -> None:
-        from .._location import recording_path  # an s3:// URL is refused, not made a folder
+        from .._location import recording_path  # another URL is refused, not made a folder
 
-        self.root = recording_path(out)
+        #: the bucket and prefix recorded into (``out="s3://…"``), else ``None``
+        self.destination = s3_destination(out)
+        self._uploader: Uploader | None = None
+        self.upload_timeout_s = upload_timeout_s
+        if self.destination is None:
+            self.root = recording_path(out)
+        else:  # journal and Parquet files stay local until uploaded (tastyrec.record.upload)
+            self.root = (
+                Path(journal) if journal is not None else default_journal_dir(self.destination)
+            )
         self.account_session = account_session
         self.reconcile_every_s = reconcile_every_s
         self.clock = clock
@@ -249,6 +279,15 @@ class Recorder:
         self.recover = recover
         self.session_id = secrets.token_hex(4)
         self.stats = RecorderStats(started_ns=time.time_ns())
+        if self.destination is not None:
+            self._uploader = Uploader(
+                self.root,
+                self.destination,
+                live_session=self.session_id,
+                retry=upload_retry or UploadRetry(),
+                backlog=UploadBacklog(),
+            )
+            self.stats.upload = self._uploader.backlog
         #: Parquet files written by this recorder, oldest first
         self.files: list[WrittenFile] = []
         #: what the start-up recovery did (None until entered, or with recover=False)
@@ -323,6 +362,8 @@ class Recorder:
                 tg.start_soon(self._reconcile_loop)
         tg.start_soon(self._ticker, self._ticker_scope)
         tg.start_soon(self._converter)
+        if self._uploader is not None:
+            self._uploader.start()
         logger.info("= recording session %s into %s (%s)", self.session_id, self.root, self.source)
         return self
 
@@ -356,6 +397,10 @@ class Recorder:
                     if status_written
                     else f"; `tastyrec recover` will mark the session {self._session.status}",
                 )
+            if self._uploader is not None:
+                pending = await anyio.to_thread.run_sync(self._finish_uploads)
+                if pending is not None and error is None:
+                    error = pending
         self._tg.cancel_scope.cancel()
         try:
             result = await self._tg.__aexit__(exc_type, exc, tb)
@@ -625,16 +670,41 @@ class Recorder:
         """Convert one sealed segment and count it (in a worker thread); once per segment."""
         if segment in self._converted:
             return
-        written = convert_segment(self.root, segment)
+        written = convert_segment(self.root, segment, keep_segment=self._uploader is not None)
         self._converted.add(segment)
         if written is None:
             return
+        if self._uploader is not None:
+            self._uploader.wake()
         with self._stats_lock:
             self.files.append(written)
             self.stats.files += 1
             self.stats.bytes_written += written.bytes
             self.stats.rows_written += written.rows
         logger.info("= wrote %s (%d rows, %d bytes)", written.path, written.rows, written.bytes)
+
+    def _finish_uploads(self) -> UploadsPending | None:
+        """Wait (``upload_timeout_s`` at most, logging progress) until everything is uploaded,
+        then stop the uploader; the error to raise if files are left (in a worker thread)."""
+        uploader = self._uploader
+        assert uploader is not None
+        uploader.forget_live_session()
+        logged = [0.0]
+
+        def progress(backlog: UploadBacklog) -> None:
+            now = time.monotonic()
+            if backlog.files and now - logged[0] >= 5.0:
+                logged[0] = now
+                logger.info("= waiting for uploads: %s", backlog.line())
+
+        try:
+            done = uploader.wait_clean(self.upload_timeout_s, progress)
+        finally:
+            uploader.stop()
+        if done:
+            prune_journal(self.root)
+            return None
+        return UploadsPending(pending_message(uploader.backlog, self.root))
 
     def _seal(self, segments: list[Path]) -> None:
         if segments:
