@@ -25,7 +25,7 @@ from .._cli import (
     check_out_folder,
     event_types,
     parse_symbols,
-    recording_argument,
+    recording_folder,
     run as _run,
     ws_url,
 )
@@ -529,10 +529,20 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
         root.handlers = handlers
 
 
+def _recover_path(ctx: click.Context, param: click.Parameter, value: str) -> Path | str:
+    """PATH is checked like every reading command's, unless --out s3://… replaces it."""
+    if ctx.params.get("out") is not None:
+        return value
+    return recording_folder(ctx, param, value)
+
+
 @click.command()
-@recording_argument
+@click.argument(
+    "path", default=DEFAULT_DATA, required=False, type=click.Path(), callback=_recover_path
+)
 @click.option(
     "--out",
+    is_eager=True,  # read before PATH, whose check it turns off
     default=None,
     metavar="s3://BUCKET/PREFIX",
     help="The recording was going to object storage: convert the journal in --journal and "
@@ -552,7 +562,7 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
     metavar="SECONDS",
     help="With --out: how long to keep retrying uploads.",
 )
-def recover(path: Path, out: str | None, journal: str | None, timeout: float) -> None:
+def recover(path: Path | str, out: str | None, journal: str | None, timeout: float) -> None:
     """Turn journals left by a crashed recorder under PATH (default: data) into Parquet files.
 
     Keeps every complete record and drops only a torn tail. Journals of recorders still
@@ -575,7 +585,7 @@ def recover(path: Path, out: str | None, journal: str | None, timeout: float) ->
             folder = Path(journal) if journal else default_journal_dir(destination)
             report, uploader = upload_recovered(folder, destination, timeout_s=timeout)
         else:
-            report, uploader = run_recover(path), None
+            report, uploader = run_recover(Path(path)), None
     except TastyrecError as exc:
         raise click.ClickException(str(exc)) from None
     torn = f"; dropped {report.torn_bytes:,} bytes of torn tail" if report.torn_bytes else ""

@@ -675,7 +675,7 @@ class Recorder:
         if written is None:
             return
         if self._uploader is not None:
-            self._uploader.wake()
+            self._uploader.wake(written.path)
         with self._stats_lock:
             self.files.append(written)
             self.stats.files += 1

@@ -168,6 +168,7 @@ class Uploader:
     _wake: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _urgent: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _ended: set[str] = field(default_factory=set, init=False, repr=False)
+    _ready: set[Path] = field(default_factory=set, init=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _idle: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
@@ -183,11 +184,14 @@ class Uploader:
     def pending(self) -> list[Path]:
         """Local files not uploaded yet: data files (oldest name first), then bookkeeping files
         that are new or changed since their last upload."""
+        # the live recorder's files once it has handed them over (wake): until its conversion
+        # returns, a file just published is still being looked at
         data = sorted(
             (
                 p
                 for p in self.root.glob("*/date=*/*" + layout.PARQUET_SUFFIX)
                 if not p.parts[-3].startswith("_")
+                and (p in self._ready or _session_of(p) != self.live_session)
             ),
             key=lambda p: p.name,
         )
@@ -266,6 +270,7 @@ class Uploader:
         )
         _unlink(segment)
         _unlink(path)
+        self._ready.discard(path)
 
     def forget_live_session(self) -> None:
         """The recorder ended: its bookkeeping files are final and go like an ended session's
@@ -282,8 +287,11 @@ class Uploader:
         self._thread = threading.Thread(target=self._run, name="tastyrec-upload", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """A file may be waiting: look now (unless waiting out a backoff)."""
+    def wake(self, written: Path | None = None) -> None:
+        """A file may be waiting: look now (unless waiting out a backoff). ``written``: a file
+        of the live session the recorder has finished with (only those are uploaded)."""
+        if written is not None:
+            self._ready.add(written)
         self._wake.set()
 
     def _run(self) -> None:

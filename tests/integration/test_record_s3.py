@@ -16,7 +16,6 @@ from pathlib import Path
 
 import anyio
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 
 from tastyrec.objectstore import S3Location, s3_filesystem
@@ -100,9 +99,7 @@ def grep_secrets(folder: Path) -> None:
                 assert FAKE_ENV[name].encode() not in data, (path, name)
 
 
-async def _record(
-    tmp_path: Path, *, until_rows: int, during=None, journal_dir: Path | None = None
-):
+async def _record(tmp_path: Path, *, until_rows: int, during=None, journal_dir: Path | None = None):
     """Record Quotes of the simulator into ``DEST`` with small files; returns (recorder,
     expected rows in receipt order: what the simulator sent, first ones)."""
     from tastyrec.dxlink.streamer import DXLinkStreamer
@@ -200,10 +197,10 @@ async def test_store_down_mid_recording_backlog_shown_then_everything_arrives_on
             await anyio.sleep(0.01)
 
     caplog.set_level("INFO")
-    recorder, sent = await _record(
-        tmp_path, until_rows=0, during=outage, journal_dir=journal_dir
+    recorder, sent = await _record(tmp_path, until_rows=0, during=outage, journal_dir=journal_dir)
+    assert re.search(
+        r"uploads to s3://tastyrec-test/rec/desk1: \d+ files \(.*\) waiting", seen["line"]
     )
-    assert re.search(r"uploads to s3://tastyrec-test/rec/desk1: \d+ files \(.*\) waiting", seen["line"])
     assert "last error" in seen["line"]
     assert_no_secret(seen["line"], caplog.text)
     assert "upload failed, the file stays in" in caplog.text
