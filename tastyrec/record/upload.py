@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -43,6 +44,7 @@ from ..objectstore import (
     ObjectStoreError,
     S3Location,
     parse_location,
+    remove_staging_leftovers,
     s3_filesystem,
     upload,
 )
@@ -175,6 +177,7 @@ class Uploader:
     _sent: dict[Path, tuple[int, int]] = field(default_factory=dict, init=False, repr=False)
     _pass: int = field(default=0, init=False, repr=False)
     _clean_pass: int = field(default=-1, init=False, repr=False)
+    _permanent_pass: int = field(default=-1, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.backlog.dest = self.dest.url
@@ -226,6 +229,8 @@ class Uploader:
             except ObjectStoreError as exc:
                 self.backlog.last_error = str(exc)
                 self.backlog.failures += 1
+                if not exc.transient:  # no bucket, access denied: waiting will not help
+                    self._permanent_pass = self._pass
                 level = logging.WARNING if exc.transient else logging.ERROR
                 logger.log(level, "upload failed, the file stays in %s: %s", self.root, exc)
                 self._count(self.pending())
@@ -330,7 +335,7 @@ class Uploader:
         with self._idle:
             while self._clean_pass < target:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._permanent_pass >= target:
                     return False
                 self._idle.wait(min(left, 1.0))
                 progress(self.backlog)
@@ -399,5 +404,10 @@ def upload_recovered(
     uploader = Uploader(journal, dest, fs=fs, retry=retry or UploadRetry())
     if not uploader.drain(timeout_s):
         raise UploadsPending(pending_message(uploader.backlog, journal))
+    # staged copies of uploads a crash cut short (hidden from readers), a day old or more
+    with contextlib.suppress(ObjectStoreError):
+        remove_staging_leftovers(
+            uploader._filesystem(), dest, older_than_s=86400.0, now=datetime.now(UTC)
+        )
     prune_journal(journal)
     return report, uploader
