@@ -276,3 +276,64 @@ def test_default_journal_dir_is_sanitised_and_under_the_cache(tmp_path: Path) ->
         assert d.parent == tmp_path / "cache" / "tastyrec" / "journal"
         assert re.fullmatch(r"[A-Za-z0-9._-]+", d.name), d.name
     assert a != b
+
+
+@pytest.mark.anyio
+async def test_store_still_down_at_the_end_fails_with_the_way_out_then_recover_uploads(
+    s3: S3Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Leaving the block waits ``upload_timeout_s`` (bounded) for the backlog; with the store
+    still down it raises UploadsPending naming the journal dir and the recover command; the
+    data is all there, and ``upload_recovered`` (what ``tastyrec recover --out`` runs) uploads
+    it once the store is back."""
+    from tastyrec.dxlink.streamer import DXLinkStreamer
+    from tastyrec.events import Quote
+    from tastyrec.record.recorder import Recorder
+    from tastyrec.record.sink import RotationPolicy
+    from tastyrec.record.upload import UploadRetry, UploadsPending, upload_recovered
+    from tastyrec.sim import Simulator
+    from tastyrec.sim.engine import SimConfig
+    from tests.integration.wire import expected_rows, recorded_rows, sent_events
+
+    caplog.set_level("INFO")
+    journal_dir = tmp_path / "journal"
+    s3.stop()
+    config = SimConfig(quote_rate_hz=50.0, keepalive_timeout=30.0)
+    recorder = None
+    async with Simulator(seed=7, token=None, config=config, keep_sent=True) as sim:
+        async with DXLinkStreamer(url=sim.url, token=None, queue_size=0) as streamer:
+            with pytest.raises(UploadsPending) as failed:
+                recorder = Recorder(
+                    DEST,
+                    streamer,
+                    journal=journal_dir,
+                    rotation=RotationPolicy(max_rows=40),
+                    upload_retry=UploadRetry(first_s=0.1, max_s=0.2),
+                    upload_timeout_s=1.0,
+                )
+                async with recorder:
+                    await streamer.subscribe(Quote, SYMBOLS.split(","), refresh_interval=0.01)
+                    with anyio.fail_after(WAIT_S):
+                        while recorder.stats.files < 2:  # noqa: ASYNC110
+                            await anyio.sleep(0.01)
+        sent = expected_rows(Quote, sent_events(sim.sent)["Quote"])
+    message = str(failed.value)
+    assert str(journal_dir) in message and DEST in message
+    assert f"tastyrec recover --journal {journal_dir} --out {DEST}" in message
+    assert_no_secret(message, caplog.text)
+    assert recorder is not None
+    assert len(local_waiting(journal_dir)) == recorder.stats.files  # nothing lost, nothing sent
+
+    s3.start()
+    report, uploader = upload_recovered(journal_dir, S3Location(BUCKET, "rec/desk1"))
+    # the recorder had converted everything: recover finds each file beside its kept segment
+    # (deleted only after the upload), converts nothing new, and the uploads follow
+    assert report.rows == recorder.stats.rows_written == recorder.stats.rows["Quote"]
+    assert not list(journal_dir.rglob("*.arrows"))
+    assert uploader.backlog.uploaded_files >= recorder.stats.files
+    local = download(DEST, tmp_path / "from-bucket")
+    rows = recorded_rows(local, Quote)
+    assert len(rows) == recorder.stats.rows["Quote"] and rows == sent[: len(rows)]
+    assert not local_waiting(journal_dir)
+    sessions = [r for p in local.glob("_sessions/*.parquet") for r in read_parquet(p).to_pylist()]
+    assert [s["status"] for s in sessions] == ["ended"]
