@@ -51,6 +51,7 @@ duplicated descriptor.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -111,6 +112,7 @@ from .upload import (
     default_journal_dir,
     pending_message,
     s3_destination,
+    uploaded_counter,
 )
 
 if TYPE_CHECKING:
@@ -342,7 +344,10 @@ class Recorder:
             ) from exc
         try:
             if self.recover:
-                self.recovered = await anyio.to_thread.run_sync(recover, self.root)
+                uploaded = None if self._uploader is None else uploaded_counter(self._uploader)
+                self.recovered = await anyio.to_thread.run_sync(
+                    functools.partial(recover, self.root, uploaded=uploaded)
+                )
             self._session = SessionRow(self.session_id, self.stats.started_ns, self.source)
             self._update_session()
             await anyio.to_thread.run_sync(self._session.write, self.root)

@@ -43,7 +43,9 @@ from ..objectstore import (
     Backoff,
     ObjectStoreError,
     S3Location,
+    list_parquet,
     parse_location,
+    redact,
     remove_staging_leftovers,
     s3_filesystem,
     upload,
@@ -383,6 +385,45 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
+def uploaded_counter(uploader: Uploader) -> Callable[[str], tuple[int, int, set[str]]]:
+    """For :func:`~tastyrec.record.recovery.recover`: a session's rows, files and event types
+    already in the bucket, from one listing of the prefix (made at the first call) and the
+    footers of that session's files only. A failed listing counts nothing (the row then
+    undercounts; the data itself is untouched)."""
+    listing: list[str] = []
+    listed = False
+
+    def count(session_id: str) -> tuple[int, int, set[str]]:
+        nonlocal listed
+        import pyarrow.parquet as pq
+
+        fs = uploader._filesystem()
+        try:
+            if not listed:
+                listing.extend(i.path for i in list_parquet(fs, uploader.dest))
+                listed = True
+            prefix = len(uploader.dest.path) + 1
+            # a file also still here (uploaded, not yet deleted) is counted with the local ones
+            mine = [
+                p
+                for p in listing
+                if f"-{session_id}-" in p.rpartition("/")[2]
+                and not (uploader.root / p[prefix:]).exists()
+            ]
+            rows = 0
+            for path in mine:
+                with fs.open_input_file(path) as fh:
+                    rows += pq.ParquetFile(fh).metadata.num_rows
+        except (ObjectStoreError, OSError) as exc:
+            logger.warning(
+                "cannot count the uploaded files of session %s: %s", session_id, redact(str(exc))
+            )
+            return 0, 0, set()
+        return rows, len(mine), {p[prefix:].split("/")[0] for p in mine}
+
+    return count
+
+
 def upload_recovered(
     journal: Path,
     dest: S3Location,
@@ -400,8 +441,8 @@ def upload_recovered(
         StorageError: a file could not be written locally.
         UploadsPending: files remain after ``timeout_s``.
     """
-    report = recover(journal)
     uploader = Uploader(journal, dest, fs=fs, retry=retry or UploadRetry())
+    report = recover(journal, uploaded=uploaded_counter(uploader))
     if not uploader.drain(timeout_s):
         raise UploadsPending(pending_message(uploader.backlog, journal))
     # staged copies of uploads a crash cut short (hidden from readers), a day old or more

@@ -208,42 +208,61 @@ async def test_store_down_mid_recording_backlog_shown_then_everything_arrives_on
     assert not local_waiting(journal_dir)
 
 
+@pytest.mark.parametrize("outage", [True, False], ids=["store-down", "store-up"])
 def test_kill_9_with_a_backlog_then_recover_uploads_it_once(
-    s3: S3Server, tmp_path: Path, cli
+    s3: S3Server, tmp_path: Path, cli, outage: bool
 ) -> None:
     """``tastyrec record --out s3://…`` with the store down: files pile up in --journal; kill -9;
     the store comes back; ``tastyrec recover --journal J --out s3://…`` uploads exactly what the
     journal dir held (published files + intact journal records), and a second run nothing."""
     cli.env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
     journal_dir = tmp_path / "journal"
-    s3.stop()
+    if outage:
+        s3.stop()
     proc = cli.start(
         "record", "--symbols", SYMBOLS, "--demo", "--out", DEST, "--journal", str(journal_dir),
         "--fsync", "always", "--no-status", "--rotate-rows", "20", "--for", "10m",
     )  # fmt: skip
-    proc.wait_for(
-        "3 Quote files waiting for upload",
-        lambda: len(list(journal_dir.glob("Quote/date=*/*.parquet"))) >= 3,
-        timeout=WAIT_S,
-    )
+    if outage:
+        proc.wait_for(
+            "3 Quote files waiting for upload",
+            lambda: len(list(journal_dir.glob("Quote/date=*/*.parquet"))) >= 3,
+            timeout=WAIT_S,
+        )
+    else:
+        proc.wait_for(
+            "3 Quote files uploaded",
+            lambda: len([k for k in visible_keys(DEST) if "/Quote/" in k]) >= 3,
+            timeout=WAIT_S,
+        )
     proc.popen.send_signal(signal.SIGKILL)
     assert proc.wait(10) == -signal.SIGKILL
     published = {p: read_parquet(p) for p in local_waiting(journal_dir)}
     want = expected_after_recovery(journal_dir, published, journal(journal_dir))
-    s3.start()
+    arrived = {}
+    if outage:
+        s3.start()  # empty: nothing had arrived
+    else:  # what had arrived before the kill
+        before = download(DEST, tmp_path / "at-kill")
+        arrived = {
+            p.relative_to(before): read_parquet(p) for p in before.glob("*/date=*/*.parquet")
+        }
 
     done = cli.run("recover", "--journal", str(journal_dir), "--out", DEST, timeout=WAIT_S * 2)
     assert done.popen.returncode == 0, done.stderr
     assert "uploaded" in done.stdout, done.stdout
     local = download(DEST, tmp_path / "from-bucket")
     got = {p.relative_to(local): read_parquet(p) for p in local.glob("*/date=*/*.parquet")}
-    expected = {p.relative_to(journal_dir): t for p, t in want.files.items()}
+    expected = arrived | {p.relative_to(journal_dir): t for p, t in want.files.items()}
     assert sorted(got) == sorted(expected)
     for rel, table in expected.items():
         assert_same_rows(got[rel], table, str(rel))
     assert not local_waiting(journal_dir) and not list(journal_dir.rglob("*.arrows"))
     sessions = [r for p in local.glob("_sessions/*.parquet") for r in read_parquet(p).to_pylist()]
     assert [s["status"] for s in sessions] == ["recovered"]
+    # the row counts the files uploaded before the kill too
+    assert sessions[0]["rows"] == sum(t.num_rows for t in got.values())
+    assert sessions[0]["files"] == len(got)
     grep_secrets(journal_dir)
     grep_secrets(local)
     assert_no_secret(proc.stderr, proc.stdout, done.stderr, done.stdout)
