@@ -26,7 +26,7 @@ from .._cli import (
     dxlink_options,
     event_types,
     parse_symbols,
-    recording_argument,
+    recording_folder,
     run as _run,
     ws_url,
 )
@@ -75,7 +75,20 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     metavar="1m,5m",
     help="Also record candles of these periods, from the start of the New York day.",
 )
-@click.option("--out", default=DEFAULT_DATA, show_default=True, help="Recording folder.")
+@click.option(
+    "--out",
+    default=DEFAULT_DATA,
+    show_default=True,
+    help="Recording folder, or s3://bucket/prefix (credentials and endpoint from the standard "
+    "AWS variables and profiles; AWS_ENDPOINT_URL for S3-compatible stores).",
+)
+@click.option(
+    "--journal",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="With --out s3://...: the local folder of the journal and of the files waiting for "
+    "upload [default: under the user's cache dir].",
+)
 @click.option(
     "--for",
     "duration",
@@ -184,6 +197,7 @@ def record(
     events: str | None,
     candles: str | None,
     out: str,
+    journal: str | None,
     duration: float | None,
     url: str | None,
     token: str | None,
@@ -216,6 +230,7 @@ def record(
     """
     from .recorder import Recorder
     from .sink import RotationPolicy
+    from .upload import s3_destination
 
     if demo and (url is not None or account_url is not None):
         option = "--url" if url is not None else "--account-url"
@@ -256,7 +271,16 @@ def record(
             raise click.BadParameter(str(exc), param_hint="--dte") from None
     if not demo and account_list and (account_url is None or not account_token):
         raise click.UsageError(NO_ACCOUNT_CREDENTIALS.format(env=ACCOUNT_TOKEN_ENV))
-    check_out_folder(out)
+    try:
+        destination = s3_destination(out)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    if destination is None:
+        check_out_folder(out)
+        if journal is not None:
+            raise click.UsageError("--journal goes with --out s3://bucket/prefix")
+    elif chain_list:
+        raise click.UsageError("--chain cannot record into s3:// yet: give a local --out folder")
     every_s = order_every
     seconds = duration if duration is not None else math.inf
     # each limit was checked (positive) by its option's type, which names the option
@@ -397,6 +421,7 @@ def record(
                 rotation=rotation,
                 fsync=fsync,
                 fsync_interval_s=sync_s,
+                journal=journal,
             )
             entered = False
             try:
@@ -415,7 +440,8 @@ def record(
                     await _show_status(recorder, seconds, status)
             finally:
                 if entered:  # also after Ctrl-C: the recorder has flushed by now
-                    click.echo(recorder.stats.summary(time.time_ns(), out=str(recorder.root)))
+                    where = recorder.destination or recorder.root
+                    click.echo(recorder.stats.summary(time.time_ns(), out=str(where)))
 
     _run(run)
 
@@ -480,7 +506,7 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
     ends_ns = None if math.isinf(seconds) else time.time_ns() + round(seconds * 1e9)
     display = StatusDisplay(
         recorder.stats,
-        out=str(recorder.root),
+        out=str(getattr(recorder, "destination", None) or recorder.root),
         console=Console(stderr=True),
         live=status,
         ends_ns=ends_ns,
@@ -502,18 +528,63 @@ async def _show_status(recorder: Any, seconds: float, status: bool | None) -> No
         root.handlers = handlers
 
 
+def _recover_path(ctx: click.Context, param: click.Parameter, value: str) -> Path | str:
+    """PATH is checked like every reading command's, unless --out s3://… replaces it."""
+    if ctx.params.get("out") is not None:
+        return value
+    return recording_folder(ctx, param, value)
+
+
 @click.command()
-@recording_argument
-def recover(path: Path) -> None:
+@click.argument(
+    "path", default=DEFAULT_DATA, required=False, type=click.Path(), callback=_recover_path
+)
+@click.option(
+    "--out",
+    is_eager=True,  # read before PATH, whose check it turns off
+    default=None,
+    metavar="s3://BUCKET/PREFIX",
+    help="The recording was going to object storage: convert the journal in --journal and "
+    "upload every file waiting there (instead of PATH).",
+)
+@click.option(
+    "--journal",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="With --out: the recorder's journal folder [default: the one `record --out` uses].",
+)
+@click.option(
+    "--timeout",
+    type=Duration(positive=True),
+    default="5m",
+    show_default=True,
+    metavar="SECONDS",
+    help="With --out: how long to keep retrying uploads.",
+)
+def recover(path: Path | str, out: str | None, journal: str | None, timeout: float) -> None:
     """Turn journals left by a crashed recorder under PATH (default: data) into Parquet files.
 
     Keeps every complete record and drops only a torn tail. Journals of recorders still
-    running are left alone. Running it twice is harmless.
+    running are left alone. Running it twice is harmless. With --out s3://…, the files are
+    then uploaded from the journal folder, and deleted locally once the upload is confirmed.
     """
     from .recorder import recover as run_recover
+    from .upload import default_journal_dir, s3_destination, upload_recovered
 
     try:
-        report = run_recover(path)
+        destination = s3_destination(out) if out is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    if out is not None and destination is None:
+        raise click.BadParameter("give an s3://bucket/prefix URL", param_hint="--out")
+    if destination is None and journal is not None:
+        raise click.UsageError("--journal goes with --out s3://bucket/prefix")
+    try:
+        if destination is not None:
+            folder = Path(journal) if journal else default_journal_dir(destination)
+            report, uploader = upload_recovered(folder, destination, timeout_s=timeout)
+        else:
+            report, uploader = run_recover(Path(path)), None
     except TastyrecError as exc:
         raise click.ClickException(str(exc)) from None
     torn = f"; dropped {report.torn_bytes:,} bytes of torn tail" if report.torn_bytes else ""
@@ -526,3 +597,6 @@ def recover(path: Path) -> None:
         f"recovered {report.rows:,} rows into {len(report.files)} files from "
         f"{len(report.sessions)} interrupted sessions{torn}{live}"
     )
+    if uploader is not None:
+        up = uploader.backlog
+        click.echo(f"uploaded {up.uploaded_files} files ({up.uploaded_bytes:,} bytes) to {up.dest}")

@@ -52,6 +52,7 @@ duplicated descriptor.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -99,7 +100,16 @@ from .account_window import AccountWindow
 from .live_sql import live_connection
 from .recovery import RecoveryReport, SessionLock, lock_path, marker_path, recover
 from .sink import EventSink, RotationPolicy, WrittenFile, convert_segment, prune_journal
-from .status import RecorderStats
+from .status import RecorderStats, UploadBacklog
+from .upload import (
+    Uploader,
+    UploadRetry,
+    UploadsPending,
+    default_journal_dir,
+    pending_message,
+    s3_destination,
+    uploaded_counter,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -159,7 +169,12 @@ class Recorder(AccountInput, UserInput):
     everything received.
 
     Args:
-        out: the recording folder (created if needed).
+        out: the recording folder (created if needed), or ``s3://bucket/prefix``: the journal
+            and each Parquet file stay in ``journal`` until a worker thread has uploaded the
+            file (:mod:`tastyrec.record.upload`); leaving the block waits
+            ``upload_timeout_s`` at most for the uploads, then raises
+            :class:`~tastyrec.record.upload.UploadsPending` if files are left (safe in
+            ``journal``; ``tastyrec recover --journal DIR --out s3://…`` uploads them).
         streamer: a :class:`~tastyrec.dxlink.streamer.DXLinkStreamer` to record through its
             columnar tap; ``None`` to record only what :meth:`record` is given.
         account_streamer: an :class:`~tastyrec.account.AlertStreamer` to record through its
@@ -180,6 +195,11 @@ class Recorder(AccountInput, UserInput):
         reconcile_every_s: seconds between reconciliations besides those at connect and
             reconnect (``None``: only those).
         clock: monotonic seconds, for the reconciliation timer; injectable for tests.
+        journal: with an ``s3://`` ``out``, the local folder of the journal and of the files
+            waiting for upload (default: :func:`~tastyrec.record.upload.default_journal_dir`).
+        upload_retry: the uploader's backoff between failed attempts (never gives up while
+            recording).
+        upload_timeout_s: how long leaving the block waits for the last uploads.
     """
 
     def __init__(
@@ -199,10 +219,22 @@ class Recorder(AccountInput, UserInput):
         account_session: RestClient | None = None,
         reconcile_every_s: float | None = RECONCILE_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
+        journal: str | os.PathLike[str] | None = None,
+        upload_retry: UploadRetry | None = None,
+        upload_timeout_s: float = 300.0,
     ) -> None:
-        from .._location import recording_path  # an s3:// URL is refused, not made a folder
+        from .._location import recording_path  # another URL is refused, not made a folder
 
-        self.root = recording_path(out)
+        #: the bucket and prefix recorded into (``out="s3://…"``), else ``None``
+        self.destination = s3_destination(out)
+        self._uploader: Uploader | None = None
+        self.upload_timeout_s = upload_timeout_s
+        if self.destination is None:
+            self.root = recording_path(out)
+        else:  # journal and Parquet files stay local until uploaded (tastyrec.record.upload)
+            self.root = (
+                Path(journal) if journal is not None else default_journal_dir(self.destination)
+            )
         self.account_session = account_session
         self.reconcile_every_s = reconcile_every_s
         self.clock = clock
@@ -225,6 +257,15 @@ class Recorder(AccountInput, UserInput):
         self.recover = recover
         self.session_id = secrets.token_hex(4)
         self.stats = RecorderStats(started_ns=time.time_ns())
+        if self.destination is not None:
+            self._uploader = Uploader(
+                self.root,
+                self.destination,
+                live_session=self.session_id,
+                retry=upload_retry or UploadRetry(),
+                backlog=UploadBacklog(),
+            )
+            self.stats.upload = self._uploader.backlog
         #: Parquet files written by this recorder, oldest first
         self.files: list[WrittenFile] = []
         #: what the start-up recovery did (None until entered, or with recover=False)
@@ -279,7 +320,10 @@ class Recorder(AccountInput, UserInput):
             ) from exc
         try:
             if self.recover:
-                self.recovered = await anyio.to_thread.run_sync(recover, self.root)
+                uploaded = None if self._uploader is None else uploaded_counter(self._uploader)
+                self.recovered = await anyio.to_thread.run_sync(
+                    functools.partial(recover, self.root, uploaded=uploaded)
+                )
             self._session = SessionRow(self.session_id, self.stats.started_ns, self.source)
             self._update_session()
             await anyio.to_thread.run_sync(self._session.write, self.root)
@@ -299,6 +343,8 @@ class Recorder(AccountInput, UserInput):
                 tg.start_soon(self._reconcile_loop)
         tg.start_soon(self._ticker, self._ticker_scope)
         tg.start_soon(self._converter)
+        if self._uploader is not None:
+            self._uploader.start()
         logger.info("= recording session %s into %s (%s)", self.session_id, self.root, self.source)
         return self
 
@@ -332,6 +378,10 @@ class Recorder(AccountInput, UserInput):
                     if status_written
                     else f"; `tastyrec recover` will mark the session {self._session.status}",
                 )
+            if self._uploader is not None:
+                pending = await anyio.to_thread.run_sync(self._finish_uploads)
+                if pending is not None and error is None:
+                    error = pending
         self._tg.cancel_scope.cancel()
         try:
             result = await leave_group(self._tg, exc_type, exc, tb)
@@ -460,16 +510,41 @@ class Recorder(AccountInput, UserInput):
         """Convert one sealed segment and count it (in a worker thread); once per segment."""
         if segment in self._converted:
             return
-        written = convert_segment(self.root, segment)
+        written = convert_segment(self.root, segment, keep_segment=self._uploader is not None)
         self._converted.add(segment)
         if written is None:
             return
+        if self._uploader is not None:
+            self._uploader.wake(written.path)
         with self._stats_lock:
             self.files.append(written)
             self.stats.files += 1
             self.stats.bytes_written += written.bytes
             self.stats.rows_written += written.rows
         logger.info("= wrote %s (%d rows, %d bytes)", written.path, written.rows, written.bytes)
+
+    def _finish_uploads(self) -> UploadsPending | None:
+        """Wait (``upload_timeout_s`` at most, logging progress) until everything is uploaded,
+        then stop the uploader; the error to raise if files are left (in a worker thread)."""
+        uploader = self._uploader
+        assert uploader is not None
+        uploader.forget_live_session()
+        logged = [0.0]
+
+        def progress(backlog: UploadBacklog) -> None:
+            now = time.monotonic()
+            if backlog.files and now - logged[0] >= 5.0:
+                logged[0] = now
+                logger.info("= waiting for uploads: %s", backlog.line())
+
+        try:
+            done = uploader.wait_clean(self.upload_timeout_s, progress)
+        finally:
+            uploader.stop()
+        if done:
+            prune_journal(self.root)
+            return None
+        return UploadsPending(pending_message(uploader.backlog, self.root))
 
     def _seal(self, segments: list[Path]) -> None:
         if segments:

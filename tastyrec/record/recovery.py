@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -124,7 +125,11 @@ def _session_of(segment: Path) -> str:
     return segment.stem.rsplit("-", 2)[-2]
 
 
-def recover(root: str | os.PathLike[str]) -> RecoveryReport:
+def recover(
+    root: str | os.PathLike[str],
+    *,
+    uploaded: Callable[[str], tuple[int, int, set[str]]] | None = None,
+) -> RecoveryReport:
     """Turn journal segments left by recorders that died into Parquet. Blocking.
 
     Keeps every intact record, drops only torn tails; segments of running recorders are left
@@ -133,6 +138,10 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
     (``_journal/<session>.fail`` or ``.done``), and its session is marked ``failed`` or ``ended``
     instead; a ``failed`` row keeps its status and gets the rows recovered from its journal.
     Safe to run twice.
+
+    ``uploaded`` (recordings into object storage, :mod:`tastyrec.record.upload`): a session id
+    -> (rows, files, event types) of its files already uploaded (and deleted locally), counted
+    in its row besides the local files.
 
     Raises:
         StorageError: a file could not be written (the journal is kept).
@@ -162,7 +171,7 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
         report.sessions.append(session_id)
         markers = [lock.with_suffix(f".{suffix}") for suffix in _MARKERS]
         status = next((_MARKERS[m.suffix[1:]] for m in markers if m.exists()), None)
-        _mark_recovered(base, session_id, written, status)
+        _mark_recovered(base, session_id, written, status, uploaded)
         for path in (lock, *markers):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -179,7 +188,11 @@ def recover(root: str | os.PathLike[str]) -> RecoveryReport:
 
 
 def _mark_recovered(
-    root: Path, session_id: str, written: list[WrittenFile], status: str | None = None
+    root: Path,
+    session_id: str,
+    written: list[WrittenFile],
+    status: str | None = None,
+    uploaded: Callable[[str], tuple[int, int, set[str]]] | None = None,
 ) -> None:
     """Rewrite a dead session's row from what is on disk now (rows, files, types, end), with
     ``status`` (the recorder's marker), else ``failed`` if the row says so, else
@@ -191,15 +204,20 @@ def _mark_recovered(
         was_failed = row["status"] == "failed"
         if row["status"] != "recording" and not (was_failed and (written or status)):
             continue
+        remote_rows, remote_files, remote_types = (
+            (0, 0, set()) if uploaded is None else uploaded(session_id)
+        )
         session = SessionRow(
             session_id,
             row["start"],
             row["source"],
             list(row["symbols"] or ()),
-            sorted({f.parent.parent.name for f in files} | set(row["event_types"] or ())),
+            sorted(
+                {f.parent.parent.name for f in files} | set(row["event_types"] or ()) | remote_types
+            ),
             status="failed" if was_failed else status or "recovered",
             end_ns=row["end"] if row["end"] is not None else (max(ends) if ends else None),
-            rows=sum(m.num_rows for m in metas),
-            files=len(files),
+            rows=sum(m.num_rows for m in metas) + remote_rows,
+            files=len(files) + remote_files,
         )
         session.write(root)

@@ -223,12 +223,14 @@ class WrittenFile:
     last_recv_ns: int | None = None
 
 
-def convert_segment(root: Path, segment: Path) -> WrittenFile | None:
+def convert_segment(root: Path, segment: Path, *, keep_segment: bool = False) -> WrittenFile | None:
     """Turn a sealed (or left-over) journal segment into its Parquet file, then delete it.
 
     Blocking: run it in a worker thread. Idempotent: if the Parquet file already exists (a crash
     after the rename), the segment is just deleted. A segment with no intact rows makes no file.
     Afterwards the memory the conversion freed goes back to the OS (:func:`release_memory`).
+    ``keep_segment``: leave the segment (recording into object storage: the uploader deletes
+    it once the file's upload is confirmed, :mod:`tastyrec.record.upload`).
 
     Returns:
         The file written (or found), or ``None`` when the segment held no rows.
@@ -237,12 +239,12 @@ def convert_segment(root: Path, segment: Path) -> WrittenFile | None:
         StorageError: the Parquet file could not be written; the segment is kept.
     """
     try:
-        return _convert(root, segment)
+        return _convert(root, segment, keep_segment)
     finally:
         release_memory()
 
 
-def _convert(root: Path, segment: Path) -> WrittenFile | None:
+def _convert(root: Path, segment: Path, keep_segment: bool = False) -> WrittenFile | None:
     target = layout.parquet_for_journal(root, segment)
     event_type = target.parent.parent.name
     if target.exists():
@@ -284,7 +286,8 @@ def _convert(root: Path, segment: Path) -> WrittenFile | None:
             f"journal {str(segment)!r}: free space (or fix permissions) and run "
             f"`tastyrec recover {root}`"
         ) from exc
-    _unlink(segment)
+    if not keep_segment:
+        _unlink(segment)
     return WrittenFile(
         target, event_type, reader.rows, target.stat().st_size, reader.torn_bytes, max(last_ns)
     )

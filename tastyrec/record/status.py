@@ -43,12 +43,42 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ("RecorderStats", "StatusDisplay")
+__all__ = ("RecorderStats", "StatusDisplay", "UploadBacklog")
 
 _log = logging.getLogger(__name__)
 
 #: Newest-event ages at or above this are shown in yellow: that feed may be stale (or just quiet).
 _STALE_S: Final = 60.0
+
+
+@dataclass
+class UploadBacklog:
+    """Uploads to object storage (``record --out s3://…``), updated by the uploader thread."""
+
+    #: where the files go (``s3://bucket/prefix``)
+    dest: str = ""
+    #: files and bytes waiting in the local journal dir
+    files: int = 0
+    bytes: int = 0
+    #: files and bytes uploaded (and confirmed) so far
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    #: failed passes, and the last failure's message (redacted; ``None`` after a good pass)
+    failures: int = 0
+    last_error: str | None = None
+    #: seconds until the next attempt while backing off
+    retry_in_s: float | None = None
+
+    def line(self) -> str:
+        """``uploads to s3://b/p: 2 files (3.1 MB) waiting, 10 uploaded (40 MB); last error: …``"""
+        text = (
+            f"uploads to {self.dest}: {_plural(self.files, 'file')} ({_bytes(self.bytes)}) "
+            f"waiting, {self.uploaded_files:,} uploaded ({_bytes(self.uploaded_bytes)})"
+        )
+        if self.last_error is not None:
+            retry = "" if self.retry_in_s is None else f", retrying in {self.retry_in_s:g} s"
+            text += f"; last error{retry}: {self.last_error[:200]}"
+        return text
 
 
 @dataclass
@@ -83,6 +113,8 @@ class RecorderStats:
     bad: int = 0
     #: Other skips by reason (unknown event types...).
     skipped: Counter[str] = field(default_factory=Counter)
+    #: Uploads to object storage (``None``: recording into a local folder).
+    upload: UploadBacklog | None = None
 
     def summary(self, now_ns: int, out: str | None = None) -> str:
         """One line for the end of the session.
@@ -264,13 +296,16 @@ class StatusDisplay:
         head = f"{_plural(s.rows.total(), 'event')}, {_rate(total)}"
         if per_type:
             head += ": " + ", ".join(per_type)
-        return f"{head}; {self._saved()}; {self._written()}; {_problems(s)}"
+        line = f"{head}; {self._saved()}; {self._written()}; {_problems(s)}"
+        return line if s.upload is None else f"{line}; {s.upload.line()}"
 
     def _table(self, now_ns: int) -> Group:
         s = self.stats
         caption = f"{self._saved()}\n{self._written()}\n{_problems(s, skipped=False)}"
         if s.skipped:
             caption += f"\n{_skipped(s)}"
+        if s.upload is not None:
+            caption += f"\n{s.upload.line()}"
         table = Table()
         table.add_column("event")
         table.add_column("rows", justify="right")

@@ -8,7 +8,15 @@ import logging
 import pytest
 from rich.console import Console, Group
 
-from tastyrec.record.status import RecorderStats, StatusDisplay, _age, _bytes, _duration, _rate
+from tastyrec.record.status import (
+    RecorderStats,
+    StatusDisplay,
+    UploadBacklog,
+    _age,
+    _bytes,
+    _duration,
+    _rate,
+)
 
 S = 1_000_000_000  # ns per second
 T0 = 1_750_000_000 * S
@@ -401,3 +409,21 @@ def test_live_display_draws_on_the_console_and_logs_nothing(
     assert "40,000" in out  # the final render at exit
     assert "2.0 k/s" in out
     assert not caplog.records
+
+
+def test_upload_backlog_is_shown_in_the_line_and_the_table() -> None:
+    stats, display, _ = make()
+    assert "uploads" not in line(display)  # a local recording says nothing about uploads
+    stats.upload = UploadBacklog(dest="s3://b/rec", files=3, bytes=2_500_000, uploaded_files=7)
+    stats.upload.uploaded_bytes = 9_000_000
+    text = line(display)
+    assert "uploads to s3://b/rec: 3 files (2.5 MB) waiting, 7 uploaded (9.0 MB)" in text
+    assert "last error" not in text
+    stats.upload.last_error = "uploading to s3://b/rec/x: connection refused"
+    stats.upload.retry_in_s = 4.0
+    assert "last error, retrying in 4 s: uploading to s3://b/rec/x: connection refused" in line(
+        display
+    )
+    _, table, _ = make(live=True, console=terminal())
+    table.stats.upload = stats.upload
+    assert "3 files (2.5 MB) waiting" in printed(table.render())
