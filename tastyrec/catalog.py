@@ -23,6 +23,17 @@ What is listed, and what is not:
 Listing reads file names, plus the footer of each compacted file (a few kB). It never opens the
 journal (``_journal/``) or the bookkeeping folders (``_sessions/``, ``_gaps/``).
 
+**Interrupted compactions.** A compacted file is published (renamed to its final name) only
+after it was verified, and the files it replaces are deleted right after. A compaction killed
+between the two leaves both, which tastyrec's readers never show together (above) but raw
+``read_parquet`` globs would count twice. So listing a partition *finishes* such a compaction:
+replaced files still present beside their published compacted file are deleted (roll forward).
+The compacted file's ``COMPACTED_FROM_KEY`` is the intent record: it is written before the file
+becomes visible, atomically with it. A compaction killed *before* publishing left only a
+``*.parquet.tmp`` (never listed, never globbed); ``tastyrec compact`` removes it (roll back).
+Every tastyrec command that opens a recording -- :func:`connect`, :func:`scan`, ``info``,
+``sql``, replay, ``compact`` -- lists it here, so each one repairs what it lists.
+
 Times (``start``, ``end``) follow the one rule of :mod:`tastyrec._time`: naive means New York
 time, a date is a whole New York day (a date ``end`` included). Locations go through
 :func:`tastyrec._location.recording_path` (an ``s3://`` URL is refused, never taken for a folder).
@@ -33,6 +44,7 @@ DuckDB, no polars), so every reader can use it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -72,6 +84,8 @@ _NS: Final = 1_000_000_000
 _UNIT_NS: Final = {"ns": 1, "us": 1_000, "ms": 1_000_000}
 #: listing again when a listed file vanished under us (a compaction finished meanwhile)
 _LIST_ATTEMPTS: Final = 5
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -220,7 +234,35 @@ def _list_partition(folder: Path) -> tuple[list[Path], set[str]]:
             if replaced is None:  # deleted by a newer compaction while we listed
                 continue
             hidden.update(replaced)
+    leftovers = hidden.intersection(names)
+    if leftovers:
+        _roll_forward(folder, leftovers)
     return [folder / n for n in names if n not in hidden], hidden
+
+
+def _roll_forward(folder: Path, names: set[str]) -> None:
+    """Finish a compaction interrupted between publishing and deleting: delete the files that
+    a published compacted file replaces (module doc, "Interrupted compactions").
+
+    The compacted file was verified before it got its final name, so its rows are all there;
+    deleting the replaced files is what the compaction would have done next. A compaction
+    running right now deletes them too: whoever comes second finds nothing. A read-only
+    recording is left as it is (the catalog hides the files anyway).
+    """
+    removed = 0
+    for name in sorted(names):
+        try:
+            (folder / name).unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # read-only medium, no permission: readers still hide them
+            logger.debug("cannot finish the compaction in %s: %s", folder, exc)
+            return
+    if removed:
+        logger.info(
+            "finished an interrupted compaction in %s: deleted %d replaced files", folder, removed
+        )
 
 
 def hidden_files(folder: Path) -> set[str]:

@@ -45,8 +45,9 @@ temporary file is removed by the next run; after 5, the new file is current and 
 deletes the old ones (step 0). Nothing is ever deleted before its rows are published elsewhere.
 
 What readers that glob ``*/date=*/*.parquet`` themselves (raw DuckDB, pyarrow datasets) see:
-between steps 5 and 6 — milliseconds, or until the next ``tastyrec compact`` after a crash
-there — both the old files and the new one, so rows appear twice. Use :func:`tastyrec.connect`,
+between steps 5 and 6 — milliseconds, or after a crash there until a tastyrec command lists
+that partition (the catalog rolls the compaction forward) — the old files and the new one,
+so rows appear twice. Use :func:`tastyrec.connect`,
 :func:`tastyrec.scan` or :func:`tastyrec.catalog.recording_files` to never see that.
 
 Memory: one output's rows are held once (plus a few row groups) in memory; ``max_rows``
