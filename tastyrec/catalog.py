@@ -50,13 +50,18 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from . import _time
 from ._location import recording_path
 from ._time import TimeLike
 from .exceptions import StorageError
 from .storage import layout
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from .objectstore import S3Location
 
 __all__ = (
     "COMPACTED_FROM_KEY",
@@ -67,9 +72,12 @@ __all__ = (
     "first_recv_ns",
     "hidden_files",
     "is_compacted",
+    "location_event_types",
+    "location_files",
     "partition_files",
     "partitions",
     "recording_files",
+    "s3_recording_files",
 )
 
 #: Key-value metadata key of a compacted file: JSON list of the file names it replaces.
@@ -355,3 +363,146 @@ def _days(start_ns: int | None, end_ns: int | None) -> tuple[date | None, date |
     lo = None if start_ns is None else layout.partition_date(start_ns)
     hi = None if end_ns is None else layout.partition_date(end_ns - 1)
     return lo, hi
+
+
+# -- object storage ----------------------------------------------------------------------------
+#
+# The same listing over ``s3://bucket/prefix`` (:class:`tastyrec.objectstore.S3Location`):
+# :func:`tastyrec.objectstore.list_parquet` walks key prefixes one level at a time, naming the
+# ``date=`` partitions of the window directly, so a query for a day lists that day's prefix,
+# never the bucket. Compacted files' footers are read through the same filesystem (two ranged
+# GETs each); replaced objects still present are deleted (roll forward), as on disk. Staging
+# objects of uploads (``.<name>.<token>.uploading``) do not end in ``.parquet``: never listed.
+
+
+def location_event_types(root: Path | S3Location, fs: pafs.S3FileSystem | None = None) -> list[str]:
+    """:func:`event_types` of a local folder or an ``s3://`` location.
+
+    Raises:
+        ObjectStoreError: the store could not be listed.
+    """
+    if isinstance(root, Path):
+        return event_types(root)
+    import pyarrow.fs as pafs
+
+    from .objectstore import _dirs, _error, s3_filesystem
+
+    fs = s3_filesystem() if fs is None else fs
+    try:
+        return sorted(
+            i.base_name
+            for i in _dirs(fs, root.path)
+            if i.type == pafs.FileType.Directory and _TYPE_NAME.match(i.base_name)
+        )
+    except OSError as exc:
+        raise _error("listing", root.url, exc) from None
+
+
+def location_files(
+    root: Path | S3Location,
+    event_type: str,
+    *,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    fs: pafs.S3FileSystem | None = None,
+) -> list[str]:
+    """:func:`recording_files` of a local folder or an ``s3://`` location, as text: local paths,
+    or ``s3://bucket/key`` URLs (what DuckDB, after
+    :func:`tastyrec.objectstore.register_duckdb`, and polars read). Same order, same rules.
+
+    Raises:
+        SchemaError: ``event_type`` is not a plain event type name.
+        StorageError: a compacted file's footer cannot be read; ObjectStoreError: listing failed.
+    """
+    if isinstance(root, Path):
+        return [str(p) for p in recording_files(root, event_type, start=start, end=end)]
+    return [f"s3://{p}" for p in s3_recording_files(root, event_type, start=start, end=end, fs=fs)]
+
+
+def s3_recording_files(
+    root: S3Location,
+    event_type: str,
+    *,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    fs: pafs.S3FileSystem | None = None,
+) -> list[str]:
+    """The committed, current Parquet objects of one event type under ``root``, in time order,
+    as ``bucket/key`` paths (what pyarrow's S3 filesystem takes). See :func:`recording_files`.
+
+    Raises:
+        SchemaError: ``event_type`` is not a plain event type name.
+        StorageError: a compacted file's footer cannot be read; ObjectStoreError: listing failed.
+    """
+    from .objectstore import list_parquet, s3_filesystem
+
+    fs = s3_filesystem() if fs is None else fs
+    start_ns, end_ns = _time.start_ns(start), _time.end_ns(end)
+    lo, hi = _days(start_ns, end_ns)
+    listed = list_parquet(fs, root, [layout.check_type_name(event_type)], lo, hi)
+    folders: dict[str, list[str]] = {}
+    for info in listed:
+        folder, _, name = info.path.rpartition("/")
+        if not name.startswith("."):
+            folders.setdefault(folder, []).append(name)
+    files: list[str] = []
+    for folder, names in folders.items():
+        hidden: set[str] = set()
+        for name in names:
+            if is_compacted(name):
+                replaced = _s3_compacted_from(fs, f"{folder}/{name}")
+                hidden.update(replaced or ())
+        leftovers = hidden.intersection(names)
+        if leftovers:
+            _s3_roll_forward(fs, folder, leftovers)
+        for name in names:
+            first = first_recv_ns(name)
+            if name in hidden or (end_ns is not None and first is not None and first >= end_ns):
+                continue
+            files.append(f"{folder}/{name}")
+    return sorted(files, key=lambda p: _time_key(Path(p)))
+
+
+def _s3_compacted_from(fs: pafs.S3FileSystem, path: str) -> list[str] | None:
+    """:func:`compacted_from` of an object (``None`` if it is gone)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path, filesystem=fs).metadata or {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StorageError(
+            f"cannot read the footer of the compacted file 's3://{path}': {exc}; "
+            "if it is damaged, delete it only if the files it replaces are still there"
+        ) from exc
+    raw = meta.get(COMPACTED_FROM_KEY)
+    if raw is None:
+        return []
+    import json
+
+    try:
+        names = json.loads(raw)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise StorageError(f"malformed {COMPACTED_FROM_KEY.decode()} in 's3://{path}'")
+    base = path.rpartition("/")[2]
+    return [n for n in names if "/" not in n and n != base]
+
+
+def _s3_roll_forward(fs: pafs.S3FileSystem, folder: str, names: set[str]) -> None:
+    """:func:`_roll_forward` on object storage: delete replaced objects still listed."""
+    for name in sorted(names):
+        try:
+            fs.delete_file(f"{folder}/{name}")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # no delete permission: readers hide them anyway
+            logger.debug("cannot finish the compaction in s3://%s: %s", folder, exc)
+            return
+    logger.info(
+        "finished an interrupted compaction in s3://%s: deleted %d replaced objects",
+        folder,
+        len(names),
+    )

@@ -74,6 +74,8 @@ if TYPE_CHECKING:
 __all__ = (
     "Backoff",
     "dataset",
+    "polars_storage_options",
+    "prefix_exists",
     "fsspec_filesystem",
     "ObjectInfo",
     "ObjectStoreError",
@@ -565,6 +567,22 @@ def list_parquet(
     return sorted(found, key=lambda i: i.path)
 
 
+def prefix_exists(root: S3Location, fs: pafs.S3FileSystem | None = None) -> bool:
+    """Whether any key lies under ``root/`` (one LIST request asking for one key).
+
+    Raises:
+        ObjectStoreError: the listing failed (no such bucket, network, permissions).
+    """
+    fs = s3_filesystem() if fs is None else fs
+    try:
+        info = fs.get_file_info(root.path)
+    except OSError as exc:
+        raise _error("looking at", root.url, exc) from None
+    import pyarrow.fs as pafs
+
+    return bool(info.type == pafs.FileType.Directory)
+
+
 # -- reading -----------------------------------------------------------------------------------
 
 
@@ -583,6 +601,23 @@ def register_duckdb(
     if con.filesystem_is_registered("s3"):
         return
     con.register_filesystem(fsspec_filesystem(fs))
+
+
+def polars_storage_options(config: S3Config | None = None) -> dict[str, str]:
+    """``storage_options`` for polars' own S3 reader (``pl.scan_parquet("s3://...")``): the
+    endpoint and region of :func:`s3_config`, no credential. polars (Rust ``object_store``)
+    reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` from the
+    environment itself; it does not read AWS profiles (``AWS_PROFILE``): give the keys in the
+    environment, or read through :func:`dataset`."""
+    config = s3_config() if config is None else config
+    options: dict[str, str] = {}
+    if config.endpoint_override is not None:
+        options["aws_endpoint_url"] = f"{config.scheme}://{config.endpoint_override}"
+        if config.scheme == "http":
+            options["aws_allow_http"] = "true"
+    if config.region is not None:
+        options["aws_region"] = config.region
+    return options
 
 
 def dataset(

@@ -24,13 +24,20 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
 
-from .._cli import DEFAULT_DATA, recording_argument, recording_folder, time_window
+from .._cli import (
+    DEFAULT_DATA,
+    location_argument,
+    recording_argument,
+    recording_location,
+    time_window,
+)
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
     from rich.console import Console
 
+    from ..objectstore import S3Location
     from ._compact import CompactionResult
 
 __all__ = ("compact", "info", "sql")
@@ -52,8 +59,8 @@ def _fail(exc: Exception) -> click.ClickException:
     default=DEFAULT_DATA,
     show_default=True,
     type=click.Path(),
-    callback=recording_folder,
-    help="Recording folder (what `tastyrec record --out` wrote).",
+    callback=recording_location,
+    help="Recording folder (what `tastyrec record --out` wrote), or s3://bucket/prefix.",
 )
 @click.option(
     "--format",
@@ -72,7 +79,7 @@ def _fail(exc: Exception) -> click.ClickException:
 @time_window("Event views keep rows")
 def sql(
     query: str,
-    data: Path,
+    data: Path | S3Location,
     fmt: str | None,
     output: Path | None,
     start: str | None,
@@ -267,9 +274,9 @@ def _print_vertical(
 
 
 @click.command()
-@recording_argument
-def info(path: Path) -> None:
-    """Show what the recording at PATH holds (default: data).
+@location_argument
+def info(path: Path | S3Location) -> None:
+    """Show what the recording at PATH (a folder or s3://bucket/prefix) holds (default: data).
 
     Per event type: files, rows, bytes, symbols, first and last receipt time, dates; then the
     recording sessions and the gaps (disconnects) recorded.
