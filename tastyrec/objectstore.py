@@ -74,7 +74,9 @@ if TYPE_CHECKING:
 __all__ = (
     "Backoff",
     "dataset",
+    "open_parquet",
     "polars_storage_options",
+    "shared_filesystem",
     "prefix_exists",
     "fsspec_filesystem",
     "ObjectInfo",
@@ -601,6 +603,35 @@ def register_duckdb(
     if con.filesystem_is_registered("s3"):
         return
     con.register_filesystem(fsspec_filesystem(fs))
+
+
+_SHARED: dict[S3Config, pafs.S3FileSystem] = {}
+
+
+def shared_filesystem() -> pafs.S3FileSystem:
+    """One :func:`s3_filesystem` per configuration (:func:`s3_config` of the environment now)
+    in this process, for readers opening many objects (replay opens each file twice)."""
+    config = s3_config()
+    fs = _SHARED.get(config)
+    if fs is None:
+        fs = _SHARED[config] = s3_filesystem(config)
+    return fs
+
+
+def open_parquet(url: str) -> Any:
+    """A :class:`pyarrow.parquet.ParquetFile` over the object ``s3://bucket/key`` (ranged GETs
+    through :func:`shared_filesystem`).
+
+    Raises:
+        ObjectStoreError: the object cannot be opened.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        source = shared_filesystem().open_input_file(url.removeprefix("s3://"))
+    except OSError as exc:
+        raise _error("opening", url, exc) from None
+    return pq.ParquetFile(source)
 
 
 def polars_storage_options(config: S3Config | None = None) -> dict[str, str]:

@@ -75,7 +75,7 @@ import anyio.lowlevel
 import numpy as np
 
 from .. import _time
-from .._location import existing_recording, recording_path
+from .._location import existing_location, reading_location
 from .._queue import ChunkQueue
 from .._time import TimeLike, to_ns
 from ..dxlink.streamer import DEFAULT_QUEUE_SIZE, Gap, StreamerStats, candle_symbol
@@ -230,7 +230,7 @@ class ReplayStreamer:
         self._pacer = pacer(speed)  # ValueError unless positive
         if queue_size <= 0:
             raise ValueError(f"queue_size must be positive, not {queue_size!r}")
-        self.path = recording_path(path)
+        self.path = reading_location(path)  # a folder or s3://bucket/prefix
         self.start_ns = _time.start_ns(start)
         self.end_ns = _time.end_ns(end)
         self.speed = speed
@@ -280,7 +280,7 @@ class ReplayStreamer:
         """
         if self._entered:
             return
-        existing_recording(self.path)
+        existing_location(self.path)
         self._markers = deque(self._read_gaps())
         self._connected = True
         self.stats.connects += 1

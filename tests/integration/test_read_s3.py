@@ -21,10 +21,11 @@ import pytest
 
 import tastyrec
 from tastyrec import catalog, objectstore
-from tastyrec.events import Quote
+from tastyrec.events import Quote, Trade
 from tastyrec.exceptions import RecordingNotFound, UnsupportedLocation
 from tastyrec.objectstore import S3Location
 from tastyrec.query import inventory
+from tastyrec.replay import ReplayStreamer, replay_frames
 from tests.integration.s3server import FAKE_ENV, S3Server
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample"
@@ -214,3 +215,23 @@ def test_two_recordings_in_one_prefix_are_both_read(s3, tmp_path):
     shutil.copytree(SAMPLE, merged)
     shutil.copytree(other, merged, dirs_exist_ok=True)
     assert tastyrec.connect(merged).sql("SELECT count(*) FROM Quote").fetchall() == [(2 * 955,)]
+
+
+def test_replay_frames_over_s3_are_the_local_frames(bucket):
+    local = list(replay_frames(SAMPLE, [Quote, Trade], symbols=["SPY"]))
+    remote = list(replay_frames(bucket.url, [Quote, Trade], symbols=["SPY"]))
+    assert len(remote) == len(local) > 0
+    for a, b in zip(remote, local, strict=True):
+        assert a.equals(b)
+
+
+async def test_a_replay_streamer_over_s3_replays_what_the_local_copy_does(bucket):
+    async def events(path: str | Path) -> tuple[list[str], int]:
+        async with ReplayStreamer(path) as replay:
+            await replay.subscribe(Quote, ["SPY", "QQQ"])
+            quotes = [repr(q) async for q in replay.listen(Quote)]  # repr: NaN-safe
+            return quotes, len(replay.gaps)
+
+    local = await events(SAMPLE)
+    assert local[0]
+    assert await events(bucket.url) == local
