@@ -68,7 +68,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast, overload
 
 import anyio
 import anyio.lowlevel
@@ -99,6 +99,9 @@ from ..storage.account_schema import AccountRecord
 from ..storage.tables import read_gaps
 from ._engine import WILDCARD, Batch, Cursor, pacer
 from .reader import DEFAULT_CHUNK_ROWS, RecordClass, table_name
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = ("ReplayStreamer", "TimeLike", "to_ns")
 
@@ -213,7 +216,7 @@ class ReplayStreamer:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | S3Location,
         *,
         start: TimeLike | None = None,
         end: TimeLike | None = None,

@@ -127,7 +127,7 @@ def test_queries_read_only_the_objects_of_the_views_they_use(s3, bucket):
     assert read and all(k.startswith("Trade/date=2026-11-21/") for k in read), read
 
 
-def test_info_and_sql_cli_over_s3_print_what_they_print_locally(bucket):
+def test_info_sql_and_replay_cli_over_s3_print_what_they_print_locally(bucket):
     def run(*args: str) -> str:
         proc = subprocess.run(
             [sys.executable, "-m", "tastyrec", *args],
@@ -148,6 +148,10 @@ def test_info_and_sql_cli_over_s3_print_what_they_print_locally(bucket):
     assert re.findall(r"[\w:.,=+-]+", info_remote) == re.findall(r"[\w:.,=+-]+", info_local)
     assert "955" in info_remote
     assert inventory(bucket.url).rows == inventory(SAMPLE).rows
+    replayed = ("replay", "--events", "Quote,Trade", "--symbols", "SPY")
+    assert run(*replayed[:1], bucket.url, *replayed[1:]) == run(
+        *replayed[:1], str(SAMPLE), *replayed[1:]
+    )
 
 
 def test_a_missing_prefix_says_what_to_do(s3, bucket):
