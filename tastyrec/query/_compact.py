@@ -74,7 +74,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import numpy as np
 import pyarrow as pa
@@ -91,6 +91,9 @@ from ..storage import layout
 from ..storage.parquet import ROW_GROUP_ROWS, parquet_options
 from ..storage.publish import TMP_SUFFIX, fsync_dir, publish
 from ._compact_check import Digest, digest, is_string, verify
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = ("DEFAULT_MAX_ROWS", "CompactionResult", "compact")
 
@@ -131,7 +134,7 @@ class CompactionResult:
 
 
 def compact(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | S3Location,
     *,
     day: date | None = None,
     event_types: list[str] | None = None,
@@ -160,7 +163,25 @@ def compact(
             cannot be read or written, or the written file did not match its inputs (then
             nothing was published and the old files are untouched).
     """
-    root = existing_recording(path)
+    from .._location import reading_location
+
+    location = reading_location(path)
+    if not isinstance(location, Path):  # s3://bucket/prefix
+        if max_rows < 1 or row_group_rows < 1:
+            raise ValueError("max_rows and row_group_rows must be positive")
+        from .._location import existing_location
+        from ._compact_s3 import compact_s3
+
+        existing_location(location)
+        return compact_s3(
+            location,
+            day=day,
+            event_types=event_types,
+            max_rows=max_rows,
+            row_group_rows=row_group_rows,
+            progress=progress,
+        )
+    root = existing_recording(location)
     if not _is_recording(root):
         raise StorageError(
             f"{str(root)!r} is not a recording (no event type folders, no {layout.SESSIONS_DIR}): "

@@ -27,7 +27,6 @@ import click
 from .._cli import (
     DEFAULT_DATA,
     location_argument,
-    recording_argument,
     recording_location,
     time_window,
 )
@@ -377,7 +376,7 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @click.command()
-@recording_argument
+@location_argument
 @click.option(
     "--date",
     "day",
@@ -385,7 +384,7 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -
     default=None,
     help="Only partitions of this New York date (YYYY-MM-DD) [default: all].",
 )
-def compact(path: Path, day: date | None) -> None:
+def compact(path: Path | S3Location, day: date | None) -> None:
     """Merge each partition's small files at PATH (default: data) into large ones, sorted by
     symbol and time.
 

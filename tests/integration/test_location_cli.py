@@ -1,8 +1,9 @@
 """A URL is never a local path, on the command line (issue 19): ``tastyrec record --out
 s3://bucket/rec`` used to exit 0 having written a folder named ``s3:``, and ``tastyrec sql
 --data s3://...`` read it back. Every option and argument naming a recording now refuses it with
-exit 2, names the option, and leaves no folder behind -- except ``sql``, ``info`` and
-``replay``, which now read ``s3://`` (and refuse other schemes). Real ``tastyrec`` subprocesses."""
+exit 2, names the option, and leaves no folder behind -- except ``sql``, ``info``,
+``replay`` and ``compact``, which now take ``s3://`` (and refuse other schemes). Real
+``tastyrec`` subprocesses."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ URL = "s3://bucket/rec"
 COMMANDS = {
     "record --out": (["record", "--demo", "--symbols", "SPY", "--out", URL], "--out"),
     "serve PATH": (["serve", URL], "PATH"),
-    "compact PATH": (["compact", URL], "PATH"),
     "recover PATH": (["recover", URL], "PATH"),
 }
 
@@ -32,12 +32,13 @@ def test_an_object_storage_url_is_refused_with_exit_2(cli: Cli, name: str) -> No
     assert not (cli.workdir / "s3:").exists()
 
 
-#: ``sql``, ``info`` and ``replay`` read ``s3://`` (tests/integration/test_read_s3.py); other
-#: URLs are refused
+#: ``sql``, ``info``, ``replay``, ``compact`` take ``s3://`` (tests/integration/test_read_s3.py);
+#: other URLs are refused
 READERS = {
     "sql --data": (["sql", "SELECT 1", "--data", "gs://bucket/rec"], "--data"),
     "info PATH": (["info", "gs://bucket/rec"], "PATH"),
     "replay PATH": (["replay", "gs://bucket/rec"], "PATH"),
+    "compact PATH": (["compact", "gs://bucket/rec"], "PATH"),
 }
 
 

@@ -22,9 +22,9 @@ import pytest
 import tastyrec
 from tastyrec import catalog, objectstore
 from tastyrec.events import Quote, Trade
-from tastyrec.exceptions import RecordingNotFound, UnsupportedLocation
+from tastyrec.exceptions import RecordingNotFound, StorageError, UnsupportedLocation
 from tastyrec.objectstore import S3Location
-from tastyrec.query import inventory
+from tastyrec.query import _compact as compaction, inventory
 from tastyrec.replay import ReplayStreamer, replay_frames
 from tests.integration.s3server import FAKE_ENV, S3Server
 
@@ -239,3 +239,85 @@ async def test_a_replay_streamer_over_s3_replays_what_the_local_copy_does(bucket
     local = await events(SAMPLE)
     assert local[0]
     assert await events(bucket.url) == local
+
+
+def quote_keys(s3: S3Server, root: S3Location) -> list[str]:
+    return [k.rsplit("/", 1)[1] for k in keys(s3, root) if k.startswith("Quote/")]
+
+
+def test_compact_cli_on_s3_merges_like_the_local_copy(s3, bucket, tmp_path):
+    local = tmp_path / "local"
+    shutil.copytree(SAMPLE, local)
+    for where in (str(local), bucket.url):
+        proc = subprocess.run(
+            [sys.executable, "-m", "tastyrec", "compact", where],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+    for view in ("Quote", "Trade", "sessions"):
+        assert table(tastyrec.connect(bucket.url), view).equals(
+            table(tastyrec.connect(local), view)
+        )
+    (merged,) = quote_keys(s3, bucket)
+    assert catalog.is_compacted(merged)
+    assert not [k for k in keys(s3, bucket) if "uploading" in k or "lock" in k]
+
+
+S3_CRASH = """
+import os, sys
+from tastyrec.query import _compact
+def hook(step):
+    if step == sys.argv[2]:
+        os._exit(9)
+_compact._step_hook = hook
+_compact.compact(sys.argv[1], event_types=["Quote"])
+"""
+
+
+@pytest.mark.parametrize("step", ["s3-upload", "s3-delete"])
+def test_a_compaction_on_s3_killed_at_each_step_is_finished_or_left_untouched(s3, bucket, step):
+    before = table(tastyrec.connect(SAMPLE), "Quote")
+    proc = subprocess.run(
+        [sys.executable, "-c", S3_CRASH, bucket.url, step], capture_output=True, timeout=120
+    )
+    assert proc.returncode == 9, proc.stderr
+    names = quote_keys(s3, bucket)
+    # before the upload: the bucket is as it was; before the deletes: merged + its inputs
+    assert len(names) == (3 if step == "s3-upload" else 4)
+    assert table(tastyrec.connect(bucket.url), "Quote").equals(before)
+    # the reader rolled the compaction forward; the next run takes the lease (expired? no: the
+    # killed run's lease is fresh, so it is refused) -- delete it as the message says
+    assert len(quote_keys(s3, bucket)) == (3 if step == "s3-upload" else 1)
+    with pytest.raises(StorageError, match="another `tastyrec compact` holds"):
+        tastyrec.compact(bucket.url, event_types=["Quote"])
+    objectstore.s3_filesystem().delete_file(bucket.join("_compact.lock").path)
+    tastyrec.compact(bucket.url, event_types=["Quote"])
+    (merged,) = quote_keys(s3, bucket)
+    assert catalog.is_compacted(merged)
+    assert table(tastyrec.connect(bucket.url), "Quote").equals(before)
+
+
+def test_compaction_on_s3_leaves_a_recorders_new_upload_alone(s3, bucket, monkeypatch, tmp_path):
+    # a recorder uploads a file into the partition while the compaction runs: it is not an
+    # input (compaction deletes only what it listed), and no row is lost or doubled
+    new = tmp_path / "new.parquet"
+    source = next((SAMPLE / "Quote" / "date=2026-11-21").glob("*-00003.parquet"))
+    shutil.copyfile(source, new)
+    name = source.name.replace("-44f3ceba-", "-0badcafe-")
+    uploaded = []
+
+    def hook(step: str) -> None:
+        if step == "s3-upload" and not uploaded:
+            objectstore.upload(new, bucket.join("Quote", "date=2026-11-21", name))
+            uploaded.append(name)
+
+    monkeypatch.setattr(compaction, "_step_hook", hook)
+    rows = tastyrec.connect(SAMPLE).sql("SELECT count(*) FROM Quote").fetchall()[0][0]
+    extra = pl.read_parquet(source).height
+    tastyrec.compact(bucket.url, event_types=["Quote"])
+    left = quote_keys(s3, bucket)
+    assert name in left and len(left) == 2
+    count = tastyrec.connect(bucket.url).sql("SELECT count(*) FROM Quote").fetchall()[0][0]
+    assert count == rows + extra
