@@ -91,7 +91,8 @@ def make_recording(root: Path, rows: int, files: int, symbols: int = 500, seed: 
 QUERIES = {
     "aggregate by symbol (all rows)": QUERY.format(source="Quote"),
     "one symbol, count + avg": (
-        "SELECT count(*), avg(ask_price - bid_price) FROM Quote WHERE event_symbol = 'SYM007'"
+        "SELECT count(*), round(avg(ask_price - bid_price), 9) FROM Quote "
+        "WHERE event_symbol = 'SYM007'"
     ),
     "count(*) (footers only)": "SELECT count(*) FROM Quote",
 }
