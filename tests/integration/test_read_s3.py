@@ -117,6 +117,18 @@ def test_a_date_window_lists_only_its_prefixes_and_reads_nothing_outside(s3, buc
     assert not any((unquote(q) + "&").count(whole + "&") for q in lists), lists
 
 
+def test_scan_with_a_date_window_reads_no_object_of_another_day(s3, bucket):
+    with s3.recording() as requests:
+        frame = tastyrec.scan(bucket.url, Quote, start=date(2026, 12, 1), end=date(2026, 12, 2))
+        assert frame.collect().height == 0
+    read = [r for r in requests if r.method in ("GET", "HEAD") and ".parquet" in r.path]
+    assert read == []
+    with s3.recording() as requests:
+        assert tastyrec.scan(bucket.url, Quote, start=DAY, end=DAY).collect().height == 955
+    read = {unquote(r.path) for r in requests if r.method == "GET" and ".parquet" in r.path}
+    assert read and all("/Quote/date=2026-11-21/" in k for k in read), read
+
+
 def test_queries_read_only_the_objects_of_the_views_they_use(s3, bucket):
     # (row-group pruning inside a file goes through the same register_duckdb path:
     # test_objectstore.py::test_duckdb_symbol_filter_reads_only_matching_row_groups)
