@@ -200,8 +200,8 @@ def recording_location(
 ) -> Path | S3Location:
     """Click callback for the recording of a command that also reads object storage (``sql``,
     ``info``): a local folder as :func:`recording_folder`, or an ``s3://bucket/prefix`` with
-    keys under it (:func:`tastyrec._location.existing_location`); other URLs are refused."""
-    from ._location import reading_location
+    keys under it (:func:`tastyrec.catalog.existing_location`); other URLs are refused."""
+    from .catalog import reading_location
     from .exceptions import StorageError, UnsupportedLocation
 
     try:
@@ -210,7 +210,7 @@ def recording_location(
         raise click.BadParameter(str(exc)) from None
     if isinstance(loc, Path):
         return recording_folder(ctx, param, value)
-    from ._location import existing_location
+    from .catalog import existing_location
 
     try:
         return existing_location(loc)

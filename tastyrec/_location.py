@@ -20,14 +20,14 @@ A one-letter scheme is a Windows drive (``C:/data``), not a URL. A local folder 
 like a scheme is reached by relative text, ``./s3:/rec`` (returned absolute: ``pathlib`` would
 fold it back into ``s3:/rec``), or by an absolute path.
 
-Readers (:func:`reading_location`, :func:`existing_location`) also take ``s3://bucket/prefix``
-(and ``s3a://``): they get a :class:`~tastyrec.objectstore.S3Location` back, which the catalog
-lists through :func:`tastyrec.objectstore.list_parquet`. :func:`recording_path` stays local-only
-(for the local-only callers: compaction's lock, the recorder's journal); the writer parses its
-``--out`` with :func:`tastyrec.objectstore.parse_location` itself.
+Readers also take ``s3://bucket/prefix``: :func:`tastyrec.catalog.reading_location` and
+:func:`tastyrec.catalog.existing_location` (in the storage layer, beside
+:mod:`tastyrec.objectstore`) send local locations here and return an
+:class:`~tastyrec.objectstore.S3Location` for URLs. :func:`recording_path` stays local-only (for
+local-only callers: compaction's lock, the recorder's journal); the writer parses its ``--out``
+with :func:`tastyrec.objectstore.parse_location` itself.
 
-Imports the standard library and :mod:`tastyrec.exceptions` only (``objectstore``, itself
-standard library only at import, when a URL is given).
+Imports the standard library and :mod:`tastyrec.exceptions` only.
 """
 
 from __future__ import annotations
@@ -35,24 +35,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import Final
 
 from .exceptions import RecordingNotFound, UnsupportedLocation
 
-if TYPE_CHECKING:
-    from .objectstore import S3Location
-
-__all__ = (
-    "Location",
-    "existing_location",
-    "existing_recording",
-    "reading_location",
-    "recording_path",
-    "url_scheme",
-)
-
-#: Where a recording is, for readers: a local folder or an ``s3://bucket/prefix``.
-Location: TypeAlias = "Path | S3Location"
+__all__ = ("existing_recording", "recording_path", "url_scheme")
 
 #: ``scheme:/`` at the start (``scheme://`` after ``pathlib`` folded the double slash)
 _URL: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):/")
@@ -72,7 +59,7 @@ def recording_path(location: str | os.PathLike[str]) -> Path:
     Raises:
         UnsupportedLocation: ``location`` is a URL (``s3://bucket/prefix``...).
     """
-    if not isinstance(location, (str, os.PathLike)):  # an S3Location, from reading_location
+    if not isinstance(location, (str, os.PathLike)):  # an S3Location, from catalog.reading_location
         raise UnsupportedLocation(
             f"{location}: this needs a local folder; on object storage only reading (connect, "
             "scan, sql, info) is supported so far"
@@ -107,50 +94,3 @@ def existing_recording(location: str | os.PathLike[str]) -> Path:
         why = f"there is no folder {where}"
     raise RecordingNotFound(f"no recording at {where}: {why}; {_WHAT}", str(path))
 
-
-def reading_location(location: str | os.PathLike[str] | S3Location) -> Path | S3Location:
-    """A recording location to read: a local folder (:func:`recording_path`) or an
-    ``s3://bucket/prefix`` (:class:`~tastyrec.objectstore.S3Location`).
-
-    Raises:
-        UnsupportedLocation: a URL of another scheme, a bad bucket name or key prefix, or
-            credentials in the URL (never repeated).
-    """
-    from .objectstore import S3Location, parse_location
-
-    if isinstance(location, S3Location):
-        return location
-    scheme = url_scheme(os.fspath(location)) if isinstance(location, str) else None
-    if scheme not in ("s3", "s3a"):
-        return recording_path(location)
-    try:
-        parsed = parse_location(location)
-    except ValueError as exc:
-        raise UnsupportedLocation(str(exc)) from None
-    assert isinstance(parsed, S3Location)
-    return parsed
-
-
-def existing_location(location: str | os.PathLike[str] | S3Location) -> Path | S3Location:
-    """:func:`reading_location`, which must hold a recording: a local folder that exists
-    (:func:`existing_recording`), or a key prefix with at least one key under it (one LIST
-    request of at most one key).
-
-    Raises:
-        UnsupportedLocation: see :func:`reading_location`.
-        RecordingNotFound: nothing at ``location``.
-        ObjectStoreError: the store could not be asked (network, permissions).
-    """
-    loc = reading_location(location)
-    if isinstance(loc, Path):
-        return existing_recording(loc)
-    from .objectstore import prefix_exists
-
-    if prefix_exists(loc):
-        return loc
-    raise RecordingNotFound(
-        f"no recording at {loc.url}: there is no key under {loc.url}/; give the bucket and "
-        "prefix `tastyrec record --out` wrote to (and the endpoint in AWS_ENDPOINT_URL for an "
-        "S3-compatible service)",
-        loc.url,
-    )

@@ -53,9 +53,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from . import _time
-from ._location import recording_path
+from ._location import existing_recording, recording_path, url_scheme
 from ._time import TimeLike
-from .exceptions import StorageError
+from .exceptions import RecordingNotFound, StorageError, UnsupportedLocation
 from .storage import layout
 
 if TYPE_CHECKING:
@@ -71,11 +71,13 @@ __all__ = (
     "event_types",
     "first_recv_ns",
     "hidden_files",
+    "existing_location",
     "is_compacted",
     "location_event_types",
     "location_files",
     "partition_files",
     "partitions",
+    "reading_location",
     "recording_files",
     "s3_recording_files",
 )
@@ -363,6 +365,54 @@ def _days(start_ns: int | None, end_ns: int | None) -> tuple[date | None, date |
     lo = None if start_ns is None else layout.partition_date(start_ns)
     hi = None if end_ns is None else layout.partition_date(end_ns - 1)
     return lo, hi
+
+
+def reading_location(location: str | os.PathLike[str] | S3Location) -> Path | S3Location:
+    """A recording location to read: a local folder (:func:`recording_path`) or an
+    ``s3://bucket/prefix`` (:class:`~tastyrec.objectstore.S3Location`).
+
+    Raises:
+        UnsupportedLocation: a URL of another scheme, a bad bucket name or key prefix, or
+            credentials in the URL (never repeated).
+    """
+    from .objectstore import S3Location, parse_location
+
+    if isinstance(location, S3Location):
+        return location
+    scheme = url_scheme(os.fspath(location)) if isinstance(location, str) else None
+    if scheme not in ("s3", "s3a"):
+        return recording_path(location)
+    try:
+        parsed = parse_location(location)
+    except ValueError as exc:
+        raise UnsupportedLocation(str(exc)) from None
+    assert isinstance(parsed, S3Location)
+    return parsed
+
+
+def existing_location(location: str | os.PathLike[str] | S3Location) -> Path | S3Location:
+    """:func:`reading_location`, which must hold a recording: a local folder that exists
+    (:func:`existing_recording`), or a key prefix with at least one key under it (one LIST
+    request of at most one key).
+
+    Raises:
+        UnsupportedLocation: see :func:`reading_location`.
+        RecordingNotFound: nothing at ``location``.
+        ObjectStoreError: the store could not be asked (network, permissions).
+    """
+    loc = reading_location(location)
+    if isinstance(loc, Path):
+        return existing_recording(loc)
+    from .objectstore import prefix_exists
+
+    if prefix_exists(loc):
+        return loc
+    raise RecordingNotFound(
+        f"no recording at {loc.url}: there is no key under {loc.url}/; give the bucket and "
+        "prefix `tastyrec record --out` wrote to (and the endpoint in AWS_ENDPOINT_URL for an "
+        "S3-compatible service)",
+        loc.url,
+    )
 
 
 # -- object storage ----------------------------------------------------------------------------

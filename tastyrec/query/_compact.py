@@ -163,13 +163,13 @@ def compact(
             cannot be read or written, or the written file did not match its inputs (then
             nothing was published and the old files are untouched).
     """
-    from .._location import reading_location
+    from ..catalog import reading_location
 
     location = reading_location(path)
     if not isinstance(location, Path):  # s3://bucket/prefix
         if max_rows < 1 or row_group_rows < 1:
             raise ValueError("max_rows and row_group_rows must be positive")
-        from .._location import existing_location
+        from ..catalog import existing_location
         from ._compact_s3 import compact_s3
 
         existing_location(location)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 from .. import catalog
 from .._arrow_values import rows as python_rows
-from .._location import existing_location
+from ..catalog import existing_location
 from ..exceptions import StorageError
 from ..storage.sql import connect, parquet_source, quote_ident, receipt_select
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .. import _time, catalog
-from .._location import existing_location
 from .._time import TimeLike
+from ..catalog import existing_location
 from ..events.base import Event
 from ..schema import RECV_COLUMN, RECV_EXACT_COLUMN, polars_schema, upgrade_frame
 

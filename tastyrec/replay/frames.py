@@ -16,8 +16,8 @@ from typing import Final
 import polars as pl
 
 from .. import _time
-from .._location import existing_location
 from .._time import TimeLike
+from ..catalog import existing_location
 from ..events.base import Event
 from ..schema import RECV_EXACT_COLUMN
 from .reader import Timeline

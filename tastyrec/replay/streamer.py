@@ -75,9 +75,9 @@ import anyio.lowlevel
 import numpy as np
 
 from .. import _time
-from .._location import existing_location, reading_location
 from .._queue import ChunkQueue
 from .._time import TimeLike, to_ns
+from ..catalog import existing_location, reading_location
 from ..dxlink.streamer import DEFAULT_QUEUE_SIZE, Gap, StreamerStats, candle_symbol
 from ..events.account import (
     AccountBalance,

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Final
 import duckdb
 
 from .. import _time, catalog
-from .._location import existing_location, reading_location
 from .._time import TimeLike
+from ..catalog import existing_location, reading_location
 from ..exceptions import StorageError
 from . import layout
 from .tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
