@@ -12,9 +12,12 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from .objectstore import S3Location
 
 __all__ = (
     "DEFAULT_DATA",
@@ -29,7 +32,9 @@ __all__ = (
     "parse_duration",
     "parse_size",
     "parse_symbols",
+    "location_argument",
     "recording_folder",
+    "recording_location",
     "run",
     "setup_logging",
     "time_window",
@@ -235,6 +240,38 @@ def recording_folder(ctx: click.Context, param: click.Parameter, value: Path | s
             here = f"; the default, {DEFAULT_DATA!r}, is looked for in the current folder"
         raise click.BadParameter(f"{exc}{here}") from None
 
+
+def recording_location(
+    ctx: click.Context, param: click.Parameter, value: Path | str
+) -> Path | S3Location:
+    """Click callback for the recording of a command that also reads object storage (``sql``,
+    ``info``): a local folder as :func:`recording_folder`, or an ``s3://bucket/prefix`` with
+    keys under it (:func:`tastyrec.catalog.existing_location`); other URLs are refused."""
+    from .catalog import reading_location
+    from .exceptions import StorageError, UnsupportedLocation
+
+    try:
+        loc = reading_location(value)
+    except UnsupportedLocation as exc:
+        raise click.BadParameter(str(exc)) from None
+    if isinstance(loc, Path):
+        return recording_folder(ctx, param, value)
+    from .catalog import existing_location
+
+    try:
+        return existing_location(loc)
+    except StorageError as exc:  # nothing there, or the store could not be asked (redacted)
+        raise click.BadParameter(str(exc)) from None
+
+
+#: the PATH argument of ``info``: a local folder or ``s3://bucket/prefix`` (default ``data``)
+location_argument = click.argument(
+    "path",
+    default=DEFAULT_DATA,
+    required=False,
+    type=click.Path(),
+    callback=recording_location,
+)
 
 #: the PATH argument of every command that reads a recording: default ``data``, checked first
 recording_argument = click.argument(

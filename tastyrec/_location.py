@@ -20,6 +20,13 @@ A one-letter scheme is a Windows drive (``C:/data``), not a URL. A local folder 
 like a scheme is reached by relative text, ``./s3:/rec`` (returned absolute: ``pathlib`` would
 fold it back into ``s3:/rec``), or by an absolute path.
 
+Readers also take ``s3://bucket/prefix``: :func:`tastyrec.catalog.reading_location` and
+:func:`tastyrec.catalog.existing_location` (in the storage layer, beside
+:mod:`tastyrec.objectstore`) send local locations here and return an
+:class:`~tastyrec.objectstore.S3Location` for URLs. :func:`recording_path` stays local-only (for
+local-only callers: compaction's lock, the recorder's journal); the writer parses its ``--out``
+with :func:`tastyrec.objectstore.parse_location` itself.
+
 Imports the standard library and :mod:`tastyrec.exceptions` only.
 """
 
@@ -52,6 +59,11 @@ def recording_path(location: str | os.PathLike[str]) -> Path:
     Raises:
         UnsupportedLocation: ``location`` is a URL (``s3://bucket/prefix``...).
     """
+    if not isinstance(location, (str, os.PathLike)):  # an S3Location, from catalog.reading_location
+        raise UnsupportedLocation(
+            f"{location}: this needs a local folder; on object storage only reading (connect, "
+            "scan, sql, info) is supported so far"
+        )
     text = os.fspath(location)
     scheme = url_scheme(text)
     if scheme is not None:
@@ -81,3 +93,4 @@ def existing_recording(location: str | os.PathLike[str]) -> Path:
     else:
         why = f"there is no folder {where}"
     raise RecordingNotFound(f"no recording at {where}: {why}; {_WHAT}", str(path))
+

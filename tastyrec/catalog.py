@@ -23,6 +23,17 @@ What is listed, and what is not:
 Listing reads file names, plus the footer of each compacted file (a few kB). It never opens the
 journal (``_journal/``) or the bookkeeping folders (``_sessions/``, ``_gaps/``).
 
+**Interrupted compactions.** A compacted file is published (renamed to its final name) only
+after it was verified, and the files it replaces are deleted right after. A compaction killed
+between the two leaves both, which tastyrec's readers never show together (above) but raw
+``read_parquet`` globs would count twice. So listing a partition *finishes* such a compaction:
+replaced files still present beside their published compacted file are deleted (roll forward).
+The compacted file's ``COMPACTED_FROM_KEY`` is the intent record: it is written before the file
+becomes visible, atomically with it. A compaction killed *before* publishing left only a
+``*.parquet.tmp`` (never listed, never globbed); ``tastyrec compact`` removes it (roll back).
+Every tastyrec command that opens a recording -- :func:`connect`, :func:`scan`, ``info``,
+``sql``, replay, ``compact`` -- lists it here, so each one repairs what it lists.
+
 Times (``start``, ``end``) follow the one rule of :mod:`tastyrec._time`: naive means New York
 time, a date is a whole New York day (a date ``end`` included). Locations go through
 :func:`tastyrec._location.recording_path` (an ``s3://`` URL is refused, never taken for a folder).
@@ -33,18 +44,24 @@ DuckDB, no polars), so every reader can use it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from . import _time
-from ._location import recording_path
+from ._location import existing_recording, recording_path, url_scheme
 from ._time import TimeLike
-from .exceptions import StorageError
+from .exceptions import RecordingNotFound, StorageError, UnsupportedLocation
 from .storage import layout
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from .objectstore import S3Location
 
 __all__ = (
     "COMPACTED_FROM_KEY",
@@ -54,10 +71,15 @@ __all__ = (
     "event_types",
     "first_recv_ns",
     "hidden_files",
+    "existing_location",
     "is_compacted",
+    "location_event_types",
+    "location_files",
     "partition_files",
     "partitions",
+    "reading_location",
     "recording_files",
+    "s3_recording_files",
 )
 
 #: Key-value metadata key of a compacted file: JSON list of the file names it replaces.
@@ -72,6 +94,8 @@ _NS: Final = 1_000_000_000
 _UNIT_NS: Final = {"ns": 1, "us": 1_000, "ms": 1_000_000}
 #: listing again when a listed file vanished under us (a compaction finished meanwhile)
 _LIST_ATTEMPTS: Final = 5
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -220,7 +244,35 @@ def _list_partition(folder: Path) -> tuple[list[Path], set[str]]:
             if replaced is None:  # deleted by a newer compaction while we listed
                 continue
             hidden.update(replaced)
+    leftovers = hidden.intersection(names)
+    if leftovers:
+        _roll_forward(folder, leftovers)
     return [folder / n for n in names if n not in hidden], hidden
+
+
+def _roll_forward(folder: Path, names: set[str]) -> None:
+    """Finish a compaction interrupted between publishing and deleting: delete the files that
+    a published compacted file replaces (module doc, "Interrupted compactions").
+
+    The compacted file was verified before it got its final name, so its rows are all there;
+    deleting the replaced files is what the compaction would have done next. A compaction
+    running right now deletes them too: whoever comes second finds nothing. A read-only
+    recording is left as it is (the catalog hides the files anyway).
+    """
+    removed = 0
+    for name in sorted(names):
+        try:
+            (folder / name).unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # read-only medium, no permission: readers still hide them
+            logger.debug("cannot finish the compaction in %s: %s", folder, exc)
+            return
+    if removed:
+        logger.info(
+            "finished an interrupted compaction in %s: deleted %d replaced files", folder, removed
+        )
 
 
 def hidden_files(folder: Path) -> set[str]:
@@ -313,3 +365,194 @@ def _days(start_ns: int | None, end_ns: int | None) -> tuple[date | None, date |
     lo = None if start_ns is None else layout.partition_date(start_ns)
     hi = None if end_ns is None else layout.partition_date(end_ns - 1)
     return lo, hi
+
+
+def reading_location(location: str | os.PathLike[str] | S3Location) -> Path | S3Location:
+    """A recording location to read: a local folder (:func:`recording_path`) or an
+    ``s3://bucket/prefix`` (:class:`~tastyrec.objectstore.S3Location`).
+
+    Raises:
+        UnsupportedLocation: a URL of another scheme, a bad bucket name or key prefix, or
+            credentials in the URL (never repeated).
+    """
+    from .objectstore import S3Location, parse_location
+
+    if isinstance(location, S3Location):
+        return location
+    scheme = url_scheme(os.fspath(location)) if isinstance(location, str) else None
+    if scheme not in ("s3", "s3a"):
+        return recording_path(location)
+    try:
+        parsed = parse_location(location)
+    except ValueError as exc:
+        raise UnsupportedLocation(str(exc)) from None
+    assert isinstance(parsed, S3Location)
+    return parsed
+
+
+def existing_location(location: str | os.PathLike[str] | S3Location) -> Path | S3Location:
+    """:func:`reading_location`, which must hold a recording: a local folder that exists
+    (:func:`existing_recording`), or a key prefix with at least one key under it (one LIST
+    request of at most one key).
+
+    Raises:
+        UnsupportedLocation: see :func:`reading_location`.
+        RecordingNotFound: nothing at ``location``.
+        ObjectStoreError: the store could not be asked (network, permissions).
+    """
+    loc = reading_location(location)
+    if isinstance(loc, Path):
+        return existing_recording(loc)
+    from .objectstore import prefix_exists
+
+    if prefix_exists(loc):
+        return loc
+    raise RecordingNotFound(
+        f"no recording at {loc.url}: there is no key under {loc.url}/; give the bucket and "
+        "prefix `tastyrec record --out` wrote to (and the endpoint in AWS_ENDPOINT_URL for an "
+        "S3-compatible service)",
+        loc.url,
+    )
+
+
+# -- object storage ----------------------------------------------------------------------------
+#
+# The same listing over ``s3://bucket/prefix`` (:class:`tastyrec.objectstore.S3Location`):
+# :func:`tastyrec.objectstore.list_parquet` walks key prefixes one level at a time, naming the
+# ``date=`` partitions of the window directly, so a query for a day lists that day's prefix,
+# never the bucket. Compacted files' footers are read through the same filesystem (two ranged
+# GETs each); replaced objects still present are deleted (roll forward), as on disk. Staging
+# objects of uploads (``.<name>.<token>.uploading``) do not end in ``.parquet``: never listed.
+
+
+def location_event_types(root: Path | S3Location, fs: pafs.S3FileSystem | None = None) -> list[str]:
+    """:func:`event_types` of a local folder or an ``s3://`` location.
+
+    Raises:
+        ObjectStoreError: the store could not be listed.
+    """
+    if isinstance(root, Path):
+        return event_types(root)
+    import pyarrow.fs as pafs
+
+    from .objectstore import _dirs, _error, s3_filesystem
+
+    fs = s3_filesystem() if fs is None else fs
+    try:
+        return sorted(
+            i.base_name
+            for i in _dirs(fs, root.path)
+            if i.type == pafs.FileType.Directory and _TYPE_NAME.match(i.base_name)
+        )
+    except OSError as exc:
+        raise _error("listing", root.url, exc) from None
+
+
+def location_files(
+    root: Path | S3Location,
+    event_type: str,
+    *,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    fs: pafs.S3FileSystem | None = None,
+) -> list[str]:
+    """:func:`recording_files` of a local folder or an ``s3://`` location, as text: local paths,
+    or ``s3://bucket/key`` URLs (what DuckDB, after
+    :func:`tastyrec.objectstore.register_duckdb`, and polars read). Same order, same rules.
+
+    Raises:
+        SchemaError: ``event_type`` is not a plain event type name.
+        StorageError: a compacted file's footer cannot be read; ObjectStoreError: listing failed.
+    """
+    if isinstance(root, Path):
+        return [str(p) for p in recording_files(root, event_type, start=start, end=end)]
+    return [f"s3://{p}" for p in s3_recording_files(root, event_type, start=start, end=end, fs=fs)]
+
+
+def s3_recording_files(
+    root: S3Location,
+    event_type: str,
+    *,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    fs: pafs.S3FileSystem | None = None,
+) -> list[str]:
+    """The committed, current Parquet objects of one event type under ``root``, in time order,
+    as ``bucket/key`` paths (what pyarrow's S3 filesystem takes). See :func:`recording_files`.
+
+    Raises:
+        SchemaError: ``event_type`` is not a plain event type name.
+        StorageError: a compacted file's footer cannot be read; ObjectStoreError: listing failed.
+    """
+    from .objectstore import list_parquet, s3_filesystem
+
+    fs = s3_filesystem() if fs is None else fs
+    start_ns, end_ns = _time.start_ns(start), _time.end_ns(end)
+    lo, hi = _days(start_ns, end_ns)
+    listed = list_parquet(fs, root, [layout.check_type_name(event_type)], lo, hi)
+    folders: dict[str, list[str]] = {}
+    for info in listed:
+        folder, _, name = info.path.rpartition("/")
+        if not name.startswith("."):
+            folders.setdefault(folder, []).append(name)
+    files: list[str] = []
+    for folder, names in folders.items():
+        hidden: set[str] = set()
+        for name in names:
+            if is_compacted(name):
+                replaced = _s3_compacted_from(fs, f"{folder}/{name}")
+                hidden.update(replaced or ())
+        leftovers = hidden.intersection(names)
+        if leftovers:
+            _s3_roll_forward(fs, folder, leftovers)
+        for name in names:
+            first = first_recv_ns(name)
+            if name in hidden or (end_ns is not None and first is not None and first >= end_ns):
+                continue
+            files.append(f"{folder}/{name}")
+    return sorted(files, key=lambda p: _time_key(Path(p)))
+
+
+def _s3_compacted_from(fs: pafs.S3FileSystem, path: str) -> list[str] | None:
+    """:func:`compacted_from` of an object (``None`` if it is gone)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path, filesystem=fs).metadata or {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StorageError(
+            f"cannot read the footer of the compacted file 's3://{path}': {exc}; "
+            "if it is damaged, delete it only if the files it replaces are still there"
+        ) from exc
+    raw = meta.get(COMPACTED_FROM_KEY)
+    if raw is None:
+        return []
+    import json
+
+    try:
+        names = json.loads(raw)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise StorageError(f"malformed {COMPACTED_FROM_KEY.decode()} in 's3://{path}'")
+    base = path.rpartition("/")[2]
+    return [n for n in names if "/" not in n and n != base]
+
+
+def _s3_roll_forward(fs: pafs.S3FileSystem, folder: str, names: set[str]) -> None:
+    """:func:`_roll_forward` on object storage: delete replaced objects still listed."""
+    for name in sorted(names):
+        try:
+            fs.delete_file(f"{folder}/{name}")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # no delete permission: readers hide them anyway
+            logger.debug("cannot finish the compaction in s3://%s: %s", folder, exc)
+            return
+    logger.info(
+        "finished an interrupted compaction in s3://%s: deleted %d replaced objects",
+        folder,
+        len(names),
+    )

@@ -74,6 +74,10 @@ if TYPE_CHECKING:
 __all__ = (
     "Backoff",
     "dataset",
+    "open_parquet",
+    "polars_storage_options",
+    "shared_filesystem",
+    "prefix_exists",
     "fsspec_filesystem",
     "ObjectInfo",
     "ObjectStoreError",
@@ -565,14 +569,107 @@ def list_parquet(
     return sorted(found, key=lambda i: i.path)
 
 
+def prefix_exists(root: S3Location, fs: pafs.S3FileSystem | None = None) -> bool:
+    """Whether any key lies under ``root/`` (one LIST request asking for one key).
+
+    Raises:
+        ObjectStoreError: the listing failed (no such bucket, network, permissions).
+    """
+    fs = s3_filesystem() if fs is None else fs
+    try:
+        info = fs.get_file_info(root.path)
+    except OSError as exc:
+        raise _error("looking at", root.url, exc) from None
+    import pyarrow.fs as pafs
+
+    return bool(info.type == pafs.FileType.Directory)
+
+
 # -- reading -----------------------------------------------------------------------------------
 
 
+class _ThreadPositionedFile:
+    """A read-only file over a pyarrow ``RandomAccessFile`` whose position is per thread.
+
+    DuckDB's Python-filesystem bridge reads a range as two calls, ``seek(offset)`` then
+    ``read(n)``, and its Parquet reader shares one handle between its threads: with one shared
+    position another thread's ``seek`` lands between the two, and the read returns the wrong
+    bytes or too few (measured on 10 M rows over moto: ``Failed to read 1486848 bytes ... only
+    13419 bytes returned``, and a ``TProtocolException``). Each thread's seek and read come from
+    the same thread, so a thread-local position makes every read the range asked for;
+    ``read_at`` is positional and thread-safe in pyarrow.
+    """
+
+    def __init__(self, source: Any, path: str) -> None:
+        import threading
+
+        self._source = source
+        self._size = int(source.size())
+        self._local = threading.local()
+        self.path = path
+        self.mode = "rb"
+        self.closed = False
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.tell(), 2: self._size}[whence]
+        self._local.pos = base + offset
+        return int(self._local.pos)
+
+    def tell(self) -> int:
+        return int(getattr(self._local, "pos", 0))
+
+    def read(self, length: int = -1) -> bytes:
+        pos = self.tell()
+        n = self._size - pos if length is None or length < 0 else min(length, self._size - pos)
+        if n <= 0:
+            return b""
+        data = bytes(self._source.read_at(n, pos))  # a pyarrow Buffer or bytes
+        self._local.pos = pos + len(data)
+        return bytes(data)
+
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._source.close()
+
+    def __enter__(self) -> _ThreadPositionedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def fsspec_filesystem(fs: pafs.S3FileSystem | None = None) -> Any:
-    """fsspec's ``ArrowFSWrapper`` around ``fs`` (protocol ``s3``)."""
+    """fsspec's ``ArrowFSWrapper`` around ``fs`` (protocol ``s3``), whose files opened for
+    reading keep one position per thread (:class:`_ThreadPositionedFile`: DuckDB's threads
+    share a handle)."""
     from fsspec.implementations.arrow import ArrowFSWrapper  # type: ignore[import-untyped]
 
-    return ArrowFSWrapper(s3_filesystem() if fs is None else fs)
+    class _Wrapper(ArrowFSWrapper):  # type: ignore[misc]
+        def _open(
+            self, path: str, mode: str = "rb", block_size: Any = None, **kwargs: Any
+        ) -> Any:
+            if mode != "rb" or not kwargs.get("seekable", True):
+                return super()._open(path, mode, block_size, **kwargs)
+            try:
+                source = self.fs.open_input_file(path)
+            except OSError as exc:
+                raise _error("opening", f"s3://{path}", exc) from None
+            return _ThreadPositionedFile(source, path)
+
+    return _Wrapper(s3_filesystem() if fs is None else fs)
 
 
 def register_duckdb(
@@ -583,6 +680,52 @@ def register_duckdb(
     if con.filesystem_is_registered("s3"):
         return
     con.register_filesystem(fsspec_filesystem(fs))
+
+
+_SHARED: dict[S3Config, pafs.S3FileSystem] = {}
+
+
+def shared_filesystem() -> pafs.S3FileSystem:
+    """One :func:`s3_filesystem` per configuration (:func:`s3_config` of the environment now)
+    in this process, for readers opening many objects (replay opens each file twice)."""
+    config = s3_config()
+    fs = _SHARED.get(config)
+    if fs is None:
+        fs = _SHARED[config] = s3_filesystem(config)
+    return fs
+
+
+def open_parquet(url: str) -> Any:
+    """A :class:`pyarrow.parquet.ParquetFile` over the object ``s3://bucket/key`` (ranged GETs
+    through :func:`shared_filesystem`).
+
+    Raises:
+        ObjectStoreError: the object cannot be opened.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        source = shared_filesystem().open_input_file(url.removeprefix("s3://"))
+    except OSError as exc:
+        raise _error("opening", url, exc) from None
+    return pq.ParquetFile(source)
+
+
+def polars_storage_options(config: S3Config | None = None) -> dict[str, str]:
+    """``storage_options`` for polars' own S3 reader (``pl.scan_parquet("s3://...")``): the
+    endpoint and region of :func:`s3_config`, no credential. polars (Rust ``object_store``)
+    reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` from the
+    environment itself; it does not read AWS profiles (``AWS_PROFILE``): give the keys in the
+    environment, or read through :func:`dataset`."""
+    config = s3_config() if config is None else config
+    options: dict[str, str] = {}
+    if config.endpoint_override is not None:
+        options["aws_endpoint_url"] = f"{config.scheme}://{config.endpoint_override}"
+        if config.scheme == "http":
+            options["aws_allow_http"] = "true"
+    if config.region is not None:
+        options["aws_region"] = config.region
+    return options
 
 
 def dataset(

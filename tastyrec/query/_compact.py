@@ -45,8 +45,9 @@ temporary file is removed by the next run; after 5, the new file is current and 
 deletes the old ones (step 0). Nothing is ever deleted before its rows are published elsewhere.
 
 What readers that glob ``*/date=*/*.parquet`` themselves (raw DuckDB, pyarrow datasets) see:
-between steps 5 and 6 — milliseconds, or until the next ``tastyrec compact`` after a crash
-there — both the old files and the new one, so rows appear twice. Use :func:`tastyrec.connect`,
+between steps 5 and 6 — milliseconds, or after a crash there until a tastyrec command lists
+that partition (the catalog rolls the compaction forward) — the old files and the new one,
+so rows appear twice. Use :func:`tastyrec.connect`,
 :func:`tastyrec.scan` or :func:`tastyrec.catalog.recording_files` to never see that.
 
 Memory: one output's rows are held once (plus a few row groups) in memory; ``max_rows``
@@ -73,7 +74,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import numpy as np
 import pyarrow as pa
@@ -90,6 +91,9 @@ from ..storage import layout
 from ..storage.parquet import ROW_GROUP_ROWS, parquet_options
 from ..storage.publish import TMP_SUFFIX, fsync_dir, publish
 from ._compact_check import Digest, digest, is_string, verify
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = ("DEFAULT_MAX_ROWS", "CompactionResult", "compact")
 
@@ -130,7 +134,7 @@ class CompactionResult:
 
 
 def compact(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | S3Location,
     *,
     day: date | None = None,
     event_types: list[str] | None = None,
@@ -159,7 +163,25 @@ def compact(
             cannot be read or written, or the written file did not match its inputs (then
             nothing was published and the old files are untouched).
     """
-    root = existing_recording(path)
+    from ..catalog import reading_location
+
+    location = reading_location(path)
+    if not isinstance(location, Path):  # s3://bucket/prefix
+        if max_rows < 1 or row_group_rows < 1:
+            raise ValueError("max_rows and row_group_rows must be positive")
+        from ..catalog import existing_location
+        from ._compact_s3 import compact_s3
+
+        existing_location(location)
+        return compact_s3(
+            location,
+            day=day,
+            event_types=event_types,
+            max_rows=max_rows,
+            row_group_rows=row_group_rows,
+            progress=progress,
+        )
+    root = existing_recording(location)
     if not _is_recording(root):
         raise StorageError(
             f"{str(root)!r} is not a recording (no event type folders, no {layout.SESSIONS_DIR}): "

@@ -13,14 +13,20 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from ..objectstore import S3Location
+
 from .. import catalog
 from .._arrow_values import rows as python_rows
-from .._location import existing_recording
+from ..catalog import existing_location
 from ..exceptions import StorageError
 from ..storage.sql import connect, parquet_source, quote_ident, receipt_select
 
@@ -58,7 +64,7 @@ class TypeInventory:
 class Inventory:
     """A recording's contents."""
 
-    root: Path
+    root: Path | S3Location
     types: list[TypeInventory] = field(default_factory=list)
     #: rows of the ``sessions`` table, as dicts (newest start last); times in epoch ns
     sessions: list[dict[str, object]] = field(default_factory=list)
@@ -76,23 +82,29 @@ class Inventory:
         return sum(t.bytes for t in self.types)
 
 
-def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
+def inventory(path: str | os.PathLike[str] | S3Location = "data") -> Inventory:
     """Files, rows, bytes, symbols and time range per event type; sessions and gaps.
 
     Raises:
         StorageError: no recording at ``path``, or a file cannot be read.
     """
-    root = existing_recording(path)
+    root = existing_location(path)
     con = connect(root)
     result = Inventory(root)
+    fs = None
+    if not isinstance(root, Path):
+        from ..objectstore import s3_filesystem
+
+        fs = s3_filesystem()
     try:
-        for event_type in catalog.event_types(root):
-            files = catalog.recording_files(root, event_type)
+        for event_type in catalog.location_event_types(root, fs):
+            files = catalog.location_files(root, event_type, fs=fs)
             if not files:
                 continue
-            rows = sum(pq.read_metadata(f).num_rows for f in files)
+            metas = [_metadata(f, fs) for f in files]
+            rows = sum(m.num_rows for m in metas)
             # symbols for market data, account numbers for account tables, else none
-            names = pq.read_schema(files[0]).names
+            names = metas[0].schema.to_arrow_schema().names
             key = next((c for c in ("event_symbol", "account_number") if c in names), None)
             distinct = f"count(DISTINCT {key})" if key else "0"
             # through Arrow, times as integers: DuckDB's own conversion of time zones needs
@@ -105,17 +117,20 @@ def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
                     + receipt_select(con, parquet_source(files, hive=False)),
                 )
             )[0].values()
+            names_of = [os.path.split(f) if fs is None else f.rsplit("/", 1) for f in files]
             result.types.append(
                 TypeInventory(
                     event_type,
                     len(files),
                     rows,
-                    sum(f.stat().st_size for f in files),
+                    _sizes(files, fs),
                     int(symbols),
                     first,
                     last,
-                    tuple(sorted({date.fromisoformat(f.parent.name[5:]) for f in files})),
-                    sum(catalog.is_compacted(f.name) for f in files),
+                    tuple(
+                        sorted({date.fromisoformat(os.path.basename(d)[5:]) for d, _ in names_of})
+                    ),
+                    sum(catalog.is_compacted(n) for _, n in names_of),
                 )
             )
         result.sessions = _rows(con, "sessions", "start")
@@ -125,6 +140,20 @@ def inventory(path: str | os.PathLike[str] = "data") -> Inventory:
     finally:
         con.close()
     return result
+
+
+def _metadata(file: str, fs: pafs.S3FileSystem | None) -> pq.FileMetaData:
+    """The footer of a local file or an ``s3://`` object (one or two ranged GETs)."""
+    if fs is None:
+        return pq.read_metadata(file)
+    return pq.read_metadata(file.removeprefix("s3://"), filesystem=fs)
+
+
+def _sizes(files: list[str], fs: pafs.S3FileSystem | None) -> int:
+    """Bytes of ``files`` (a HEAD per object on S3)."""
+    if fs is None:
+        return sum(os.stat(f).st_size for f in files)
+    return sum(int(i.size or 0) for i in fs.get_file_info([f.removeprefix("s3://") for f in files]))
 
 
 def _rows(con: duckdb.DuckDBPyConnection, view: str, order: str) -> list[dict[str, object]]:

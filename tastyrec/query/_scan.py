@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from .. import _time, catalog
-from .._location import existing_recording
 from .._time import TimeLike
+from ..catalog import existing_location
 from ..events.base import Event
 from ..schema import RECV_COLUMN, RECV_EXACT_COLUMN, polars_schema, upgrade_frame
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = ("scan",)
 
@@ -36,7 +41,7 @@ _CAST = pl.ScanCastOptions(
 
 
 def scan(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | S3Location,
     event_type: type[Event],
     *,
     start: TimeLike | None = None,
@@ -65,17 +70,28 @@ def scan(
         A LazyFrame; nothing is read until it is collected. With no files, an empty frame
         with the right schema.
 
+    ``path`` may be ``s3://bucket/prefix``: the catalog lists only the window's ``date=``
+    prefixes, and polars' own S3 reader fetches footers and the row groups that filters keep
+    (ranged GETs; endpoint and region from :func:`tastyrec.objectstore.polars_storage_options`,
+    keys from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``).
+
     Raises:
-        RecordingNotFound: ``path`` is not a folder (a ``StorageError``).
-        UnsupportedLocation: ``path`` is a URL (``s3://...``).
+        RecordingNotFound: ``path`` is not a folder, or no key is under the URL (a
+            ``StorageError``).
+        UnsupportedLocation: ``path`` is a URL of another scheme than ``s3://``.
         ValueError: ``start`` or ``end`` is text that is not a time.
     """
-    root = existing_recording(path)
+    root = existing_location(path)
     start_ns, end_ns = _time.start_ns(start), _time.end_ns(end)
     schema = dict(polars_schema(event_type))
     # every file's recv_ns read as nanoseconds, version 1's exact: upgrade_frame takes it from there
     read_schema = {**schema, RECV_COLUMN: pl.Datetime("ns", "UTC")}
-    files = catalog.recording_files(root, event_type.__name__, start=start_ns, end=end_ns)
+    files = catalog.location_files(root, event_type.__name__, start=start_ns, end=end_ns)
+    storage: dict[str, str] | None = None
+    if files and not isinstance(root, Path):
+        from ..objectstore import polars_storage_options
+
+        storage = polars_storage_options()
     if not files:
         frame = pl.LazyFrame(schema=schema).with_columns(pl.lit(None, pl.Date).alias("date"))
     else:
@@ -87,6 +103,7 @@ def scan(
             missing_columns="insert",
             extra_columns="ignore",
             cast_options=_CAST,
+            storage_options=storage,
         )
         frame = upgrade_frame(frame, list(read_schema))
     if start_ns is not None:

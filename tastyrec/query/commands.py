@@ -24,13 +24,19 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
 
-from .._cli import DEFAULT_DATA, recording_argument, recording_folder, time_window
+from .._cli import (
+    DEFAULT_DATA,
+    location_argument,
+    recording_location,
+    time_window,
+)
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
     from rich.console import Console
 
+    from ..objectstore import S3Location
     from ._compact import CompactionResult
 
 __all__ = ("compact", "info", "sql")
@@ -52,8 +58,8 @@ def _fail(exc: Exception) -> click.ClickException:
     default=DEFAULT_DATA,
     show_default=True,
     type=click.Path(),
-    callback=recording_folder,
-    help="Recording folder (what `tastyrec record --out` wrote).",
+    callback=recording_location,
+    help="Recording folder (what `tastyrec record --out` wrote), or s3://bucket/prefix.",
 )
 @click.option(
     "--format",
@@ -72,7 +78,7 @@ def _fail(exc: Exception) -> click.ClickException:
 @time_window("Event views keep rows")
 def sql(
     query: str,
-    data: Path,
+    data: Path | S3Location,
     fmt: str | None,
     output: Path | None,
     start: str | None,
@@ -267,9 +273,9 @@ def _print_vertical(
 
 
 @click.command()
-@recording_argument
-def info(path: Path) -> None:
-    """Show what the recording at PATH holds (default: data).
+@location_argument
+def info(path: Path | S3Location) -> None:
+    """Show what the recording at PATH (a folder or s3://bucket/prefix) holds (default: data).
 
     Per event type: files, rows, bytes, symbols, first and last receipt time, dates; then the
     recording sessions and the gaps (disconnects) recorded.
@@ -370,7 +376,7 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @click.command()
-@recording_argument
+@location_argument
 @click.option(
     "--date",
     "day",
@@ -378,7 +384,7 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -
     default=None,
     help="Only partitions of this New York date (YYYY-MM-DD) [default: all].",
 )
-def compact(path: Path, day: date | None) -> None:
+def compact(path: Path | S3Location, day: date | None) -> None:
     """Merge each partition's small files at PATH (default: data) into large ones, sorted by
     symbol and time.
 

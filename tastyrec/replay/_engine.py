@@ -21,12 +21,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from ..storage.account_schema import is_account_type
 from .reader import RecordClass, Step, Timeline, merge_order, table_name, to_events
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = (
     "ACCOUNT_COLUMN",
@@ -107,7 +110,12 @@ class Cursor:
     """
 
     def __init__(
-        self, root: Path, *, start_ns: int | None, end_ns: int | None, chunk_rows: int
+        self,
+        root: Path | S3Location,
+        *,
+        start_ns: int | None,
+        end_ns: int | None,
+        chunk_rows: int,
     ) -> None:
         self.timeline = Timeline(root, [], start_ns=start_ns, end_ns=end_ns, chunk_rows=chunk_rows)
         #: class -> the symbols (account numbers) subscribed; an empty set reads nothing

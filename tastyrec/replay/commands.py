@@ -8,22 +8,25 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
 
-from .._cli import bind_options, recording_argument, time_window
+from .._cli import bind_options, location_argument, recording_argument, time_window
 from ..events.base import Event
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = ("replay", "serve")
 
 
-def _recorded_types(path: Path) -> list[type[Event]]:
-    from ..catalog import event_types
+def _recorded_types(path: Path | S3Location) -> list[type[Event]]:
+    from ..catalog import location_event_types
     from ..events.registry import EVENT_TYPES
 
-    return [EVENT_TYPES[name] for name in event_types(path) if name in EVENT_TYPES]
+    return [EVENT_TYPES[name] for name in location_event_types(path) if name in EVENT_TYPES]
 
 
 def _speed(text: str) -> float:
@@ -47,7 +50,7 @@ def _speed(text: str) -> float:
 
 
 @click.command()
-@recording_argument
+@location_argument
 @click.option("--events", help="Event types, e.g. Quote,Trade [default: every type recorded].")
 @click.option("--symbols", help="Symbols, comma-separated or @FILE [default: all].")
 @time_window("Events")
@@ -58,14 +61,15 @@ def _speed(text: str) -> float:
     help="Multiple of real time (1 = as recorded), or max.",
 )
 def replay(
-    path: Path,
+    path: Path | S3Location,
     events: str | None,
     symbols: str | None,
     start: str | None,
     end: str | None,
     speed: str,
 ) -> None:
-    """Print a recording's events (PATH, default: data) as JSON lines, in receipt order.
+    """Print a recording's events (PATH: a folder or s3://bucket/prefix, default: data) as JSON
+    lines, in receipt order.
 
     Each line has the event's fields (snake_case, as in the tastytrade SDK) and `event_type`;
     NaN prints as null. For jq and friends:
@@ -122,7 +126,7 @@ SHOWN_SYMBOLS = 20
 
 
 def _nothing_matched(
-    path: Path,
+    path: Path | S3Location,
     types: list[type[Event]],
     names: list[str] | None,
     start: str | None,
@@ -157,17 +161,16 @@ def _nothing_matched(
     return f"no{kinds} events for --symbols {wanted} in {str(path)!r}{window}"
 
 
-def _recorded_symbols(path: Path, types: list[type[Event]]) -> list[str]:
+def _recorded_symbols(path: Path | S3Location, types: list[type[Event]]) -> list[str]:
     """The symbols recorded for ``types`` (read from the ``event_symbol`` columns only)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    from .reader import recording_files, table_name
+    from .reader import _open, recording_files, table_name
 
     found: set[str] = set()
     for cls in types:
         for file in recording_files(path, table_name(cls)):
-            parquet = pq.ParquetFile(file)
+            parquet = _open(file)
             if "event_symbol" not in parquet.schema_arrow.names:
                 continue  # account tables have no symbols
             column = parquet.read(columns=["event_symbol"]).column(0)

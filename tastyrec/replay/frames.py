@@ -16,8 +16,8 @@ from typing import Final
 import polars as pl
 
 from .. import _time
-from .._location import existing_recording
 from .._time import TimeLike
+from ..catalog import existing_location
 from ..events.base import Event
 from ..schema import RECV_EXACT_COLUMN
 from .reader import Timeline
@@ -69,7 +69,7 @@ def replay_frames(
     )
     several = not isinstance(event_types, type)
     timeline = Timeline(
-        existing_recording(path),
+        existing_location(path),
         classes,
         start_ns=_time.start_ns(start),
         end_ns=_time.end_ns(end),

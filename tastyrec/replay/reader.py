@@ -48,7 +48,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
 import numpy as np
 import polars as pl
@@ -70,6 +70,9 @@ from ..storage.account_schema import (
 )
 from ..storage.layout import check_type_name
 
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
+
 __all__ = (
     "Piece",
     "Step",
@@ -90,10 +93,32 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_ROWS: Final = 8192
 
 
-def recording_files(root: Path, event_type: str) -> list[Path]:
+def recording_files(root: Path | S3Location, event_type: str) -> Sequence[Path | str]:
     """The committed Parquet files of one event type, as every reader lists them
-    (:func:`tastyrec.catalog.recording_files`: no temporaries, no files a compaction replaced)."""
-    return catalog.recording_files(root, check_type_name(event_type))
+    (:func:`tastyrec.catalog.recording_files`: no temporaries, no files a compaction replaced);
+    ``s3://bucket/key`` URLs for a recording on object storage."""
+    if isinstance(root, Path):
+        return catalog.recording_files(root, check_type_name(event_type))
+    return catalog.location_files(root, check_type_name(event_type))
+
+
+def _open(path: Path | str) -> pq.ParquetFile:
+    """A local file or an ``s3://`` object (:func:`tastyrec.objectstore.open_parquet`)."""
+    if isinstance(path, str) and path.startswith("s3://"):
+        from ..objectstore import open_parquet
+
+        file: pq.ParquetFile = open_parquet(path)
+        return file
+    return pq.ParquetFile(path)
+
+
+def _scan(path: Path | str) -> pl.LazyFrame:
+    """``pl.scan_parquet`` of a local file or an ``s3://`` object."""
+    if isinstance(path, str) and path.startswith("s3://"):
+        from ..objectstore import polars_storage_options
+
+        return pl.scan_parquet(path, storage_options=polars_storage_options())
+    return pl.scan_parquet(path)
 
 
 def table_name(cls: type[Any]) -> str:
@@ -147,7 +172,7 @@ class _Run:
     max_ns: int
     seq: int  # tie-break: file order, then row-group order
     type_index: int = field(compare=False)
-    path: Path = field(compare=False)
+    path: Path | str = field(compare=False)
     row_group: int = field(compare=False)
     offset: int = field(compare=False)  # first row of the row group in the file
     rows: int = field(compare=False)
@@ -201,7 +226,7 @@ class Timeline:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | S3Location,
         event_types: Sequence[RecordClass],
         *,
         start_ns: int | None = None,
@@ -211,7 +236,7 @@ class Timeline:
     ) -> None:
         if chunk_rows <= 0:
             raise ValueError(f"chunk_rows must be positive, not {chunk_rows!r}")
-        self.root = Path(root)
+        self.root = Path(root) if isinstance(root, str) else root
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.chunk_rows = chunk_rows
@@ -238,8 +263,10 @@ class Timeline:
         index = len(self.event_types)
         self.event_types.append(cls)
         name = table_name(cls)
-        paths = self._files.get(name, []) if self._files is not None else None
-        if paths is None:
+        paths: Sequence[Path | str]
+        if self._files is not None:
+            paths = self._files.get(name, [])
+        else:
             paths = recording_files(self.root, name)
         low = self.start_ns if after_ns is None else max(after_ns + 1, self.start_ns or 0)
         for path in paths:
@@ -305,7 +332,7 @@ class Timeline:
         try:
             # polars reads Parquet several times faster than pyarrow does here
             # (docs/performance.md#replay); the slice of one row group reads just that row group
-            frame = pl.scan_parquet(run.path).slice(run.offset, run.rows).collect()
+            frame = _scan(run.path).slice(run.offset, run.rows).collect()
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise StorageError(f"cannot read {str(run.path)!r}: {exc}") from exc
         frame = conform(frame, cls).rechunk()  # one chunk: to_numpy() without copies
@@ -328,10 +355,10 @@ def _ns_values(frame: pl.DataFrame) -> np.ndarray[Any, np.dtype[np.int64]]:
     return frame.get_column(RECV_EXACT_COLUMN).to_numpy().astype(np.int64, copy=False)
 
 
-def _row_group_bounds(path: Path) -> list[tuple[int, int, int, int, int]]:
+def _row_group_bounds(path: Path | str) -> list[tuple[int, int, int, int, int]]:
     """``(row group, first row, rows, min recv_ns, max recv_ns)`` of every non-empty row group."""
     try:
-        meta = pq.ParquetFile(path).metadata
+        meta = _open(path).metadata
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read {str(path)!r}: {exc}") from exc
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
@@ -350,7 +377,7 @@ def _row_group_bounds(path: Path) -> list[tuple[int, int, int, int, int]]:
             if stats is not None and stats.has_min_max:
                 lo, hi = int(stats.min_raw), int(stats.max_raw)
             else:  # no statistics: read the column once
-                recv = pq.ParquetFile(path).read_row_group(rg, columns=[name]).column(0)
+                recv = _open(path).read_row_group(rg, columns=[name]).column(0)
                 ints = recv.cast(pa.int64())
                 lo, hi = int(pc.min(ints).as_py()), int(pc.max(ints).as_py())
             bounds.append((rg, offset, rows, lo, hi))

@@ -71,7 +71,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Self, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast, overload
 
 import anyio
 import anyio.lowlevel
@@ -79,9 +79,9 @@ import numpy as np
 
 from .. import _time
 from .._closing import AsyncClosing
-from .._location import existing_recording, recording_path
 from .._queue import ChunkQueue
 from .._time import TimeLike, to_ns
+from ..catalog import existing_location, reading_location
 from ..dxlink.streamer import DEFAULT_QUEUE_SIZE, Gap, StreamerStats, candle_symbol
 from ..events.account import (
     AccountBalance,
@@ -103,6 +103,9 @@ from ..storage.account_schema import AccountRecord
 from ..storage.tables import read_gaps
 from ._engine import WILDCARD, Batch, Cursor, pacer
 from .reader import DEFAULT_CHUNK_ROWS, RecordClass, table_name
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = ("ReplayStreamer", "TimeLike", "to_ns")
 
@@ -217,7 +220,7 @@ class ReplayStreamer(AsyncClosing):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | S3Location,
         *,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
@@ -234,7 +237,7 @@ class ReplayStreamer(AsyncClosing):
         self._pacer = pacer(speed)  # ValueError unless positive
         if queue_size <= 0:
             raise ValueError(f"queue_size must be positive, not {queue_size!r}")
-        self.path = recording_path(path)
+        self.path = reading_location(path)  # a folder or s3://bucket/prefix
         self.start_ns = _time.start_ns(start)
         self.end_ns = _time.end_ns(end)
         self.speed = speed
@@ -284,7 +287,7 @@ class ReplayStreamer(AsyncClosing):
         """
         if self._entered:
             return
-        existing_recording(self.path)
+        existing_location(self.path)
         self._markers = deque(self._read_gaps())
         self._connected = True
         self.stats.connects += 1

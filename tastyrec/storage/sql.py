@@ -29,16 +29,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import duckdb
 
 from .. import _time, catalog
-from .._location import existing_recording, recording_path
 from .._time import TimeLike
+from ..catalog import existing_location, reading_location
 from ..exceptions import StorageError
 from . import layout
 from .tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = ("connect", "parquet_source", "refresh")
 
@@ -64,7 +67,7 @@ def quote_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def parquet_source(files: Sequence[Path], *, hive: bool = True) -> str:
+def parquet_source(files: Sequence[Path | str], *, hive: bool = True) -> str:
     """A ``read_parquet(...)`` table expression over exactly ``files``."""
     listed = ", ".join(quote_str(str(f)) for f in files)
     options = "union_by_name = true"
@@ -74,7 +77,7 @@ def parquet_source(files: Sequence[Path], *, hive: bool = True) -> str:
 
 
 def connect(
-    path: str | os.PathLike[str] = "data",
+    path: str | os.PathLike[str] | S3Location = "data",
     *,
     database: str = ":memory:",
     timezone: str | None = "UTC",
@@ -101,13 +104,19 @@ def connect(
         The connection; views are named after event types (``Quote``, ``Trade``...), each with a
         ``date`` column (the New York date of receipt). Call :func:`refresh` to see new files.
 
+    ``path`` may be ``s3://bucket/prefix``: DuckDB then reads the listed objects through
+    :func:`tastyrec.objectstore.register_duckdb` (pyarrow's S3 filesystem, no extension
+    download), with ranged GETs of the footers and of the row groups a filter keeps. Each view
+    is over the explicit list of its files, never a bucket-wide glob (docs/object-storage.md).
+
     Raises:
-        RecordingNotFound: ``path`` is not a folder (a ``StorageError``).
-        UnsupportedLocation: ``path`` is a URL (``s3://...``).
-        StorageError: a file cannot be read.
+        RecordingNotFound: ``path`` is not a folder, or no key is under the URL (a
+            ``StorageError``).
+        UnsupportedLocation: ``path`` is a URL of another scheme than ``s3://``.
+        StorageError: a file cannot be read (``ObjectStoreError``: the store failed).
         ValueError: ``start`` or ``end`` is text that is not a time.
     """
-    root = existing_recording(path)
+    root = existing_location(path)
     window = (_time.start_ns(start), _time.end_ns(end))
     con = duckdb.connect(database)
     if timezone is not None:
@@ -118,7 +127,9 @@ def connect(
     return con
 
 
-def refresh(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]) -> list[str]:
+def refresh(
+    con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str] | S3Location
+) -> list[str]:
     """(Re)create the views of :func:`connect` on ``con`` from the files there now (within
     the receipt-time window :func:`connect` was given, if any).
 
@@ -126,21 +137,56 @@ def refresh(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]) -> lis
         The event type views created.
 
     Raises:
-        UnsupportedLocation: ``path`` is a URL (``s3://...``).
+        UnsupportedLocation: ``path`` is a URL of another scheme than ``s3://``.
         StorageError: a file cannot be read.
     """
-    root = recording_path(path)
+    root = reading_location(path)
+    fs = None
+    if not isinstance(root, Path):
+        from .. import objectstore
+
+        fs = objectstore.s3_filesystem()
+        objectstore.register_duckdb(con, fs)
     start_ns, end_ns = _window(con)
     created = []
-    for event_type in catalog.event_types(root):
-        files = catalog.recording_files(root, event_type, start=start_ns, end=end_ns)
+    for event_type in catalog.location_event_types(root, fs):
+        files = catalog.location_files(root, event_type, start=start_ns, end=end_ns, fs=fs)
         if files:
             source = receipt_select(con, parquet_source(files))
             _create_view(con, event_type, source + _where(start_ns, end_ns))
             created.append(event_type)
-    _bookkeeping_view(con, SESSIONS_VIEW, root / layout.SESSIONS_DIR, SESSION_COLUMNS)
-    _bookkeeping_view(con, GAPS_VIEW, root / layout.GAPS_DIR, GAP_COLUMNS)
+    for name, folder, columns in (
+        (SESSIONS_VIEW, layout.SESSIONS_DIR, SESSION_COLUMNS),
+        (GAPS_VIEW, layout.GAPS_DIR, GAP_COLUMNS),
+    ):
+        _bookkeeping_view(con, name, _bookkeeping_files(root, folder, fs), columns)
     return created
+
+
+def _bookkeeping_files(root: Path | S3Location, folder: str, fs: object) -> list[str]:
+    """The ``*.parquet`` files of a bookkeeping folder (``_sessions``, ``_gaps``), sorted."""
+    if isinstance(root, Path):
+        where = root / folder
+        if not where.is_dir():
+            return []
+        return [str(p) for p in sorted(where.glob("*" + layout.PARQUET_SUFFIX))]
+    import pyarrow.fs as pafs
+
+    from ..objectstore import _error
+
+    assert isinstance(fs, pafs.S3FileSystem)
+    selector = pafs.FileSelector(root.join(folder).path, allow_not_found=True)
+    try:
+        infos = fs.get_file_info(selector)
+    except OSError as exc:
+        raise _error("listing", root.url, exc) from None
+    return sorted(
+        f"s3://{i.path}"
+        for i in infos
+        if i.type == pafs.FileType.File
+        and i.base_name.endswith(layout.PARQUET_SUFFIX)
+        and not i.base_name.startswith(".")
+    )
 
 
 def _window(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:
@@ -203,9 +249,8 @@ def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None
 
 
 def _bookkeeping_view(
-    con: duckdb.DuckDBPyConnection, name: str, folder: Path, schema: tuple[Column, ...]
+    con: duckdb.DuckDBPyConnection, name: str, files: list[str], schema: tuple[Column, ...]
 ) -> None:
-    files = sorted(folder.glob("*" + layout.PARQUET_SUFFIX)) if folder.is_dir() else []
     if files:
         _create_view(con, name, parquet_source(files, hive=False))
         return

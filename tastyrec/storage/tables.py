@@ -20,6 +20,8 @@ from . import layout
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from ..objectstore import S3Location
+
 __all__ = (
     "GAP_COLUMNS",
     "SESSION_COLUMNS",
@@ -104,7 +106,30 @@ class GapRow(NamedTuple):
     stream: str | None
 
 
-def read_gaps(root: Path) -> list[GapRow]:
+def _bookkeeping_files(root: Path | S3Location, folder: str) -> list[Path] | list[str]:
+    """The ``*.parquet`` files of a bookkeeping folder, sorted: paths, or ``s3://`` URLs."""
+    if isinstance(root, Path):
+        where = root / folder
+        return sorted(where.glob("*" + layout.PARQUET_SUFFIX)) if where.is_dir() else []
+    import pyarrow.fs as pafs
+
+    from ..objectstore import _error, shared_filesystem
+
+    selector = pafs.FileSelector(root.join(folder).path, allow_not_found=True)
+    try:
+        infos = shared_filesystem().get_file_info(selector)
+    except OSError as exc:
+        raise _error("listing", root.url, exc) from None
+    return sorted(
+        f"s3://{i.path}"
+        for i in infos
+        if i.type == pafs.FileType.File
+        and i.base_name.endswith(layout.PARQUET_SUFFIX)
+        and not i.base_name.startswith(".")
+    )
+
+
+def read_gaps(root: Path | S3Location) -> list[GapRow]:
     """Every recorded gap of the recording at ``root`` (all sessions, both streams), in file
     order; ``[]`` if there are none.
 
@@ -114,10 +139,14 @@ def read_gaps(root: Path) -> list[GapRow]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    folder = root / layout.GAPS_DIR
     rows: list[GapRow] = []
-    for path in sorted(folder.glob("*" + layout.PARQUET_SUFFIX)) if folder.is_dir() else []:
-        table = pq.read_table(path)
+    for path in _bookkeeping_files(root, layout.GAPS_DIR):
+        if isinstance(path, str):  # an object: through the shared S3 filesystem
+            from ..objectstore import shared_filesystem
+
+            table = pq.read_table(path.removeprefix("s3://"), filesystem=shared_filesystem())
+        else:
+            table = pq.read_table(path)
         times = [
             table.column(name).cast(pa.int64()).to_pylist()
             for name in ("last_received", "disconnected", "resumed")

@@ -19,9 +19,11 @@ import pytest
 from tastyrec import catalog
 from tastyrec.events import Quote
 from tastyrec.exceptions import StorageError
-from tastyrec.query import _compact as compaction, compact, connect
+from tastyrec.query import _compact as compaction, compact, connect, scan
+from tastyrec.query._inventory import inventory
 from tastyrec.record.recorder import Recorder
 from tastyrec.record.sink import RotationPolicy
+from tastyrec.replay import replay_frames
 from tastyrec.storage import layout
 from tests.integration.waits import wait_until
 
@@ -209,19 +211,46 @@ def test_a_crash_at_any_step_leaves_a_consistent_recording(rec, step, nth):
     folder = rec / "Quote" / "date=2026-11-21"
     published = [p for p in folder.glob("*.parquet") if catalog.is_compacted(p.name)]
     assert bool(published) == (step == "delete")
-    # tastyrec's readers see every row exactly once, whatever the crash left
-    assert contents(rec, "Quote").equals(before)
     if step == "delete":
-        # raw globs see the old rows beside the new until the next run (documented)
+        # raw globs see the old rows beside the new until a tastyrec command opens the folder
         assert raw_glob_rows(rec, "Quote") > 955
-    # the next run finishes the job
+    # tastyrec's readers see every row exactly once, whatever the crash left ...
+    assert contents(rec, "Quote").equals(before)
+    # ... and opening the recording finished the interrupted compaction (roll forward)
+    assert raw_glob_rows(rec, "Quote") == 955
+    # the next run removes a half-written file (roll back) and merges; nothing left after delete
     (result,) = compact(rec, event_types=["Quote"])
-    assert result.changed
+    assert result.changed == (step != "delete")  # after a delete crash the reader finished it
     assert not list(folder.glob("*.tmp"))
     (final,) = folder.glob("*.parquet")
     assert catalog.is_compacted(final.name)
     assert contents(rec, "Quote").equals(before)
     assert raw_glob_rows(rec, "Quote") == 955
+
+
+@pytest.mark.parametrize(
+    "reader",
+    [
+        lambda root: connect(root).close(),
+        lambda root: scan(root, Quote).collect(),
+        lambda root: inventory(root),
+        lambda root: list(replay_frames(root, [Quote])),
+    ],
+    ids=["connect", "scan", "info", "replay"],
+)
+def test_every_reader_finishes_a_compaction_killed_before_deleting(rec, reader):
+    before = contents(rec, "Quote")
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH, str(rec), "delete", "1"], capture_output=True, timeout=60
+    )
+    assert proc.returncode == 9, proc.stderr.decode()
+    assert raw_glob_rows(rec, "Quote") > 955
+    reader(rec)
+    assert raw_glob_rows(rec, "Quote") == 955
+    folder = rec / "Quote" / "date=2026-11-21"
+    (final,) = folder.glob("*.parquet")
+    assert catalog.is_compacted(final.name)
+    assert contents(rec, "Quote").equals(before)
 
 
 def test_readers_see_every_row_once_during_compactions(rec):

@@ -62,15 +62,38 @@ def test_a_url_is_refused_not_turned_into_a_folder(url: str) -> None:
     assert url_scheme(url) == url.split(":")[0].lower()
 
 
+#: readers that read ``s3://`` (tests/integration/test_read_s3.py): other schemes are refused
+S3_READERS = ("connect", "scan", "ReplayStreamer", "replay_frames", "compact", "inventory (info)")
+
+
 @pytest.mark.parametrize("name", [*READERS, *OTHERS])
 def test_every_entry_point_refuses_a_url_and_creates_nothing(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     call = {**READERS, **OTHERS}[name]
-    with pytest.raises(UnsupportedLocation, match=r"'s3://bucket/rec': object storage URLs"):
-        call("s3://bucket/rec")
-    assert list(tmp_path.iterdir()) == []  # no folder named "s3:"
+    url = "gs://bucket/rec" if name in S3_READERS else "s3://bucket/rec"
+    with pytest.raises(UnsupportedLocation, match=rf"(?:'{url}': object storage URLs|gs://)"):
+        call(url)
+    assert list(tmp_path.iterdir()) == []  # no folder named "s3:" or "gs:"
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://b/rec", "s3://ab/rec", "s3://bucket:key@secret/rec", "s3:///rec"]
+)
+def test_readers_refuse_a_malformed_s3_url_before_any_request(url: str) -> None:
+    with pytest.raises(UnsupportedLocation) as info:
+        catalog.reading_location(url)
+    assert "secret" not in str(info.value)
+
+
+def test_readers_take_an_s3_url_as_a_location() -> None:
+    from tastyrec.objectstore import S3Location
+
+    assert catalog.reading_location("s3://bucket/rec/") == S3Location("bucket", "rec")
+    assert catalog.reading_location("s3a://bucket") == S3Location("bucket", "")
+    assert catalog.reading_location(SAMPLE) == SAMPLE
+    assert catalog.existing_location(SAMPLE) == SAMPLE
 
 
 def test_local_paths_pass() -> None:
