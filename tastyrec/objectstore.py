@@ -1,6 +1,9 @@
 """Recordings on S3-compatible object storage: locations, the filesystem, uploads, listing, reading.
 
-The foundation the recorder and the readers will be wired onto (``docs/object-storage.md``):
+The one place tastyrec talks to object storage (``docs/object-storage.md``): the recorder's
+uploader (:mod:`tastyrec.record.upload`) and the readers (the catalog, the DuckDB views, replay)
+stand on it. Size: over 600 lines because every S3 call, its retry and its redaction are kept
+here, so that nothing else holds a credential or a raw S3 error.
 
 * :func:`parse_location` turns what a user typed (``--out``, ``--data``) into a local
   :class:`~pathlib.Path` or an :class:`S3Location`; any other ``scheme://`` is refused, so a URL

@@ -1,5 +1,8 @@
 """Compaction: merge a partition's small files into few large ones sorted by symbol and time.
 
+Size: a little over 600 lines, one procedure told in the order it runs (the lossless check is
+:mod:`tastyrec.query._compact_check`, object storage :mod:`tastyrec.query._compact_s3`).
+
 Theory of operation
 -------------------
 A partition is ``<root>/<EventType>/date=YYYY-MM-DD``. A folder that is not a recording (no
