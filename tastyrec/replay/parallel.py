@@ -27,12 +27,13 @@ from __future__ import annotations
 import concurrent.futures
 import inspect
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import polars as pl
@@ -46,6 +47,9 @@ from ..storage import layout
 from ..storage.account_schema import RECORDED_ACCOUNT_TYPES
 from .streamer import ReplayStreamer
 
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
+
 __all__ = ("BacktestError", "BacktestTask", "backtest")
 
 #: Column names of the result frame besides the strategy's own.
@@ -54,6 +58,8 @@ SYMBOL_COLUMN: Final = "symbol"
 RESULT_COLUMN: Final = "result"
 ERROR_COLUMN: Final = "error"
 SECONDS_COLUMN: Final = "seconds"
+#: the ``date=YYYY-MM-DD`` folder of a file's path or URL
+_PARTITION: Final = re.compile(r"[/\\]date=(\d{4}-\d{2}-\d{2})[/\\]")
 
 Strategy = Callable[[ReplayStreamer], Any]
 
@@ -109,7 +115,8 @@ def backtest(
     Args:
         strategy: ``async def strategy(streamer) -> result``, a module-level function (tasks
             are pickled); it gets an entered :class:`ReplayStreamer` over one slice.
-        path: the recording folder.
+        path: the recording folder, or ``s3://bucket/prefix`` (each task then reads its own
+            slice from the bucket: workers need the same AWS configuration, not a shared disk).
         executor: where tasks run (any ``concurrent.futures.Executor``; a Dask client's
             ``get_executor()``); ``None``: one after the other in this process.
         by: ``"day"``: one task per New York day; ``"symbol-day"``: one per symbol and day
@@ -137,9 +144,11 @@ def backtest(
     type_list = list(types)
     if by == "symbol-day" and not type_list:
         raise ValueError('by="symbol-day" needs types: the symbols are the ones recorded in them')
-    root = Path(path)
-    if not root.is_dir():
+    root = catalog.reading_location(path)  # a folder, or s3://bucket/prefix
+    if isinstance(root, Path) and not root.is_dir():
         raise StorageError(f"no recording at {str(root)!r}: give the folder a recording wrote")
+    if not isinstance(root, Path):
+        root = catalog.existing_location(root)  # RecordingNotFound: an empty prefix
     wanted = None if symbols is None else tuple(sorted(set(symbols)))
     tasks = plan(root, by, type_list, wanted, start, end)
     outcomes: list[tuple[Any, str | None, float]]
@@ -166,35 +175,63 @@ def backtest(
 
 
 def plan(
-    root: Path,
+    root: Path | S3Location,
     by: str,
     types: Sequence[type[Any]],
     symbols: tuple[str, ...] | None,
     start: date | None,
     end: date | None,
 ) -> list[BacktestTask]:
-    """The tasks of :func:`backtest`, in day then symbol order."""
+    """The tasks of :func:`backtest`, in day then symbol order (a folder or ``s3://`` alike:
+    the catalog lists the files of the window's days only)."""
     names = tuple(cls.__name__ for cls in types)
     for name in names:
         if name not in EVENT_TYPES and name not in RECORDED_ACCOUNT_TYPES:
             raise ValueError(f"{name!r} is not a recorded event type")
+    fs = None
+    if not isinstance(root, Path):
+        from ..objectstore import s3_filesystem
+
+        fs = s3_filesystem()
+    where = str(root) if isinstance(root, Path) else root.url
     if by == "day":
         days: set[date] = set()
-        for name in names or tuple(catalog.event_types(root)):
-            days.update(p.day for p in catalog.partitions(root, name, start=start, end=end))
-        return [BacktestTask(str(root), d, None, names, symbols or ()) for d in sorted(days)]
+        for name in names or tuple(catalog.location_event_types(root, fs)):
+            days.update(_files_by_day(root, name, start, end, fs))
+        return [BacktestTask(where, d, None, names, symbols or ()) for d in sorted(days)]
     pairs: set[tuple[date, str]] = set()
     wanted = None if symbols is None else set(symbols)
     for cls in types:
         if cls.__name__ not in EVENT_TYPES:
             raise ValueError(f'by="symbol-day" needs market event types, not {cls.__name__}')
-        for part in catalog.partitions(root, cls.__name__, start=start, end=end):
-            # the symbols column alone (dictionary-encoded: a few kB a file)
-            for path in catalog.partition_files(part.path):
-                column = pq.read_table(path, columns=["event_symbol"]).column(0)
-                found = set(pc.unique(column).to_pylist())
-                pairs.update((part.day, s) for s in found if wanted is None or s in wanted)
-    return [BacktestTask(str(root), d, s, names) for d, s in sorted(pairs)]
+        for day, files in _files_by_day(root, cls.__name__, start, end, fs).items():
+            for file in files:
+                # the symbols column alone (dictionary-encoded: a few kB a file)
+                if fs is None:
+                    table = pq.read_table(file, columns=["event_symbol"])
+                else:
+                    table = pq.read_table(
+                        file.removeprefix("s3://"), columns=["event_symbol"], filesystem=fs
+                    )
+                found = set(pc.unique(table.column(0)).to_pylist())
+                pairs.update((day, s) for s in found if wanted is None or s in wanted)
+    return [BacktestTask(where, d, s, names) for d, s in sorted(pairs)]
+
+
+def _files_by_day(
+    root: Path | S3Location,
+    event_type: str,
+    start: date | None,
+    end: date | None,
+    fs: Any,
+) -> dict[date, list[str]]:
+    """The current files of one event type in the window, by their ``date=`` partition."""
+    days: dict[date, list[str]] = {}
+    for file in catalog.location_files(root, event_type, start=start, end=end, fs=fs):
+        found = _PARTITION.search(file)
+        if found is not None:
+            days.setdefault(date.fromisoformat(found.group(1)), []).append(file)
+    return days
 
 
 def run_task(strategy: Strategy, task: BacktestTask) -> tuple[Any, str | None, float]:

@@ -333,3 +333,37 @@ def test_compaction_on_s3_leaves_a_recorders_new_upload_alone(s3, bucket, monkey
     assert name in left and len(left) == 2
     count = tastyrec.connect(bucket.url).sql("SELECT count(*) FROM Quote").fetchall()[0][0]
     assert count == rows + extra
+
+
+async def _quotes_of_the_slice(streamer: ReplayStreamer) -> dict[str, object]:
+    symbols = set()
+    n = 0
+    async for quote in streamer.listen(Quote):
+        n += 1
+        symbols.add(quote.event_symbol)
+    return {"quotes": n, "symbols": len(symbols)}
+
+
+def test_backtest_over_s3_gives_the_local_results_on_a_process_pool(s3, tmp_path):
+    """Each task reads its own day (or symbol-day) from the bucket, here in spawned worker
+    processes that share no disk with the recording: the results are the local copy's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tests.integration.sample_days import copy_sample_days
+
+    local = copy_sample_days(tmp_path / "days", 3)
+    root = S3Location(s3.bucket, "days")
+    upload_tree(local, root)
+    columns = ["day", "symbol", "quotes", "symbols", "error"]
+    for by, types in (("day", ()), ("symbol-day", (Quote,))):
+        here = tastyrec.backtest(_quotes_of_the_slice, local, by=by, types=types)
+        assert here["error"].is_null().all() and here.height >= 3
+        pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+        with pool:
+            there = tastyrec.backtest(
+                _quotes_of_the_slice, root.url, by=by, types=types, executor=pool
+            )
+        assert there.select(columns).equals(here.select(columns)), by
+    with pytest.raises(RecordingNotFound, match="no recording at s3://"):
+        tastyrec.backtest(_quotes_of_the_slice, S3Location(s3.bucket, "nothing-here").url)
