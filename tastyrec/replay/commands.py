@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import msgspec
 
-from .._cli import bind_options, location_argument, recording_argument, time_window
+from .._cli import bind_options, location_argument, time_window
 from ..events.base import Event
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def _recorded_symbols(path: Path | S3Location, types: list[type[Event]]) -> list
 
 
 @click.command()
-@recording_argument
+@location_argument
 @bind_options()
 @click.option(
     "--speed",
@@ -190,7 +190,7 @@ def _recorded_symbols(path: Path | S3Location, types: list[type[Event]]) -> list
 @time_window("Each connection replays the events")
 @click.option("--token", default=None, help="Require this AUTH token (default: none needed).")
 def serve(
-    path: Path,
+    path: Path | S3Location,
     host: str,
     port: int,
     speed: str,
@@ -198,8 +198,8 @@ def serve(
     end: str | None,
     token: str | None,
 ) -> None:
-    """Serve a recording (PATH, default: data) over DXLink: any DXLink client can run against
-    a recorded day.
+    """Serve a recording (PATH, default: data; or s3://bucket/prefix) over DXLink: any DXLink
+    client can run against a recorded day.
 
     Prints `dxlink ws://HOST:PORT/realtime` as the first line of stdout, then serves until
     Ctrl-C. Each connection gets its own replay, from the start of the recording (or --start)

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .. import _time
-from .._location import existing_recording
 from .._time import TimeLike
+from ..catalog import existing_location
 from ..events.base import Event
 from ..events.registry import event_class
 from ._engine import WILDCARD, Batch, Cursor, pacer
 from .reader import DEFAULT_CHUNK_ROWS, first_receipt_ns
+
+if TYPE_CHECKING:
+    from ..objectstore import S3Location
 
 __all__ = ("ReplayFeed",)
 
@@ -67,7 +70,7 @@ class ReplayFeed:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | S3Location,
         *,
         speed: float = 1.0,
         start: TimeLike | None = None,
@@ -78,7 +81,7 @@ class ReplayFeed:
         self.speed = speed
         self.start_ns = _time.start_ns(start)
         end_ns = _time.end_ns(end)
-        self.root = existing_recording(root)
+        self.root = existing_location(root)  # a folder, or s3://bucket/prefix with keys
         self._cursor = Cursor(
             self.root, start_ns=self.start_ns, end_ns=end_ns, chunk_rows=chunk_rows
         )

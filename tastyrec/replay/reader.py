@@ -145,21 +145,20 @@ def record_class(name: str) -> RecordClass:
         return account_class(name)
 
 
-def first_receipt_ns(root: Path) -> int | None:
-    """The earliest receipt time in a recording (any event type); ``None`` if it is empty.
+def first_receipt_ns(root: Path | S3Location) -> int | None:
+    """The earliest receipt time in a recording (any event type; a folder or ``s3://``);
+    ``None`` if it is empty.
 
     File names start with their first row's receipt time, so only the first file of each type
     is looked at.
     """
     firsts = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else ():
-        if folder.name.startswith("_") or not folder.is_dir():
-            continue
+    for name in catalog.location_event_types(root):
         try:
-            record_class(folder.name)
+            record_class(name)
         except SchemaError:
             continue  # not an event type's folder
-        for path in recording_files(root, folder.name)[:1]:
+        for path in recording_files(root, name)[:1]:
             bounds = _row_group_bounds(path)
             if bounds:
                 firsts.append(min(b[3] for b in bounds))

@@ -17,7 +17,6 @@ URL = "s3://bucket/rec"
 COMMANDS = {
     # s3:// is a destination now (tests/integration/test_record_s3.py); other schemes are not
     "record --out": (["record", "--demo", "--symbols", "SPY", "--out", "gs://bucket/rec"], "--out"),
-    "serve PATH": (["serve", URL], "PATH"),
     "recover PATH": (["recover", URL], "PATH"),
 }
 

@@ -367,3 +367,31 @@ def test_backtest_over_s3_gives_the_local_results_on_a_process_pool(s3, tmp_path
         assert there.select(columns).equals(here.select(columns)), by
     with pytest.raises(RecordingNotFound, match="no recording at s3://"):
         tastyrec.backtest(_quotes_of_the_slice, S3Location(s3.bucket, "nothing-here").url)
+
+
+def _served(root: object) -> list[tuple[int, bytes]]:
+    """Everything ``tastyrec serve``'s feed hands a client subscribed to the sample's quotes."""
+    import math
+
+    import msgspec
+
+    from tastyrec.replay.feed import SETTLE_S, ReplayFeed
+
+    feed = ReplayFeed(root, speed=math.inf)  # type: ignore[arg-type]
+    for symbol in ("SPY", "QQQ", "AAPL", "SPX", ".SPY261218C600"):
+        feed.subscribe("Quote", symbol, now=0.0)
+    got: list[tuple[int, bytes]] = []
+    for _ in range(10_000):  # bounded: every poll hands out at least one event or ends
+        events = feed.poll(SETTLE_S + 1.0)
+        got += [(ns, msgspec.msgpack.encode(event)) for ns, event in events]
+        if not events:
+            break
+    assert feed.finished
+    return got
+
+
+def test_serve_feeds_a_client_from_s3_what_it_feeds_from_the_local_copy(bucket):
+    local = _served(SAMPLE)
+    assert len(local) > 100
+    assert _served(bucket) == local
+    assert _served(bucket.url) == local
