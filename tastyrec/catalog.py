@@ -69,9 +69,10 @@ __all__ = (
     "Partition",
     "compacted_from",
     "event_types",
+    "existing_location",
+    "finish_compactions",
     "first_recv_ns",
     "hidden_files",
-    "existing_location",
     "is_compacted",
     "location_event_types",
     "location_files",
@@ -248,6 +249,16 @@ def _list_partition(folder: Path) -> tuple[list[Path], set[str]]:
     if leftovers:
         _roll_forward(folder, leftovers)
     return [folder / n for n in names if n not in hidden], hidden
+
+
+def finish_compactions(root: str | os.PathLike[str]) -> None:
+    """Finish every compaction of the recording at ``root`` that was interrupted between
+    publishing its merged file and deleting the files it replaces (what listing a partition
+    does for that partition): raw ``read_parquet`` globs then see each row once again."""
+    base = recording_path(root)
+    for name in event_types(base):
+        for _, folder in _date_dirs(base / name):
+            _list_partition(folder)
 
 
 def _roll_forward(folder: Path, names: set[str]) -> None:

@@ -104,7 +104,7 @@ logger = logging.getLogger(__name__)
 
 #: Rows per compacted file, at most (memory use is about twice that many rows).
 DEFAULT_MAX_ROWS: Final = 20_000_000
-LOCK_NAME: Final = "_compact.lock"
+LOCK_NAME: Final = layout.COMPACT_LOCK
 SYMBOL_COLUMN: Final = "event_symbol"
 
 #: Test and benchmark hook: called with the name of each step about to run: "sort" (the inputs

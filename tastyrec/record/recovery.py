@@ -26,6 +26,7 @@ from typing import Final
 
 import pyarrow.parquet as pq
 
+from .. import catalog
 from ..storage import layout
 from ..storage.bookkeeping import SessionRow, read_session_rows
 from ..storage.publish import TMP_SUFFIX
@@ -137,7 +138,9 @@ def recover(
     stopped but could not write its final status there (a full disk) left a marker
     (``_journal/<session>.fail`` or ``.done``), and its session is marked ``failed`` or ``ended``
     instead; a ``failed`` row keeps its status and gets the rows recovered from its journal.
-    Safe to run twice.
+    Safe to run twice. A compaction killed between publishing its merged file and deleting
+    the files it replaced is finished here too (:func:`tastyrec.catalog.finish_compactions`), as
+    every reader does, so that raw globs see each row once after ``record`` or ``recover``.
 
     ``uploaded`` (recordings into object storage, :mod:`tastyrec.record.upload`): a session id
     -> (rows, files, event types) of its files already uploaded (and deleted locally), counted
@@ -148,6 +151,8 @@ def recover(
     """
     base = Path(root)
     report = RecoveryReport()
+    if (base / layout.COMPACT_LOCK).exists():  # a compaction was killed (or is running)
+        catalog.finish_compactions(base)  # its deletions are finished, as every reader does
     by_session: dict[str, list[Path]] = defaultdict(list)
     for segment in journal_segments(base):
         by_session[_session_of(segment)].append(segment)

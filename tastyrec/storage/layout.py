@@ -33,6 +33,7 @@ from ..exceptions import SchemaError
 __all__ = (
     "GAPS_DIR",
     "JOURNAL_DIR",
+    "COMPACT_LOCK",
     "MARKET_TZ",
     "SESSIONS_DIR",
     "SUBSCRIPTIONS_DIR",
@@ -45,6 +46,8 @@ __all__ = (
 )
 
 JOURNAL_DIR: Final = "_journal"
+#: held (flock) by a running compaction, removed when it ends: left behind, a compaction was killed
+COMPACT_LOCK: Final = "_compact.lock"
 SESSIONS_DIR: Final = "_sessions"
 GAPS_DIR: Final = "_gaps"
 #: The bookkeeping folder of subscription changes (option-chain recordings).

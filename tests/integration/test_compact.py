@@ -21,7 +21,7 @@ from tastyrec.events import Quote
 from tastyrec.exceptions import StorageError
 from tastyrec.query import _compact as compaction, compact, connect, scan
 from tastyrec.query._inventory import inventory
-from tastyrec.record.recorder import Recorder
+from tastyrec.record.recorder import Recorder, recover
 from tastyrec.record.sink import RotationPolicy
 from tastyrec.replay import replay_frames
 from tastyrec.storage import layout
@@ -235,8 +235,9 @@ def test_a_crash_at_any_step_leaves_a_consistent_recording(rec, step, nth):
         lambda root: scan(root, Quote).collect(),
         lambda root: inventory(root),
         lambda root: list(replay_frames(root, [Quote])),
+        lambda root: recover(root),  # what `tastyrec record` and `tastyrec recover` run first
     ],
-    ids=["connect", "scan", "info", "replay"],
+    ids=["connect", "scan", "info", "replay", "record-and-recover"],
 )
 def test_every_reader_finishes_a_compaction_killed_before_deleting(rec, reader):
     before = contents(rec, "Quote")
