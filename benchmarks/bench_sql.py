@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from tastyrec.events import Quote
-from tastyrec.schema import arrow_schema
+from tastyrec.schema import RECV_COLUMN, RECV_EXACT_COLUMN, arrow_schema, receipt_arrays
 from tastyrec.storage import layout
 from tastyrec.storage.parquet import write_parquet
 
@@ -50,9 +50,7 @@ def quote_table(
 ) -> pa.Table:
     """``count`` synthetic quotes received 1 µs apart from ``first_ns``, with the recorder's
     schema: ``symbols`` symbols, random-walk prices, 1 % NaN bid sizes."""
-    schema = arrow_schema(Quote).with_metadata(
-        {**arrow_schema(Quote).metadata, b"tastyrec.schema_version": b"1"}
-    )
+    schema = arrow_schema(Quote)  # the current schema version (its metadata says which)
     names = np.array([f"SYM{i:03d}" for i in range(symbols)], dtype=object)
     recv = first_ns + np.arange(count, dtype=np.int64) * 1000  # 1 M quotes/s
     sym = rng.integers(0, symbols, count)
@@ -74,8 +72,8 @@ def quote_table(
         "ask_price": pa.array(np.round(mid + spread / 2, 2)),
         "bid_size": pa.array(sizes[0]),
         "ask_size": pa.array(sizes[1]),
-        "recv_ns": pa.array(recv.astype("datetime64[ns]"), schema.field("recv_ns").type),
     }
+    cols[RECV_COLUMN], cols[RECV_EXACT_COLUMN] = receipt_arrays(recv)
     return pa.table(cols, schema=schema)
 
 
