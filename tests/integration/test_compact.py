@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -287,6 +288,8 @@ def test_readers_see_every_row_once_during_compactions(rec):
                 / "date=2026-11-21"
                 / (layout.file_name(2 * 10**18 + n, "cccc3333", n) + ".parquet")
             )
+            # published as a recorder publishes (the reader must never meet a half-copied file)
+            staged = extra.with_name(extra.name + ".tmp")
             shutil.copy(
                 SAMPLE
                 / "Quote"
@@ -294,8 +297,9 @@ def test_readers_see_every_row_once_during_compactions(rec):
                 / next(
                     p.name for p in sorted((SAMPLE / "Quote" / "date=2026-11-21").glob("*.parquet"))
                 ),
-                extra,
+                staged,
             )
+            os.replace(staged, extra)
             expected = 955 + sum(400 for _ in range(n + 1))
             compact(rec, event_types=["Quote"])
             assert contents(rec, "Quote").height == expected

@@ -63,7 +63,16 @@ def test_a_url_is_refused_not_turned_into_a_folder(url: str) -> None:
 
 
 #: readers that read ``s3://`` (tests/integration/test_read_s3.py): other schemes are refused
-S3_READERS = ("connect", "scan", "ReplayStreamer", "replay_frames", "compact", "inventory (info)")
+S3_READERS = (
+    "connect",
+    "scan",
+    "ReplayStreamer",
+    "replay_frames",
+    "ReplayFeed (serve)",
+    "compact",
+    "inventory (info)",
+    "Recorder",  # writes into s3:// (tests/integration/test_record_s3.py)
+)
 
 
 @pytest.mark.parametrize("name", [*READERS, *OTHERS])
