@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.s3server import FAKE_ENV, S3Server
+
 TASTYREC = [sys.executable, "-m", "tastyrec"]
 #: the quote token variable; never inherited by the subprocesses
 TOKEN_ENV = "TASTYREC_DXLINK_TOKEN"
@@ -181,3 +183,29 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
         yield runner
     finally:
         runner.close()
+
+
+# --- object storage: a moto S3 server on 127.0.0.1 (tests/integration/s3server.py) ---
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake credentials, no AWS files of the machine's user, for this test only."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    for name, value in FAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture
+def s3(aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """A running moto server with a bucket; ``AWS_ENDPOINT_URL`` points at it."""
+    server = S3Server(tmp_path)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    try:
+        yield server
+    finally:
+        server.stop()

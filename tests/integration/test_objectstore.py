@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -58,28 +57,6 @@ SECRETS = (
 )
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Fake credentials, no AWS files of the machine's user, for this test only."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    for name, value in FAKE_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-
-
-@pytest.fixture
-def s3(aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    """A running moto server with a bucket; ``AWS_ENDPOINT_URL`` points at it."""
-    server = S3Server(tmp_path)
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def fs_for(endpoint: str, **kwargs: int) -> pafs.S3FileSystem:

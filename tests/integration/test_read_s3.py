@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from urllib.parse import unquote
@@ -32,23 +31,6 @@ SAMPLE = Path(__file__).parent.parent / "data" / "sample"
 DAY = date(2026, 11, 21)
 
 
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[S3Server]:
-    """A running moto server with a bucket; fake credentials; ``AWS_ENDPOINT_URL`` at it."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    for name, value in FAKE_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    server = S3Server(tmp_path)
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def upload_tree(local: Path, root: S3Location) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -33,27 +32,6 @@ BUCKET = "tastyrec-test"
 DEST = f"s3://{BUCKET}/rec/desk1"
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Fake credentials, no AWS files of the machine's user, for this test only."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    for name, value in FAKE_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-
-
-@pytest.fixture
-def s3(aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    server = S3Server(tmp_path)
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def download(dest: str, local: Path) -> Path:
