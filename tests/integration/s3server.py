@@ -217,6 +217,10 @@ class CuttingProxy:
 
     def pause(self) -> None:
         """Stop listening: new connections are refused."""
+        # shut down first: a bare close() leaves the socket listening (and accepting once more)
+        # while the accept thread is blocked in accept() on it
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
 
     def resume(self) -> None:

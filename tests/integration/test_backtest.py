@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
@@ -13,7 +14,10 @@ import pytest
 
 import tastyrec
 from tastyrec import BacktestError, Quote, ReplayStreamer, Trade
+from tastyrec.objectstore import S3Location, s3_filesystem, upload
+from tests.integration.s3server import S3Server
 from tests.integration.sample_days import copy_sample_days
+from tests.integration.waits import WAIT_S
 
 DAYS = [date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 23)]
 BAD_DAY = date(2026, 11, 22)
@@ -88,7 +92,10 @@ def test_symbol_days_on_a_process_pool(days: Path) -> None:
     check_symbol_days(result, days)
 
 
-def test_symbol_days_on_a_dask_local_cluster(days: Path) -> None:
+def on_dask(recording: str | Path) -> tuple[pl.DataFrame, dict[str, str | None]]:
+    """``backtest`` of :func:`count_quotes` per symbol-day over ``recording`` on a real
+    ``dask.distributed.LocalCluster`` (2 worker processes of 1 thread); the result and each
+    worker's ``AWS_ENDPOINT_URL``."""
     distributed = pytest.importorskip("distributed")
     import cloudpickle
 
@@ -103,20 +110,44 @@ def test_symbol_days_on_a_dask_local_cluster(days: Path) -> None:
                 dashboard_address=None,
                 memory_limit="1GiB",
             ) as cluster,
-            distributed.Client(cluster) as client,
+            distributed.Client(cluster, timeout=WAIT_S) as client,
         ):
+            client.wait_for_workers(2, timeout=WAIT_S)
             result = tastyrec.backtest(
                 count_quotes,
-                days,
+                recording,
                 executor=client.get_executor(),
                 by="symbol-day",
                 types=[Quote],
             )
-            workers = len(client.scheduler_info()["workers"])
+            endpoints = client.run(os.environ.get, "AWS_ENDPOINT_URL")
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    assert workers == 2
+    return result, endpoints
+
+
+def test_symbol_days_on_a_dask_local_cluster(days: Path) -> None:
+    result, endpoints = on_dask(days)
+    assert len(endpoints) == 2
     check_symbol_days(result, days)
+
+
+def test_symbol_days_over_s3_on_a_dask_local_cluster(days: Path, s3: S3Server) -> None:
+    """The same backtest with the recording in a bucket (moto on 127.0.0.1): each worker process
+    reads its own slices from ``s3://``. Workers read the AWS configuration from their own
+    environment (no credential travels with a task): the ``s3`` fixture sets the AWS_*
+    variables in this process before the cluster starts, and the spawned workers inherit them
+    -- on a real cluster, setting them where the workers run is the user's job
+    (docs/object-storage.md)."""
+    root = S3Location(s3.bucket, "days")
+    fs = s3_filesystem()
+    for file in sorted(days.rglob("*.parquet")):
+        upload(file, root.join(*file.relative_to(days).parts), fs=fs)
+    result, endpoints = on_dask(root.url)
+    assert list(endpoints.values()) == [s3.endpoint] * 2  # it reached both workers
+    check_symbol_days(result, days)
+    here = tastyrec.backtest(count_quotes, days, by="symbol-day", types=[Quote])
+    assert result.drop("seconds").equals(here.drop("seconds"))  # what the local copy gives
 
 
 def test_days_serially_with_symbols_and_dates(days: Path) -> None:
