@@ -71,6 +71,7 @@ from .exceptions import StorageError
 
 if TYPE_CHECKING:
     import duckdb
+    import polars as pl
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
@@ -84,6 +85,7 @@ __all__ = (
     "s3_client",
     "dataset",
     "open_parquet",
+    "polars_credential_provider",
     "polars_storage_options",
     "shared_filesystem",
     "prefix_exists",
@@ -905,19 +907,37 @@ def open_parquet(url: str) -> Any:
 
 def polars_storage_options(config: S3Config | None = None) -> dict[str, str]:
     """``storage_options`` for polars' own S3 reader (``pl.scan_parquet("s3://...")``): the
-    endpoint and region of :func:`s3_config`, no credential. polars (Rust ``object_store``)
-    reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` from the
-    environment itself; it does not read AWS profiles (``AWS_PROFILE``): give the keys in the
-    environment, or read through :func:`dataset`."""
+    endpoint and region of :func:`s3_config`, no credential.
+
+    The keys come from :func:`polars_credential_provider` (boto3's standard chain: the
+    ``AWS_*`` key variables, ``AWS_PROFILE`` with ``~/.aws/credentials`` and ``~/.aws/config``,
+    session tokens), which tastyrec's readers pass with these options. Given alone, as in
+    ``pl.scan_parquet(url, storage_options=polars_storage_options())``, polars picks the same
+    provider by itself: every key here is one its automatic choice understands (``allow_http``,
+    not ``aws_allow_http``: an option it does not know makes polars take it for a credential
+    and leave the keys to its Rust reader, which reads the key variables only, never a
+    profile)."""
     config = s3_config() if config is None else config
     options: dict[str, str] = {}
     if config.endpoint_override is not None:
         options["aws_endpoint_url"] = f"{config.scheme}://{config.endpoint_override}"
         if config.scheme == "http":
-            options["aws_allow_http"] = "true"
+            options["allow_http"] = "true"
     if config.region is not None:
         options["aws_region"] = config.region
     return options
+
+
+def polars_credential_provider(config: S3Config | None = None) -> pl.CredentialProviderAWS:
+    """polars' AWS credential provider for :func:`polars_storage_options`' endpoint: boto3's
+    standard chain, as :func:`s3_client` and the AWS CLI resolve it (key variables,
+    ``AWS_PROFILE`` and the profile files, session tokens, SSO, roles). polars calls it when a
+    query runs, in the process that runs it, and again when temporary credentials expire; the
+    keys live in polars' cache, not in a tastyrec object, and the provider's repr shows none."""
+    import polars as pl
+
+    config = s3_config() if config is None else config
+    return pl.CredentialProviderAWS(region_name=config.region)
 
 
 def dataset(
