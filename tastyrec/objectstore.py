@@ -2,7 +2,7 @@
 
 The one place tastyrec talks to object storage (``docs/object-storage.md``): the recorder's
 uploader (:mod:`tastyrec.record.upload`) and the readers (the catalog, the DuckDB views, replay)
-stand on it. Size: over 600 lines because every S3 call, its retry and its redaction are kept
+stand on it. Size: over 900 lines because every S3 call, its retry and its redaction are kept
 here, so that nothing else holds a credential or a raw S3 error.
 
 * :func:`parse_location` turns what a user typed (``--out``, ``--data``) into a local
@@ -16,6 +16,16 @@ here, so that nothing else holds a credential or a raw S3 error.
   ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in the profile) for
   S3-compatible services, becoming ``endpoint_override`` and ``scheme``, and the region from
   ``AWS_REGION``/``AWS_DEFAULT_REGION``.
+* :func:`s3_client` is the one boto3 S3 client, with the endpoint and region of
+  :func:`s3_config` and the keys of boto3's standard chain (the AWS CLI's: the same variables,
+  ``AWS_PROFILE`` and files), for the requests pyarrow cannot send: conditional writes
+  (:func:`put_if`, :func:`delete_if`: ``If-None-Match: *`` creates only if absent, ``If-Match``
+  replaces or deletes only an unchanged object; the store decides atomically), which the
+  compaction lease stands on (:mod:`tastyrec.query._compact_s3`). A store without them answers
+  501: :class:`ConditionalWriteUnsupported`.
+* :func:`polars_storage_options` and :func:`polars_credential_provider` configure polars' own
+  S3 reader (``scan()``, replay's rows): the endpoint and region, and boto3's credential chain,
+  so ``AWS_PROFILE`` works there too (polars' Rust reader alone reads the key variables only).
 * :func:`upload` puts a whole local file under its final key so that the key never names a
   partial object: the bytes go to a hidden staging key beside it (one PUT, or a multipart upload
   for large files), then the store copies them to the final key (CopyObject: atomic, no bytes
