@@ -403,3 +403,19 @@ def test_compact_cli_in_a_profile_only_environment(
     assert proc.returncode == 0, proc.stderr
     assert_compacted(root)
     assert read_lease(root) is None
+
+
+def test_compact_cli_refused_by_a_live_lease_says_why(root: S3Location) -> None:
+    # the CLI judges expiry on the real clock: a lease a day ahead of it is live for this test
+    put_lease(root, "other", datetime.now(UTC) + timedelta(days=1))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tastyrec", "compact", root.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "another `tastyrec compact` holds the lease" in proc.stderr
+    assert f"{root.url}/{LOCK_NAME}" in proc.stderr and "Traceback" not in proc.stderr
+    lease = read_lease(root)
+    assert lease is not None and lease[0]["owner"] == "other"
