@@ -43,7 +43,9 @@ One compaction per prefix at a time: a lease object ``_compact.lock`` (``{"owner
 
 A store that answers the conditional write with 501 NotImplemented gets the weaker scheme of
 earlier versions, with a logged warning: the lease is written and read back, and two compactions
-started within one round trip of each other can both run.
+started within one round trip of each other can both run. A store with ``If-None-Match`` but no
+``If-Match`` on PUT keeps the atomic take, refuses to replace a stale lease (the error says to
+delete it), and renews by reading and writing.
 """
 
 from __future__ import annotations
@@ -195,9 +197,11 @@ class _Lease:
         #: the store honours conditional writes (else: write and read back, module doc)
         self.atomic = True
 
-    def _body(self) -> bytes:
-        self.expires = self.now() + LEASE
-        return json.dumps({"owner": self.token, "expires": self.expires.isoformat()}).encode()
+    def _body(self) -> tuple[bytes, datetime]:
+        """A lease body of this run expiring :data:`LEASE` from now, and that expiry."""
+        expires = self.now() + LEASE
+        body = json.dumps({"owner": self.token, "expires": expires.isoformat()}).encode()
+        return body, expires
 
     def _held(self, current: tuple[str, datetime]) -> StorageError:
         return StorageError(
@@ -213,13 +217,14 @@ class _Lease:
             StorageError: another compaction holds a live lease, or won a race for it.
         """
         for _ in range(3):  # a lease released or replaced between our requests: look again
+            body, expires = self._body()
             try:
-                etag = objectstore.put_if(self.client, self.loc, self._body())
+                etag = objectstore.put_if(self.client, self.loc, body)
             except objectstore.ConditionalWriteUnsupported:
                 self._take_unconditionally()
                 return
             if etag is not None:
-                self.etag = etag
+                self.etag, self.expires = etag, expires
                 return
             found = self._read()
             if found is None:
@@ -227,7 +232,15 @@ class _Lease:
             current, etag = found
             if current[1] > self.now():
                 raise self._held(current)
-            replaced = objectstore.put_if(self.client, self.loc, self._body(), if_match=etag)
+            try:
+                replaced = objectstore.put_if(self.client, self.loc, body, if_match=etag)
+            except objectstore.ConditionalWriteUnsupported:
+                raise StorageError(
+                    f"the compaction lease {self.loc.url} expired at"
+                    f" {current[1]:%Y-%m-%d %H:%M:%S} UTC (a compaction that died), and this"
+                    " store cannot replace it atomically (no If-Match on PUT): delete that"
+                    " object if no compaction is running, then run `tastyrec compact` again"
+                ) from None
             if replaced is not None:
                 logger.warning(
                     "took over the compaction lease %s, expired at %s UTC (a compaction that"
@@ -235,7 +248,7 @@ class _Lease:
                     self.loc.url,
                     f"{current[1]:%Y-%m-%d %H:%M:%S}",
                 )
-                self.etag = replaced
+                self.etag, self.expires = replaced, expires
                 return
         found = self._read()
         if found is not None and found[0][0] != self.token:
@@ -256,7 +269,8 @@ class _Lease:
         found = self._read()
         if found is not None and found[0][1] > self.now():
             raise self._held(found[0])
-        objectstore.put_bytes(self.client, self.loc, self._body())
+        body, self.expires = self._body()
+        objectstore.put_bytes(self.client, self.loc, body)
         found = self._read()
         if found is None or found[0][0] != self.token:
             raise StorageError(
@@ -273,16 +287,21 @@ class _Lease:
         """
         if self.expires - self.now() > LEASE / 2:
             return
-        if not self.atomic:
-            found = self._read()
-            if found is None or found[0][0] != self.token:
-                raise self._lost()
-            self.etag = objectstore.put_bytes(self.client, self.loc, self._body())
-            return
-        etag = objectstore.put_if(self.client, self.loc, self._body(), if_match=self.etag)
-        if etag is None:
+        body, expires = self._body()
+        if self.atomic:
+            try:
+                etag = objectstore.put_if(self.client, self.loc, body, if_match=self.etag)
+            except objectstore.ConditionalWriteUnsupported:  # If-None-Match only
+                self.atomic = False
+            else:
+                if etag is None:
+                    raise self._lost()
+                self.etag, self.expires = etag, expires
+                return
+        found = self._read()  # without conditional writes: read, then write
+        if found is None or found[0][0] != self.token:
             raise self._lost()
-        self.etag = etag
+        self.etag, self.expires = objectstore.put_bytes(self.client, self.loc, body), expires
 
     def _lost(self) -> StorageError:
         return StorageError(

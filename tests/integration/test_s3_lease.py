@@ -237,10 +237,13 @@ def test_a_compaction_that_lost_its_lease_stops_and_leaves_the_new_one(root: S3L
 
 
 class NoConditionalWrites:
-    """An HTTP proxy in front of the store that answers any conditional PUT or DELETE with 501
-    NotImplemented (as stores without conditional writes do) and forwards everything else."""
+    """An HTTP proxy in front of the store that answers a PUT or DELETE carrying one of the
+    ``refuse`` headers with 501 NotImplemented (as stores without conditional writes do) and
+    forwards everything else."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(
+        self, upstream_port: int, refuse: tuple[str, ...] = ("If-None-Match", "If-Match")
+    ) -> None:
         refused: list[str] = []
         self.refused = refused
 
@@ -253,9 +256,7 @@ class NoConditionalWrites:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                if self.command in ("PUT", "DELETE") and (
-                    "If-None-Match" in self.headers or "If-Match" in self.headers
-                ):
+                if self.command in ("PUT", "DELETE") and any(h in self.headers for h in refuse):
                     refused.append(self.command)
                     error = (
                         b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented"
@@ -300,10 +301,19 @@ class NoConditionalWrites:
 
 
 @pytest.fixture
-def no_conditional_writes(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def refused(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The conditional headers the store refuses (``("If-None-Match", "If-Match")`` unless a
+    test parametrizes it indirectly)."""
+    return getattr(request, "param", ("If-None-Match", "If-Match"))
+
+
+@pytest.fixture
+def no_conditional_writes(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch, refused: tuple[str, ...]
+) -> Iterator[list[str]]:
     """The lease's client talks to the store through :class:`NoConditionalWrites` (the data
     goes directly); yields the list of refused requests."""
-    proxy = NoConditionalWrites(s3.port)
+    proxy = NoConditionalWrites(s3.port, refused)
     real = objectstore.s3_client
     through = S3Config(endpoint_override=f"127.0.0.1:{proxy.port}", scheme="http")
     monkeypatch.setattr(objectstore, "s3_client", lambda *a, **k: real(through))
@@ -335,6 +345,38 @@ def test_a_live_lease_is_respected_without_conditional_writes(
         run(root, Clock())
     lease = read_lease(root)
     assert lease is not None and lease[0]["owner"] == "other"
+
+
+@pytest.mark.parametrize("refused", [("If-Match",)], indirect=True)
+def test_a_store_without_if_match_refuses_to_take_over_a_stale_lease_and_says_what_to_do(
+    root: S3Location, no_conditional_writes: list[str]
+) -> None:
+    etag = put_lease(root, "dead", T0 - timedelta(seconds=1))
+    with pytest.raises(StorageError, match="cannot replace it atomically") as err:
+        run(root, Clock())
+    assert "delete that object if no compaction is running" in str(err.value)
+    assert no_conditional_writes == ["PUT"]
+    lease = read_lease(root)
+    assert lease is not None and lease == ({"owner": "dead", "expires": lease[0]["expires"]}, etag)
+
+
+@pytest.mark.parametrize("refused", [("If-Match",)], indirect=True)
+def test_a_store_without_if_match_still_renews_and_releases_the_lease(
+    root: S3Location, no_conditional_writes: list[str]
+) -> None:
+    clock = Clock()
+    seen: list[str] = []
+
+    def half_an_hour_per_partition(result: compaction.CompactionResult) -> None:
+        lease = read_lease(root)
+        assert lease is not None
+        seen.append(lease[0]["expires"])
+        clock.now += LEASE / 2
+
+    run(root, clock, half_an_hour_per_partition)
+    assert seen == [(T0 + LEASE).isoformat(), (T0 + LEASE / 2 + LEASE).isoformat()]
+    assert no_conditional_writes == ["PUT", "DELETE"]  # the renewal's and the release's If-Match
+    assert read_lease(root) is None
 
 
 def test_the_client_keeps_secrets_out_of_errors_logs_and_reprs(
