@@ -2,7 +2,7 @@
 
 The one place tastyrec talks to object storage (``docs/object-storage.md``): the recorder's
 uploader (:mod:`tastyrec.record.upload`) and the readers (the catalog, the DuckDB views, replay)
-stand on it. Size: over 600 lines because every S3 call, its retry and its redaction are kept
+stand on it. Size: over 900 lines because every S3 call, its retry and its redaction are kept
 here, so that nothing else holds a credential or a raw S3 error.
 
 * :func:`parse_location` turns what a user typed (``--out``, ``--data``) into a local
@@ -16,6 +16,16 @@ here, so that nothing else holds a credential or a raw S3 error.
   ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (or ``endpoint_url`` in the profile) for
   S3-compatible services, becoming ``endpoint_override`` and ``scheme``, and the region from
   ``AWS_REGION``/``AWS_DEFAULT_REGION``.
+* :func:`s3_client` is the one boto3 S3 client, with the endpoint and region of
+  :func:`s3_config` and the keys of boto3's standard chain (the AWS CLI's: the same variables,
+  ``AWS_PROFILE`` and files), for the requests pyarrow cannot send: conditional writes
+  (:func:`put_if`, :func:`delete_if`: ``If-None-Match: *`` creates only if absent, ``If-Match``
+  replaces or deletes only an unchanged object; the store decides atomically), which the
+  compaction lease stands on (:mod:`tastyrec.query._compact_s3`). A store without them answers
+  501: :class:`ConditionalWriteUnsupported`.
+* :func:`polars_storage_options` and :func:`polars_credential_provider` configure polars' own
+  S3 reader (``scan()``, replay's rows): the endpoint and region, and boto3's credential chain,
+  so ``AWS_PROFILE`` works there too (polars' Rust reader alone reads the key variables only).
 * :func:`upload` puts a whole local file under its final key so that the key never names a
   partial object: the bytes go to a hidden staging key beside it (one PUT, or a multipart upload
   for large files), then the store copies them to the final key (CopyObject: atomic, no bytes
@@ -71,13 +81,21 @@ from .exceptions import StorageError
 
 if TYPE_CHECKING:
     import duckdb
+    import polars as pl
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
 __all__ = (
     "Backoff",
+    "ConditionalWriteUnsupported",
+    "delete_if",
+    "get_bytes",
+    "put_bytes",
+    "put_if",
+    "s3_client",
     "dataset",
     "open_parquet",
+    "polars_credential_provider",
     "polars_storage_options",
     "shared_filesystem",
     "prefix_exists",
@@ -289,6 +307,189 @@ def s3_filesystem(
         # a file smaller than one part goes up as a single PUT, not a one-part multipart upload
         allow_delayed_open=True,
     )
+
+
+# -- conditional writes (boto3) -----------------------------------------------------------------
+
+
+class ConditionalWriteUnsupported(ObjectStoreError):
+    """The store answered a conditional request (``If-None-Match``/``If-Match``) with 501
+    NotImplemented: it cannot create-if-absent or compare-and-swap."""
+
+
+def s3_client(
+    config: S3Config | None = None,
+    *,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    sdk_attempts: int = 3,
+) -> Any:
+    """A boto3 S3 client with the endpoint and region of :func:`s3_config` (the environment by
+    default), for the requests pyarrow's filesystem cannot send: conditional writes.
+
+    Like :func:`s3_filesystem`, no credential passes through tastyrec: boto3 resolves them by
+    the standard chain itself (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
+    ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` with ``~/.aws/credentials`` and ``~/.aws/config`` or
+    the files ``AWS_SHARED_CREDENTIALS_FILE``/``AWS_CONFIG_FILE`` name), exactly as the AWS CLI
+    does. The endpoint is given explicitly (the one :func:`s3_config` chose for pyarrow), with
+    path-style addressing as pyarrow uses for a custom endpoint. Checksums are sent only where
+    an operation requires them, as pyarrow does (some S3-compatible stores refuse the others).
+
+    Raises:
+        ObjectStoreError: the AWS configuration is unusable (e.g. ``AWS_PROFILE`` names no
+            profile); the message names no credential.
+    """
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    config = s3_config() if config is None else config
+    endpoint = None
+    if config.endpoint_override is not None:
+        endpoint = f"{config.scheme}://{config.endpoint_override}"
+    options = Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "total_max_attempts": sdk_attempts},
+        s3={"addressing_style": "path"} if endpoint is not None else None,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    BotoCoreError, _ = _botocore_errors()
+    try:
+        return boto3.session.Session().client(
+            "s3", endpoint_url=endpoint, region_name=config.region, config=options
+        )
+    except BotoCoreError as exc:
+        raise ObjectStoreError(f"configuring the S3 client: {exc}") from None
+
+
+def _botocore_errors() -> tuple[Any, Any]:
+    """botocore's ``BotoCoreError`` (no answer: network, configuration, credentials) and
+    ``ClientError`` (the store answered with an error), imported when first needed."""
+    errors = _botocore_exceptions()
+    return errors.BotoCoreError, errors.ClientError
+
+
+def _botocore_exceptions() -> Any:
+    import botocore.exceptions  # type: ignore[import-untyped]
+
+    return botocore.exceptions
+
+
+def _boto_status(exc: BaseException) -> tuple[int, str]:
+    """(HTTP status, error code) of a botocore ``ClientError``; (0, "") for anything else."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return 0, ""
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return int(status or 0), str(response.get("Error", {}).get("Code", ""))
+
+
+def _boto_error(action: str, loc: S3Location, exc: BaseException) -> ObjectStoreError:
+    """An :class:`ObjectStoreError` from a boto3 failure (redacted, transient or not)."""
+    errors = _botocore_exceptions()
+    status, code = _boto_status(exc)
+    if status == 501 or code == "NotImplemented":
+        return ConditionalWriteUnsupported(f"{action} {loc.url}: {exc}", url=loc.url)
+    network = (
+        errors.EndpointConnectionError,
+        errors.ConnectionClosedError,
+        errors.ConnectTimeoutError,
+        errors.ReadTimeoutError,
+    )
+    transient = isinstance(exc, network) or status >= 500 or code in ("SlowDown", "RequestTimeout")
+    return ObjectStoreError(f"{action} {loc.url}: {exc}", url=loc.url, transient=transient)
+
+
+def _lost_condition(exc: BaseException) -> bool:
+    """Whether a conditional request failed on its condition (another writer won), not on the
+    store: 412 PreconditionFailed; 409 ConditionalRequestConflict (AWS: another conditional
+    write to the key was in flight); NoSuchKey for an ``If-Match`` on an object deleted
+    meanwhile (not NoSuchBucket: that is an error)."""
+    status, code = _boto_status(exc)
+    lost = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")
+    return status == 412 or code in lost
+
+
+def put_if(client: Any, loc: S3Location, body: bytes, *, if_match: str | None = None) -> str | None:
+    """Write ``body`` under ``loc`` in one request the store decides atomically: create it only
+    if no object is there (``If-None-Match: *``), or, with ``if_match``, replace it only if its
+    ETag is still ``if_match``. The new object's ETag, or ``None`` when the condition failed
+    (another writer got there first).
+
+    Raises:
+        ConditionalWriteUnsupported: the store answered 501 NotImplemented.
+        ObjectStoreError: any other failure.
+    """
+    BotoCoreError, ClientError = _botocore_errors()
+
+    condition = {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"}
+    try:
+        response = client.put_object(Bucket=loc.bucket, Key=loc.prefix, Body=body, **condition)
+    except ClientError as exc:
+        if _lost_condition(exc):
+            return None
+        raise _boto_error("writing", loc, exc) from None
+    except BotoCoreError as exc:
+        raise _boto_error("writing", loc, exc) from None
+    return str(response["ETag"])
+
+
+def put_bytes(client: Any, loc: S3Location, body: bytes) -> str:
+    """Write ``body`` under ``loc`` unconditionally (one PUT); its ETag.
+
+    Raises:
+        ObjectStoreError: the write failed.
+    """
+    BotoCoreError, ClientError = _botocore_errors()
+
+    try:
+        response = client.put_object(Bucket=loc.bucket, Key=loc.prefix, Body=body)
+    except (ClientError, BotoCoreError) as exc:
+        raise _boto_error("writing", loc, exc) from None
+    return str(response["ETag"])
+
+
+def get_bytes(client: Any, loc: S3Location) -> tuple[bytes, str] | None:
+    """The object ``loc``'s body and ETag, or ``None`` when there is none.
+
+    Raises:
+        ObjectStoreError: the read failed.
+    """
+    BotoCoreError, ClientError = _botocore_errors()
+
+    try:
+        response = client.get_object(Bucket=loc.bucket, Key=loc.prefix)
+        return bytes(response["Body"].read()), str(response["ETag"])
+    except ClientError as exc:
+        if _boto_status(exc)[1] == "NoSuchKey":
+            return None
+        raise _boto_error("reading", loc, exc) from None
+    except BotoCoreError as exc:
+        raise _boto_error("reading", loc, exc) from None
+
+
+def delete_if(client: Any, loc: S3Location, etag: str | None) -> bool:
+    """Delete ``loc`` only if its ETag is still ``etag`` (``If-Match``; ``None``: whatever it
+    holds): whether it was deleted (``False``: it is gone already or another writer replaced
+    it).
+
+    Raises:
+        ConditionalWriteUnsupported: the store answered 501 NotImplemented.
+        ObjectStoreError: any other failure.
+    """
+    BotoCoreError, ClientError = _botocore_errors()
+
+    try:
+        condition = {"IfMatch": etag} if etag is not None else {}
+        client.delete_object(Bucket=loc.bucket, Key=loc.prefix, **condition)
+    except ClientError as exc:
+        if _lost_condition(exc):
+            return False
+        raise _boto_error("deleting", loc, exc) from None
+    except BotoCoreError as exc:
+        raise _boto_error("deleting", loc, exc) from None
+    return True
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -716,19 +917,37 @@ def open_parquet(url: str) -> Any:
 
 def polars_storage_options(config: S3Config | None = None) -> dict[str, str]:
     """``storage_options`` for polars' own S3 reader (``pl.scan_parquet("s3://...")``): the
-    endpoint and region of :func:`s3_config`, no credential. polars (Rust ``object_store``)
-    reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` from the
-    environment itself; it does not read AWS profiles (``AWS_PROFILE``): give the keys in the
-    environment, or read through :func:`dataset`."""
+    endpoint and region of :func:`s3_config`, no credential.
+
+    The keys come from :func:`polars_credential_provider` (boto3's standard chain: the
+    ``AWS_*`` key variables, ``AWS_PROFILE`` with ``~/.aws/credentials`` and ``~/.aws/config``,
+    session tokens), which tastyrec's readers pass with these options. Given alone, as in
+    ``pl.scan_parquet(url, storage_options=polars_storage_options())``, polars picks the same
+    provider by itself: every key here is one its automatic choice understands (``allow_http``,
+    not ``aws_allow_http``: an option it does not know makes polars take it for a credential
+    and leave the keys to its Rust reader, which reads the key variables only, never a
+    profile)."""
     config = s3_config() if config is None else config
     options: dict[str, str] = {}
     if config.endpoint_override is not None:
         options["aws_endpoint_url"] = f"{config.scheme}://{config.endpoint_override}"
         if config.scheme == "http":
-            options["aws_allow_http"] = "true"
+            options["allow_http"] = "true"
     if config.region is not None:
         options["aws_region"] = config.region
     return options
+
+
+def polars_credential_provider(config: S3Config | None = None) -> pl.CredentialProviderAWS:
+    """polars' AWS credential provider for :func:`polars_storage_options`' endpoint: boto3's
+    standard chain, as :func:`s3_client` and the AWS CLI resolve it (key variables,
+    ``AWS_PROFILE`` and the profile files, session tokens, SSO, roles). polars calls it when a
+    query runs, in the process that runs it, and again when temporary credentials expire; the
+    keys live in polars' cache, not in a tastyrec object, and the provider's repr shows none."""
+    import polars as pl
+
+    config = s3_config() if config is None else config
+    return pl.CredentialProviderAWS(region_name=config.region)
 
 
 def dataset(

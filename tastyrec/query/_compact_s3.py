@@ -19,16 +19,40 @@ Killed before 3: nothing changed in the bucket (at most a staging object, which 
 ``.parquet``; removed here once older than a day). Killed between 3 and 4: the next reader or
 compaction lists the partition and deletes the replaced objects (roll forward).
 
-One compaction per prefix at a time: a lease object ``_compact.lock`` (owner token, expiry) is
-written and read back; a fresh lease of another owner refuses the run. S3 has no atomic
-create-if-absent that pyarrow can send, so two compactions started within the same instant can
-both pass; the lease narrows that window to one round trip, it does not close it.
+One compaction per prefix at a time: a lease object ``_compact.lock`` (``{"owner": token,
+"expires": ISO time}``) taken with S3 conditional writes, which the store decides atomically
+(boto3: pyarrow's filesystem cannot send the headers; :func:`tastyrec.objectstore.s3_client`).
+
+* *Take*: ``PutObject`` with ``If-None-Match: *`` creates the lease only if no object has that
+  key. Of two compactions started at the same instant exactly one succeeds; the other gets 412
+  (or AWS's 409 ConditionalRequestConflict), reads the lease, and refuses to run with a
+  :class:`~tastyrec.exceptions.StorageError` naming the lease, its expiry and what to do.
+* *Take over a stale lease* (expired: its compaction died; or unreadable): ``PutObject`` with
+  ``If-Match: <the ETag just read>``. Every lease body holds a fresh random token, so its ETag
+  (the MD5 of a single PUT) is new each time: of two compactions that both read the same stale
+  lease, the first replacement changes the ETag and the second one's condition fails. Deleting
+  the stale lease and then creating one if absent would not be safe: the second contender's
+  delete (unconditional, as DeleteObject was on AWS before conditional deletes) could remove the
+  first one's *fresh* lease, and both would run.
+* *Renew*: before each partition, once half of the lease's time is gone, the lease is rewritten
+  with ``If-Match`` on its own ETag; if that fails, another compaction took it over (this one was
+  stalled past the expiry) and this one stops with a StorageError before touching the next
+  partition.
+* *Release* at the end, also after a failure: ``DeleteObject`` with ``If-Match`` on its own ETag,
+  so a lease another compaction took over is never deleted.
+
+A store that answers the conditional write with 501 NotImplemented gets the weaker scheme of
+earlier versions, with a logged warning: the lease is written and read back, and two compactions
+started within one round trip of each other can both run. A store with ``If-None-Match`` but no
+``If-Match`` on PUT keeps the atomic take, refuses to replace a stale lease (the error says to
+delete it), and renews by reading and writing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator
@@ -36,7 +60,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from .. import catalog
+from .. import catalog, objectstore
 from ..exceptions import StorageError
 from ..objectstore import (
     S3Location,
@@ -52,6 +76,8 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 __all__ = ("compact_s3",)
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME: Final = "_compact.lock"
 #: a lease older than this is taken for a dead compaction's
@@ -78,10 +104,11 @@ def compact_s3(
     """
     fs = shared_filesystem()
     results = []
-    with _lease(fs, root, now):
+    with _lease(root, now) as lease:
         remove_staging_leftovers(fs, root, older_than_s=STAGING_AGE_S, now=now())
         for event_type in event_types or catalog.location_event_types(root, fs):
             for d in [day] if day is not None else _days(fs, root, event_type):
+                lease.renew()
                 result = _partition(fs, root, event_type, d, max_rows, row_group_rows)
                 results.append(result)
                 if progress is not None:
@@ -156,39 +183,173 @@ def _partition(
     return result
 
 
-@contextlib.contextmanager
-def _lease(fs: pafs.S3FileSystem, root: S3Location, now: Callable[[], datetime]) -> Iterator[None]:
-    path = root.join(LOCK_NAME).path
-    token = secrets.token_hex(8)
-    current = _read_lease(fs, path)
-    if current is not None and current[1] > now():
-        raise StorageError(
-            f"another `tastyrec compact` holds {root.url}/{LOCK_NAME} until {current[1]:%H:%M:%S}"
-            " UTC; wait for it to finish (or delete that object if no compaction is running)"
+class _Lease:
+    """The compaction lease of one run (module doc): take, renew, release."""
+
+    def __init__(self, root: S3Location, now: Callable[[], datetime]) -> None:
+        self.root = root
+        self.loc = root.join(LOCK_NAME)
+        self.now = now
+        self.token = secrets.token_hex(16)
+        self.client = objectstore.s3_client()
+        self.etag = ""
+        self.expires = datetime.min.replace(tzinfo=UTC)
+        #: the store honours conditional writes (else: write and read back, module doc)
+        self.atomic = True
+
+    def _body(self) -> tuple[bytes, datetime]:
+        """A lease body of this run expiring :data:`LEASE` from now, and that expiry."""
+        expires = self.now() + LEASE
+        body = json.dumps({"owner": self.token, "expires": expires.isoformat()}).encode()
+        return body, expires
+
+    def _held(self, current: tuple[str, datetime]) -> StorageError:
+        return StorageError(
+            f"another `tastyrec compact` holds the lease {self.loc.url} until"
+            f" {current[1]:%Y-%m-%d %H:%M:%S} UTC; wait for it to finish (or delete that object"
+            " if no compaction is running)"
         )
-    body = json.dumps({"owner": token, "expires": (now() + LEASE).isoformat()}).encode()
+
+    def take(self) -> None:
+        """Create the lease, or replace a stale one, atomically.
+
+        Raises:
+            StorageError: another compaction holds a live lease, or won a race for it.
+        """
+        for _ in range(3):  # a lease released or replaced between our requests: look again
+            body, expires = self._body()
+            try:
+                etag = objectstore.put_if(self.client, self.loc, body)
+            except objectstore.ConditionalWriteUnsupported:
+                self._take_unconditionally()
+                return
+            if etag is not None:
+                self.etag, self.expires = etag, expires
+                return
+            found = self._read()
+            if found is None:
+                continue  # released meanwhile
+            current, etag = found
+            if current[1] > self.now():
+                raise self._held(current)
+            try:
+                replaced = objectstore.put_if(self.client, self.loc, body, if_match=etag)
+            except objectstore.ConditionalWriteUnsupported:
+                raise StorageError(
+                    f"the compaction lease {self.loc.url} expired at"
+                    f" {current[1]:%Y-%m-%d %H:%M:%S} UTC (a compaction that died), and this"
+                    " store cannot replace it atomically (no If-Match on PUT): delete that"
+                    " object if no compaction is running, then run `tastyrec compact` again"
+                ) from None
+            if replaced is not None:
+                logger.warning(
+                    "took over the compaction lease %s, expired at %s UTC (a compaction that"
+                    " died)",
+                    self.loc.url,
+                    f"{current[1]:%Y-%m-%d %H:%M:%S}",
+                )
+                self.etag, self.expires = replaced, expires
+                return
+        found = self._read()
+        if found is not None and found[0][0] != self.token:
+            raise self._held(found[0])
+        raise StorageError(  # pragma: no cover - three lost races in a row
+            f"another `tastyrec compact` started on {self.root.url} at the same time; run"
+            " `tastyrec compact` again when it has finished"
+        )
+
+    def _take_unconditionally(self) -> None:
+        logger.warning(
+            "the object store does not support conditional writes (If-None-Match: 501"
+            " NotImplemented): the compaction lease %s is written and read back instead, so two"
+            " compactions started at the same instant can both run",
+            self.loc.url,
+        )
+        self.atomic = False
+        found = self._read()
+        if found is not None and found[0][1] > self.now():
+            raise self._held(found[0])
+        body, self.expires = self._body()
+        objectstore.put_bytes(self.client, self.loc, body)
+        found = self._read()
+        if found is None or found[0][0] != self.token:
+            raise StorageError(
+                f"another `tastyrec compact` started on {self.root.url} at the same time; run"
+                " `tastyrec compact` again when it has finished"
+            )
+        self.etag = found[1]
+
+    def renew(self) -> None:
+        """Extend the lease once half of its time is gone.
+
+        Raises:
+            StorageError: another compaction took the lease over (this one outlived it).
+        """
+        if self.expires - self.now() > LEASE / 2:
+            return
+        body, expires = self._body()
+        if self.atomic:
+            try:
+                etag = objectstore.put_if(self.client, self.loc, body, if_match=self.etag)
+            except objectstore.ConditionalWriteUnsupported:  # If-None-Match only
+                self.atomic = False
+            else:
+                if etag is None:
+                    raise self._lost()
+                self.etag, self.expires = etag, expires
+                return
+        found = self._read()  # without conditional writes: read, then write
+        if found is None or found[0][0] != self.token:
+            raise self._lost()
+        self.etag, self.expires = objectstore.put_bytes(self.client, self.loc, body), expires
+
+    def _lost(self) -> StorageError:
+        return StorageError(
+            f"this compaction lost its lease {self.loc.url} (it ran past the expiry and another"
+            " compaction took it over); it stopped between partitions, nothing is lost: run"
+            " `tastyrec compact` again when the other one has finished"
+        )
+
+    def release(self) -> None:
+        """Delete the lease if it is still this run's (never one another run took over)."""
+        try:
+            found = self._read()
+            if found is None or found[0][0] != self.token:
+                logger.warning("the compaction lease %s was taken over: left alone", self.loc.url)
+                return
+            try:
+                objectstore.delete_if(self.client, self.loc, found[1])
+            except objectstore.ConditionalWriteUnsupported:
+                objectstore.delete_if(self.client, self.loc, None)
+        except StorageError as exc:  # the compaction's own outcome matters more
+            logger.warning(
+                "could not release the compaction lease %s (%s): it expires by itself",
+                self.loc.url,
+                objectstore.redact(str(exc)),
+            )
+
+    def _read(self) -> tuple[tuple[str, datetime], str] | None:
+        """((owner, expiry), ETag) of the lease object, or ``None``; an unreadable body is
+        taken for an expired lease."""
+        found = objectstore.get_bytes(self.client, self.loc)
+        if found is None:
+            return None
+        body, etag = found
+        try:
+            data = json.loads(body)
+            expires = datetime.fromisoformat(data["expires"])
+            if expires.tzinfo is None:
+                raise ValueError("naive expiry")
+            return (str(data["owner"]), expires), etag
+        except (ValueError, KeyError, TypeError):
+            return ("?", datetime.min.replace(tzinfo=UTC)), etag
+
+
+@contextlib.contextmanager
+def _lease(root: S3Location, now: Callable[[], datetime]) -> Iterator[_Lease]:
+    lease = _Lease(root, now)
+    lease.take()
     try:
-        with fs.open_output_stream(path) as out:
-            out.write(body)
-    except OSError as exc:
-        raise _error("writing", f"s3://{path}", exc) from None
-    held = _read_lease(fs, path)
-    if held is None or held[0] != token:
-        raise StorageError(f"another `tastyrec compact` started on {root.url} at the same time")
-    try:
-        yield
+        yield lease
     finally:
-        with contextlib.suppress(OSError):
-            if (_read_lease(fs, path) or ("",))[0] == token:
-                fs.delete_file(path)
-
-
-def _read_lease(fs: pafs.S3FileSystem, path: str) -> tuple[str, datetime] | None:
-    try:
-        with fs.open_input_stream(path) as src:
-            data = json.loads(src.read())
-        return str(data["owner"]), datetime.fromisoformat(data["expires"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return ("?", datetime.min.replace(tzinfo=UTC))  # unreadable: taken as expired
+        lease.release()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
@@ -72,8 +72,10 @@ def scan(
 
     ``path`` may be ``s3://bucket/prefix``: the catalog lists only the window's ``date=``
     prefixes, and polars' own S3 reader fetches footers and the row groups that filters keep
-    (ranged GETs; endpoint and region from :func:`tastyrec.objectstore.polars_storage_options`,
-    keys from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``).
+    (ranged GETs; endpoint and region from :func:`tastyrec.objectstore.polars_storage_options`).
+    Credentials are resolved as everywhere in tastyrec, by the AWS SDK's standard chain
+    (:func:`tastyrec.objectstore.polars_credential_provider`): the ``AWS_*`` key variables,
+    ``AWS_PROFILE`` with ``~/.aws/credentials`` and ``~/.aws/config``, session tokens.
 
     Raises:
         RecordingNotFound: ``path`` is not a folder, or no key is under the URL (a
@@ -88,10 +90,12 @@ def scan(
     read_schema = {**schema, RECV_COLUMN: pl.Datetime("ns", "UTC")}
     files = catalog.location_files(root, event_type.__name__, start=start_ns, end=end_ns)
     storage: dict[str, str] | None = None
+    credentials: pl.CredentialProviderAWS | Literal["auto"] = "auto"
     if files and not isinstance(root, Path):
-        from ..objectstore import polars_storage_options
+        from ..objectstore import polars_credential_provider, polars_storage_options
 
         storage = polars_storage_options()
+        credentials = polars_credential_provider()
     if not files:
         frame = pl.LazyFrame(schema=schema).with_columns(pl.lit(None, pl.Date).alias("date"))
     else:
@@ -104,6 +108,7 @@ def scan(
             extra_columns="ignore",
             cast_options=_CAST,
             storage_options=storage,
+            credential_provider=credentials,
         )
         frame = upgrade_frame(frame, list(read_schema))
     if start_ns is not None:

@@ -115,9 +115,10 @@ def _open(path: Path | str) -> pq.ParquetFile:
 def _scan(path: Path | str) -> pl.LazyFrame:
     """``pl.scan_parquet`` of a local file or an ``s3://`` object."""
     if isinstance(path, str) and path.startswith("s3://"):
-        from ..objectstore import polars_storage_options
+        from ..objectstore import polars_credential_provider, polars_storage_options
 
-        return pl.scan_parquet(path, storage_options=polars_storage_options())
+        options, credentials = polars_storage_options(), polars_credential_provider()
+        return pl.scan_parquet(path, storage_options=options, credential_provider=credentials)
     return pl.scan_parquet(path)
 
 
