@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import click
 
-from .._cli import Duration, bind_options, parse_duration, run as _run
+from .._cli import bind_options, duration_option, parse_duration, run as _run
 
 __all__ = ("simulate",)
 
@@ -46,11 +46,9 @@ __all__ = ("simulate",)
 @click.option(
     "--account-port", default=0, show_default=True, help="TCP port of the account streamer."
 )
-@click.option(
+@duration_option(
     "--order-every",
-    type=Duration(),
     default="15s",
-    show_default=True,
     metavar="SECONDS",
     help="The simulated account places an order by itself this often (30s, 500ms; 0: never).",
 )
