@@ -27,6 +27,7 @@ __all__ = (
     "TimeParam",
     "bind_options",
     "check_out_folder",
+    "count_option",
     "duration_option",
     "dxlink_options",
     "event_types",
@@ -220,6 +221,24 @@ def duration_option(
     return click.option(
         *param_decls,
         type=Duration(positive=positive),
+        default=default,
+        show_default=default is not None,
+        metavar=metavar,
+        help=help,
+    )
+
+
+def count_option(
+    *param_decls: str,
+    default: int | None = None,
+    metavar: str | None = None,
+    help: str,
+) -> Callable[[_F], _F]:
+    """An option taking a whole number of at least 1; its default, if it has one, is shown in
+    ``--help``."""
+    return click.option(
+        *param_decls,
+        type=click.IntRange(min=1),
         default=default,
         show_default=default is not None,
         metavar=metavar,

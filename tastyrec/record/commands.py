@@ -22,6 +22,7 @@ from .._cli import (
     TOKEN_ENV,
     Size,
     check_out_folder,
+    count_option,
     duration_option,
     dxlink_options,
     event_types,
@@ -91,13 +92,7 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     "--for", "duration", positive=True, help="Stop cleanly after this long (30s, 5m, 1h)."
 )
 @dxlink_options("Record from a built-in simulator; no account needed.")
-@click.option(
-    "--rotate-rows",
-    type=click.IntRange(min=1),
-    default=5_000_000,
-    show_default=True,
-    help="Start a new file after this many rows.",
-)
+@count_option("--rotate-rows", default=5_000_000, help="Start a new file after this many rows.")
 @click.option(
     "--rotate-bytes",
     type=Size(),
@@ -138,13 +133,7 @@ NO_ACCOUNT_CREDENTIALS: Final = (
 @click.option(
     "--dte", default="0-45", show_default=True, help="With --chain: days to expiration, N or N-M."
 )
-@click.option(
-    "--strikes",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="With --chain: strikes either side of the price.",
-)
+@count_option("--strikes", default=10, help="With --chain: strikes either side of the price.")
 @click.option("--sandbox", is_flag=True, help="Use tastytrade's sandbox (cert) environment.")
 @click.option(
     "--account-url",

@@ -38,7 +38,7 @@ from .._time import TimeLike
 from ..catalog import existing_location, reading_location
 from ..exceptions import StorageError
 from . import layout
-from .tables import GAP_COLUMNS, SESSION_COLUMNS, Column, sql_columns
+from .tables import GAP_COLUMNS, SESSION_COLUMNS, Column, bookkeeping_files, sql_columns
 
 if TYPE_CHECKING:
     from ..objectstore import S3Location
@@ -159,34 +159,9 @@ def refresh(
         (SESSIONS_VIEW, layout.SESSIONS_DIR, SESSION_COLUMNS),
         (GAPS_VIEW, layout.GAPS_DIR, GAP_COLUMNS),
     ):
-        _bookkeeping_view(con, name, _bookkeeping_files(root, folder, fs), columns)
+        listed = bookkeeping_files(root, folder, fs)
+        _bookkeeping_view(con, name, [str(f) for f in listed], columns)
     return created
-
-
-def _bookkeeping_files(root: Path | S3Location, folder: str, fs: object) -> list[str]:
-    """The ``*.parquet`` files of a bookkeeping folder (``_sessions``, ``_gaps``), sorted."""
-    if isinstance(root, Path):
-        where = root / folder
-        if not where.is_dir():
-            return []
-        return [str(p) for p in sorted(where.glob("*" + layout.PARQUET_SUFFIX))]
-    import pyarrow.fs as pafs
-
-    from ..objectstore import _error
-
-    assert isinstance(fs, pafs.S3FileSystem)
-    selector = pafs.FileSelector(root.join(folder).path, allow_not_found=True)
-    try:
-        infos = fs.get_file_info(selector)
-    except OSError as exc:
-        raise _error("listing", root.url, exc) from None
-    return sorted(
-        f"s3://{i.path}"
-        for i in infos
-        if i.type == pafs.FileType.File
-        and i.base_name.endswith(layout.PARQUET_SUFFIX)
-        and not i.base_name.startswith(".")
-    )
 
 
 def _window(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:

@@ -19,6 +19,7 @@ from . import layout
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.fs as pafs
 
     from ..objectstore import S3Location
 
@@ -26,6 +27,7 @@ __all__ = (
     "GAP_COLUMNS",
     "SESSION_COLUMNS",
     "GapRow",
+    "bookkeeping_files",
     "gap_schema",
     "read_gaps",
     "session_schema",
@@ -106,8 +108,15 @@ class GapRow(NamedTuple):
     stream: str | None
 
 
-def _bookkeeping_files(root: Path | S3Location, folder: str) -> list[Path] | list[str]:
-    """The ``*.parquet`` files of a bookkeeping folder, sorted: paths, or ``s3://`` URLs."""
+def bookkeeping_files(
+    root: Path | S3Location, folder: str, fs: pafs.S3FileSystem | None = None
+) -> list[Path] | list[str]:
+    """The ``*.parquet`` files of a bookkeeping folder (``_sessions``, ``_gaps``), sorted:
+    paths, or ``s3://`` URLs (listed through ``fs``, by default the shared filesystem).
+
+    Raises:
+        ObjectStoreError: the store could not be listed.
+    """
     if isinstance(root, Path):
         where = root / folder
         return sorted(where.glob("*" + layout.PARQUET_SUFFIX)) if where.is_dir() else []
@@ -117,7 +126,7 @@ def _bookkeeping_files(root: Path | S3Location, folder: str) -> list[Path] | lis
 
     selector = pafs.FileSelector(root.join(folder).path, allow_not_found=True)
     try:
-        infos = shared_filesystem().get_file_info(selector)
+        infos = (shared_filesystem() if fs is None else fs).get_file_info(selector)
     except OSError as exc:
         raise _error("listing", root.url, exc) from None
     return sorted(
@@ -140,7 +149,7 @@ def read_gaps(root: Path | S3Location) -> list[GapRow]:
     import pyarrow.parquet as pq
 
     rows: list[GapRow] = []
-    for path in _bookkeeping_files(root, layout.GAPS_DIR):
+    for path in bookkeeping_files(root, layout.GAPS_DIR):
         if isinstance(path, str):  # an object: through the shared S3 filesystem
             from ..objectstore import shared_filesystem
 
