@@ -34,12 +34,13 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _synthetic
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _synthetic, bench_replay
 
 from _synthetic import frame_quotes, write_recording
+from bench_replay import run_listen
 
 from tastyrec.events import Quote
-from tastyrec.replay import ReplayStreamer, _engine
+from tastyrec.replay import _engine
 from tastyrec.replay.reader import DEFAULT_CHUNK_ROWS, Timeline
 
 EVENT_COLUMNS = {"on": True}  # what the patched cursor's timeline reads
@@ -57,15 +58,6 @@ def read(root: Path, event_columns: bool) -> int:
     return n
 
 
-async def listen(root: Path) -> int:
-    n = 0
-    async with ReplayStreamer(root) as replay:
-        await replay.subscribe(Quote, ["*"])
-        async for _ in replay.listen(Quote):
-            n += 1
-    return n
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -77,7 +69,7 @@ def main() -> None:
         write_recording(folder, frame_quotes(args.rows, 500, 1), 1_000_000)
         runs = {
             "read": lambda flag: read(folder, flag),
-            "listen": lambda flag: anyio.run(listen, folder),
+            "listen": lambda flag: anyio.run(run_listen, folder),
         }
         ns: dict[tuple[str, bool], list[float]] = {(k, f): [] for k in runs for f in (False, True)}
         for r in range(args.rounds):
