@@ -1,10 +1,10 @@
 """Compaction of 10 M recorded quotes: rows per second (target >= 2 M rows/s).
 
-Generates the quotes like benchmarks/bench_sql.py (the recorder's Parquet writer, ``--files``
-files in one partition), then runs :func:`tastyrec.query.compact` once per repeat on a fresh
-copy, each in a fresh interpreter (as ``tastyrec compact`` runs: a warm process reuses memory
-and reads ~2x faster on these machines): read, sort by symbol and time, write, read back and
-check, publish, delete. Prints each run, its phases, and the median.
+Generates the quotes like benchmarks/bench_sql.py (``_synthetic.make_recording``: the recorder's
+Parquet writer, ``--files`` files in one partition), then runs :func:`tastyrec.query.compact`
+once per repeat on a fresh copy, each in a fresh interpreter (as ``tastyrec compact`` runs: a
+warm process reuses memory and reads ~2x faster on these machines): read, sort by symbol and
+time, write, read back and check, publish, delete. Prints each run, its phases, and the median.
 
 Run: python benchmarks/bench_compact.py [--rows 10000000] [--files 20] [--repeats 5]
 """
@@ -59,7 +59,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.one)))
         return
-    from bench_sql import make_recording
+    from _synthetic import make_recording
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "source"

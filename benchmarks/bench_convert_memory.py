@@ -55,9 +55,9 @@ def rss_anon_mib() -> float:
 
 def make_segment(path: Path, rows: int) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_sql import START_NS, quote_table
+    from _synthetic import START_NS, uniform_quotes
 
-    table = quote_table(rows, START_NS, np.random.default_rng(7))
+    table = uniform_quotes(rows, START_NS, np.random.default_rng(7))
     journal = JournalWriter(path, table.schema, fsync=FsyncPolicy.NEVER)
     for batch in table.to_batches(max_chunksize=RECORD_ROWS):
         journal.append(batch)

@@ -1,7 +1,7 @@
 """Parallel backtest (issue 19): ``tastyrec.backtest`` over 8 days, a process pool of 2 vs serial.
 
 A script, not a test. It writes a synthetic 8-day Quote recording with the recorder's own Parquet
-writer (``benchmarks/bench_replay.py``'s ``make_quotes`` and ``write_recording``: one frame of 20
+writer (``benchmarks/_synthetic.py``'s ``frame_quotes`` and ``write_recording``: one frame of 20
 quotes every 2 ms, ``--rows`` per day), then runs one strategy -- every Quote of the day through
 ``ReplayStreamer.listen`` into a running mean spread and mid, the shape of a real backtest loop
 -- with ``tastyrec.backtest(by="day")``:
@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout
 sys.path.insert(0, str(HERE))
 
 import polars as pl  # noqa: E402
-from bench_replay import make_quotes, write_recording  # noqa: E402
+from _synthetic import frame_quotes, write_recording  # noqa: E402
 
 import tastyrec  # noqa: E402
 from tastyrec import Quote, ReplayStreamer  # noqa: E402
@@ -59,7 +59,7 @@ def write_days(root: Path, rows: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = make_quotes(rows, 200, seed=19)
+    table = frame_quotes(rows, 200, seed=19)
     for day in range(DAYS):
         exact = pc.add(table.column("recv_epoch_ns"), day * DAY_NS)
         shifted = table.set_column(

@@ -1,9 +1,9 @@
 """Replay speed (issue 4): ReplayStreamer.listen() and replay_frames() against the SDK.
 
 A script, not a test. It writes a synthetic Quote recording with the recorder's own Parquet writer
-(``tastyrec.storage.parquet.write_parquet``: zstd, dictionary, delta-encoded ``recv_ns``, row
-groups of 256Ki rows) in the recorder's layout, files of ``--file-rows`` rows, then measures in
-one run:
+(``tastyrec.storage.parquet.write_parquet``: zstd, dictionary, delta-encoded receipt times, row
+groups of 256Ki rows) in the recorder's layout, files of ``--file-rows`` rows
+(``_synthetic.frame_quotes`` and ``write_recording``), then measures in one run:
 
   (a) the baseline: the tastytrade SDK building the same Quotes from the wire --
       ``Quote.from_stream(values)`` on COMPACT value lists of 100 events (the values as the
@@ -45,11 +45,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _synthetic
+
+from _synthetic import frame_quotes, write_recording
 
 from tastyrec.events import Quote
 from tastyrec.replay import ReplayStreamer
@@ -57,56 +59,6 @@ from tastyrec.replay._engine import Cursor
 from tastyrec.replay.frames import replay_frames
 from tastyrec.replay.reader import DEFAULT_CHUNK_ROWS
 from tastyrec.schema import arrow_schema
-from tastyrec.storage.layout import file_name, parquet_path, partition_date
-from tastyrec.storage.parquet import write_parquet
-
-START_NS = 1_795_000_000_000_000_000  # 2026-11-18, during New York trading hours
-EXCHANGES = np.array(["Q", "N", "P", "K", "Z", "V", "X"])
-
-
-def make_quotes(rows: int, symbols: int, seed: int) -> pa.Table:
-    """``rows`` realistic Quotes: 20 events per frame share a receipt time, ~0.3 % NaN sizes."""
-    rng = np.random.default_rng(seed)
-    names = np.array([f"SYM{i:04d}" for i in range(symbols)])
-    sym = rng.integers(0, symbols, rows)
-    base = rng.uniform(5, 600, symbols)
-    mid = np.round(base[sym] * (1 + rng.normal(0, 0.001, rows)), 2)
-    spread = rng.integers(1, 5, rows) / 100
-    recv = START_NS + (np.arange(rows) // 20) * 2_000_000  # one frame every 2 ms
-    t_ms = recv // 1_000_000 - rng.integers(0, 50, rows)
-    bid_size = rng.integers(1, 50, rows) * 100.0
-    bid_size[rng.random(rows) < 0.003] = np.nan
-    schema = arrow_schema(Quote)
-    cols: dict[str, Any] = {
-        "event_symbol": pa.array(names[sym]),
-        "event_time": pa.array(np.zeros(rows, np.int64)).cast(schema.field("event_time").type),
-        "sequence": pa.array(np.zeros(rows, np.int64)),
-        "time_nano_part": pa.array(np.zeros(rows, np.int64)),
-        "bid_time": pa.array(t_ms).cast(schema.field("bid_time").type),
-        "bid_exchange_code": pa.array(EXCHANGES[rng.integers(0, len(EXCHANGES), rows)]),
-        "ask_time": pa.array(t_ms).cast(schema.field("ask_time").type),
-        "ask_exchange_code": pa.array(EXCHANGES[rng.integers(0, len(EXCHANGES), rows)]),
-        "bid_price": pa.array(mid - spread / 2),
-        "ask_price": pa.array(mid + spread / 2),
-        "bid_size": pa.array(bid_size),
-        "ask_size": pa.array(rng.integers(1, 50, rows) * 100.0),
-        "recv_ns": pa.array(recv // 1000).cast(schema.field("recv_ns").type),
-        "recv_epoch_ns": pa.array(recv),
-    }
-    return pa.table(cols).cast(schema)
-
-
-def write_recording(root: Path, table: pa.Table, file_rows: int) -> list[Path]:
-    schema = arrow_schema(Quote)
-    paths = []
-    for seq, offset in enumerate(range(0, table.num_rows, file_rows), start=1):
-        part = table.slice(offset, file_rows)
-        first = int(part.column("recv_epoch_ns")[0].as_py())
-        path = parquet_path(root, "Quote", partition_date(first), file_name(first, "bench", seq))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet(path, schema, part.to_batches(max_chunksize=65_536))
-        paths.append(path)
-    return paths
 
 
 def sdk_messages(table: pa.Table, rows: int) -> list[list[Any]]:
@@ -194,7 +146,7 @@ def main() -> None:
     )
     folder = Path(tempfile.mkdtemp(prefix="bench_replay_"))
     try:
-        table = make_quotes(args.rows, args.symbols, args.seed)
+        table = frame_quotes(args.rows, args.symbols, args.seed)
         files = write_recording(folder, table, args.file_rows)
         size = sum(f.stat().st_size for f in files)
         print(

@@ -2,7 +2,8 @@
 
 The quotes are synthetic (500 symbols, random-walk prices, NaN sizes sprinkled in) but written
 with the recorder's real Parquet writer (:func:`tastyrec.storage.parquet.write_parquet`: zstd,
-dictionary, delta receipt times, 256k-row row groups), as ``--files`` files in one partition.
+dictionary, delta receipt times, 256k-row row groups), as ``--files`` files in one partition
+(``_synthetic.make_recording``, shared with the other benchmarks).
 Both sides run the same aggregation on the same files in the same run; medians of repeats.
 
 * in-process: a fresh ``tastyrec.query.connect(root)`` (listing included) + the query, against a
@@ -28,69 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
-from tastyrec.events import Quote
-from tastyrec.schema import RECV_COLUMN, RECV_EXACT_COLUMN, arrow_schema, receipt_arrays
-from tastyrec.storage import layout
-from tastyrec.storage.parquet import write_parquet
+from _synthetic import make_recording
 
 QUERY = (
     "SELECT event_symbol, count(*) AS n, round(avg(ask_price - bid_price), 9) AS spread, "
     "max(bid_size) AS max_bid_size, epoch_ns(max(recv_ns)) AS last "
     "FROM {source} GROUP BY 1 ORDER BY 1"
 )
-NS = 1_000_000_000
-START_NS = 1_795_269_600 * NS  # 2026-11-20 14:00 UTC (09:00 New York)
-
-
-def quote_table(
-    count: int, first_ns: int, rng: np.random.Generator, symbols: int = 500
-) -> pa.Table:
-    """``count`` synthetic quotes received 1 µs apart from ``first_ns``, with the recorder's
-    schema: ``symbols`` symbols, random-walk prices, 1 % NaN bid sizes."""
-    schema = arrow_schema(Quote)  # the current schema version (its metadata says which)
-    names = np.array([f"SYM{i:03d}" for i in range(symbols)], dtype=object)
-    recv = first_ns + np.arange(count, dtype=np.int64) * 1000  # 1 M quotes/s
-    sym = rng.integers(0, symbols, count)
-    mid = 100 + sym * 0.5 + rng.normal(0, 0.05, count).cumsum() / 100
-    spread = rng.integers(1, 5, count) * 0.01
-    sizes = rng.integers(1, 50, (2, count)).astype(np.float64) * 100
-    sizes[0, rng.random(count) < 0.01] = np.nan
-    ms = (recv // 1_000_000).astype("datetime64[ms]")
-    cols = {
-        "event_symbol": pa.array(names[sym], pa.string()),
-        "event_time": pa.array(np.zeros(count, "datetime64[ms]"), schema.field(1).type),
-        "sequence": pa.array(np.zeros(count, np.int64)),
-        "time_nano_part": pa.array(np.zeros(count, np.int64)),
-        "bid_time": pa.array(ms, schema.field("bid_time").type),
-        "bid_exchange_code": pa.array(np.full(count, "Q", object), pa.string()),
-        "ask_time": pa.array(ms, schema.field("ask_time").type),
-        "ask_exchange_code": pa.array(np.full(count, "Q", object), pa.string()),
-        "bid_price": pa.array(np.round(mid - spread / 2, 2)),
-        "ask_price": pa.array(np.round(mid + spread / 2, 2)),
-        "bid_size": pa.array(sizes[0]),
-        "ask_size": pa.array(sizes[1]),
-    }
-    cols[RECV_COLUMN], cols[RECV_EXACT_COLUMN] = receipt_arrays(recv)
-    return pa.table(cols, schema=schema)
-
-
-def make_recording(root: Path, rows: int, files: int, symbols: int = 500, seed: int = 1) -> None:
-    """``rows`` quotes in ``files`` files of one Quote partition, written like the recorder."""
-    rng = np.random.default_rng(seed)
-    per_file = rows // files
-    for n in range(files):
-        count = per_file if n < files - 1 else rows - per_file * (files - 1)
-        first_ns = START_NS + n * per_file * 1000
-        table = quote_table(count, first_ns, rng, symbols)
-        day = layout.partition_date(first_ns)
-        path = layout.parquet_path(
-            root, "Quote", day, layout.file_name(first_ns, "bench001", n + 1)
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet(path, table.schema, table.to_batches(max_chunksize=8192))
 
 
 def median_s(fn, repeats: int) -> tuple[float, object]:

@@ -27,8 +27,11 @@ __all__ = (
     "TimeParam",
     "bind_options",
     "check_out_folder",
+    "count_option",
+    "duration_option",
     "dxlink_options",
     "event_types",
+    "journal_option",
     "parse_duration",
     "parse_size",
     "parse_symbols",
@@ -37,6 +40,7 @@ __all__ = (
     "recording_location",
     "run",
     "setup_logging",
+    "speed_option",
     "time_window",
     "ws_url",
 )
@@ -202,6 +206,59 @@ def dxlink_options(demo_help: str) -> Callable[[_F], _F]:
         ),
         click.option("--token", envvar=TOKEN_ENV, help=f"Quote token (or ${TOKEN_ENV})."),
         click.option("--demo", is_flag=True, help=demo_help),
+    )
+
+
+def duration_option(
+    *param_decls: str,
+    default: str | None = None,
+    positive: bool = False,
+    metavar: str | None = None,
+    help: str,
+) -> Callable[[_F], _F]:
+    """An option taking a duration (``30s``, ``5m``, ``1h``: :class:`Duration`; ``positive``:
+    not zero); its default, if it has one, is shown in ``--help``."""
+    return click.option(
+        *param_decls,
+        type=Duration(positive=positive),
+        default=default,
+        show_default=default is not None,
+        metavar=metavar,
+        help=help,
+    )
+
+
+def count_option(
+    *param_decls: str,
+    default: int | None = None,
+    metavar: str | None = None,
+    help: str,
+) -> Callable[[_F], _F]:
+    """An option taking a whole number of at least 1; its default, if it has one, is shown in
+    ``--help``."""
+    return click.option(
+        *param_decls,
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=default is not None,
+        metavar=metavar,
+        help=help,
+    )
+
+
+def journal_option(help: str) -> Callable[[_F], _F]:
+    """The ``--journal`` folder of the commands that record to object storage (``record``,
+    ``recover``): where the journal and the files waiting for upload are kept."""
+    return click.option("--journal", type=click.Path(file_okay=False), default=None, help=help)
+
+
+def speed_option(default: str) -> Callable[[_F], _F]:
+    """The ``--speed`` option of the commands that replay a recording (``replay``, ``serve``)."""
+    return click.option(
+        "--speed",
+        default=default,
+        show_default=True,
+        help="Multiple of real time (1 = as recorded), or max.",
     )
 
 

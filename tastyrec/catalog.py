@@ -38,13 +38,16 @@ Times (``start``, ``end``) follow the one rule of :mod:`tastyrec._time`: naive m
 time, a date is a whole New York day (a date ``end`` included). Locations go through
 :func:`tastyrec._location.recording_path` (an ``s3://`` URL is refused, never taken for a folder).
 
-This module imports the standard library, pyarrow and :mod:`tastyrec.storage.layout` only (no
-DuckDB, no polars), so every reader can use it.
+Which files of a partition are current (the compaction rule above, and finishing an interrupted
+compaction) is decided once, for local folders and object storage alike, by
+:func:`tastyrec.storage.listing.current_files`; this module walks the recording around it.
+
+This module imports the standard library, pyarrow and :mod:`tastyrec.storage.layout` and
+:mod:`~tastyrec.storage.listing` only (no DuckDB, no polars), so every reader can use it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -55,8 +58,9 @@ from typing import TYPE_CHECKING, Final
 from . import _time
 from ._location import existing_recording, recording_path, url_scheme
 from ._time import TimeLike
-from .exceptions import RecordingNotFound, StorageError, UnsupportedLocation
-from .storage import layout
+from .exceptions import RecordingNotFound, UnsupportedLocation
+from .storage import layout, listing
+from .storage.listing import COMPACT_SESSION_PREFIX, COMPACTED_FROM_KEY, is_compacted
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -83,11 +87,6 @@ __all__ = (
     "s3_recording_files",
 )
 
-#: Key-value metadata key of a compacted file: JSON list of the file names it replaces.
-COMPACTED_FROM_KEY: Final = b"tastyrec.compacted_from"
-#: Compacted files carry ``compact<hex>`` where a recorder's files carry the session id.
-COMPACT_SESSION_PREFIX: Final = "compact"
-
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
 _STAMP = re.compile(r"^(\d{8}T\d{6})\.(\d{9})Z-")
 _NS: Final = 1_000_000_000
@@ -95,8 +94,6 @@ _NS: Final = 1_000_000_000
 _UNIT_NS: Final = {"ns": 1, "us": 1_000, "ms": 1_000_000}
 #: listing again when a listed file vanished under us (a compaction finished meanwhile)
 _LIST_ATTEMPTS: Final = 5
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -230,25 +227,8 @@ def partition_files(folder: Path) -> list[Path]:
 
 def _list_partition(folder: Path) -> tuple[list[Path], set[str]]:
     """(current files, names hidden by compacted files) of one partition folder."""
-    try:
-        names = sorted(
-            e.name
-            for e in os.scandir(folder)
-            if e.name.endswith(layout.PARQUET_SUFFIX) and not e.name.startswith(".") and e.is_file()
-        )
-    except FileNotFoundError:
-        return [], set()
-    hidden: set[str] = set()
-    for name in names:
-        if is_compacted(name):
-            replaced = compacted_from(folder / name)
-            if replaced is None:  # deleted by a newer compaction while we listed
-                continue
-            hidden.update(replaced)
-    leftovers = hidden.intersection(names)
-    if leftovers:
-        _roll_forward(folder, leftovers)
-    return [folder / n for n in names if n not in hidden], hidden
+    visible, hidden = listing.current_files(listing.LocalPartition(folder))
+    return [folder / n for n in visible], hidden
 
 
 def finish_compactions(root: str | os.PathLike[str]) -> None:
@@ -261,40 +241,9 @@ def finish_compactions(root: str | os.PathLike[str]) -> None:
             _list_partition(folder)
 
 
-def _roll_forward(folder: Path, names: set[str]) -> None:
-    """Finish a compaction interrupted between publishing and deleting: delete the files that
-    a published compacted file replaces (module doc, "Interrupted compactions").
-
-    The compacted file was verified before it got its final name, so its rows are all there;
-    deleting the replaced files is what the compaction would have done next. A compaction
-    running right now deletes them too: whoever comes second finds nothing. A read-only
-    recording is left as it is (the catalog hides the files anyway).
-    """
-    removed = 0
-    for name in sorted(names):
-        try:
-            (folder / name).unlink()
-            removed += 1
-        except FileNotFoundError:
-            continue
-        except OSError as exc:  # read-only medium, no permission: readers still hide them
-            logger.debug("cannot finish the compaction in %s: %s", folder, exc)
-            return
-    if removed:
-        logger.info(
-            "finished an interrupted compaction in %s: deleted %d replaced files", folder, removed
-        )
-
-
 def hidden_files(folder: Path) -> set[str]:
     """Names in ``folder`` that compacted files replace (possibly already deleted)."""
     return _list_partition(folder)[1]
-
-
-def is_compacted(name: str) -> bool:
-    """Whether a file name is that of a compacted file."""
-    parts = name.split("-")
-    return len(parts) >= 3 and parts[-2].startswith(COMPACT_SESSION_PREFIX)
 
 
 def compacted_from(path: Path) -> list[str] | None:
@@ -303,29 +252,7 @@ def compacted_from(path: Path) -> list[str] | None:
     Raises:
         StorageError: the footer is unreadable or its list is malformed.
     """
-    try:
-        import pyarrow.parquet as pq  # here: listing files must not cost pyarrow's import
-
-        meta = pq.read_metadata(path).metadata or {}
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError)
-        raise StorageError(
-            f"cannot read the footer of the compacted file {str(path)!r}: {exc}; "
-            "if it is damaged, delete it only if the files it replaces are still there"
-        ) from exc
-    raw = meta.get(COMPACTED_FROM_KEY)
-    if raw is None:
-        return []
-    import json  # here: only compacted files need it, and `tastyrec sql` starts without it
-
-    try:
-        names = json.loads(raw)
-    except ValueError:
-        names = None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise StorageError(f"malformed {COMPACTED_FROM_KEY.decode()} in {str(path)!r}")
-    return [n for n in names if "/" not in n and n != path.name]
+    return listing.compacted_from(listing.LocalPartition(path.parent), path.name)
 
 
 def first_recv_ns(name: str) -> int | None:
@@ -508,62 +435,10 @@ def s3_recording_files(
             folders.setdefault(folder, []).append(name)
     files: list[str] = []
     for folder, names in folders.items():
-        hidden: set[str] = set()
-        for name in names:
-            if is_compacted(name):
-                replaced = _s3_compacted_from(fs, f"{folder}/{name}")
-                hidden.update(replaced or ())
-        leftovers = hidden.intersection(names)
-        if leftovers:
-            _s3_roll_forward(fs, folder, leftovers)
-        for name in names:
+        visible, _hidden = listing.current_files(listing.ObjectPartition(fs, folder, tuple(names)))
+        for name in visible:
             first = first_recv_ns(name)
-            if name in hidden or (end_ns is not None and first is not None and first >= end_ns):
+            if end_ns is not None and first is not None and first >= end_ns:
                 continue
             files.append(f"{folder}/{name}")
     return sorted(files, key=lambda p: _time_key(Path(p)))
-
-
-def _s3_compacted_from(fs: pafs.S3FileSystem, path: str) -> list[str] | None:
-    """:func:`compacted_from` of an object (``None`` if it is gone)."""
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.read_metadata(path, filesystem=fs).metadata or {}
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StorageError(
-            f"cannot read the footer of the compacted file 's3://{path}': {exc}; "
-            "if it is damaged, delete it only if the files it replaces are still there"
-        ) from exc
-    raw = meta.get(COMPACTED_FROM_KEY)
-    if raw is None:
-        return []
-    import json
-
-    try:
-        names = json.loads(raw)
-    except ValueError:
-        names = None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise StorageError(f"malformed {COMPACTED_FROM_KEY.decode()} in 's3://{path}'")
-    base = path.rpartition("/")[2]
-    return [n for n in names if "/" not in n and n != base]
-
-
-def _s3_roll_forward(fs: pafs.S3FileSystem, folder: str, names: set[str]) -> None:
-    """:func:`_roll_forward` on object storage: delete replaced objects still listed."""
-    for name in sorted(names):
-        try:
-            fs.delete_file(f"{folder}/{name}")
-        except FileNotFoundError:
-            continue
-        except OSError as exc:  # no delete permission: readers hide them anyway
-            logger.debug("cannot finish the compaction in s3://%s: %s", folder, exc)
-            return
-    logger.info(
-        "finished an interrupted compaction in s3://%s: deleted %d replaced objects",
-        folder,
-        len(names),
-    )

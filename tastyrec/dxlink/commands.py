@@ -11,7 +11,7 @@ import anyio
 import click
 import msgspec
 
-from .._cli import TOKEN_ENV, Duration, dxlink_options, run as _run
+from .._cli import TOKEN_ENV, count_option, duration_option, dxlink_options, run as _run
 from ..events.registry import EVENT_TYPES, event_class
 from ..exceptions import TastyrecError
 
@@ -29,16 +29,8 @@ __all__ = ("listen",)
     help=f"Comma-separated event types: {', '.join(EVENT_TYPES)}.",
 )
 @dxlink_options("Use a built-in simulator; no account needed.")
-@click.option(
-    "--for",
-    "duration",
-    type=Duration(positive=True),
-    default=None,
-    help="Stop after this long (30s, 5m, 1h).",
-)
-@click.option(
-    "--count", default=None, type=click.IntRange(min=1), help="Stop after this many events."
-)
+@duration_option("--for", "duration", positive=True, help="Stop after this long (30s, 5m, 1h).")
+@count_option("--count", help="Stop after this many events.")
 def listen(
     symbols: str,
     events: str,

@@ -20,11 +20,13 @@ import click
 from .._cli import (
     DEFAULT_DATA,
     TOKEN_ENV,
-    Duration,
     Size,
     check_out_folder,
+    count_option,
+    duration_option,
     dxlink_options,
     event_types,
+    journal_option,
     parse_symbols,
     recording_folder,
     run as _run,
@@ -82,28 +84,15 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     help="Recording folder, or s3://bucket/prefix (credentials and endpoint from the standard "
     "AWS variables and profiles; AWS_ENDPOINT_URL for S3-compatible stores).",
 )
-@click.option(
-    "--journal",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="With --out s3://...: the local folder of the journal and of the files waiting for "
-    "upload [default: under the user's cache dir].",
+@journal_option(
+    "With --out s3://...: the local folder of the journal and of the files waiting for "
+    "upload [default: under the user's cache dir]."
 )
-@click.option(
-    "--for",
-    "duration",
-    type=Duration(positive=True),
-    default=None,
-    help="Stop cleanly after this long (30s, 5m, 1h).",
+@duration_option(
+    "--for", "duration", positive=True, help="Stop cleanly after this long (30s, 5m, 1h)."
 )
 @dxlink_options("Record from a built-in simulator; no account needed.")
-@click.option(
-    "--rotate-rows",
-    type=click.IntRange(min=1),
-    default=5_000_000,
-    show_default=True,
-    help="Start a new file after this many rows.",
-)
+@count_option("--rotate-rows", default=5_000_000, help="Start a new file after this many rows.")
 @click.option(
     "--rotate-bytes",
     type=Size(),
@@ -111,13 +100,7 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     show_default=True,
     help="... or after this much uncompressed data (the Parquet file is several times smaller).",
 )
-@click.option(
-    "--rotate-age",
-    type=Duration(positive=True),
-    default="1h",
-    show_default=True,
-    help="... or after this long.",
-)
+@duration_option("--rotate-age", default="1h", positive=True, help="... or after this long.")
 @click.option(
     "--fsync",
     type=click.Choice(["interval", "always", "never"]),
@@ -126,13 +109,7 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     help="When the journal is forced to disk: every --fsync-interval, after every batch, or "
     "when the OS likes (safe against a killed process, not against power loss).",
 )
-@click.option(
-    "--fsync-interval",
-    type=Duration(),
-    default="1s",
-    show_default=True,
-    help="For --fsync interval.",
-)
+@duration_option("--fsync-interval", default="1s", help="For --fsync interval.")
 @click.option(
     "--status/--no-status",
     default=None,
@@ -156,13 +133,7 @@ NO_ACCOUNT_CREDENTIALS: Final = (
 @click.option(
     "--dte", default="0-45", show_default=True, help="With --chain: days to expiration, N or N-M."
 )
-@click.option(
-    "--strikes",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="With --chain: strikes either side of the price.",
-)
+@count_option("--strikes", default=10, help="With --chain: strikes either side of the price.")
 @click.option("--sandbox", is_flag=True, help="Use tastytrade's sandbox (cert) environment.")
 @click.option(
     "--account-url",
@@ -174,19 +145,16 @@ NO_ACCOUNT_CREDENTIALS: Final = (
     envvar=ACCOUNT_TOKEN_ENV,
     help=f"OAuth access token for the account streamer (or ${ACCOUNT_TOKEN_ENV}).",
 )
-@click.option(
+@duration_option(
     "--order-every",
-    type=Duration(),
     default=DEMO_ORDER_EVERY,
-    show_default=True,
     metavar="SECONDS",
     help="With --demo --account: the simulated account places an order this often.",
 )
-@click.option(
+@duration_option(
     "--reconcile-every",
-    type=Duration(positive=True),
     default="5m",
-    show_default=True,
+    positive=True,
     metavar="SECONDS",
     help="With --account: besides at every (re)connect, fetch the accounts' orders, positions "
     "and balances over REST this often and record what the stream missed (needs the "
@@ -547,17 +515,11 @@ def _recover_path(ctx: click.Context, param: click.Parameter, value: str) -> Pat
     help="The recording was going to object storage: convert the journal in --journal and "
     "upload every file waiting there (instead of PATH).",
 )
-@click.option(
-    "--journal",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="With --out: the recorder's journal folder [default: the one `record --out` uses].",
-)
-@click.option(
+@journal_option("With --out: the recorder's journal folder [default: the one `record --out` uses].")
+@duration_option(
     "--timeout",
-    type=Duration(positive=True),
     default="5m",
-    show_default=True,
+    positive=True,
     metavar="SECONDS",
     help="With --out: how long to keep retrying uploads.",
 )

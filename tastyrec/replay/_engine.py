@@ -117,7 +117,9 @@ class Cursor:
         end_ns: int | None,
         chunk_rows: int,
     ) -> None:
-        self.timeline = Timeline(root, [], start_ns=start_ns, end_ns=end_ns, chunk_rows=chunk_rows)
+        self.timeline = Timeline(
+            root, [], start_ns=start_ns, end_ns=end_ns, chunk_rows=chunk_rows, event_columns=True
+        )
         #: class -> the symbols (account numbers) subscribed; an empty set reads nothing
         self.subscriptions: dict[RecordClass, set[str]] = {}
 

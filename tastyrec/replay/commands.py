@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import msgspec
 
-from .._cli import bind_options, location_argument, time_window
+from .._cli import bind_options, location_argument, speed_option, time_window
 from ..events.base import Event
 
 if TYPE_CHECKING:
@@ -54,12 +54,7 @@ def _speed(text: str) -> float:
 @click.option("--events", help="Event types, e.g. Quote,Trade [default: every type recorded].")
 @click.option("--symbols", help="Symbols, comma-separated or @FILE [default: all].")
 @time_window("Events")
-@click.option(
-    "--speed",
-    default="max",
-    show_default=True,
-    help="Multiple of real time (1 = as recorded), or max.",
-)
+@speed_option("max")
 def replay(
     path: Path | S3Location,
     events: str | None,
@@ -181,12 +176,7 @@ def _recorded_symbols(path: Path | S3Location, types: list[type[Event]]) -> list
 @click.command()
 @location_argument
 @bind_options()
-@click.option(
-    "--speed",
-    default="1",
-    show_default=True,
-    help="Multiple of real time (1 = as recorded), or max.",
-)
+@speed_option("1")
 @time_window("Each connection replays the events")
 @click.option("--token", default=None, help="Require this AUTH token (default: none needed).")
 def serve(

@@ -42,6 +42,7 @@ it, in a worker thread when it reads).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -176,6 +177,8 @@ class _Run:
     row_group: int = field(compare=False)
     offset: int = field(compare=False)  # first row of the row group in the file
     rows: int = field(compare=False)
+    #: the file's column names
+    columns: tuple[str, ...] = field(default=(), compare=False)
     batch: pl.DataFrame | None = field(default=None, compare=False)
     recv: np.ndarray[Any, np.dtype[np.int64]] | None = field(default=None, compare=False)
     pos: int = field(default=0, compare=False)
@@ -219,6 +222,10 @@ class Timeline:
         end_ns: stop before rows received at or after this (epoch ns, exclusive).
         chunk_rows: rows cut from each open run per step.
         files: ``{event type name: [paths]}`` to read instead of listing ``root``.
+        event_columns: read only what events are built from -- a market event's fields and the
+            exact receipt time (``recv_epoch_ns``; ``recv_ns`` in schema version 1 files, which
+            have nothing else) -- not schema version 2's microsecond ``recv_ns``: the pieces'
+            frames of market events then lack ``recv_ns`` (:class:`._engine.Cursor` reads so).
 
     Raises:
         StorageError: a file cannot be read.
@@ -233,6 +240,7 @@ class Timeline:
         end_ns: int | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         files: dict[str, list[Path]] | None = None,
+        event_columns: bool = False,
     ) -> None:
         if chunk_rows <= 0:
             raise ValueError(f"chunk_rows must be positive, not {chunk_rows!r}")
@@ -240,6 +248,7 @@ class Timeline:
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.chunk_rows = chunk_rows
+        self.event_columns = event_columns
         self.event_types: list[RecordClass] = []
         self._files = files
         self._pending: list[_Run] = []  # heap by (min_ns, seq)
@@ -270,12 +279,13 @@ class Timeline:
             paths = recording_files(self.root, name)
         low = self.start_ns if after_ns is None else max(after_ns + 1, self.start_ns or 0)
         for path in paths:
-            for rg, offset, rows, lo, hi in _row_group_bounds(path):
+            columns, bounds = _file_bounds(path)
+            for rg, offset, rows, lo, hi in bounds:
                 if (low is not None and hi < low) or (
                     self.end_ns is not None and lo >= self.end_ns
                 ):
                     continue
-                run = _Run(lo, hi, self._seq, index, path, rg, offset, rows)
+                run = _Run(lo, hi, self._seq, index, path, rg, offset, rows, columns)
                 heapq.heappush(self._pending, run)
                 self._seq += 1
         self._after[index] = low
@@ -329,13 +339,18 @@ class Timeline:
 
     def _load(self, run: _Run) -> None:
         cls = self.event_types[run.type_index]
+        only_events = self.event_columns and not is_account_type(cls) and bool(run.columns)
         try:
             # polars reads Parquet several times faster than pyarrow does here
             # (docs/performance.md#replay); the slice of one row group reads just that row group
-            frame = _scan(run.path).slice(run.offset, run.rows).collect()
+            lazy = _scan(run.path)
+            if only_events:  # not decoding a column no event is built from
+                lazy = lazy.select(_event_columns(cast("type[Event]", cls), run.columns))
+            frame = lazy.slice(run.offset, run.rows).collect()
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise StorageError(f"cannot read {str(run.path)!r}: {exc}") from exc
-        frame = conform(frame, cls).rechunk()  # one chunk: to_numpy() without copies
+        # one chunk: to_numpy() without copies
+        frame = conform(frame, cls, recv_ns=not only_events).rechunk()
         values = _ns_values(frame)
         if len(values) > 1 and bool(np.any(values[1:] < values[:-1])):
             frame = frame.sort(RECV_EXACT_COLUMN, maintain_order=True)
@@ -355,10 +370,30 @@ def _ns_values(frame: pl.DataFrame) -> np.ndarray[Any, np.dtype[np.int64]]:
     return frame.get_column(RECV_EXACT_COLUMN).to_numpy().astype(np.int64, copy=False)
 
 
+def _event_columns(cls: type[Event], columns: tuple[str, ...]) -> list[str]:
+    """The columns of a file with ``columns`` that ``cls`` events are built from, and its exact
+    receipt time (``recv_epoch_ns``, or schema version 1's nanosecond ``recv_ns``)."""
+    receipt = RECV_EXACT_COLUMN if RECV_EXACT_COLUMN in columns else RECV_COLUMN
+    fields = _event_schema(cls)
+    return [c for c in columns if c == receipt or (c in fields and c != RECV_EXACT_COLUMN)]
+
+
+@functools.cache
+def _event_schema(cls: type[Event]) -> pl.Schema:
+    """:func:`polars_schema` without the microsecond ``recv_ns`` (events never use it)."""
+    return pl.Schema([(n, t) for n, t in polars_schema(cls).items() if n != RECV_COLUMN])
+
+
 def _row_group_bounds(path: Path | str) -> list[tuple[int, int, int, int, int]]:
     """``(row group, first row, rows, min recv_ns, max recv_ns)`` of every non-empty row group."""
+    return _file_bounds(path)[1]
+
+
+def _file_bounds(path: Path | str) -> tuple[tuple[str, ...], list[tuple[int, int, int, int, int]]]:
+    """The file's column names, and :func:`_row_group_bounds`."""
     try:
         meta = _open(path).metadata
+        columns = tuple(meta.schema.to_arrow_schema().names)
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read {str(path)!r}: {exc}") from exc
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
@@ -382,11 +417,12 @@ def _row_group_bounds(path: Path | str) -> list[tuple[int, int, int, int, int]]:
                 lo, hi = int(pc.min(ints).as_py()), int(pc.max(ints).as_py())
             bounds.append((rg, offset, rows, lo, hi))
         offset += rows
-    return bounds
+    return columns, bounds
 
 
-def conform(frame: pl.DataFrame, cls: RecordClass) -> pl.DataFrame:
-    """``frame`` with exactly the columns of ``polars_schema(cls)``, in order.
+def conform(frame: pl.DataFrame, cls: RecordClass, *, recv_ns: bool = True) -> pl.DataFrame:
+    """``frame`` with exactly the columns of ``polars_schema(cls)``, in order (without
+    ``recv_ns`` if not ``recv_ns``: a market event's fields and ``recv_epoch_ns``).
 
     A missing column gets the field's default value; an extra column is dropped; a column of
     another type is cast (``SchemaError`` if it cannot be). For an account payload class the
@@ -397,7 +433,7 @@ def conform(frame: pl.DataFrame, cls: RecordClass) -> pl.DataFrame:
     if is_account_type(cls):
         return _conform_account(frame, cast("type[AccountRecord]", cls))
     cls = cast("type[Event]", cls)
-    schema = polars_schema(cls)
+    schema = polars_schema(cls) if recv_ns else _event_schema(cls)
     if frame.schema == schema:
         return frame
     defaults = {f.name: f.default for f in spec(cls).fields}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import click
 
-from .._cli import Duration, bind_options, parse_duration, run as _run
+from .._cli import bind_options, count_option, duration_option, parse_duration, run as _run
 
 __all__ = ("simulate",)
 
@@ -46,18 +46,14 @@ __all__ = ("simulate",)
 @click.option(
     "--account-port", default=0, show_default=True, help="TCP port of the account streamer."
 )
-@click.option(
+@duration_option(
     "--order-every",
-    type=Duration(),
     default="15s",
-    show_default=True,
     metavar="SECONDS",
     help="The simulated account places an order by itself this often (30s, 500ms; 0: never).",
 )
-@click.option(
+@count_option(
     "--drop-order-every",
-    type=click.IntRange(min=1),
-    default=None,
     metavar="N",
     help="Chaos: the account streamer silently drops every Nth Order notification, as "
     "production has been reported to (a recorder reconciling against the api still records "

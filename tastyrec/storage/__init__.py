@@ -4,6 +4,8 @@
 Modules:
 
 * :mod:`.layout` — where files go: the hive layout, partition dates, file names.
+* :mod:`.listing` — which files of a partition are current (a compacted file hides the files it
+  replaces), over a local folder or an object-storage prefix.
 * :mod:`.journal` — the write-ahead journal: segment framing, its writer and readers.
 * :mod:`.parquet` — the Parquet settings of recorded files and the row-group writer.
 * :mod:`.publish` — the one atomic publication routine (temporary file, ``fsync``, rename,

@@ -159,7 +159,8 @@ def refresh(
         (SESSIONS_VIEW, layout.SESSIONS_DIR, SESSION_COLUMNS),
         (GAPS_VIEW, layout.GAPS_DIR, GAP_COLUMNS),
     ):
-        _bookkeeping_view(con, name, bookkeeping_files(root, folder, fs), columns)
+        listed = bookkeeping_files(root, folder, fs)
+        _bookkeeping_view(con, name, [str(f) for f in listed], columns)
     return created
 
 

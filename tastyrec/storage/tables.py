@@ -110,18 +110,16 @@ class GapRow(NamedTuple):
 
 def bookkeeping_files(
     root: Path | S3Location, folder: str, fs: pafs.S3FileSystem | None = None
-) -> list[str]:
-    """The ``*.parquet`` files of a bookkeeping folder (``_sessions``, ``_gaps``...), sorted:
-    local paths, or ``s3://`` URLs (listed through ``fs``, default the shared filesystem).
+) -> list[Path] | list[str]:
+    """The ``*.parquet`` files of a bookkeeping folder (``_sessions``, ``_gaps``), sorted:
+    paths, or ``s3://`` URLs (listed through ``fs``, by default the shared filesystem).
 
     Raises:
-        ObjectStoreError: listing the bucket failed.
+        ObjectStoreError: the store could not be listed.
     """
     if isinstance(root, Path):
         where = root / folder
-        if not where.is_dir():
-            return []
-        return [str(p) for p in sorted(where.glob("*" + layout.PARQUET_SUFFIX))]
+        return sorted(where.glob("*" + layout.PARQUET_SUFFIX)) if where.is_dir() else []
     import pyarrow.fs as pafs
 
     from ..objectstore import _error, shared_filesystem
@@ -152,7 +150,7 @@ def read_gaps(root: Path | S3Location) -> list[GapRow]:
 
     rows: list[GapRow] = []
     for path in bookkeeping_files(root, layout.GAPS_DIR):
-        if not isinstance(root, Path):  # an object: through the shared S3 filesystem
+        if isinstance(path, str):  # an object: through the shared S3 filesystem
             from ..objectstore import shared_filesystem
 
             table = pq.read_table(path.removeprefix("s3://"), filesystem=shared_filesystem())

@@ -119,6 +119,25 @@ def test_ties_keep_file_order_and_steps_never_go_back(tmp_path: Path) -> None:
     assert order == list(range(700))
 
 
+@pytest.mark.parametrize("chunk_rows", [50, 8192])
+def test_event_columns_skip_the_microsecond_receipt_column(tmp_path: Path, chunk_rows: int) -> None:
+    a = [T0 + 10 * i for i in range(300)]  # schema version 1: recv_ns is the only receipt column
+    b = [T0 + 5 + 10 * i for i in range(300)]  # version 2, one more (unused) column missing
+    write(tmp_path, version_1(quotes(a)), "aaaa", 1, row_group=100)
+    write(tmp_path, quotes(b).drop_columns(["ask_size"]), "bbbb", 1, row_group=64)
+    full = Timeline(tmp_path, [Quote], chunk_rows=chunk_rows)
+    lean = Timeline(tmp_path, [Quote], chunk_rows=chunk_rows, event_columns=True)
+    events: dict[bool, list[bytes]] = {False: [], True: []}
+    for flag, timeline in ((False, full), (True, lean)):
+        while (step := timeline.next_step()) is not None:
+            for piece in step.pieces:
+                names = piece.batch.columns
+                assert ("recv_ns" in names) is not flag and names[-1] == "recv_epoch_ns"
+                assert piece.recv.tolist() == piece.batch["recv_epoch_ns"].to_list()
+                events[flag] += [msgspec.msgpack.encode(e) for e in to_events(Quote, piece.batch)]
+    assert len(events[True]) == 600 and events[True] == events[False]
+
+
 def test_an_unsorted_file_is_sorted_stably(tmp_path: Path) -> None:
     # a compacted file: sorted by symbol, then time
     recv = [T0 + 3, T0 + 1, T0 + 5, T0 + 1, T0 + 2, T0 + 4]
