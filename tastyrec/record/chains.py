@@ -27,7 +27,9 @@ How it follows the market:
    selection re-made (expirations roll over: yesterday's 0DTE goes, a new 45DTE comes).
 
 Bookkeeping table: ``<root>/_subscriptions/<name>.parquet`` (``<name>`` is the recording
-session's, as in ``_sessions``), one row per symbol and event type subscribed or unsubscribed:
+session's, as in ``_sessions``; ``<root>`` is the recorder's folder, or with a recorder into
+``s3://…`` its local journal dir, whose uploader mirrors each new version of the table into the
+bucket as it does ``_sessions``), one row per symbol and event type subscribed or unsubscribed:
 ``time`` (UTC, µs), ``session_id``, ``underlying``, ``action`` (``subscribe``/``unsubscribe``),
 ``event_type``, ``symbol``, ``reason`` (``initial``, ``recentre``, ``chain``, ``close``) and
 ``price`` (the underlying's mid that led to it). Rewritten atomically
@@ -163,7 +165,10 @@ class ChainRecorder:
         underlying_events: recorded for each underlying (``Quote`` is always added).
         recentre_strikes: re-centre after a move of this many strike spacings (see the module
             docstring; default ``min(2, strikes / 2)``).
-        recorder: where the ``_subscriptions`` table goes (its folder and session id).
+        recorder: where the ``_subscriptions`` table goes (its folder and session id; a
+            recorder into ``s3://…`` uploads it). Leave this block before the recorder's, as
+            :func:`record_chains` does: the table's last version is written on leaving, and a
+            recorder into ``s3://…`` that has already stopped leaves it in its journal dir.
         out: the folder for the ``_subscriptions`` table when there is no ``recorder``; with
             neither, changes are only kept in :attr:`changes`.
         chain_refresh_s: fetch the chains again after this long (expirations roll over).
@@ -524,6 +529,8 @@ class ChainRecorder:
         assert self.path is not None
         write_subscriptions(self.path, self.session_id, changes)
         self._written = len(changes)
+        if self.recorder is not None:  # recording into s3://: upload the new version now
+            self.recorder._bookkeeping_written()
 
 
 # --- the command line's entry points ---------------------------------------------------------
@@ -552,7 +559,8 @@ async def record_chains(
     everything.
 
     Args:
-        out: the recording folder.
+        out: the recording folder, or ``s3://bucket/prefix`` (``journal=``, ``upload_retry=``
+            and ``upload_timeout_s=`` go to the recorder with ``recorder_options``).
         session: a :class:`~tastyrec.session.Session` (or the tastytrade SDK's).
         underlyings, dte, strikes, event_types, underlying_events, recentre_strikes: as for
             :class:`ChainRecorder`.

@@ -546,6 +546,12 @@ class Recorder(AccountInput, UserInput):
             return None
         return UploadsPending(pending_message(uploader.backlog, self.root))
 
+    def _bookkeeping_written(self) -> None:
+        """A bookkeeping table of this session changed (the chain recorder's
+        ``_subscriptions``): recording into ``s3://…``, the uploader looks now (thread-safe)."""
+        if self._uploader is not None:
+            self._uploader.wake()
+
     def _seal(self, segments: list[Path]) -> None:
         if segments:
             self._sealed += segments
