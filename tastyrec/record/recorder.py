@@ -697,16 +697,27 @@ class Recorder(AccountInput, UserInput):
         snapshot: call again for newer rows. Call it from the event loop running the recorder
         (it reads the journal, memory-mapped: fast, but blocking).
 
+        Recording into ``s3://…``: the views hold the bucket's files (this recording's
+        uploaded ones and every other recorder's under the prefix), the files waiting for
+        upload in the journal dir and the journal rows, each row once (the same module's
+        argument); listing the bucket makes it a few requests slower, and a store that cannot
+        be listed raises :class:`~tastyrec.objectstore.ObjectStoreError`. The files waiting
+        for upload are hard-linked into ``<journal dir>/_live/`` for as long as the connection
+        exists, so a query still reads them once the uploader has deleted them.
+
         Example usage::
 
             con = recorder.connect()
             con.sql("SELECT event_symbol, count(*) FROM Quote GROUP BY 1").show()
 
         Raises:
-            StorageError: a file or journal segment cannot be read.
+            StorageError: a file or journal segment cannot be read (``ObjectStoreError``: the
+                bucket could not be listed).
         """
         written, segments = self._tail_snapshot()
-        return live_connection(self.root, self.session_id, written, segments)
+        return live_connection(
+            self.root, self.session_id, written, segments, store=self.destination
+        )
 
     def _tail_snapshot(self) -> tuple[set[Path], list[Path]]:
         """(files converted, segments not yet converted), consistent with each other.
