@@ -44,6 +44,7 @@ uploaded); a store that cannot be listed is an :class:`~tastyrec.objectstore.Obj
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -198,7 +199,7 @@ def _store_connection(
     snapshot = root / LIVE_DIR / f"{os.getpid()}-{secrets.token_hex(4)}"
     con = duckdb.connect()
     # the links go when the connection does (also if building the views fails below)
-    weakref.finalize(con, shutil.rmtree, snapshot, True)
+    weakref.finalize(con, _remove_snapshot, snapshot)
     con.execute(f"SET TimeZone = {quote_str('UTC')}")
     # 1. local files, linked before the bucket is listed
     local: dict[str, dict[str, str]] = defaultdict(dict)
@@ -275,6 +276,13 @@ def _compacted_away(
         if catalog.is_compacted(name):
             replaced.update(catalog._s3_compacted_from(fs, url.removeprefix("s3://")) or ())
     return replaced & names
+
+
+def _remove_snapshot(snapshot: Path) -> None:
+    """Remove a connection's links (and ``_live`` itself when no other is left)."""
+    shutil.rmtree(snapshot, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        snapshot.parent.rmdir()  # only succeeds when empty
 
 
 def remove_stale_snapshots(root: Path) -> None:

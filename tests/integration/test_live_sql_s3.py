@@ -204,6 +204,7 @@ async def test_live_sql_on_s3_sees_uploaded_pending_and_journal_rows_once(
     assert final == 90
     # the links went with the connections; everything is in the bucket, once
     assert not list(journal_dir.rglob("*.parquet"))
+    assert not (journal_dir / live_sql.LIVE_DIR).exists()
     import tastyrec
 
     con = tastyrec.connect(DEST)
@@ -223,3 +224,28 @@ def test_stale_link_folders_of_dead_processes_are_removed(tmp_path: Path) -> Non
         (folder / "Quote" / "x.parquet").write_bytes(b"x")
     live_sql.remove_stale_snapshots(tmp_path)
     assert not dead.exists() and mine.exists()
+
+
+def test_a_local_file_a_bucket_compaction_replaced_is_read_once(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """A file uploaded, then compacted in the bucket, before the uploader deleted its local
+    copy: the compacted object holds its rows, the local copy is left out of the views."""
+    import tastyrec
+
+    history = seed_history()
+    results = tastyrec.compact(DEST, event_types=["Quote"])
+    assert any(len(r.inputs) > 1 for r in results), results  # the sample's Quote files merged
+    journal_dir = tmp_path / "journal"
+    replaced = sorted(SAMPLE.glob("Quote/date=*/*.parquet"))[0]
+    waiting = journal_dir / replaced.relative_to(SAMPLE)
+    waiting.parent.mkdir(parents=True)
+    waiting.write_bytes(replaced.read_bytes())
+    con = live_sql.live_connection(journal_dir, "0badc0de", set(), [], store=LOCATION)
+    assert con.sql("SELECT count(*) FROM Quote").fetchall() == [(history["Quote"],)]
+    # and a local file the bucket does not hold at all (not uploaded yet) is read
+    other = waiting.with_name(waiting.name.replace("44f3ceba", "5eed5eed"))
+    waiting.rename(other)
+    con = live_sql.live_connection(journal_dir, "0badc0de", set(), [], store=LOCATION)
+    added = pq.read_metadata(other).num_rows
+    assert con.sql("SELECT count(*) FROM Quote").fetchall() == [(history["Quote"] + added,)]
