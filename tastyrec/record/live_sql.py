@@ -79,7 +79,7 @@ from ..storage.tables import GAP_COLUMNS, SESSION_COLUMNS
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
-    from ..objectstore import S3Location
+    from ..objectstore import S3Config, S3Location
 
 __all__ = ("LIVE_DIR", "live_connection")
 
@@ -106,7 +106,8 @@ def live_connection(
         store: the bucket and prefix the recorder uploads into (module docstring); ``None``
             for a local recording.
         fs: with ``store``, the S3 filesystem to list and read with (default: from the AWS
-            configuration, shared).
+            configuration: short timeouts and no SDK retries to list, on the event loop, and
+            the shared filesystem to read at query time).
 
     Raises:
         StorageError: a file or journal segment cannot be read (``ObjectStoreError``: the
@@ -193,13 +194,33 @@ def _store_connection(
 ) -> duckdb.DuckDBPyConnection:
     """The views of a recorder into ``store``: local files (linked), then the bucket's, then
     the tail (module docstring)."""
-    from .. import objectstore
-
     remove_stale_snapshots(root)
     snapshot = root / LIVE_DIR / f"{os.getpid()}-{secrets.token_hex(4)}"
     con = duckdb.connect()
-    # the links go when the connection does (also if building the views fails below)
-    weakref.finalize(con, _remove_snapshot, snapshot)
+    # the links go when the connection does, or now if building the views fails
+    remove = weakref.finalize(con, _remove_snapshot, snapshot)
+    try:
+        _store_views(con, root, store, snapshot, session_id, written, late, tail, fs)
+    except BaseException:
+        con.close()
+        remove()
+        raise
+    return con
+
+
+def _store_views(
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    store: S3Location,
+    snapshot: Path,
+    session_id: str,
+    written: set[Path],
+    late: list[Path],
+    tail: dict[str, list[pa.RecordBatch]],
+    fs: pafs.S3FileSystem | None,
+) -> None:
+    from .. import objectstore
+
     con.execute(f"SET TimeZone = {quote_str('UTC')}")
     # 1. local files, linked before the bucket is listed
     local: dict[str, dict[str, str]] = defaultdict(dict)
@@ -215,9 +236,9 @@ def _store_connection(
             link = snapshot / folder / path.name
             if _link(path, link):
                 books[folder][path.name] = str(link)
-    # 2. the bucket, listed after
-    fs = objectstore.shared_filesystem() if fs is None else fs
-    objectstore.register_duckdb(con, fs)
+    # 2. the bucket, listed after (on the recorder's event loop: bounded, see _listing_fs)
+    objectstore.register_duckdb(con, objectstore.shared_filesystem() if fs is None else fs)
+    fs = _listing_fs() if fs is None else fs
     remote: dict[str, dict[str, str]] = defaultdict(dict)
     for event_type in catalog.location_event_types(store, fs):
         for url in catalog.location_files(store, event_type, fs=fs):
@@ -244,7 +265,26 @@ def _store_connection(
         listed = {u.rpartition("/")[2]: u for u in _bookkeeping_files(store, folder, fs)}
         listed.update(books[folder])  # the local version is the newest
         _bookkeeping_view(con, view, [listed[n] for n in sorted(listed)], columns)
-    return con
+
+
+#: the listing filesystems, one per configuration
+_LISTING: dict[S3Config, pafs.S3FileSystem] = {}
+
+
+def _listing_fs() -> pafs.S3FileSystem:
+    """The filesystem that lists the bucket for :meth:`Recorder.connect`, which runs on the
+    recorder's event loop: a store that does not answer fails the call within a few seconds
+    (``ObjectStoreError``; call again) instead of holding the recording's loop for the SDK's
+    retries. Queries read through the shared filesystem, with its usual retries."""
+    from ..objectstore import s3_config, s3_filesystem
+
+    config = s3_config()
+    fs = _LISTING.get(config)
+    if fs is None:
+        fs = _LISTING[config] = s3_filesystem(
+            config, connect_timeout=2.0, request_timeout=10.0, sdk_attempts=1
+        )
+    return fs
 
 
 def _link(path: Path, link: Path) -> bool:

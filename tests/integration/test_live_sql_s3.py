@@ -249,3 +249,38 @@ def test_a_local_file_a_bucket_compaction_replaced_is_read_once(
     con = live_sql.live_connection(journal_dir, "0badc0de", set(), [], store=LOCATION)
     added = pq.read_metadata(other).num_rows
     assert con.sql("SELECT count(*) FROM Quote").fetchall() == [(history["Quote"] + added,)]
+
+
+async def test_store_down_live_sql_fails_clearly_and_the_recording_goes_on(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """The bucket cannot be listed: ``connect()`` raises ``ObjectStoreError`` (no secret in
+    it) and the recording is unharmed; once the store is back, a new call sees every row."""
+    from tastyrec.objectstore import ObjectStoreError
+    from tests.integration.test_record_s3 import assert_no_secret
+
+    journal_dir = tmp_path / "journal"
+    recorder = Recorder(
+        DEST,
+        journal=journal_dir,
+        rotation=RotationPolicy(max_rows=ROWS_PER_FILE),
+        upload_retry=UploadRetry(first_s=0.05, max_s=0.2),
+        upload_timeout_s=WAIT_S,
+    )
+    with anyio.fail_after(4 * WAIT_S):
+        async with recorder:
+            global START_NS
+            START_NS = recorder.stats.started_ns
+            await record(recorder, range(15), files=1)
+            s3.stop()
+            with pytest.raises(ObjectStoreError) as failed:
+                recorder.connect()
+            assert_no_secret(str(failed.value))
+            await record(recorder, range(15, 25), files=2)
+            s3.start()  # an empty store: the files come again from the journal dir
+            await wait_until(lambda: len(uploaded_quotes(recorder.session_id)) == 2)
+            con = recorder.connect()
+            assert live_quotes(con)[:2] == (25, 25)
+            del con
+            gc.collect()
+    assert not list(journal_dir.rglob("*.parquet"))
