@@ -146,8 +146,9 @@ async def test_live_sql_on_s3_sees_uploaded_pending_and_journal_rows_once(
             # are in the journal
             proxy.pause()
             await record(recorder, range(35, 68), files=6)
-            await wait_until(lambda: len(local_waiting(journal_dir)) == 3)
-            assert backlog.files >= 3 and backlog.last_error is not None
+            await wait_until(
+                lambda: len(local_waiting(journal_dir)) == 3 and backlog.last_error is not None
+            )
             assert len(uploaded_quotes(recorder.session_id)) == 3
             held = recorder.connect()
             assert live_quotes(held) == (68, 68, 68 + history["Quote"])
@@ -252,14 +253,18 @@ def test_a_local_file_a_bucket_compaction_replaced_is_read_once(
 
 
 async def test_store_down_live_sql_fails_clearly_and_the_recording_goes_on(
-    s3: S3Server, tmp_path: Path
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The bucket cannot be listed: ``connect()`` raises ``ObjectStoreError`` (no secret in
-    it) and the recording is unharmed; once the store is back, a new call sees every row."""
+    """The bucket cannot be listed (the reader goes through a paused proxy; the uploader talks
+    to the server): ``connect()`` raises ``ObjectStoreError`` (no secret in it) and the
+    recording is unharmed; once the store answers again, a new call sees every row."""
     from tastyrec.objectstore import ObjectStoreError
     from tests.integration.test_record_s3 import assert_no_secret
 
+    global START_NS
     journal_dir = tmp_path / "journal"
+    proxy = CuttingProxy(s3.port, cut_at=1 << 60, on_cut=lambda: None)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)  # what the reader uses
     recorder = Recorder(
         DEST,
         journal=journal_dir,
@@ -267,18 +272,21 @@ async def test_store_down_live_sql_fails_clearly_and_the_recording_goes_on(
         upload_retry=UploadRetry(first_s=0.05, max_s=0.2),
         upload_timeout_s=WAIT_S,
     )
-    with anyio.fail_after(4 * WAIT_S):
+    assert recorder._uploader is not None
+    recorder._uploader.fs = s3_filesystem(
+        s3_config({**os.environ, "AWS_ENDPOINT_URL": s3.endpoint})
+    )
+    with proxy, anyio.fail_after(4 * WAIT_S):
         async with recorder:
-            global START_NS
             START_NS = recorder.stats.started_ns
             await record(recorder, range(15), files=1)
-            s3.stop()
+            proxy.pause()
             with pytest.raises(ObjectStoreError) as failed:
                 recorder.connect()
             assert_no_secret(str(failed.value))
+            assert not (journal_dir / live_sql.LIVE_DIR).exists()  # its links went at once
             await record(recorder, range(15, 25), files=2)
-            s3.start()  # an empty store: the files come again from the journal dir
-            await wait_until(lambda: len(uploaded_quotes(recorder.session_id)) == 2)
+            proxy.resume()
             con = recorder.connect()
             assert live_quotes(con)[:2] == (25, 25)
             del con
