@@ -51,6 +51,7 @@ import shutil
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -81,7 +82,7 @@ if TYPE_CHECKING:
 
     from ..objectstore import S3Config, S3Location
 
-__all__ = ("LIVE_DIR", "live_connection")
+__all__ = ("LIVE_DIR", "Tail", "live_connection", "live_views", "read_tail")
 
 #: the folder of the journal dir holding each live connection's links (recording into s3://)
 LIVE_DIR: Final = "_live"
@@ -113,7 +114,46 @@ def live_connection(
         StorageError: a file or journal segment cannot be read (``ObjectStoreError``: the
             store could not be listed).
     """
+    return live_views(
+        root, session_id, written, read_tail(root, written, segments), store=store, fs=fs
+    )
+
+
+@dataclass(frozen=True)
+class Tail:
+    """What :func:`read_tail` read of a snapshot's journal segments."""
+
+    #: rows of the segments not converted at the snapshot, per event type
+    batches: dict[str, list[pa.RecordBatch]]
+    #: Parquet files of the segments that could no longer be read (converted since)
+    late: list[Path]
+
+
+def read_tail(root: Path, written: set[Path], segments: Iterable[Path]) -> Tail:
+    """Read the snapshot's journal segments (memory-mapped: fast). Call it on the thread that
+    appends to the open segments (the recorder's event loop): a record being appended from
+    another thread would be a torn tail here.
+
+    Raises:
+        StorageError: a segment that exists cannot be read.
+    """
     tail, late = _read_tail(root, written, segments)
+    return Tail(tail, late)
+
+
+def live_views(
+    root: Path,
+    session_id: str,
+    written: set[Path],
+    snapshot_tail: Tail,
+    *,
+    store: S3Location | None = None,
+    fs: pafs.S3FileSystem | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """:func:`live_connection` from a :func:`read_tail` of the same snapshot: the listings and
+    DuckDB's binding of the views (which reads every file's footer: seconds for many objects),
+    blocking; any thread."""
+    tail, late = snapshot_tail.batches, snapshot_tail.late
     if store is not None:
         return _store_connection(root, store, session_id, written, late, tail, fs)
     mine = f"-{session_id}-"

@@ -97,7 +97,7 @@ from ._account_input import RECONCILE_EVERY_S, AccountInput, Reconciliation
 from ._snapshots import SnapshotMarkers
 from ._user_input import UserInput
 from .account_window import AccountWindow
-from .live_sql import live_connection
+from .live_sql import live_connection, live_views, read_tail
 from .recovery import RecoveryReport, SessionLock, lock_path, marker_path, recover
 from .sink import EventSink, RotationPolicy, WrittenFile, convert_segment, prune_journal
 from .status import RecorderStats, UploadBacklog
@@ -695,7 +695,9 @@ class Recorder(AccountInput, UserInput):
         holds the rows still in the journal (the open file and files waiting for conversion),
         with no row twice across a rotation (argued in :mod:`tastyrec.record.live_sql`). A
         snapshot: call again for newer rows. Call it from the event loop running the recorder
-        (it reads the journal, memory-mapped: fast, but blocking).
+        (it reads the journal, memory-mapped: fast, but blocking; DuckDB then reads each
+        file's footer to make the views, which on many files or on ``s3://`` takes long
+        enough to hold up the recording: :meth:`aconnect` does that in a worker thread).
 
         Recording into ``s3://…``: the views hold the bucket's files (this recording's
         uploaded ones and every other recorder's under the prefix), the files waiting for
@@ -718,6 +720,27 @@ class Recorder(AccountInput, UserInput):
         return live_connection(
             self.root, self.session_id, written, segments, store=self.destination
         )
+
+    async def aconnect(self) -> duckdb.DuckDBPyConnection:
+        """:meth:`connect` without holding up the recording: the snapshot and the journal are
+        read on the event loop (fast), the listings and DuckDB's reading of the files'
+        footers to make the views run in a worker thread. Use it on a long recording or one
+        into ``s3://…``, where making the views takes seconds (a footer request per object).
+
+        Example usage::
+
+            con = await recorder.aconnect()
+            con.sql("SELECT event_symbol, count(*) FROM Quote GROUP BY 1").show()
+
+        Raises:
+            StorageError: as :meth:`connect`.
+        """
+        written, segments = self._tail_snapshot()
+        tail = read_tail(self.root, written, segments)
+        build = functools.partial(
+            live_views, self.root, self.session_id, written, tail, store=self.destination
+        )
+        return await anyio.to_thread.run_sync(build)
 
     def _tail_snapshot(self) -> tuple[set[Path], list[Path]]:
         """(files converted, segments not yet converted), consistent with each other.

@@ -150,7 +150,7 @@ async def test_live_sql_on_s3_sees_uploaded_pending_and_journal_rows_once(
                 lambda: len(local_waiting(journal_dir)) == 3 and backlog.last_error is not None
             )
             assert len(uploaded_quotes(recorder.session_id)) == 3
-            held = recorder.connect()
+            held = await recorder.aconnect()  # the views made in a worker thread
             assert live_quotes(held) == (68, 68, 68 + history["Quote"])
             # a snapshot taken just before the recorder listed its last file: that file's
             # segment (kept until the upload) holds its rows
@@ -192,7 +192,7 @@ async def test_live_sql_on_s3_sees_uploaded_pending_and_journal_rows_once(
                 return listing(*args, **kwargs)
 
             monkeypatch.setattr(live_sql.catalog, "location_event_types", list_after_uploads)
-            con = recorder.connect()
+            con = await recorder.aconnect()
             monkeypatch.setattr(live_sql.catalog, "location_event_types", listing)
             assert live_quotes(con) == (90, 90, 90 + history["Quote"])
             nulls = con.sql("SELECT count(*) FROM Quote WHERE date IS NULL").fetchall()
@@ -292,3 +292,17 @@ async def test_store_down_live_sql_fails_clearly_and_the_recording_goes_on(
             del con
             gc.collect()
     assert not list(journal_dir.rglob("*.parquet"))
+
+
+async def test_aconnect_on_a_local_recording(tmp_path: Path) -> None:
+    """``aconnect()`` on a local recording: files and journal rows, each once, as ``connect()``."""
+    global START_NS
+    async with Recorder(
+        tmp_path, rotation=RotationPolicy(max_rows=ROWS_PER_FILE), recover=False
+    ) as recorder:
+        START_NS = recorder.stats.started_ns
+        await record(recorder, range(25), files=2)
+        con = await recorder.aconnect()
+        assert live_quotes(con) == (25, 25, 25)
+        assert con.sql("SELECT count(*) FROM sessions").fetchall() == [(1,)]
+        assert not (tmp_path / live_sql.LIVE_DIR).exists()  # links only for s3://
