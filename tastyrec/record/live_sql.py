@@ -18,10 +18,11 @@ Other sessions' files come from :mod:`tastyrec.catalog`. The result is a snapsho
 
 Recording into ``s3://…`` (:func:`live_connection` with ``store``): the root is the local
 journal dir, whose Parquet files the uploader (:mod:`tastyrec.record.upload`) deletes once their
-upload is confirmed (the journal segment first, then the file). A file's rows are then in one of
-three places, and each view reads every file of the recording exactly once:
+upload is confirmed (the journal segment first, then the file). A row is then in one of three
+places, read in this order, and each view reads every file of the recording exactly once:
 
-1. *Local files*, listed first. Each is hard-linked into a folder of this connection
+0. *The journal tail*, read first (at the snapshot, on the event loop), as above.
+1. *Local files*, listed next. Each is hard-linked into a folder of this connection
    (``<journal dir>/_live/<pid>-<token>/``, removed when the connection is garbage-collected): the
    uploader deleting the original later leaves the link, so a query made after an upload still
    reads it. A file gone before its link was made was uploaded (deleted only after that).
@@ -31,10 +32,10 @@ three places, and each view reads every file of the recording exactly once:
    read once, from its link (same name, same bytes: the uploader keeps a file's name as its key).
    A local file that a compaction in the bucket has already replaced (named in a listed
    compacted file's footer) is left out: the compacted object holds its rows.
-3. *The journal tail*, as above. This recorder's files follow the rotation rule: a file is read
-   if it was in the snapshot of ``Recorder.files``, or if its segment (in the snapshot) could no
-   longer be read: the uploader deletes a segment only once the file is in the bucket, which the
-   listing of step 2, made after, then holds.
+3. This recorder's files (from either place) follow the rotation rule: a file is read if it was
+   in the snapshot of ``Recorder.files``, or if its segment (in the snapshot) could no longer be
+   read in step 0: the uploader deletes a segment only once the file is in the bucket, which the
+   listing of step 2, made after, then holds. Otherwise its rows came from its segment.
 
 ``_sessions`` and ``_gaps`` are read the same way (links of the local files, the bucket's for
 the rest): the live session's row is the local, newest one. Listing the bucket costs one
