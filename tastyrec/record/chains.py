@@ -72,7 +72,7 @@ from ..chain import Option, get_option_chain, select_strikes
 from ..dxlink.compact import ColumnBatch
 from ..events.base import Event
 from ..events.market import Greeks, Quote, Summary
-from ..exceptions import ApiError, CredentialsError, LocalProtocolError
+from ..exceptions import ApiError, CredentialsError, LocalProtocolError, UnsupportedLocation
 from ..storage.bookkeeping import (
     SUBSCRIPTION_SCHEMA,
     SubscriptionChange,
@@ -169,8 +169,9 @@ class ChainRecorder:
             recorder into ``s3://…`` uploads it). Leave this block before the recorder's, as
             :func:`record_chains` does: the table's last version is written on leaving, and a
             recorder into ``s3://…`` that has already stopped leaves it in its journal dir.
-        out: the folder for the ``_subscriptions`` table when there is no ``recorder``; with
-            neither, changes are only kept in :attr:`changes`.
+        out: the folder for the ``_subscriptions`` table when there is no ``recorder`` (a
+            local folder: a URL raises :class:`~tastyrec.exceptions.UnsupportedLocation`);
+            with neither, changes are only kept in :attr:`changes`.
         chain_refresh_s: fetch the chains again after this long (expirations roll over).
         refresh_interval: DXLink aggregation period of the channels opened for these types.
         ready_timeout_s: longest wait on entering for the first selections.
@@ -221,7 +222,7 @@ class ChainRecorder:
             self.session_id = recorder.session_id
             start_ns = recorder.stats.started_ns
         else:
-            self.root = Path(out) if out is not None else None
+            self.root = _table_folder(out) if out is not None else None
             self.session_id = secrets.token_hex(4)
             start_ns = time.time_ns()
         #: the table file (None: kept in memory only)
@@ -531,6 +532,19 @@ class ChainRecorder:
         self._written = len(changes)
         if self.recorder is not None:  # recording into s3://: upload the new version now
             self.recorder._bookkeeping_written()
+
+
+def _table_folder(out: str | os.PathLike[str]) -> Path:
+    """The local folder ``out`` (a URL is refused, never made a folder named ``s3:``)."""
+    from .._location import recording_path
+
+    try:
+        return recording_path(out)
+    except UnsupportedLocation as exc:
+        raise UnsupportedLocation(
+            f"{exc}. To record chains into object storage, give recorder=Recorder('s3://…'): "
+            "its journal dir holds the _subscriptions table and its uploader carries it"
+        ) from None
 
 
 # --- the command line's entry points ---------------------------------------------------------

@@ -162,3 +162,17 @@ def test_cli_record_chain_into_s3(s3: S3Server, tmp_path: Path, cli) -> None:
     con.close()
     assert_journal_dir_empty(journal_dir)
     assert_no_secret(proc.stdout, proc.stderr)
+
+
+def test_chain_recorder_out_url_is_refused_not_made_a_folder(tmp_path: Path, monkeypatch) -> None:
+    """``ChainRecorder(out="s3://…")`` (no recorder) writes only a local table: the URL is
+    refused with the way to do it, and no folder named ``s3:`` appears."""
+    from tastyrec.exceptions import UnsupportedLocation
+    from tastyrec.record.chains import ChainRecorder
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsupportedLocation, match=r"recorder=Recorder\('s3://"):
+        ChainRecorder(object(), object(), ["SPY"], out=DEST)  # type: ignore[arg-type]
+    assert not (tmp_path / "s3:").exists()
+    chains = ChainRecorder(object(), object(), ["SPY"], out=tmp_path / "rec")  # type: ignore[arg-type]
+    assert chains.path is not None and chains.path.parent == tmp_path / "rec" / "_subscriptions"
