@@ -83,7 +83,14 @@ if TYPE_CHECKING:
 
     from ..objectstore import S3Config, S3Location
 
-__all__ = ("LIVE_DIR", "Tail", "live_connection", "live_views", "read_tail")
+__all__ = (
+    "LIVE_DIR",
+    "Tail",
+    "live_connection",
+    "live_views",
+    "read_tail",
+    "remove_stale_snapshots",
+)
 
 #: the folder of the journal dir holding each live connection's links (recording into s3://)
 LIVE_DIR: Final = "_live"

@@ -97,7 +97,7 @@ from ._account_input import RECONCILE_EVERY_S, AccountInput, Reconciliation
 from ._snapshots import SnapshotMarkers
 from ._user_input import UserInput
 from .account_window import AccountWindow
-from .live_sql import live_connection, live_views, read_tail
+from .live_sql import live_connection, live_views, read_tail, remove_stale_snapshots
 from .recovery import RecoveryReport, SessionLock, lock_path, marker_path, recover
 from .sink import EventSink, RotationPolicy, WrittenFile, convert_segment, prune_journal
 from .status import RecorderStats, UploadBacklog
@@ -319,6 +319,8 @@ class Recorder(AccountInput, UserInput):
                 f"{exc.strerror or exc}; choose another folder or fix its permissions"
             ) from exc
         try:
+            if self._uploader is not None:  # live SQL links a crashed process left behind
+                remove_stale_snapshots(self.root)
             if self.recover:
                 uploaded = None if self._uploader is None else uploaded_counter(self._uploader)
                 self.recovered = await anyio.to_thread.run_sync(

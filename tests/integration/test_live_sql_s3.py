@@ -227,6 +227,18 @@ def test_stale_link_folders_of_dead_processes_are_removed(tmp_path: Path) -> Non
     assert not dead.exists() and mine.exists()
 
 
+async def test_a_recorder_into_s3_removes_a_dead_process_s_links_on_start(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    journal_dir = tmp_path / "journal"
+    dead = journal_dir / live_sql.LIVE_DIR / "999999999-abcd" / "Quote" / "date=2026-12-07"
+    dead.mkdir(parents=True)
+    (dead / "x.parquet").write_bytes(b"x")
+    with anyio.fail_after(2 * WAIT_S):
+        async with Recorder(DEST, journal=journal_dir, upload_timeout_s=WAIT_S):
+            assert not (journal_dir / live_sql.LIVE_DIR / "999999999-abcd").exists()
+
+
 def test_a_local_file_a_bucket_compaction_replaced_is_read_once(
     s3: S3Server, tmp_path: Path
 ) -> None:
