@@ -176,3 +176,53 @@ def test_chain_recorder_out_url_is_refused_not_made_a_folder(tmp_path: Path, mon
     assert not (tmp_path / "s3:").exists()
     chains = ChainRecorder(object(), object(), ["SPY"], out=tmp_path / "rec")  # type: ignore[arg-type]
     assert chains.path is not None and chains.path.parent == tmp_path / "rec" / "_subscriptions"
+
+
+def test_cli_chain_into_s3_kill_9_with_the_store_down_then_recover(
+    s3: S3Server, tmp_path: Path, cli
+) -> None:
+    """The store is down from the start: data files and the _subscriptions table wait in the
+    journal dir; kill -9; the store comes back; ``tastyrec recover --journal J --out s3://…``
+    uploads the options' rows (every journaled row, once) and the table, and empties J."""
+    from tests.integration.test_record_s3 import local_waiting
+
+    cli.env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
+    journal_dir = tmp_path / "journal"
+    s3.stop()
+    proc = cli.start(
+        "record", "--chain", "SPY", "--demo", "--dte", "0-3", "--strikes", "2",
+        "--out", DEST, "--journal", str(journal_dir), "--no-status", "--rotate-rows", "100",
+        "--fsync", "always", "--for", "10m",
+    )  # fmt: skip
+    proc.wait_for(
+        "Greeks files and the _subscriptions table waiting for upload",
+        lambda: (
+            len(list(journal_dir.glob("Greeks/date=*/*.parquet"))) >= 2
+            and any(journal_dir.glob("_subscriptions/*.parquet"))
+        ),
+        timeout=3 * WAIT_S,
+    )
+    proc.popen.send_signal(signal.SIGKILL)
+    assert proc.wait(10) == -signal.SIGKILL
+    # what the journal dir holds: published files, and the intact rows of the segments not
+    # converted yet (a converted file's segment is kept until its upload)
+    from tastyrec.storage import layout
+    from tastyrec.storage.journal import read_segment
+
+    held = sum(pq.read_metadata(p).num_rows for p in local_waiting(journal_dir))
+    for segment in journal_dir.glob("_journal/*/date=*/*.arrows"):
+        if not layout.parquet_for_journal(journal_dir, segment).exists():
+            held += read_segment(segment).rows
+    s3.start()
+    done = cli.run("recover", "--journal", str(journal_dir), "--out", DEST, timeout=3 * WAIT_S)
+    assert done.popen.returncode == 0, done.stderr
+    assert sum(counts(DEST).values()) == held
+    table, keys = bucket_table("_subscriptions")
+    assert len(keys) == 1 and "subscribe" in table["action"].to_pylist()
+    con = tastyrec.connect(DEST)
+    assert con.sql("SELECT DISTINCT status FROM sessions").fetchall() == [("recovered",)]
+    greeks = con.sql("SELECT count(*) FROM Greeks WHERE event_symbol LIKE '.%'").fetchall()
+    assert greeks[0][0] >= 200
+    con.close()
+    assert_journal_dir_empty(journal_dir)
+    assert_no_secret(proc.stdout, proc.stderr, done.stdout, done.stderr)
