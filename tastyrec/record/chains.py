@@ -27,7 +27,9 @@ How it follows the market:
    selection re-made (expirations roll over: yesterday's 0DTE goes, a new 45DTE comes).
 
 Bookkeeping table: ``<root>/_subscriptions/<name>.parquet`` (``<name>`` is the recording
-session's, as in ``_sessions``), one row per symbol and event type subscribed or unsubscribed:
+session's, as in ``_sessions``; ``<root>`` is the recorder's folder, or with a recorder into
+``s3://…`` its local journal dir, whose uploader mirrors each new version of the table into the
+bucket as it does ``_sessions``), one row per symbol and event type subscribed or unsubscribed:
 ``time`` (UTC, µs), ``session_id``, ``underlying``, ``action`` (``subscribe``/``unsubscribe``),
 ``event_type``, ``symbol``, ``reason`` (``initial``, ``recentre``, ``chain``, ``close``) and
 ``price`` (the underlying's mid that led to it). Rewritten atomically
@@ -70,7 +72,7 @@ from ..chain import Option, get_option_chain, select_strikes
 from ..dxlink.compact import ColumnBatch
 from ..events.base import Event
 from ..events.market import Greeks, Quote, Summary
-from ..exceptions import ApiError, CredentialsError, LocalProtocolError
+from ..exceptions import ApiError, CredentialsError, LocalProtocolError, UnsupportedLocation
 from ..storage.bookkeeping import (
     SUBSCRIPTION_SCHEMA,
     SubscriptionChange,
@@ -163,9 +165,13 @@ class ChainRecorder:
         underlying_events: recorded for each underlying (``Quote`` is always added).
         recentre_strikes: re-centre after a move of this many strike spacings (see the module
             docstring; default ``min(2, strikes / 2)``).
-        recorder: where the ``_subscriptions`` table goes (its folder and session id).
-        out: the folder for the ``_subscriptions`` table when there is no ``recorder``; with
-            neither, changes are only kept in :attr:`changes`.
+        recorder: where the ``_subscriptions`` table goes (its folder and session id; a
+            recorder into ``s3://…`` uploads it). Leave this block before the recorder's, as
+            :func:`record_chains` does: the table's last version is written on leaving, and a
+            recorder into ``s3://…`` that has already stopped leaves it in its journal dir.
+        out: the folder for the ``_subscriptions`` table when there is no ``recorder`` (a
+            local folder: a URL raises :class:`~tastyrec.exceptions.UnsupportedLocation`);
+            with neither, changes are only kept in :attr:`changes`.
         chain_refresh_s: fetch the chains again after this long (expirations roll over).
         refresh_interval: DXLink aggregation period of the channels opened for these types.
         ready_timeout_s: longest wait on entering for the first selections.
@@ -216,7 +222,7 @@ class ChainRecorder:
             self.session_id = recorder.session_id
             start_ns = recorder.stats.started_ns
         else:
-            self.root = Path(out) if out is not None else None
+            self.root = _table_folder(out) if out is not None else None
             self.session_id = secrets.token_hex(4)
             start_ns = time.time_ns()
         #: the table file (None: kept in memory only)
@@ -524,6 +530,21 @@ class ChainRecorder:
         assert self.path is not None
         write_subscriptions(self.path, self.session_id, changes)
         self._written = len(changes)
+        if self.recorder is not None:  # recording into s3://: upload the new version now
+            self.recorder._bookkeeping_written()
+
+
+def _table_folder(out: str | os.PathLike[str]) -> Path:
+    """The local folder ``out`` (a URL is refused, never made a folder named ``s3:``)."""
+    from .._location import recording_path
+
+    try:
+        return recording_path(out)
+    except UnsupportedLocation as exc:
+        raise UnsupportedLocation(
+            f"{exc}. To record chains into object storage, give recorder=Recorder('s3://…'): "
+            "its journal dir holds the _subscriptions table and its uploader carries it"
+        ) from None
 
 
 # --- the command line's entry points ---------------------------------------------------------
@@ -552,7 +573,8 @@ async def record_chains(
     everything.
 
     Args:
-        out: the recording folder.
+        out: the recording folder, or ``s3://bucket/prefix`` (``journal=``, ``upload_retry=``
+            and ``upload_timeout_s=`` go to the recorder with ``recorder_options``).
         session: a :class:`~tastyrec.session.Session` (or the tastytrade SDK's).
         underlyings, dte, strikes, event_types, underlying_events, recentre_strikes: as for
             :class:`ChainRecorder`.

@@ -247,8 +247,6 @@ def record(
         check_out_folder(out)
         if journal is not None:
             raise click.UsageError("--journal goes with --out s3://bucket/prefix")
-    elif chain_list:
-        raise click.UsageError("--chain cannot record into s3:// yet: give a local --out folder")
     every_s = order_every
     seconds = duration if duration is not None else math.inf
     # each limit was checked (positive) by its option's type, which names the option
@@ -323,7 +321,10 @@ def record(
 
                 session = await stack.enter_async_context(Session(is_test=sandbox))
 
+            entered: list[Any] = []
+
             async def show(recorder: Any, chains: Any) -> None:
+                entered.append(recorder)
                 for cls, names in plan.items():  # --symbols beside the chains
                     await chains.streamer.subscribe(cls, names)
                 click.echo(
@@ -333,20 +334,25 @@ def record(
                 _print_recovery(recorder)
                 await _show_status(recorder, seconds, status)
 
-            recorder = await record_chains(
-                out,
-                session,
-                chain_list,
-                dte=dte_range,
-                strikes=strikes,
-                event_types=types if types is not None else list(DEFAULT_CHAIN_EVENTS),
-                run=show,
-                rotation=rotation,
-                fsync=fsync,
-                fsync_interval_s=sync_s,
-                source="simulator" if demo else _tastytrade(sandbox),
-            )
-            click.echo(recorder.stats.summary(time.time_ns(), out=str(recorder.root)))
+            try:
+                await record_chains(
+                    out,
+                    session,
+                    chain_list,
+                    dte=dte_range,
+                    strikes=strikes,
+                    event_types=types if types is not None else list(DEFAULT_CHAIN_EVENTS),
+                    run=show,
+                    rotation=rotation,
+                    fsync=fsync,
+                    fsync_interval_s=sync_s,
+                    source="simulator" if demo else _tastytrade(sandbox),
+                    journal=journal,
+                )
+            finally:
+                for recorder in entered:  # also after Ctrl-C: the recorder has flushed by now
+                    where = recorder.destination or recorder.root
+                    click.echo(recorder.stats.summary(time.time_ns(), out=str(where)))
 
     async def _record(
         server: str | None,

@@ -97,7 +97,7 @@ from ._account_input import RECONCILE_EVERY_S, AccountInput, Reconciliation
 from ._snapshots import SnapshotMarkers
 from ._user_input import UserInput
 from .account_window import AccountWindow
-from .live_sql import live_connection
+from .live_sql import live_connection, live_views, read_tail, remove_stale_snapshots
 from .recovery import RecoveryReport, SessionLock, lock_path, marker_path, recover
 from .sink import EventSink, RotationPolicy, WrittenFile, convert_segment, prune_journal
 from .status import RecorderStats, UploadBacklog
@@ -319,6 +319,8 @@ class Recorder(AccountInput, UserInput):
                 f"{exc.strerror or exc}; choose another folder or fix its permissions"
             ) from exc
         try:
+            if self._uploader is not None:  # live SQL links a crashed process left behind
+                remove_stale_snapshots(self.root)
             if self.recover:
                 uploaded = None if self._uploader is None else uploaded_counter(self._uploader)
                 self.recovered = await anyio.to_thread.run_sync(
@@ -546,6 +548,12 @@ class Recorder(AccountInput, UserInput):
             return None
         return UploadsPending(pending_message(uploader.backlog, self.root))
 
+    def _bookkeeping_written(self) -> None:
+        """A bookkeeping table of this session changed (the chain recorder's
+        ``_subscriptions``): recording into ``s3://…``, the uploader looks now (thread-safe)."""
+        if self._uploader is not None:
+            self._uploader.wake()
+
     def _seal(self, segments: list[Path]) -> None:
         if segments:
             self._sealed += segments
@@ -689,7 +697,17 @@ class Recorder(AccountInput, UserInput):
         holds the rows still in the journal (the open file and files waiting for conversion),
         with no row twice across a rotation (argued in :mod:`tastyrec.record.live_sql`). A
         snapshot: call again for newer rows. Call it from the event loop running the recorder
-        (it reads the journal, memory-mapped: fast, but blocking).
+        (it reads the journal, memory-mapped: fast, but blocking; DuckDB then reads each
+        file's footer to make the views, which on many files or on ``s3://`` takes long
+        enough to hold up the recording: :meth:`aconnect` does that in a worker thread).
+
+        Recording into ``s3://…``: the views hold the bucket's files (this recording's
+        uploaded ones and every other recorder's under the prefix), the files waiting for
+        upload in the journal dir and the journal rows, each row once (the same module's
+        argument); listing the bucket makes it a few requests slower, and a store that cannot
+        be listed raises :class:`~tastyrec.objectstore.ObjectStoreError`. The files waiting
+        for upload are hard-linked into ``<journal dir>/_live/`` for as long as the connection
+        exists, so a query still reads them once the uploader has deleted them.
 
         Example usage::
 
@@ -697,10 +715,34 @@ class Recorder(AccountInput, UserInput):
             con.sql("SELECT event_symbol, count(*) FROM Quote GROUP BY 1").show()
 
         Raises:
-            StorageError: a file or journal segment cannot be read.
+            StorageError: a file or journal segment cannot be read (``ObjectStoreError``: the
+                bucket could not be listed).
         """
         written, segments = self._tail_snapshot()
-        return live_connection(self.root, self.session_id, written, segments)
+        return live_connection(
+            self.root, self.session_id, written, segments, store=self.destination
+        )
+
+    async def aconnect(self) -> duckdb.DuckDBPyConnection:
+        """:meth:`connect` without holding up the recording: the snapshot and the journal are
+        read on the event loop (fast), the listings and DuckDB's reading of the files'
+        footers to make the views run in a worker thread. Use it on a long recording or one
+        into ``s3://…``, where making the views takes seconds (a footer request per object).
+
+        Example usage::
+
+            con = await recorder.aconnect()
+            con.sql("SELECT event_symbol, count(*) FROM Quote GROUP BY 1").show()
+
+        Raises:
+            StorageError: as :meth:`connect`.
+        """
+        written, segments = self._tail_snapshot()
+        tail = read_tail(self.root, written, segments)
+        build = functools.partial(
+            live_views, self.root, self.session_id, written, tail, store=self.destination
+        )
+        return await anyio.to_thread.run_sync(build)
 
     def _tail_snapshot(self) -> tuple[set[Path], list[Path]]:
         """(files converted, segments not yet converted), consistent with each other.
