@@ -65,10 +65,10 @@ from ..exceptions import StorageError
 from ..schema import upgrade
 from ..storage import layout
 from ..storage.journal import read_segment
+from ..storage.listing import ObjectPartition, compacted_from, is_compacted
 from ..storage.sql import (
     GAPS_VIEW,
     SESSIONS_VIEW,
-    _bookkeeping_files,
     _bookkeeping_view,
     connect,
     parquet_source,
@@ -76,7 +76,7 @@ from ..storage.sql import (
     quote_str,
     receipt_select,
 )
-from ..storage.tables import GAP_COLUMNS, SESSION_COLUMNS
+from ..storage.tables import GAP_COLUMNS, SESSION_COLUMNS, bookkeeping_files
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -310,7 +310,7 @@ def _store_views(
         (SESSIONS_VIEW, layout.SESSIONS_DIR, SESSION_COLUMNS),
         (GAPS_VIEW, layout.GAPS_DIR, GAP_COLUMNS),
     ):
-        listed = {u.rpartition("/")[2]: u for u in _bookkeeping_files(store, folder, fs)}
+        listed = {u.rpartition("/")[2]: u for u in map(str, bookkeeping_files(store, folder, fs))}
         listed.update(books[folder])  # the local version is the newest
         _bookkeeping_view(con, view, [listed[n] for n in sorted(listed)], columns)
 
@@ -361,8 +361,9 @@ def _compacted_away(
         return set()
     replaced: set[str] = set()
     for name, url in listed.items():
-        if catalog.is_compacted(name):
-            replaced.update(catalog._s3_compacted_from(fs, url.removeprefix("s3://")) or ())
+        if is_compacted(name):
+            folder = url.removeprefix("s3://").rpartition("/")[0]
+            replaced.update(compacted_from(ObjectPartition(fs, folder, ()), name) or ())
     return replaced & names
 
 
