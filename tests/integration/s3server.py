@@ -4,7 +4,25 @@ moto (``moto[server]`` >= 5.2.6, FIELD_REPORTS #17) answers the S3 REST API with
 store; started as a separate process it can be killed and restarted under the test's control, the
 way an object store goes away and comes back. Its state lives in that process only, so a restart
 empties it: :meth:`S3Server.restart` creates the bucket again and tests that need objects to
-survive an outage put them there after the restart.
+survive an outage put them there after the restart (or keep the server up and cut the network with
+:class:`CuttingProxy`).
+
+Why no restart that keeps the state: moto's request recorder (``/moto-api/recorder/*``, replayed
+by ``replay-recording``) cannot rebuild this store, measured with moto 5.2.6 and pyarrow 26:
+
+* pyarrow's PUTs (whole files and multipart parts) are sent ``Transfer-Encoding: chunked`` with
+  ``Content-Encoding: aws-chunked`` and no ``Content-Length``; the recorder reads the body only
+  by ``Content-Length`` and records ``""``: replayed, every uploaded Parquet file is 0 bytes, and
+  so is each server-side copy of one;
+* a multipart upload's parts and completion name the ``uploadId`` the first server made up; the
+  replayed ``CreateMultipartUpload`` gets a new one, the parts go nowhere and the object is
+  missing;
+* replayed objects get new ``Last-Modified`` times (what
+  :func:`tastyrec.objectstore.remove_staging_leftovers` ages).
+
+boto3's requests (``Content-Length``, e.g. the conditional lease writes) do replay faithfully.
+``test_s3_end_to_end.py::test_moto_recorder_keeps_no_body_of_a_pyarrow_put`` pins the first
+point, so a moto that fixes it is noticed.
 
 Every wait is bounded (``WAIT_S``); nothing here sleeps "long enough". To count the requests a
 query made, :meth:`S3Server.recording` switches on moto's request recorder: it writes each request
@@ -99,19 +117,27 @@ class S3Server:
                 raise TimeoutError(f"moto server did not answer within {WAIT_S} s")
             time.sleep(0.05)  # kept: polls another process until it answers (bounded by WAIT_S)
 
-    def stop(self) -> None:
-        """Kill the server (SIGKILL: an outage, not a shutdown) and wait for it to be gone."""
+    def stop(self) -> int | None:
+        """Kill the server (SIGKILL: an outage, not a shutdown) and wait for it to be gone;
+        its exit status (``-9`` when the kill ended it; ``None`` if it was not running)."""
         proc, self._proc = self._proc, None
         if proc is None:
-            return
+            return None
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=WAIT_S)
+        return proc.wait(timeout=WAIT_S)
 
     def restart(self) -> None:
-        """Stop and start again on the same port (an empty store with the bucket created)."""
+        """Stop and start again on the same port: a new process, an *empty* store with the
+        bucket created (moto keeps its state in memory; see the module doc for why its request
+        recorder cannot carry it over)."""
         self.stop()
         self.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs."""
+        return None if self._proc is None else self._proc.pid
 
     @property
     def running(self) -> bool:
@@ -130,6 +156,10 @@ class S3Server:
             return body
         finally:
             conn.close()
+
+    def post(self, target: str) -> bytes:
+        """POST to the server itself (``/moto-api/...``); ``OSError`` on an HTTP error."""
+        return self._request("POST", target)
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[list[Request]]:
