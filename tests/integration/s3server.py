@@ -48,6 +48,8 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 WAIT_S = 20.0
+#: the script that runs moto with a store that survives a kill (``S3Server(persistent=True)``)
+PERSISTENT_SERVER = Path(__file__).with_name("moto_persistent.py")
 
 #: fake credentials for tests: the server does not check them
 FAKE_ENV = {
@@ -76,14 +78,22 @@ class S3Server:
     """
 
     def __init__(
-        self, log_dir: Path, bucket: str = "tastyrec-test", env: dict[str, str] | None = None
+        self,
+        log_dir: Path,
+        bucket: str = "tastyrec-test",
+        env: dict[str, str] | None = None,
+        *,
+        persistent: bool = False,
     ) -> None:
         self.bucket = bucket
+        self.persistent = persistent
         self.extra_env = dict(env or {})
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"moto-{self.port}.log"
         self.recording_path = log_dir / f"moto-{self.port}.requests.jsonl"
+        #: with ``persistent``: the buckets as of the last completed write (moto_persistent.py)
+        self.snapshot_path = log_dir / f"moto-{self.port}.buckets.pickle"
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -97,8 +107,12 @@ class S3Server:
         env["PYTHONUNBUFFERED"] = "1"
         env["MOTO_RECORDER_FILEPATH"] = str(self.recording_path)
         env.update(self.extra_env)
+        if self.persistent:
+            program = [sys.executable, str(PERSISTENT_SERVER), str(self.snapshot_path)]
+        else:
+            program = [sys.executable, "-m", "moto.server"]
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [*program, "-H", "127.0.0.1", "-p", str(self.port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -110,7 +124,9 @@ class S3Server:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"moto server exited with {self._proc.returncode}")
             with contextlib.suppress(OSError):
-                self._request("PUT", f"/{self.bucket}")
+                # created unless kept from before a restart (persistent): moto's PUT of an
+                # existing bucket in us-east-1 replaces it with an empty one
+                self._request("PUT", f"/{self.bucket}", absent_only=True)
                 return
             if time.monotonic() > deadline:
                 self.stop()
@@ -128,9 +144,10 @@ class S3Server:
         return proc.wait(timeout=WAIT_S)
 
     def restart(self) -> None:
-        """Stop and start again on the same port: a new process, an *empty* store with the
-        bucket created (moto keeps its state in memory; see the module doc for why its request
-        recorder cannot carry it over)."""
+        """Stop (SIGKILL) and start again on the same port: a new process. Its store is empty
+        with the bucket created, unless ``persistent``: then it holds what every completed write
+        left (moto keeps its state in memory; see the module doc for why its request recorder
+        cannot carry it over)."""
         self.stop()
         self.start()
 
@@ -145,7 +162,16 @@ class S3Server:
 
     # -- inspection -----------------------------------------------------------------------
 
-    def _request(self, method: str, target: str) -> bytes:
+    def _request(self, method: str, target: str, *, absent_only: bool = False) -> bytes:
+        """One request to the server itself; with ``absent_only``, only if a HEAD of ``target``
+        finds nothing (404)."""
+        if absent_only:
+            try:
+                self._request("HEAD", target)
+                return b""
+            except OSError as exc:
+                if "HTTP 404" not in str(exc):
+                    raise
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         try:
             conn.request(method, target)
