@@ -2,13 +2,16 @@
 
 moto (``moto[server]`` >= 5.2.6, FIELD_REPORTS #17) answers the S3 REST API with an in-memory
 store; started as a separate process it can be killed and restarted under the test's control, the
-way an object store goes away and comes back. Its state lives in that process only, so a restart
-empties it: :meth:`S3Server.restart` creates the bucket again and tests that need objects to
-survive an outage put them there after the restart (or keep the server up and cut the network with
-:class:`CuttingProxy`).
+way an object store goes away and comes back. moto keeps its state in that process only, so a
+restart empties it (:meth:`S3Server.restart` creates the bucket again), unless the server is
+``S3Server(..., persistent=True)``: then ``moto_persistent.py`` runs it and saves the buckets
+after every completed write, before answering, and the next process on the port starts with
+them -- a SIGKILL keeps exactly the completed requests, as a real store does
+(``test_persistent_moto_keeps_completed_writes_across_a_kill``).
 
-Why no restart that keeps the state: moto's request recorder (``/moto-api/recorder/*``, replayed
-by ``replay-recording``) cannot rebuild this store, measured with moto 5.2.6 and pyarrow 26:
+Why not moto's own request recorder (``/moto-api/recorder/*``, replayed by
+``replay-recording``) for that: it cannot rebuild this store, measured with moto 5.2.6 and
+pyarrow 26:
 
 * pyarrow's PUTs (whole files and multipart parts) are sent ``Transfer-Encoding: chunked`` with
   ``Content-Encoding: aws-chunked`` and no ``Content-Length``; the recorder reads the body only

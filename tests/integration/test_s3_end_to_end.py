@@ -1,30 +1,29 @@
 """One recording's whole life on object storage, with real processes: record into ``s3://``, the
-store goes away in the middle of an upload, the recorder is killed (``kill -9``) with a backlog,
-the store comes back, ``tastyrec recover`` uploads the backlog, then the recording is queried,
-replayed, compacted and queried again -- every row journaled before the kill arrives exactly
-once, at every stage (issue 19's "Tests run against a real S3-compatible server").
+store's process is killed in the middle of an upload, the recorder is killed (``kill -9``) with a
+backlog, the store is restarted, ``tastyrec recover`` uploads the backlog, then the recording
+is queried, replayed, compacted and queried again -- every row journaled before the kill arrives
+exactly once, at every stage (issue 19's "Tests run against a real S3-compatible server").
 
 The parts, all real:
 
-* the store: moto's S3 server, a subprocess on 127.0.0.1 (``tests/integration/s3server.py``),
-  reached through a :class:`~tests.integration.s3server.CuttingProxy`. The outage is the proxy
-  cutting every open connection when the uploads have sent an exact number of bytes (inside the
-  first upload after it is armed) and then refusing connections, as a dead server does; the
-  store "restarts" when the proxy listens again. A real restart of moto is a *different, empty*
-  store (its state lives in its process): the objects uploaded before the outage would be gone,
-  and "every row once" could not be checked against the bucket. moto's request recorder cannot
-  carry the store over a restart either (measured with moto 5.2.6, pyarrow 26: pyarrow's PUTs are
-  ``Transfer-Encoding: chunked`` with no ``Content-Length``, and the recorder, which reads a body
-  by ``Content-Length`` only, records them empty -- replayed, every uploaded file is 0 bytes, and
-  so is its server-side copy; a multipart upload's parts name an ``uploadId`` the replayed server
-  does not know; :func:`test_moto_recorder_keeps_no_body_of_a_pyarrow_put` pins the first).
-  So the real kill and restart of moto is the second scenario,
-  :func:`test_moto_killed_mid_upload_and_restarted_empty_the_backlog_arrives_once`: moto is
-  SIGKILLed inside an upload and a new, empty moto process starts on the same port while the
-  recorder runs; the files confirmed before the kill are read before it and accounted for as
-  lost with moto's memory, and everything after them must arrive once. This scenario keeps the
-  proxy outage because it is the only one that can check the whole chain (the files uploaded
-  before the outage, ``kill -9``, ``recover``, the readers, compaction) against one bucket;
+* the store: moto's S3 server, a subprocess on 127.0.0.1 (``tests/integration/s3server.py``)
+  whose objects survive a kill (``S3Server(persistent=True)``: every completed write is kept,
+  ``tests/integration/moto_persistent.py``), reached through a
+  :class:`~tests.integration.s3server.CuttingProxy`. The outage is real: when the uploads have
+  sent an exact number of bytes after the proxy is armed (inside the staging PUT's body of the
+  first upload), the proxy stops listening and moto's process is SIGKILLed; later a new moto
+  process starts on the same port with what the old one had completed, and the proxy listens
+  again. The proxy only places the kill at an exact byte (a fault, not a race). moto's own
+  request recorder cannot carry the store over a restart (measured with moto 5.2.6, pyarrow 26:
+  pyarrow's PUTs are ``Transfer-Encoding: chunked`` with no ``Content-Length``, and the
+  recorder, which reads a body by ``Content-Length`` only, records them empty -- replayed, every
+  uploaded file is 0 bytes, and so is its server-side copy; a multipart upload's parts name an
+  ``uploadId`` the replayed server does not know;
+  :func:`test_moto_recorder_keeps_no_body_of_a_pyarrow_put` pins the first), hence
+  moto_persistent.py, itself checked by
+  :func:`test_persistent_moto_keeps_completed_writes_across_a_kill`. A second scenario,
+  :func:`test_moto_killed_mid_upload_and_restarted_the_recorder_uploads_everything_once`, kills
+  and restarts moto under a recorder that stays up (its uploader's retries carry the backlog);
 * the recorder: a subprocess (:data:`DRIVER`) running :class:`~tastyrec.record.recorder.Recorder`
   with ``out="s3://…"``, a local journal dir, small rotations and ``fsync="always"``, its
   DXLinkStreamer connected to a simulator in the same process (dropped once, so the session has
@@ -50,6 +49,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,11 +63,12 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from botocore.exceptions import ClientError
 
 import tastyrec
 from tastyrec import catalog
 from tastyrec.events import Quote, Trade
-from tastyrec.objectstore import S3Location, s3_filesystem, upload
+from tastyrec.objectstore import S3Location, s3_client, s3_filesystem, upload
 from tastyrec.replay import ReplayStreamer
 from tastyrec.storage.journal import read_segment
 from tastyrec.storage.layout import parquet_for_journal
@@ -594,7 +595,9 @@ async def test_moto_killed_mid_upload_and_restarted_the_recorder_uploads_everyth
     assert {k: arrived[k] for k in before_kill} == before_kill
     assert_exactly([k for rows in arrived.values() for k in rows], expected, "the bucket")
     assert_exactly(queried(DEST), expected, "connect() after the restart")
-    # each final key written once: by one copy, in one of the two server processes
+    # each final key written once: by one copy, in one of the two server processes (the access
+    # log line follows the answer: waited for, then counted)
+    poll("the access log", lambda: all(final_puts(s3, k) for k in arrived))
     assert {k: final_puts(s3, k) for k in arrived} == dict.fromkeys(arrived, 1)
     # nothing partial under a final key: each data file is whole Parquet (read above); staged
     # copies are hidden (leading dot)
@@ -610,10 +613,11 @@ async def test_moto_killed_mid_upload_and_restarted_the_recorder_uploads_everyth
 
 
 def test_moto_recorder_keeps_no_body_of_a_pyarrow_put(s3: S3Server, tmp_path: Path) -> None:
-    """Why the restart above is empty: moto's request recorder writes pyarrow's PUTs (chunked,
+    """Why ``S3Server(persistent=True)`` keeps moto's buckets itself (moto_persistent.py)
+    instead of replaying moto's request recorder: the recorder writes pyarrow's PUTs (chunked,
     no Content-Length) with an empty body, so replaying the recording into a restarted server
-    makes every uploaded file a 0-byte object. If this fails, moto records bodies now and a
-    restart that keeps the store (replay-recording) may have become possible."""
+    makes every uploaded file a 0-byte object. If this fails, moto records bodies now and its
+    ``replay-recording`` may have become an option."""
     source = tmp_path / "t.parquet"
     pq.write_table(pa.table({"n": list(range(1000))}), source)
     dest = S3Location(s3.bucket, "p/t.parquet")
@@ -632,3 +636,48 @@ def test_moto_recorder_keeps_no_body_of_a_pyarrow_put(s3: S3Server, tmp_path: Pa
     s3.restart()
     s3.post("/moto-api/recorder/replay-recording")
     assert fs.get_file_info(dest.path).size == 0  # replayed: the key is back, its bytes are not
+
+
+def test_persistent_moto_keeps_completed_writes_across_a_kill(
+    s3_persistent: S3Server, tmp_path: Path
+) -> None:
+    """What ``S3Server(persistent=True)`` keeps when its process is SIGKILLed: every completed
+    write (a small upload, a 12 MiB multipart upload, a conditional write, a delete), byte for
+    byte; not a PUT whose body was still arriving; and the next process answers conditional
+    requests from the kept state."""
+    s3 = s3_persistent
+    fs = s3_filesystem()
+    small, big = tmp_path / "small.parquet", tmp_path / "big.bin"
+    pq.write_table(pa.table({"n": list(range(1000))}), small)
+    big.write_bytes(os.urandom(12 << 20))
+    upload(small, S3Location(s3.bucket, "k/small.parquet"), fs=fs)
+    upload(big, S3Location(s3.bucket, "k/big.bin"), fs=fs)
+    upload(small, S3Location(s3.bucket, "k/gone.parquet"), fs=fs)
+    fs.delete_file(f"{s3.bucket}/k/gone.parquet")
+    client = s3_client()
+    client.put_object(Bucket=s3.bucket, Key="k/lease", Body=b"one", IfNoneMatch="*")
+
+    def stored() -> dict[str, bytes]:
+        selector = pafs.FileSelector(s3.bucket, recursive=True)
+        files = [i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        out = {}
+        for path in files:
+            with fs.open_input_stream(path) as fh:
+                out[path.removeprefix(f"{s3.bucket}/")] = fh.read()
+        return out
+
+    before = stored()
+    assert before["k/big.bin"] == big.read_bytes() and "k/gone.parquet" not in before
+    # a PUT of 100,000 bytes of which 5,000 have arrived when the server dies
+    with socket.create_connection(("127.0.0.1", s3.port), timeout=WAIT_S) as sock:
+        sock.sendall(
+            f"PUT /{s3.bucket}/k/partial HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Length: 100000\r\n\r\n".encode() + b"x" * 5000
+        )
+        pid = s3.pid
+        assert s3.stop() == -signal.SIGKILL
+    s3.start()
+    assert s3.pid != pid
+    assert stored() == before  # no k/partial, every other object byte-identical
+    with pytest.raises(ClientError, match="PreconditionFailed"):
+        client.put_object(Bucket=s3.bucket, Key="k/lease", Body=b"two", IfNoneMatch="*")
