@@ -128,8 +128,9 @@ class S3Server:
                 raise RuntimeError(f"moto server exited with {self._proc.returncode}")
             with contextlib.suppress(OSError):
                 # created unless kept from before a restart (persistent): moto's PUT of an
-                # existing bucket in us-east-1 replaces it with an empty one
-                self._request("PUT", f"/{self.bucket}", absent_only=True)
+                # existing bucket in us-east-1 replaces it with an empty one. Otherwise one
+                # request only: with IAM auth on, moto lets a set number through unsigned
+                self._request("PUT", f"/{self.bucket}", absent_only=self.persistent)
                 return
             if time.monotonic() > deadline:
                 self.stop()
