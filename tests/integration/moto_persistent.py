@@ -32,27 +32,19 @@ def main(snapshot: Path, argv: list[str]) -> None:
     from moto.s3.models import s3_backends
     from moto.server import main as moto_main
 
+    buckets: dict[str, Any] = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets
+    if snapshot.exists():
+        buckets.update(pickle.loads(snapshot.read_bytes()))
     lock = threading.Lock()
     handle = convert_to_flask_response.__call__
     temporary = snapshot.with_name(snapshot.name + ".tmp")
-    loaded: list[bool] = []
-
-    def buckets() -> dict[str, Any]:
-        # looked up at each request: the server sets its backends up after this module starts
-        found: dict[str, Any] = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets
-        return found
 
     def handle_and_keep(self: Any, args: Any = None, **kwargs: Any) -> Any:
-        if not loaded:  # the first request: the buckets of the snapshot, before anything else
-            with lock:
-                if not loaded and snapshot.exists():
-                    buckets().update(pickle.loads(snapshot.read_bytes()))
-                loaded.append(True)
         if flask_request.method in ("GET", "HEAD"):
             return handle(self, args, **kwargs)
         with lock:
             response = handle(self, args, **kwargs)
-            temporary.write_bytes(pickle.dumps(buckets()))
+            temporary.write_bytes(pickle.dumps(buckets))
             os.replace(temporary, snapshot)  # a kill leaves the old snapshot or the new one
             return response
 
