@@ -12,7 +12,9 @@ completed but whose answer was lost is kept (the client retries it, as against S
 Why not moto's own request recorder (``replay-recording``): it records pyarrow's chunked PUT
 bodies as empty, see :mod:`tests.integration.s3server`. Requests that may change the store run
 one at a time (a lock around the request and its snapshot), so a snapshot never sees half of one;
-reads run concurrently. Test infrastructure only; the snapshot is tiny (test recordings).
+reads run concurrently. (So a write whose body stalls holds the other writes back until its
+connection ends; the tests' faults close connections, they do not stall them.) Test
+infrastructure only; the snapshot is tiny (test recordings).
 """
 
 from __future__ import annotations
