@@ -209,3 +209,18 @@ def s3(aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def s3_persistent(
+    aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[S3Server]:
+    """Like ``s3``, but the server's objects survive its SIGKILL: ``restart()`` (or ``stop()``
+    then ``start()``) brings a new process up with every write that had completed."""
+    server = S3Server(tmp_path, persistent=True)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,18 +1,29 @@
 """One recording's whole life on object storage, with real processes: record into ``s3://``, the
-store goes away in the middle of an upload, the recorder is killed (``kill -9``) with a backlog,
-the store comes back, ``tastyrec recover`` uploads the backlog, then the recording is queried,
-replayed, compacted and queried again -- every row journaled before the kill arrives exactly
-once, at every stage (issue 19's "Tests run against a real S3-compatible server").
+store's process is killed in the middle of an upload, the recorder is killed (``kill -9``) with a
+backlog, the store is restarted, ``tastyrec recover`` uploads the backlog, then the recording
+is queried, replayed, compacted and queried again -- every row journaled before the kill arrives
+exactly once, at every stage (issue 19's "Tests run against a real S3-compatible server").
 
 The parts, all real:
 
-* the store: moto's S3 server, a subprocess on 127.0.0.1 (``tests/integration/s3server.py``),
-  reached through a :class:`~tests.integration.s3server.CuttingProxy`. The outage is the proxy
-  cutting every open connection when the uploads have sent an exact number of bytes (inside the
-  first upload after it is armed) and then refusing connections, as a dead server does; the
-  store "restarts" when the proxy listens again. A real restart of moto would be a *different,
-  empty* store (its state lives in its process): the objects uploaded before the outage would be
-  gone, and "every row once" could not be checked against the bucket;
+* the store: moto's S3 server, a subprocess on 127.0.0.1 (``tests/integration/s3server.py``)
+  whose objects survive a kill (``S3Server(persistent=True)``: every completed write is kept,
+  ``tests/integration/moto_persistent.py``), reached through a
+  :class:`~tests.integration.s3server.CuttingProxy`. The outage is real: when the uploads have
+  sent an exact number of bytes after the proxy is armed (inside the staging PUT's body of the
+  first upload), the proxy stops listening and moto's process is SIGKILLed; later a new moto
+  process starts on the same port with what the old one had completed, and the proxy listens
+  again. The proxy only places the kill at an exact byte (a fault, not a race). moto's own
+  request recorder cannot carry the store over a restart (measured with moto 5.2.6, pyarrow 26:
+  pyarrow's PUTs are ``Transfer-Encoding: chunked`` with no ``Content-Length``, and the
+  recorder, which reads a body by ``Content-Length`` only, records them empty -- replayed, every
+  uploaded file is 0 bytes, and so is its server-side copy; a multipart upload's parts name an
+  ``uploadId`` the replayed server does not know;
+  :func:`test_moto_recorder_keeps_no_body_of_a_pyarrow_put` pins the first), hence
+  moto_persistent.py, itself checked by
+  :func:`test_persistent_moto_keeps_completed_writes_across_a_kill`. A second scenario,
+  :func:`test_moto_killed_mid_upload_and_restarted_the_recorder_uploads_everything_once`, kills
+  and restarts moto under a recorder that stays up (its uploader's retries carry the backlog);
 * the recorder: a subprocess (:data:`DRIVER`) running :class:`~tastyrec.record.recorder.Recorder`
   with ``out="s3://…"``, a local journal dir, small rotations and ``fsync="always"``, its
   DXLinkStreamer connected to a simulator in the same process (dropped once, so the session has
@@ -34,9 +45,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,11 +63,12 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from botocore.exceptions import ClientError
 
 import tastyrec
 from tastyrec import catalog
 from tastyrec.events import Quote, Trade
-from tastyrec.objectstore import S3Location, s3_filesystem
+from tastyrec.objectstore import S3Location, s3_client, s3_filesystem, upload
 from tastyrec.replay import ReplayStreamer
 from tastyrec.storage.journal import read_segment
 from tastyrec.storage.layout import parquet_for_journal
@@ -148,6 +162,9 @@ async def main(dest, journal, rows_per_file):
                         recorder.record_many(event(i) for i in range(fed, fed + n))
                         fed += n
                         say("fed", fed)
+                    elif command == "backlog":  # the uploader's counters
+                        up = recorder.stats.upload
+                        say("backlog", up.files, up.failures, up.uploaded_files)
                     elif command == "drop":  # a disconnect: the session's gap
                         await sim.drop()
                         with anyio.fail_after(20):
@@ -192,7 +209,8 @@ class Driver:
         n = self.answers + 1
         lines = self.proc.wait_for(
             f"the driver's answer {word!r}",
-            lambda: (lines := self.proc.stdout.splitlines()) and len(lines) >= n and lines,
+            # complete lines only: a line being written may be read half-way
+            lambda: (lines := self.proc.stdout.split("\n")[:-1]) and len(lines) >= n and lines,
             timeout=WAIT_S,
         )
         self.answers = n
@@ -343,12 +361,21 @@ def timed(figures: dict[str, float], name: str) -> Iterator[None]:
 
 @pytest.mark.slow
 async def test_record_outage_kill_recover_query_replay_compact_every_row_once(
-    s3: S3Server, tmp_path: Path, cli, start_driver
+    s3_persistent: S3Server, tmp_path: Path, cli, start_driver
 ) -> None:
+    s3 = s3_persistent  # its objects survive a kill of its process
     figures: dict[str, float] = {}
     fs = s3_filesystem()  # this process: straight to the server (AWS_ENDPOINT_URL of `s3`)
     journal = tmp_path / "journal"
-    proxy = CuttingProxy(s3.port, cut_at=1 << 62, on_cut=lambda: proxy.pause())
+    killed: list[int | None] = []
+
+    def kill_moto() -> None:  # in the proxy's thread, at the cut
+        # refuse connections first: one accepted (and closed, nothing upstream) while moto dies
+        # can stall the SDK for curl's 30 s low-speed limit (docs/object-storage.md)
+        proxy.pause()
+        killed.append(s3.stop())
+
+    proxy = CuttingProxy(s3.port, cut_at=1 << 62, on_cut=kill_moto)
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     through_proxy = {**cli.env, **aws, "AWS_ENDPOINT_URL": proxy.endpoint}
     with proxy:
@@ -363,11 +390,14 @@ async def test_record_outage_kill_recover_query_replay_compact_every_row_once(
                 driver.proc,
             )
             before_outage = data_keys(objects(fs))
+            first_pid = s3.pid
 
-            # -- the store goes away inside the next upload; files pile up in the journal dir
+            # -- the store's process is killed inside the next upload; files pile up in the
+            # journal dir
             proxy.cut_at = proxy.sent + CUT_INTO
             acked = int(driver.send("files 3", "journaled"))
-            poll("the cut", proxy.cut.is_set, driver.proc)
+            poll("the kill", proxy.cut.is_set, driver.proc)
+            assert killed == [-signal.SIGKILL] and not s3.running
             poll(
                 "a backlog of 3 files of each type",
                 lambda: len(waiting(journal)) == 3 * len(TYPES),
@@ -378,7 +408,10 @@ async def test_record_outage_kill_recover_query_replay_compact_every_row_once(
             acked = int(driver.send("rows 201", "journaled"))
             fed = int(driver.send("more 77", "fed"))
             driver.kill()  # kill -9 with the backlog
-        assert data_keys(objects(fs)) == before_outage  # nothing arrived during the outage
+        # -- a new moto process on the same port, with every write the old one completed
+        s3.start()
+        assert s3.pid != first_pid
+        assert data_keys(objects(fs)) == before_outage  # kept; nothing of the cut upload
         must = what_must_arrive(fs, journal)
         expected = {k for rows in must.values() for k in rows}
         every = [k for rows in must.values() for k in rows]
@@ -392,7 +425,7 @@ async def test_record_outage_kill_recover_query_replay_compact_every_row_once(
             assert kept == list(range(parity, parity + 2 * len(kept), 2)), event_type
             assert len(kept) >= len(range(parity, acked, 2)), event_type
 
-        # -- the store is back: `tastyrec recover` uploads the backlog
+        # -- the store is reachable again: `tastyrec recover` uploads the backlog
         proxy.resume()
         cli.env.update(through_proxy)
         with timed(figures, "recover"):
@@ -459,3 +492,192 @@ async def test_record_outage_kill_recover_query_replay_compact_every_row_once(
             for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
                 assert FAKE_ENV[name] not in text, name
     logger.info("end-to-end phases (s): %s; %d of %d rows fed journaled", figures, journaled, fed)
+
+
+# --- the store's own process killed mid-upload and restarted --------------------------------
+
+
+def rows_of(fs: pafs.S3FileSystem) -> dict[str, list[tuple[str, int]]]:
+    """Each data file under the prefix (key relative to it) -> its rows' keys (read whole)."""
+    return {k: keys_of(read_object(fs, k), k.split("/")[0]) for k in data_keys(objects(fs))}
+
+
+def final_puts(s3: S3Server, key: str) -> int:
+    """Successful PUTs (a copy: the final key is written only by one) of ``key`` (relative to
+    the prefix) in the server's access log, every process on its port (werkzeug logs a request
+    after answering it: complete once the client has its answer)."""
+    line = f'"PUT /{BUCKET}/{PREFIX}/{key} HTTP/1.1" 200'
+    return s3.log_path.read_text(errors="replace").count(line)
+
+
+@pytest.mark.slow
+async def test_moto_killed_mid_upload_and_restarted_the_recorder_uploads_everything_once(
+    s3_persistent: S3Server, tmp_path: Path, cli, start_driver
+) -> None:
+    """Issue 19's "stop the server mid-upload and restart it" with a recorder that stays up:
+    moto's process is SIGKILLed when the proxy has seen ``CUT_INTO`` bytes of an upload (inside
+    its staging PUT's body), stays down while the recorder journals 3 more files of each type and
+    its uploader fails and backs off, then a new moto process starts on the same port with every
+    write the old one completed (``S3Server(persistent=True)``, tests/integration/
+    moto_persistent.py). The live recorder's uploader carries the backlog across: the files
+    uploaded before the kill are kept and not uploaded again, the cut file, the backlog, the
+    files recorded after the restart and the open files flushed at a clean stop arrive, each row
+    once; each final key was written by exactly one successful PUT (its copy) across both server
+    processes. (The first scenario kills the recorder too and uploads its backlog with
+    ``tastyrec recover``; this one is the uploader's own retries.)
+
+    The proxy only places the kill at an exact byte (a fault, not a race) and refuses
+    connections while moto is down; after the restart it forwards to the new process.
+    """
+    s3 = s3_persistent
+    fs = s3_filesystem()  # this process: straight to the server
+    journal = tmp_path / "journal"
+    killed: list[int | None] = []
+
+    def kill_moto() -> None:  # in the proxy's thread, at the cut
+        # refuse connections first: one accepted (and closed, nothing upstream) while moto dies
+        # can stall the SDK for curl's 30 s low-speed limit (docs/object-storage.md)
+        proxy.pause()
+        killed.append(s3.stop())
+
+    proxy = CuttingProxy(s3.port, cut_at=1 << 62, on_cut=kill_moto)
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    through_proxy = {**cli.env, **aws, "AWS_ENDPOINT_URL": proxy.endpoint}
+    with proxy:
+        driver = start_driver(journal, through_proxy)
+        driver.send("files 2", "journaled")
+        poll(
+            "2 files of each type uploaded",
+            lambda: len(data_keys(objects(fs))) == 2 * len(TYPES) and not waiting(journal),
+            driver.proc,
+        )
+        before_kill = rows_of(fs)
+        first_pid = s3.pid
+
+        # -- moto is killed inside the next upload; the recorder goes on, its uploader retries
+        proxy.cut_at = proxy.sent + CUT_INTO
+        driver.send("files 3", "journaled")
+        poll("the kill", proxy.cut.is_set, driver.proc)
+        assert killed == [-signal.SIGKILL] and not s3.running
+        poll(
+            "a backlog of 3 files of each type",
+            lambda: len(waiting(journal)) == 3 * len(TYPES),
+            driver.proc,
+        )
+        failures_before = int(driver.send("backlog", "backlog").split()[1])
+        poll(
+            "the uploader failing again (backing off, not giving up)",
+            lambda: int(driver.send("backlog", "backlog").split()[1]) > failures_before,
+            driver.proc,
+        )
+
+        # -- a new moto process on the same port, with what the old one had completed
+        s3.start()
+        assert s3.pid != first_pid
+        assert rows_of(fs) == before_kill  # kept, whole; nothing of the cut upload
+        proxy.resume()
+        driver.send("files 2", "journaled")
+        poll(
+            "the backlog and the new files uploaded",
+            lambda: len(data_keys(objects(fs))) == 7 * len(TYPES) and not waiting(journal),
+            driver.proc,
+        )
+        fed = int(driver.send("rows 101", "journaled"))  # open files, flushed at the stop
+        backlog = driver.send("backlog", "backlog").split()
+        driver.send("bye", "bye")
+        assert driver.proc.wait(WAIT_S, "stop") == 0, driver.proc.stderr
+    # the recorder stopped cleanly with everything uploaded: nothing left in the journal dir
+    assert not [p for p in journal.rglob("*") if p.is_file()], list(journal.rglob("*"))
+    assert int(backlog[1]) > failures_before  # the outage was crossed by retries
+
+    expected = {(TYPES[n % 2], n) for n in range(fed)}
+    arrived = rows_of(fs)
+    assert {k: arrived[k] for k in before_kill} == before_kill
+    assert_exactly([k for rows in arrived.values() for k in rows], expected, "the bucket")
+    assert_exactly(queried(DEST), expected, "connect() after the restart")
+    # each final key written once: by one copy, in one of the two server processes (the access
+    # log line follows the answer: waited for, then counted)
+    poll("the access log", lambda: all(final_puts(s3, k) for k in arrived))
+    assert {k: final_puts(s3, k) for k in arrived} == dict.fromkeys(arrived, 1)
+    # nothing partial under a final key: each data file is whole Parquet (read above); staged
+    # copies are hidden (leading dot)
+    keys = objects(fs)
+    assert all(k.endswith(".parquet") for k in keys if not hidden(k)), sorted(keys)
+    assert all(k.endswith(".uploading") for k in keys if hidden(k)), sorted(keys)
+    sessions = tastyrec.connect(DEST).sql("SELECT session_id, status, rows, files FROM sessions")
+    assert sessions.fetchall() == [(driver.session_id, "ended", fed, len(arrived))]
+    for text in (driver.proc.stdout, driver.proc.stderr):
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            assert FAKE_ENV[name] not in text, name
+    logger.info("restart: %d rows fed, %d files, %s failed passes", fed, len(arrived), backlog[1])
+
+
+def test_moto_recorder_keeps_no_body_of_a_pyarrow_put(s3: S3Server, tmp_path: Path) -> None:
+    """Why ``S3Server(persistent=True)`` keeps moto's buckets itself (moto_persistent.py)
+    instead of replaying moto's request recorder: the recorder writes pyarrow's PUTs (chunked,
+    no Content-Length) with an empty body, so replaying the recording into a restarted server
+    makes every uploaded file a 0-byte object. If this fails, moto records bodies now and its
+    ``replay-recording`` may have become an option."""
+    source = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"n": list(range(1000))}), source)
+    dest = S3Location(s3.bucket, "p/t.parquet")
+    fs = s3_filesystem()
+    with s3.recording() as requests:
+        upload(source, dest, fs=fs)
+    staged = [r for r in requests if r.method == "PUT" and r.path.endswith(".uploading")]
+    assert len(staged) == 1, requests
+    with s3.recording_path.open(encoding="utf-8") as lines:
+        entries = [json.loads(line) for line in lines]
+    put = next(e for e in entries if e["method"] == "PUT" and e["url"].endswith(".uploading"))
+    assert put["headers"].get("Transfer-Encoding") == "chunked", put["headers"]
+    assert put["body"] == "", len(put["body"])
+    assert fs.get_file_info(dest.path).size == source.stat().st_size
+
+    s3.restart()
+    s3.post("/moto-api/recorder/replay-recording")
+    assert fs.get_file_info(dest.path).size == 0  # replayed: the key is back, its bytes are not
+
+
+def test_persistent_moto_keeps_completed_writes_across_a_kill(
+    s3_persistent: S3Server, tmp_path: Path
+) -> None:
+    """What ``S3Server(persistent=True)`` keeps when its process is SIGKILLed: every completed
+    write (a small upload, a 12 MiB multipart upload, a conditional write, a delete), byte for
+    byte; not a PUT whose body was still arriving; and the next process answers conditional
+    requests from the kept state."""
+    s3 = s3_persistent
+    fs = s3_filesystem()
+    small, big = tmp_path / "small.parquet", tmp_path / "big.bin"
+    pq.write_table(pa.table({"n": list(range(1000))}), small)
+    big.write_bytes(os.urandom(12 << 20))
+    upload(small, S3Location(s3.bucket, "k/small.parquet"), fs=fs)
+    upload(big, S3Location(s3.bucket, "k/big.bin"), fs=fs)
+    upload(small, S3Location(s3.bucket, "k/gone.parquet"), fs=fs)
+    fs.delete_file(f"{s3.bucket}/k/gone.parquet")
+    client = s3_client()
+    client.put_object(Bucket=s3.bucket, Key="k/lease", Body=b"one", IfNoneMatch="*")
+
+    def stored() -> dict[str, bytes]:
+        selector = pafs.FileSelector(s3.bucket, recursive=True)
+        files = [i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        out = {}
+        for path in files:
+            with fs.open_input_stream(path) as fh:
+                out[path.removeprefix(f"{s3.bucket}/")] = fh.read()
+        return out
+
+    before = stored()
+    assert before["k/big.bin"] == big.read_bytes() and "k/gone.parquet" not in before
+    # a PUT of 100,000 bytes of which 5,000 have arrived when the server dies
+    with socket.create_connection(("127.0.0.1", s3.port), timeout=WAIT_S) as sock:
+        sock.sendall(
+            f"PUT /{s3.bucket}/k/partial HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Length: 100000\r\n\r\n".encode() + b"x" * 5000
+        )
+        pid = s3.pid
+        assert s3.stop() == -signal.SIGKILL
+    s3.start()
+    assert s3.pid != pid
+    assert stored() == before  # no k/partial, every other object byte-identical
+    with pytest.raises(ClientError, match="PreconditionFailed"):
+        client.put_object(Bucket=s3.bucket, Key="k/lease", Body=b"two", IfNoneMatch="*")
