@@ -24,8 +24,8 @@ pyarrow 26:
   :func:`tastyrec.objectstore.remove_staging_leftovers` ages).
 
 boto3's requests (``Content-Length``, e.g. the conditional lease writes) do replay faithfully.
-``test_s3_end_to_end.py::test_moto_recorder_keeps_no_body_of_a_pyarrow_put`` pins the first
-point, so a moto that fixes it is noticed.
+(Measured with moto 5.2.6; a test pinning that behaviour would fail the day moto improves, so
+there is none.)
 
 Every wait is bounded (``WAIT_S``); nothing here sleeps "long enough". To count the requests a
 query made, :meth:`S3Server.recording` switches on moto's request recorder: it writes each request

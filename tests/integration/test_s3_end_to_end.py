@@ -18,8 +18,7 @@ The parts, all real:
   pyarrow's PUTs are ``Transfer-Encoding: chunked`` with no ``Content-Length``, and the
   recorder, which reads a body by ``Content-Length`` only, records them empty -- replayed, every
   uploaded file is 0 bytes, and so is its server-side copy; a multipart upload's parts name an
-  ``uploadId`` the replayed server does not know;
-  :func:`test_moto_recorder_keeps_no_body_of_a_pyarrow_put` pins the first), hence
+  ``uploadId`` the replayed server does not know), hence
   moto_persistent.py, itself checked by
   :func:`test_persistent_moto_keeps_completed_writes_across_a_kill`. A second scenario,
   :func:`test_moto_killed_mid_upload_and_restarted_the_recorder_uploads_everything_once`, kills
@@ -45,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import signal
@@ -610,32 +608,6 @@ async def test_moto_killed_mid_upload_and_restarted_the_recorder_uploads_everyth
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             assert FAKE_ENV[name] not in text, name
     logger.info("restart: %d rows fed, %d files, %s failed passes", fed, len(arrived), backlog[1])
-
-
-def test_moto_recorder_keeps_no_body_of_a_pyarrow_put(s3: S3Server, tmp_path: Path) -> None:
-    """Why ``S3Server(persistent=True)`` keeps moto's buckets itself (moto_persistent.py)
-    instead of replaying moto's request recorder: the recorder writes pyarrow's PUTs (chunked,
-    no Content-Length) with an empty body, so replaying the recording into a restarted server
-    makes every uploaded file a 0-byte object. If this fails, moto records bodies now and its
-    ``replay-recording`` may have become an option."""
-    source = tmp_path / "t.parquet"
-    pq.write_table(pa.table({"n": list(range(1000))}), source)
-    dest = S3Location(s3.bucket, "p/t.parquet")
-    fs = s3_filesystem()
-    with s3.recording() as requests:
-        upload(source, dest, fs=fs)
-    staged = [r for r in requests if r.method == "PUT" and r.path.endswith(".uploading")]
-    assert len(staged) == 1, requests
-    with s3.recording_path.open(encoding="utf-8") as lines:
-        entries = [json.loads(line) for line in lines]
-    put = next(e for e in entries if e["method"] == "PUT" and e["url"].endswith(".uploading"))
-    assert put["headers"].get("Transfer-Encoding") == "chunked", put["headers"]
-    assert put["body"] == "", len(put["body"])
-    assert fs.get_file_info(dest.path).size == source.stat().st_size
-
-    s3.restart()
-    s3.post("/moto-api/recorder/replay-recording")
-    assert fs.get_file_info(dest.path).size == 0  # replayed: the key is back, its bytes are not
 
 
 def test_persistent_moto_keeps_completed_writes_across_a_kill(
