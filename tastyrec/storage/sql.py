@@ -146,7 +146,7 @@ def refresh(
         from .. import objectstore
 
         fs = objectstore.s3_filesystem()
-        objectstore.register_duckdb(con, fs)
+        objectstore.register_duckdb(con, fs, snapshot=True)
     start_ns, end_ns = _window(con)
     created = []
     for event_type in catalog.location_event_types(root, fs):
