@@ -813,6 +813,8 @@ class _ThreadPositionedFile:
         opener: Callable[[], Any] | None = None,
         snapshot: _Snapshot | None = None,
     ) -> None:
+        # with ``snapshot``, the source ``opener`` gives is the snapshot's, shared by every
+        # handle on the object and released with the snapshot (not closed by :meth:`close`)
         import threading
 
         # ``source`` None: opened by ``opener`` at the first read the snapshot cannot serve
@@ -850,7 +852,10 @@ class _ThreadPositionedFile:
         snapshot = self._snapshot
         data = None if snapshot is None else snapshot.cached(self.path, pos, n)
         if data is None:
-            data = bytes(self._opened().read_at(n, pos))  # a pyarrow Buffer or bytes
+            try:
+                data = bytes(self._opened().read_at(n, pos))  # a pyarrow Buffer or bytes
+            except OSError as exc:  # e.g. deleted since it was opened
+                raise _error("reading", f"s3://{self.path}", exc) from None
             if snapshot is not None and pos + len(data) == self._size:
                 snapshot.keep_tail(self.path, pos, data)
         self._local.pos = pos + len(data)
@@ -871,7 +876,7 @@ class _ThreadPositionedFile:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self._source is not None:
+            if self._source is not None and self._snapshot is None:
                 self._source.close()
 
     def __enter__(self) -> _ThreadPositionedFile:
@@ -883,8 +888,8 @@ class _ThreadPositionedFile:
 
 class _Snapshot:
     """What a snapshot of immutable objects lets a reader keep instead of asking again: each
-    object's file info (size, last-modified: a HEAD) and the tail of it read last (the Parquet
-    footer), within :data:`SNAPSHOT_TAIL_BYTES` in all.
+    object's file info (size, last-modified: a HEAD), the object opened (a HEAD) and the tail of
+    it read last (the Parquet footer), within :data:`SNAPSHOT_TAIL_BYTES` in all.
 
     DuckDB asks its filesystem for a file's existence, info, size and modification time, each
     a HEAD through fsspec, and opens the file (another HEAD) and reads its footer (a GET) at
@@ -901,6 +906,7 @@ class _Snapshot:
 
         self._lock = threading.Lock()
         self._infos: dict[str, dict[str, Any]] = {}
+        self._sources: dict[str, Any] = {}
         self._tails: dict[str, tuple[int, bytes]] = {}
         self._tail_bytes = 0
 
@@ -910,6 +916,18 @@ class _Snapshot:
             found = fetch()  # FileNotFoundError: not kept, asked again next time
             if found.get("type") == "file":
                 self._infos[path] = found
+        return found
+
+    def source(self, path: str, opener: Callable[[], Any]) -> Any:
+        """The object opened (a HEAD) once for the snapshot; pyarrow's ``read_at`` is
+        thread-safe, so every handle DuckDB opens on it shares it."""
+        found = self._sources.get(path)
+        if found is None:
+            opened = opener()
+            with self._lock:
+                found = self._sources.setdefault(path, opened)
+            if found is not opened:
+                opened.close()
         return found
 
     def cached(self, path: str, pos: int, n: int) -> bytes | None:
@@ -979,7 +997,7 @@ def fsspec_filesystem(fs: pafs.S3FileSystem | None = None, *, snapshot: bool = F
                 return _ThreadPositionedFile(opener(), path)
             size = int(self.info(path)["size"])
             return _ThreadPositionedFile(
-                None, path, size=size, opener=opener, snapshot=kept
+                None, path, size=size, opener=lambda: kept.source(path, opener), snapshot=kept
             )
 
     return _Wrapper(s3_filesystem() if fs is None else fs, skip_instance_cache=True)

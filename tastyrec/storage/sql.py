@@ -29,7 +29,7 @@ bytes read of it (its footer; a small file whole), within
 :data:`tastyrec.objectstore.SNAPSHOT_TAIL_BYTES` (:func:`tastyrec.objectstore.register_duckdb`
 with ``snapshot``). Queries then cost no request but the row groups they read; an object a
 compaction deleted meanwhile still answers from what the snapshot holds of it, and fails on
-the first read it does not hold (a ``duckdb.Error`` naming the object: "opening s3://...").
+the first read it does not hold (a ``duckdb.Error`` naming the object: "reading s3://...").
 """
 
 from __future__ import annotations
