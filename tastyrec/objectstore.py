@@ -804,15 +804,37 @@ class _ThreadPositionedFile:
     ``read_at`` is positional and thread-safe in pyarrow.
     """
 
-    def __init__(self, source: Any, path: str) -> None:
+    def __init__(
+        self,
+        source: Any,
+        path: str,
+        *,
+        size: int | None = None,
+        opener: Callable[[], Any] | None = None,
+        snapshot: _Snapshot | None = None,
+    ) -> None:
+        # with ``snapshot``, the source ``opener`` gives is the snapshot's, shared by every
+        # handle on the object and released with the snapshot (not closed by :meth:`close`)
         import threading
 
+        # ``source`` None: opened by ``opener`` at the first read the snapshot cannot serve
+        # (an open costs a HEAD); ``size`` then comes from the snapshot's file info
         self._source = source
-        self._size = int(source.size())
+        self._opener = opener
+        self._size = int(source.size()) if size is None else size
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._snapshot = snapshot
         self.path = path
         self.mode = "rb"
         self.closed = False
+
+    def _opened(self) -> Any:
+        with self._lock:
+            if self._source is None:
+                assert self._opener is not None
+                self._source = self._opener()
+            return self._source
 
     def seek(self, offset: int, whence: int = 0) -> int:
         base = {0: 0, 1: self.tell(), 2: self._size}[whence]
@@ -827,9 +849,17 @@ class _ThreadPositionedFile:
         n = self._size - pos if length is None or length < 0 else min(length, self._size - pos)
         if n <= 0:
             return b""
-        data = bytes(self._source.read_at(n, pos))  # a pyarrow Buffer or bytes
+        snapshot = self._snapshot
+        data = None if snapshot is None else snapshot.cached(self.path, pos, n)
+        if data is None:
+            try:
+                data = bytes(self._opened().read_at(n, pos))  # a pyarrow Buffer or bytes
+            except OSError as exc:  # e.g. deleted since it was opened
+                raise _error("reading", f"s3://{self.path}", exc) from None
+            if snapshot is not None and pos + len(data) == self._size:
+                snapshot.keep_tail(self.path, pos, data)
         self._local.pos = pos + len(data)
-        return bytes(data)
+        return data
 
     def size(self) -> int:
         return self._size
@@ -846,7 +876,8 @@ class _ThreadPositionedFile:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._source.close()
+            if self._source is not None and self._snapshot is None:
+                self._source.close()
 
     def __enter__(self) -> _ThreadPositionedFile:
         return self
@@ -855,35 +886,143 @@ class _ThreadPositionedFile:
         self.close()
 
 
-def fsspec_filesystem(fs: pafs.S3FileSystem | None = None) -> Any:
+class _Snapshot:
+    """What a snapshot of immutable objects lets a reader keep instead of asking again: each
+    object's file info (size, last-modified: a HEAD), the object opened (a HEAD) and the tail of
+    it read last (the Parquet footer), within :data:`SNAPSHOT_TAIL_BYTES` in all.
+
+    DuckDB asks its filesystem for a file's existence, info, size and modification time, each
+    a HEAD through fsspec, and opens the file (another HEAD) and reads its footer (a GET) at
+    every bind of ``read_parquet`` -- 14 HEADs and 2 GETs per file and query on a view
+    (``benchmarks/RESULTS.md``, "Opening many small files on S3"). Its own Parquet metadata
+    cache does not help files modified less than 10 s before the read, which are exactly a live
+    recording's newest. A recording's objects never change under their name (each is published
+    once, complete, and compaction deletes, never rewrites), so within one snapshot (one
+    :func:`tastyrec.connect` or ``refresh``) an object's info and footer are read once. A
+    deleted object still fails its first data read (``ObjectStoreError``)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._infos: dict[str, dict[str, Any]] = {}
+        self._sources: dict[str, Any] = {}
+        self._tails: dict[str, tuple[int, bytes]] = {}
+        self._tail_bytes = 0
+
+    def info(self, path: str, fetch: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        found = self._infos.get(path)
+        if found is None:
+            found = fetch()  # FileNotFoundError: not kept, asked again next time
+            if found.get("type") == "file":
+                self._infos[path] = found
+        return found
+
+    def source(self, path: str, opener: Callable[[], Any]) -> Any:
+        """The object opened (a HEAD) once for the snapshot; pyarrow's ``read_at`` is
+        thread-safe, so every handle DuckDB opens on it shares it."""
+        found = self._sources.get(path)
+        if found is None:
+            opened = opener()
+            with self._lock:
+                found = self._sources.setdefault(path, opened)
+            if found is not opened:
+                opened.close()
+        return found
+
+    def cached(self, path: str, pos: int, n: int) -> bytes | None:
+        tail = self._tails.get(path)
+        if tail is None or pos < tail[0] or pos + n > tail[0] + len(tail[1]):
+            return None
+        start = pos - tail[0]
+        return tail[1][start : start + n]
+
+    def keep_tail(self, path: str, pos: int, data: bytes) -> None:
+        with self._lock:
+            old = self._tails.get(path)
+            if old is not None and old[0] <= pos:
+                return  # already holds at least this much of the tail
+            grown = self._tail_bytes + len(data) - (0 if old is None else len(old[1]))
+            if grown > SNAPSHOT_TAIL_BYTES:
+                return
+            self._tails[path] = (pos, data)
+            self._tail_bytes = grown
+
+
+#: Bytes of object tails (Parquet footers) one DuckDB snapshot of a recording keeps in memory;
+#: past it, footers are read again at each query (DuckDB's own metadata cache still serves
+#: objects older than 10 s when ``parquet_metadata_cache`` is on).
+SNAPSHOT_TAIL_BYTES: Final = 64 * 1024 * 1024
+
+
+def fsspec_filesystem(fs: pafs.S3FileSystem | None = None, *, snapshot: bool = False) -> Any:
     """fsspec's ``ArrowFSWrapper`` around ``fs`` (protocol ``s3``), whose files opened for
     reading keep one position per thread (:class:`_ThreadPositionedFile`: DuckDB's threads
-    share a handle)."""
+    share a handle).
+
+    With ``snapshot``, the objects are taken as immutable for the wrapper's life: each one's
+    file info is asked once, its footer read once, and it is opened (a HEAD) only when a read
+    needs the store (:class:`_Snapshot`). Listings (globs) still ask the store."""
     from fsspec.implementations.arrow import ArrowFSWrapper  # type: ignore[import-untyped]
 
+    kept = _Snapshot() if snapshot else None
+
     class _Wrapper(ArrowFSWrapper):  # type: ignore[misc]
+        def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+            if kept is None:
+                return dict(super().info(path, **kwargs))
+            return kept.info(self._strip_protocol(path), lambda: super(_Wrapper, self).info(
+                path, **kwargs
+            ))
+
+        def modified(self, path: str) -> Any:
+            if kept is None:
+                return super().modified(path)
+            return self.info(path)["mtime"]
+
         def _open(
             self, path: str, mode: str = "rb", block_size: Any = None, **kwargs: Any
         ) -> Any:
             if mode != "rb" or not kwargs.get("seekable", True):
                 return super()._open(path, mode, block_size, **kwargs)
-            try:
-                source = self.fs.open_input_file(path)
-            except OSError as exc:
-                raise _error("opening", f"s3://{path}", exc) from None
-            return _ThreadPositionedFile(source, path)
+            path = self._strip_protocol(path)
 
-    return _Wrapper(s3_filesystem() if fs is None else fs)
+            def opener() -> Any:
+                try:
+                    return self.fs.open_input_file(path)
+                except OSError as exc:
+                    raise _error("opening", f"s3://{path}", exc) from None
+
+            if kept is None:
+                return _ThreadPositionedFile(opener(), path)
+            size = int(self.info(path)["size"])
+            return _ThreadPositionedFile(
+                None, path, size=size, opener=lambda: kept.source(path, opener), snapshot=kept
+            )
+
+    return _Wrapper(s3_filesystem() if fs is None else fs, skip_instance_cache=True)
 
 
 def register_duckdb(
-    con: duckdb.DuckDBPyConnection, fs: pafs.S3FileSystem | None = None
+    con: duckdb.DuckDBPyConnection,
+    fs: pafs.S3FileSystem | None = None,
+    *,
+    snapshot: bool = False,
 ) -> None:
     """Let ``con`` read ``s3://`` URLs (``read_parquet('s3://b/p/Quote/*/*.parquet')``) with no
-    extension download: through fsspec over pyarrow's S3 filesystem. Idempotent."""
+    extension download: through fsspec over pyarrow's S3 filesystem. Idempotent.
+
+    ``snapshot``: register a new wrapper in place of any registered one, which takes the
+    objects as immutable (:func:`fsspec_filesystem`), and switch DuckDB's Parquet metadata
+    cache on: the views of :func:`tastyrec.connect` read each footer once, not at every
+    query. Each ``snapshot`` registration starts with nothing kept."""
     if con.filesystem_is_registered("s3"):
-        return
-    con.register_filesystem(fsspec_filesystem(fs))
+        if not snapshot:
+            return
+        con.unregister_filesystem("s3")
+    con.register_filesystem(fsspec_filesystem(fs, snapshot=snapshot))
+    if snapshot:
+        con.execute("SET parquet_metadata_cache = true")
 
 
 _SHARED: dict[S3Config, pafs.S3FileSystem] = {}

@@ -22,6 +22,14 @@ DuckDB's own: a timestamp literal in a query is read in the session ``TimeZone``
 The views are a snapshot of the files at :func:`connect` time. A later recording's new files,
 or a compaction that replaced files, are picked up by :func:`refresh` (or a new connection);
 a query over a snapshot whose files a compaction deleted fails with a DuckDB ``IOException``.
+
+Over ``s3://`` the snapshot also holds what DuckDB asked of each object: its size and
+modification time (asked once, not at every bind: a view binds at every query) and the last
+bytes read of it (its footer; a small file whole), within
+:data:`tastyrec.objectstore.SNAPSHOT_TAIL_BYTES` (:func:`tastyrec.objectstore.register_duckdb`
+with ``snapshot``). Queries then cost no request but the row groups they read; an object a
+compaction deleted meanwhile still answers from what the snapshot holds of it, and fails on
+the first read it does not hold (a ``duckdb.Error`` naming the object: "reading s3://...").
 """
 
 from __future__ import annotations
@@ -108,6 +116,8 @@ def connect(
     :func:`tastyrec.objectstore.register_duckdb` (pyarrow's S3 filesystem, no extension
     download), with ranged GETs of the footers and of the row groups a filter keeps. Each view
     is over the explicit list of its files, never a bucket-wide glob (docs/object-storage.md).
+    Each object's info and footer are asked once per connection (or :func:`refresh`), not at
+    every query.
 
     Raises:
         RecordingNotFound: ``path`` is not a folder, or no key is under the URL (a
@@ -146,7 +156,7 @@ def refresh(
         from .. import objectstore
 
         fs = objectstore.s3_filesystem()
-        objectstore.register_duckdb(con, fs)
+        objectstore.register_duckdb(con, fs, snapshot=True)
     start_ns, end_ns = _window(con)
     created = []
     for event_type in catalog.location_event_types(root, fs):

@@ -111,10 +111,15 @@ def test_scan_with_a_date_window_reads_no_object_of_another_day(s3, bucket):
     assert read and all("/Quote/date=2026-11-21/" in k for k in read), read
 
 
-def test_queries_read_only_the_objects_of_the_views_they_use(s3, bucket):
+def test_queries_read_only_the_objects_of_the_views_they_use(s3, bucket, monkeypatch):
     # (row-group pruning inside a file goes through the same register_duckdb path:
     # test_objectstore.py::test_duckdb_symbol_filter_reads_only_matching_row_groups)
+    # nothing kept from connect (these small files would be read whole there and never again:
+    # test_sql_s3_requests.py), so the query asks the store for what it reads
+    monkeypatch.setattr(objectstore, "SNAPSHOT_TAIL_BYTES", 0)
     con = tastyrec.connect(bucket.url)
+    con.execute("SET parquet_metadata_cache = false")
+    con.execute("SET enable_external_file_cache = false")
     with s3.recording() as requests:
         assert con.sql("SELECT count(*) FROM Trade WHERE event_symbol = 'SPY'").fetchall()
     read = {unquote(r.url.split("?")[0]).split("/rec/")[1] for r in requests if r.method == "GET"}
