@@ -34,7 +34,7 @@ import tastyrec
 from tastyrec import objectstore
 from tastyrec.storage import layout
 from tastyrec.storage.parquet import write_parquet
-from tests.integration.s3server import FAKE_ENV, Request, S3Server
+from tests.integration.s3server import Request, S3Server, fake_aws_environment
 
 DAY_NS = 86_400 * 10**9
 QUERIES = {
@@ -90,12 +90,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            del os.environ[name]
-    os.environ.update(FAKE_ENV)
     with tempfile.TemporaryDirectory(prefix="bench-connect-s3-") as tmp:
-        os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = f"{tmp}/none"
+        for name, value in fake_aws_environment(Path(tmp)).items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
         local = Path(tmp) / "rec"
         make_files(local, args.files, args.days, args.rows)
         files = sorted(local.rglob("*.parquet"))

@@ -36,7 +36,7 @@ from bench_sql import QUERY
 
 import tastyrec
 from tastyrec import objectstore
-from tests.integration.s3server import FAKE_ENV, S3Server
+from tests.integration.s3server import S3Server, fake_aws_environment
 
 QUERIES = {
     "aggregate by symbol (all rows)": QUERY.format(source="Quote"),
@@ -65,12 +65,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            del os.environ[name]
-    os.environ.update(FAKE_ENV)
     with tempfile.TemporaryDirectory(prefix="bench-query-s3-") as tmp:
-        os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = f"{tmp}/none"
+        for name, value in fake_aws_environment(Path(tmp)).items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
         local = Path(tmp) / "rec"
         t0 = time.perf_counter()
         make_recording(local, args.rows, args.files)

@@ -150,14 +150,14 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     os.environ[ROTATE_ENV] = str(args.rotate_rows)
 
-    from tests.integration.s3server import FAKE_ENV, S3Server
+    from tests.integration.s3server import S3Server, fake_aws_environment
 
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(FAKE_ENV)
     logs = Path(tempfile.mkdtemp(prefix="bench_record_s3_moto_"))
-    os.environ["AWS_CONFIG_FILE"] = str(logs / "none")
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(logs / "none")
+    for name, value in fake_aws_environment(logs).items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
     server = S3Server(logs, BUCKET)
     server.start()
     os.environ["AWS_ENDPOINT_URL"] = server.endpoint

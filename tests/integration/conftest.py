@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.s3server import FAKE_ENV, S3Server
+from tests.integration.s3server import S3Server, fake_aws_environment
 
 TASTYREC = [sys.executable, "-m", "tastyrec"]
 #: the quote token variable; never inherited by the subprocesses
@@ -190,25 +190,26 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials, no AWS files of the machine's user, for this test only."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
+    for name, value in fake_aws_environment(tmp_path).items():
+        if value is None:
             monkeypatch.delenv(name)
-    for name, value in FAKE_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+        else:
+            monkeypatch.setenv(name, value)
 
 
-@pytest.fixture
-def s3(aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    """A running moto server with a bucket; ``AWS_ENDPOINT_URL`` points at it."""
-    server = S3Server(tmp_path)
+def _running(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     server.start()
     monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def s3(aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """A running moto server with a bucket; ``AWS_ENDPOINT_URL`` points at it."""
+    yield from _running(S3Server(tmp_path), monkeypatch)
 
 
 @pytest.fixture
@@ -217,10 +218,4 @@ def s3_persistent(
 ) -> Iterator[S3Server]:
     """Like ``s3``, but the server's objects survive its SIGKILL: ``restart()`` (or ``stop()``
     then ``start()``) brings a new process up with every write that had completed."""
-    server = S3Server(tmp_path, persistent=True)
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(S3Server(tmp_path, persistent=True), monkeypatch)

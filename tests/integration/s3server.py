@@ -65,6 +65,17 @@ FAKE_ENV = {
 }
 
 
+def fake_aws_environment(folder: Path) -> dict[str, str | None]:
+    """What to change in ``os.environ`` for the fake credentials: every ``AWS_*`` variable of
+    the machine's user removed (``None``), :data:`FAKE_ENV` set, and the AWS files pointed at
+    paths under ``folder`` that do not exist (no profile of the user is read)."""
+    changes: dict[str, str | None] = {n: None for n in os.environ if n.startswith("AWS_")}
+    changes.update(FAKE_ENV)
+    changes["AWS_CONFIG_FILE"] = str(folder / "no-aws-config")
+    changes["AWS_SHARED_CREDENTIALS_FILE"] = str(folder / "no-aws-credentials")
+    return changes
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:

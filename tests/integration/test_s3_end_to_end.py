@@ -357,14 +357,9 @@ def timed(figures: dict[str, float], name: str) -> Iterator[None]:
 # --- the scenario ----------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-async def test_record_outage_kill_recover_query_replay_compact_every_row_once(
-    s3_persistent: S3Server, tmp_path: Path, cli, start_driver
-) -> None:
-    s3 = s3_persistent  # its objects survive a kill of its process
-    figures: dict[str, float] = {}
-    fs = s3_filesystem()  # this process: straight to the server (AWS_ENDPOINT_URL of `s3`)
-    journal = tmp_path / "journal"
+def moto_killer(s3: S3Server) -> tuple[CuttingProxy, list[int | None]]:
+    """A proxy in front of ``s3`` that, once armed (``proxy.cut_at``), stops accepting and
+    SIGKILLs moto's process at that byte; the list gets the killed process's exit status."""
     killed: list[int | None] = []
 
     def kill_moto() -> None:  # in the proxy's thread, at the cut
@@ -374,8 +369,25 @@ async def test_record_outage_kill_recover_query_replay_compact_every_row_once(
         killed.append(s3.stop())
 
     proxy = CuttingProxy(s3.port, cut_at=1 << 62, on_cut=kill_moto)
+    return proxy, killed
+
+
+def proxy_env(env: dict[str, str], proxy: CuttingProxy) -> dict[str, str]:
+    """``env`` with this process's ``AWS_*`` configuration, its endpoint the proxy."""
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    through_proxy = {**cli.env, **aws, "AWS_ENDPOINT_URL": proxy.endpoint}
+    return {**env, **aws, "AWS_ENDPOINT_URL": proxy.endpoint}
+
+
+@pytest.mark.slow
+async def test_record_outage_kill_recover_query_replay_compact_every_row_once(
+    s3_persistent: S3Server, tmp_path: Path, cli, start_driver
+) -> None:
+    s3 = s3_persistent  # its objects survive a kill of its process
+    figures: dict[str, float] = {}
+    fs = s3_filesystem()  # this process: straight to the server (AWS_ENDPOINT_URL of `s3`)
+    journal = tmp_path / "journal"
+    proxy, killed = moto_killer(s3)
+    through_proxy = proxy_env(cli.env, proxy)
     with proxy:
         # -- record with the store up: several files uploaded, the session's gap recorded
         with timed(figures, "record"):
@@ -530,17 +542,8 @@ async def test_moto_killed_mid_upload_and_restarted_the_recorder_uploads_everyth
     s3 = s3_persistent
     fs = s3_filesystem()  # this process: straight to the server
     journal = tmp_path / "journal"
-    killed: list[int | None] = []
-
-    def kill_moto() -> None:  # in the proxy's thread, at the cut
-        # refuse connections first: one accepted (and closed, nothing upstream) while moto dies
-        # can stall the SDK for curl's 30 s low-speed limit (docs/object-storage.md)
-        proxy.pause()
-        killed.append(s3.stop())
-
-    proxy = CuttingProxy(s3.port, cut_at=1 << 62, on_cut=kill_moto)
-    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    through_proxy = {**cli.env, **aws, "AWS_ENDPOINT_URL": proxy.endpoint}
+    proxy, killed = moto_killer(s3)
+    through_proxy = proxy_env(cli.env, proxy)
     with proxy:
         driver = start_driver(journal, through_proxy)
         driver.send("files 2", "journaled")
