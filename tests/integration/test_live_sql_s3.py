@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import os
-import time
 from pathlib import Path
 
 import anyio
@@ -30,7 +29,7 @@ from tastyrec.record.sink import RotationPolicy
 from tastyrec.record.upload import UploadRetry
 from tests.integration.s3server import CuttingProxy, S3Server
 from tests.integration.test_record_s3 import BUCKET, local_waiting, visible_keys
-from tests.integration.waits import WAIT_S, wait_until
+from tests.integration.waits import WAIT_S, wait_until, wait_until_sync
 
 pytestmark = pytest.mark.anyio
 
@@ -83,15 +82,6 @@ def uploaded_quotes(session_id: str) -> list[str]:
         if "/Quote/" in k and session_id in k and k.endswith(".parquet")
         and not k.rpartition("/")[2].startswith(".")
     ]
-
-
-def wait_sync(predicate, what: str) -> None:
-    """Wait (bounded) for another thread (the uploader) from synchronous code."""
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)  # kept: polls the uploader thread's progress (bounded by WAIT_S)
 
 
 async def record(recorder: Recorder, numbers: range, files: int) -> None:
@@ -188,7 +178,7 @@ async def test_live_sql_on_s3_sees_uploaded_pending_and_journal_rows_once(
             def list_after_uploads(*args, **kwargs):
                 proxy.resume()
                 recorder._uploader.wake()
-                wait_sync(lambda: not local_waiting(journal_dir), "the uploads")
+                wait_until_sync("the uploads", lambda: not local_waiting(journal_dir))
                 return listing(*args, **kwargs)
 
             monkeypatch.setattr(live_sql.catalog, "location_event_types", list_after_uploads)

@@ -26,7 +26,7 @@ from tests.integration.test_record_crash import (
     journal,
     read_parquet,
 )
-from tests.integration.waits import WAIT_S
+from tests.integration.waits import WAIT_S, wait_until
 
 BUCKET = "tastyrec-test"
 DEST = f"s3://{BUCKET}/rec/desk1"
@@ -106,8 +106,7 @@ async def _record(tmp_path: Path, *, until_rows: int, during=None, journal_dir: 
                 with anyio.fail_after(WAIT_S):  # bounds failure only
                     if during is not None:
                         await during(recorder)
-                    while recorder.stats.rows["Quote"] < until_rows:  # noqa: ASYNC110
-                        await anyio.sleep(0.01)
+                    await wait_until(lambda: recorder.stats.rows["Quote"] >= until_rows)
         assert sim.sent is not None
         sent = expected_rows(Quote, sent_events(sim.sent)["Quote"])
     return recorder, sent
@@ -165,14 +164,12 @@ async def test_store_down_mid_recording_backlog_shown_then_everything_arrives_on
     async def outage(recorder) -> None:
         s3.stop()
         backlog = recorder.stats.upload
-        while not (backlog.files >= 2 and backlog.last_error is not None):  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+        await wait_until(lambda: backlog.files >= 2 and backlog.last_error is not None)
         display = StatusDisplay(recorder.stats, out=DEST, live=False)
         seen["line"] = display._line(recorder.stats.started_ns)
         assert len(local_waiting(journal_dir)) >= 2  # kept locally, with their segments
         s3.start()
-        while backlog.files or backlog.last_error is not None:  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+        await wait_until(lambda: not backlog.files and backlog.last_error is None)
 
     caplog.set_level("INFO")
     recorder, sent = await _record(tmp_path, until_rows=0, during=outage, journal_dir=journal_dir)
@@ -310,9 +307,7 @@ async def test_store_still_down_at_the_end_fails_with_the_way_out_then_recover_u
                 )
                 async with recorder:
                     await streamer.subscribe(Quote, SYMBOLS.split(","), refresh_interval=0.01)
-                    with anyio.fail_after(WAIT_S):
-                        while recorder.stats.files < 2:  # noqa: ASYNC110
-                            await anyio.sleep(0.01)
+                    await wait_until(lambda: recorder.stats.files >= 2)
         sent = expected_rows(Quote, sent_events(sim.sent)["Quote"])
     message = str(failed.value)
     assert str(journal_dir) in message and DEST in message

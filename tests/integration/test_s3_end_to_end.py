@@ -72,7 +72,7 @@ from tastyrec.storage.journal import read_segment
 from tastyrec.storage.layout import parquet_for_journal
 from tests.integration.conftest import Proc
 from tests.integration.s3server import FAKE_ENV, CuttingProxy, S3Server
-from tests.integration.waits import WAIT_S
+from tests.integration.waits import WAIT_S, wait_until_sync
 
 logger = logging.getLogger(__name__)
 
@@ -256,12 +256,7 @@ def poll(what: str, predicate: Callable[[], Any], proc: Proc | None = None) -> A
     """Wait (bounded) until ``predicate()`` is truthy; fail if ``proc`` exits first."""
     if proc is not None:
         return proc.wait_for(what, predicate, timeout=WAIT_S)
-    deadline = time.monotonic() + WAIT_S
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {WAIT_S} s waiting for {what}")
-        time.sleep(0.02)  # kept: polls files another process writes (no event crosses here)
-    return value
+    return wait_until_sync(what, predicate)
 
 
 def objects(fs: pafs.S3FileSystem) -> dict[str, int]:
