@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.s3server import S3Server, fake_aws_environment
+from tests.integration.s3server import S3Server, fake_aws_environment, running_s3_server
 
 TASTYREC = [sys.executable, "-m", "tastyrec"]
 #: the quote token variable; never inherited by the subprocesses
@@ -197,19 +197,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.setenv(name, value)
 
 
-def _running(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def s3(aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """A running moto server with a bucket; ``AWS_ENDPOINT_URL`` points at it."""
-    yield from _running(S3Server(tmp_path), monkeypatch)
+    with running_s3_server(tmp_path) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        yield server
 
 
 @pytest.fixture
@@ -218,4 +211,6 @@ def s3_persistent(
 ) -> Iterator[S3Server]:
     """Like ``s3``, but the server's objects survive its SIGKILL: ``restart()`` (or ``stop()``
     then ``start()``) brings a new process up with every write that had completed."""
-    yield from _running(S3Server(tmp_path, persistent=True), monkeypatch)
+    with running_s3_server(tmp_path, persistent=True) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        yield server

@@ -247,15 +247,42 @@ class Request(NamedTuple):
 
 @contextlib.contextmanager
 def running_s3_server(
-    log_dir: Path, bucket: str = "tastyrec-test", env: dict[str, str] | None = None
+    log_dir: Path,
+    bucket: str = "tastyrec-test",
+    env: dict[str, str] | None = None,
+    *,
+    persistent: bool = False,
 ) -> Iterator[S3Server]:
     """An :class:`S3Server`, started, and always killed at the end."""
-    server = S3Server(log_dir, bucket, env)
+    server = S3Server(log_dir, bucket, env, persistent=persistent)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def iam_access_key(server: S3Server, user: str) -> dict[str, str]:
+    """A new IAM user of ``server`` allowed every S3 action, and its access key
+    (``AccessKeyId``, ``SecretAccessKey``). For a server started with IAM checks on
+    (``INITIAL_NO_AUTH_ACTION_COUNT``): these three requests must be among the unchecked ones."""
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
+    iam.create_user(UserName=user)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
+    key: dict[str, str] = iam.create_access_key(UserName=user)["AccessKey"]
+    return key
 
 
 class CuttingProxy:

@@ -8,7 +8,6 @@ Requests are counted with moto's request recorder, which writes each request whi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -46,6 +45,7 @@ from tests.integration.s3server import (
     CuttingProxy,
     Request,
     S3Server,
+    iam_access_key,
     running_s3_server,
 )
 
@@ -547,25 +547,10 @@ def test_credentials_and_endpoint_from_an_aws_profile(tmp_path: Path) -> None:
     credentials in the shared credentials file (read by pyarrow's SDK) and the endpoint in the
     config file (read by s3_config); a wrong secret is a permanent error that does not repeat it.
     A fresh process each time: the SDK reads the AWS files once per process."""
-    import boto3
 
     # the first 4 requests are not checked: the bucket, then the IAM user, policy and key
     with running_s3_server(tmp_path, env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}) as server:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=server.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
-        )
-        iam.create_user(UserName="recorder")
-        policy = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
-        ]}
-        iam.put_user_policy(
-            UserName="recorder", PolicyName="s3", PolicyDocument=json.dumps(policy)
-        )
-        key = iam.create_access_key(UserName="recorder")["AccessKey"]
+        key = iam_access_key(server, "recorder")
         wrong = "wrong-secret-Mm3Nn5Pp7Qq9"
         credentials = tmp_path / "credentials"
         credentials.write_text(

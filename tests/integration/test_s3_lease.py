@@ -205,7 +205,9 @@ def test_the_lease_is_released_after_a_failure(
     assert_compacted(root)
 
 
-def test_a_long_compaction_renews_its_lease(root: S3Location) -> None:
+def expiries_at_half_an_hour_per_partition(root: S3Location) -> list[str]:
+    """Compact ``root`` with each partition taking half the lease's life (injected clock);
+    the lease's expiry seen after each partition."""
     clock = Clock()
     seen: list[str] = []
 
@@ -216,6 +218,11 @@ def test_a_long_compaction_renews_its_lease(root: S3Location) -> None:
         clock.now += LEASE / 2
 
     run(root, clock, half_an_hour_per_partition)
+    return seen
+
+
+def test_a_long_compaction_renews_its_lease(root: S3Location) -> None:
+    seen = expiries_at_half_an_hour_per_partition(root)
     # renewed before the second partition: an hour from then
     assert seen == [(T0 + LEASE).isoformat(), (T0 + LEASE / 2 + LEASE).isoformat()]
     assert read_lease(root) is None
@@ -364,16 +371,7 @@ def test_a_store_without_if_match_refuses_to_take_over_a_stale_lease_and_says_wh
 def test_a_store_without_if_match_still_renews_and_releases_the_lease(
     root: S3Location, no_conditional_writes: list[str]
 ) -> None:
-    clock = Clock()
-    seen: list[str] = []
-
-    def half_an_hour_per_partition(result: compaction.CompactionResult) -> None:
-        lease = read_lease(root)
-        assert lease is not None
-        seen.append(lease[0]["expires"])
-        clock.now += LEASE / 2
-
-    run(root, clock, half_an_hour_per_partition)
+    seen = expiries_at_half_an_hour_per_partition(root)
     assert seen == [(T0 + LEASE).isoformat(), (T0 + LEASE / 2 + LEASE).isoformat()]
     assert no_conditional_writes == ["PUT", "DELETE"]  # the renewal's and the release's If-Match
     assert read_lease(root) is None

@@ -10,7 +10,6 @@ process.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import boto3
 import duckdb
 import pytest
 
-from tests.integration.s3server import WAIT_S, S3Server, running_s3_server
+from tests.integration.s3server import WAIT_S, S3Server, iam_access_key, running_s3_server
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample"
 URL = "s3://tastyrec-test/rec"
@@ -103,20 +102,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     policy and its key), the sample recording uploaded with that key."""
     tmp_path = tmp_path_factory.mktemp("profile")
     with running_s3_server(tmp_path, env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}) as server:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=server.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
-        )
-        iam.create_user(UserName="analyst")
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-        }
-        iam.put_user_policy(UserName="analyst", PolicyName="s3", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="analyst")["AccessKey"]
+        key = iam_access_key(server, "analyst")
         s3 = boto3.client(
             "s3",
             endpoint_url=server.endpoint,
