@@ -34,7 +34,7 @@ import tastyrec
 from tastyrec import objectstore
 from tastyrec.storage import layout
 from tastyrec.storage.parquet import write_parquet
-from tests.integration.s3server import Request, S3Server, fake_aws_environment
+from tests.integration.s3server import Request, S3Server, use_fake_aws_environment
 
 DAY_NS = 86_400 * 10**9
 QUERIES = {
@@ -91,11 +91,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-connect-s3-") as tmp:
-        for name, value in fake_aws_environment(Path(tmp)).items():
-            if value is None:
-                del os.environ[name]
-            else:
-                os.environ[name] = value
+        use_fake_aws_environment(Path(tmp))
         local = Path(tmp) / "rec"
         make_files(local, args.files, args.days, args.rows)
         files = sorted(local.rglob("*.parquet"))

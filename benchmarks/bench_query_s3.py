@@ -36,7 +36,7 @@ from bench_sql import QUERY
 
 import tastyrec
 from tastyrec import objectstore
-from tests.integration.s3server import S3Server, fake_aws_environment
+from tests.integration.s3server import S3Server, use_fake_aws_environment
 
 QUERIES = {
     "aggregate by symbol (all rows)": QUERY.format(source="Quote"),
@@ -66,11 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-query-s3-") as tmp:
-        for name, value in fake_aws_environment(Path(tmp)).items():
-            if value is None:
-                del os.environ[name]
-            else:
-                os.environ[name] = value
+        use_fake_aws_environment(Path(tmp))
         local = Path(tmp) / "rec"
         t0 = time.perf_counter()
         make_recording(local, args.rows, args.files)

@@ -150,14 +150,10 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     os.environ[ROTATE_ENV] = str(args.rotate_rows)
 
-    from tests.integration.s3server import S3Server, fake_aws_environment
+    from tests.integration.s3server import S3Server, use_fake_aws_environment
 
     logs = Path(tempfile.mkdtemp(prefix="bench_record_s3_moto_"))
-    for name, value in fake_aws_environment(logs).items():
-        if value is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = value
+    use_fake_aws_environment(logs)
     server = S3Server(logs, BUCKET)
     server.start()
     os.environ["AWS_ENDPOINT_URL"] = server.endpoint

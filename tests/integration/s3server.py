@@ -76,6 +76,15 @@ def fake_aws_environment(folder: Path) -> dict[str, str | None]:
     return changes
 
 
+def use_fake_aws_environment(folder: Path) -> None:
+    """:func:`fake_aws_environment` applied to ``os.environ`` (for scripts: the benchmarks)."""
+    for name, value in fake_aws_environment(folder).items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
